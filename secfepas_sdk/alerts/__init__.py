@@ -1,0 +1,1 @@
+"""Alerts: the alert model, the policy, a durable outbox and sink plugins."""

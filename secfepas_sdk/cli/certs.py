@@ -1,0 +1,11 @@
+"""`secfepas certs`: subcommands (registered by secfepas_sdk.cli.main)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add this command's parser. Nothing registered yet for `certs`."""
+    del subparsers

@@ -1,0 +1,2 @@
+"""Model packages: bundled demo model, face detector files and helpers to
+import, quantise and verify model packages."""
