@@ -1,0 +1,49 @@
+"""The result of one secure inference, as the camera sees it.
+
+Only the camera ever holds this: the edge never learns the level.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+PAIN_LEVELS: tuple[str, ...] = ("none", "little", "moderate", "extreme")
+"""PSPI classes: 0 none, 1 little, 2 moderate, 3 extreme (PSPI >= 3)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PainAssessment:
+    """One analysed frame's pain level with its provenance and cost."""
+
+    level: int
+    probabilities: tuple[float, ...]
+    frame_time: float
+    frame_index: int = 0
+    camera_id: str = "camera"
+    model_id: str = ""
+    model_version: str = ""
+    seconds: float = 0.0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.level < len(PAIN_LEVELS):
+            raise ValueError(f"pain level must be 0..{len(PAIN_LEVELS) - 1}, got {self.level}")
+        if len(self.probabilities) != len(PAIN_LEVELS):
+            raise ValueError(
+                f"expected {len(PAIN_LEVELS)} probabilities, got {len(self.probabilities)}"
+            )
+        if not all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in self.probabilities):
+            raise ValueError("probabilities must be finite and within [0, 1]")
+        if not math.isfinite(self.frame_time):
+            raise ValueError("frame_time must be finite")
+
+    @property
+    def label(self) -> str:
+        return PAIN_LEVELS[self.level]
+
+    @property
+    def total_bytes(self) -> int:
+        return self.bytes_sent + self.bytes_received
