@@ -1,0 +1,177 @@
+"""Deliver the outbox to its sinks: one thread per sink, each with its own back-off.
+
+A sink that raises only delays itself; one that hangs holds only its own thread,
+which is a daemon so it never keeps the process alive. The camera pipeline only
+writes to the outbox and wakes the threads; it never waits for a sink.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from secfepas_sdk.alerts.models import Alert
+from secfepas_sdk.alerts.outbox import Outbox
+from secfepas_sdk.alerts.sinks import AlertSink
+from secfepas_sdk.errors import ConfigError, PermanentSinkError
+
+__all__ = ["Dispatcher", "RetryPolicy"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """Exponential back-off per delivery: ``initial * factor**attempts`` capped at ``maximum``.
+
+    ``jitter`` spreads retries by up to that fraction so that many cameras do not hit
+    a recovering server together. ``max_attempts=None`` retries until success.
+    """
+
+    initial: float = 0.5
+    factor: float = 2.0
+    maximum: float = 60.0
+    jitter: float = 0.1
+    max_attempts: int | None = None
+
+    def __post_init__(self) -> None:
+        values = (self.initial, self.factor, self.maximum, self.jitter)
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError("retry settings must be finite")
+        if self.initial <= 0 or self.factor < 1 or self.maximum < self.initial:
+            raise ValueError("need initial > 0, factor >= 1 and maximum >= initial")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError("jitter must be within [0, 1]")
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise ValueError("max_attempts must be >= 1 or None")
+
+    def delay(self, attempts: int) -> float:
+        """Seconds to wait after the ``attempts``-th failure (1 = first failure)."""
+        base = min(self.maximum, self.initial * self.factor ** min(attempts - 1, 64))
+        spread = base * self.jitter * secrets.randbelow(1001) / 1000.0
+        return base + spread
+
+
+class Dispatcher:
+    """Runs one delivery thread per sink over a shared :class:`Outbox`."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        sinks: Sequence[AlertSink],
+        *,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        names = [s.name for s in sinks]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"sink names must be unique, got {names}")
+        self._outbox = outbox
+        self._sinks = list(sinks)
+        self._retry = retry if retry is not None else RetryPolicy()
+        self._clock = clock
+        self._stop = threading.Event()
+        self._wake = {s.name: threading.Event() for s in sinks}
+        self._threads = [
+            threading.Thread(target=self._run, args=(s,), name=f"alert-sink:{s.name}", daemon=True)
+            for s in sinks
+        ]
+        self._started = False
+
+    @property
+    def sink_names(self) -> list[str]:
+        return [s.name for s in self._sinks]
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        for thread in self._threads:
+            thread.start()
+
+    def notify(self) -> None:
+        """Wake every sink thread: new alerts are in the outbox."""
+        for event in self._wake.values():
+            event.set()
+
+    def close(self, timeout: float = 5.0) -> list[str]:
+        """Stop the threads; return the names of sinks still stuck in ``deliver``.
+
+        Sinks whose thread stopped are closed; a stuck one is left alone, since
+        closing it under its own running ``deliver`` is not safe.
+        """
+        self._stop.set()
+        self.notify()
+        deadline = time.monotonic() + timeout
+        stuck: list[str] = []
+        for sink, thread in zip(self._sinks, self._threads, strict=True):
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                stuck.append(sink.name)
+                continue
+            try:
+                sink.close()
+            except Exception as exc:  # one sink's close must not stop the others
+                _log.warning("closing alert sink %s failed: %r", sink.name, exc)
+        if stuck:
+            _log.warning("alert sinks still delivering at close: %s", ", ".join(stuck))
+        return stuck
+
+    def _run(self, sink: AlertSink) -> None:
+        wake = self._wake[sink.name]
+        try:
+            while not self._stop.is_set():
+                wake.clear()
+                batch = self._outbox.due(sink.name, now=self._clock())
+                for item in batch:
+                    if self._stop.is_set():
+                        return
+                    self._deliver_one(sink, item.alert_id, item.payload, item.attempts)
+                if batch:
+                    continue
+                nxt = self._outbox.next_attempt(sink.name)
+                wait = 3600.0 if nxt is None else max(0.0, nxt - self._clock())
+                wake.wait(min(wait, 3600.0))
+        except sqlite3.ProgrammingError:
+            return  # the outbox was closed under a thread that had been stuck
+
+    def _deliver_one(self, sink: AlertSink, alert_id: str, payload: str, attempts: int) -> None:
+        try:
+            alert = Alert.from_json(payload)
+        except ValidationError as exc:
+            self._outbox.dead_letter(alert_id, sink.name, reason=f"corrupt stored alert: {exc}")
+            return
+        try:
+            sink.deliver(alert)
+        except PermanentSinkError as exc:
+            _log.warning("alert %s dead-lettered for sink %s: %s", alert_id, sink.name, exc)
+            self._outbox.dead_letter(alert_id, sink.name, reason=f"permanent: {exc}")
+            return
+        except Exception as exc:  # transient, or a plugin bug: retry with back-off
+            failures = attempts + 1
+            limit = self._retry.max_attempts
+            if limit is not None and failures >= limit:
+                self._outbox.dead_letter(
+                    alert_id, sink.name, reason=f"gave up after {failures} attempts: {exc!r}"
+                )
+                return
+            delay = self._retry.delay(failures)
+            _log.info(
+                "alert sink %s failed (attempt %d), retrying in %.1f s: %r",
+                sink.name,
+                failures,
+                delay,
+                exc,
+            )
+            self._outbox.retry_later(alert_id, sink.name, at=self._clock() + delay, error=repr(exc))
+            return
+        self._outbox.delivered(alert_id, sink.name)

@@ -1,0 +1,119 @@
+"""The sqlite outbox: durable, per-sink, bounded, with dead letters."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from alerts_testkit import make_alert
+
+from secfepas_sdk.alerts.dispatcher import RetryPolicy
+from secfepas_sdk.alerts.models import Alert
+from secfepas_sdk.alerts.outbox import Outbox
+from secfepas_sdk.errors import ConfigError
+
+
+def test_put_due_delivered_per_sink(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    a, b = make_alert(), make_alert(3)
+    box.put(a, ["s1", "s2"], now=10.0)
+    box.put(b, ["s1", "s2"], now=11.0)
+    due = box.due("s1", now=11.0)
+    assert [d.alert_id for d in due] == [str(a.alert_id), str(b.alert_id)]
+    assert Alert.from_json(due[0].payload) == a
+    box.delivered(str(a.alert_id), "s1")
+    assert box.pending("s1") == 1 and box.pending("s2") == 2 and box.pending_alerts() == 2
+    box.delivered(str(a.alert_id), "s2")
+    assert box.pending_alerts() == 1  # a is gone once every sink has it
+    box.put(b, ["s1", "s2"], now=12.0)  # same id again: idempotent
+    assert box.pending() == 2
+    box.close()
+
+
+def test_back_off_hides_until_due(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    a = make_alert()
+    box.put(a, ["s"], now=0.0)
+    box.retry_later(str(a.alert_id), "s", at=5.0, error="down")
+    assert box.due("s", now=4.9) == []
+    assert box.next_attempt("s") == 5.0
+    (item,) = box.due("s", now=5.0)
+    assert item.attempts == 1
+
+
+def test_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    box = Outbox(path)
+    alerts = [make_alert() for _ in range(5)]
+    for alert in alerts:
+        box.put(alert, ["mqtt", "fhir"])
+    box.delivered(str(alerts[0].alert_id), "mqtt")
+    box.close()
+    again = Outbox(path)
+    assert again.pending("mqtt") == 4 and again.pending("fhir") == 5
+    assert again.pending_alerts() == 5
+
+
+def test_dead_letter_keeps_payload_and_reason(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    a = make_alert()
+    box.put(a, ["fhir", "mqtt"])
+    box.dead_letter(str(a.alert_id), "fhir", reason="permanent: HTTP 400")
+    (dead,) = box.dead_letters()
+    assert (dead.alert_id, dead.sink, dead.reason) == (
+        str(a.alert_id),
+        "fhir",
+        "permanent: HTTP 400",
+    )
+    assert Alert.from_json(dead.payload) == a
+    assert box.pending("fhir") == 0 and box.pending("mqtt") == 1
+
+
+def test_bounded_evicts_oldest_into_dead_letters(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", max_alerts=3, max_dead_letters=2)
+    alerts = [make_alert() for _ in range(6)]
+    for alert in alerts:
+        box.put(alert, ["s"])
+    assert box.pending_alerts() == 3 and box.evicted == 3
+    assert [d.alert_id for d in box.due("s", now=1e12)] == [str(a.alert_id) for a in alerts[3:]]
+    dead = box.dead_letters()  # bounded too: the two most recent evictions
+    assert [d.alert_id for d in dead] == [str(a.alert_id) for a in alerts[1:3]]
+    assert all(d.reason == "evicted: outbox full" for d in dead)
+
+
+def test_rejects_bad_settings(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        Outbox(tmp_path / "o.db", max_alerts=0)
+    with pytest.raises(ConfigError):
+        Outbox(tmp_path / "o.db").put(make_alert(), [])
+    with pytest.raises(ConfigError, match="outbox"):
+        Outbox(tmp_path / "missing-dir" / "o.db")
+
+
+def test_write_is_committed_before_put_returns(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    box = Outbox(path)
+    a = make_alert()
+    box.put(a, ["s"])
+    other = sqlite3.connect(path)  # another connection sees it at once
+    assert other.execute("SELECT alert_id FROM alerts").fetchall() == [(str(a.alert_id),)]
+
+
+@pytest.mark.parametrize(
+    ("attempts", "expected"), [(1, 0.5), (2, 1.0), (3, 2.0), (8, 60.0), (500, 60.0)]
+)
+def test_retry_back_off(attempts: int, expected: float) -> None:
+    policy = RetryPolicy(initial=0.5, factor=2.0, maximum=60.0, jitter=0.0)
+    assert policy.delay(attempts) == expected
+    jittered = RetryPolicy(initial=0.5, factor=2.0, maximum=60.0, jitter=0.5).delay(attempts)
+    assert expected <= jittered <= expected * 1.5
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"initial": 0}, {"factor": 0.5}, {"maximum": 0.1}, {"jitter": 2}, {"max_attempts": 0}],
+)
+def test_retry_rejects_bad_settings(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        RetryPolicy(**kwargs)  # type: ignore[arg-type]

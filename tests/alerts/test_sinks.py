@@ -1,0 +1,143 @@
+"""Sink plugins: selection by URI scheme through entry points, checked at load."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from alerts_testkit import make_alert
+
+from secfepas_sdk.alerts import AlertService, load_sink, load_sinks
+from secfepas_sdk.alerts.models import Alert
+from secfepas_sdk.alerts.sinks import (
+    AlertSink,
+    LogSink,
+    available_schemes,
+    redact_uri,
+    uri_scheme,
+)
+from secfepas_sdk.errors import ConfigError
+
+Install = Callable[..., None]
+
+GOOD = """
+class Sink:
+    def __init__(self, uri, camera_id):
+        self.uri, self.camera_id, self.got = uri, camera_id, []
+    @property
+    def name(self):
+        return "good:" + self.camera_id
+    def deliver(self, alert):
+        self.got.append(alert)
+    def close(self):
+        pass
+
+def factory(uri, context):
+    return Sink(uri, context.camera_id)
+
+NOT_CALLABLE = 42
+
+def one_arg(uri):
+    return Sink(uri, "x")
+
+def returns_junk(uri, context):
+    return object()
+
+def nameless(uri, context):
+    s = Sink(uri, "x")
+    s.__class__ = type("S", (), {"name": "", "deliver": Sink.deliver, "close": Sink.close})
+    return s
+
+def refuses(uri, context):
+    raise ValueError("bad port")
+"""
+
+
+def test_builtin_log_sink_loads_through_its_entry_point(caplog: pytest.LogCaptureFixture) -> None:
+    assert "log" in available_schemes()
+    sink = load_sink("log:")
+    assert isinstance(sink, LogSink) and isinstance(sink, AlertSink) and sink.name == "log:"
+    alert = make_alert()
+    with caplog.at_level(logging.WARNING, logger="secfepas.alerts"):
+        sink.deliver(alert)
+    assert Alert.from_json(caplog.records[0].getMessage()) == alert
+    assert load_sink("log:nurse.station").name == "log:nurse.station"
+    with pytest.raises(ConfigError):
+        load_sink("log:not a logger")
+
+
+@pytest.mark.parametrize(
+    ("uri", "scheme"),
+    [
+        ("log:", "log"),
+        ("MQTTS://h:8883/t", "mqtts"),
+        ("fhir+https://h/fhir?token_env=T", "fhir+https"),
+    ],
+)
+def test_uri_scheme(uri: str, scheme: str) -> None:
+    assert uri_scheme(uri) == scheme
+
+
+@pytest.mark.parametrize("uri", ["", "nocolon", ":x", "1ab:x", "a b:x"])
+def test_uri_scheme_rejects(uri: str) -> None:
+    with pytest.raises(ConfigError):
+        uri_scheme(uri)
+
+
+def test_redact_uri_drops_secrets() -> None:
+    assert (
+        redact_uri("mqtts://user:pw@h:8883/a/{camera_id}?key=/k.pem#f")
+        == "mqtts://h:8883/a/{camera_id}"
+    )
+
+
+def test_unknown_scheme_names_installed_ones() -> None:
+    with pytest.raises(ConfigError, match=r"no alert sink plugin serves the scheme 'nope'.*log"):
+        load_sink("nope://x")
+
+
+def test_third_party_plugin_loads_and_gets_context(fake_plugin: Install, tmp_path: Path) -> None:
+    fake_plugin(GOOD, "good = fakeplug_mod:factory")
+    assert "good" in available_schemes()
+    (sink,) = load_sinks(["good://anything"], camera_id="bed-9")
+    assert sink.name == "good:bed-9"
+    with AlertService([sink], outbox=tmp_path / "o.db") as service:
+        alert = make_alert()
+        service.publish(alert)
+        assert service.wait_idle(5.0)
+    assert sink.got == [alert]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("fakeplug_mod:NOT_CALLABLE", "is not callable"),
+        ("fakeplug_mod:one_arg", r"must accept \(uri: str, context: SinkContext\)"),
+        ("fakeplug_mod:returns_junk", "returned object, which lacks"),
+        ("fakeplug_mod:nameless", "invalid name"),
+        ("fakeplug_mod:refuses", "rejected 'bad://h': bad port"),
+        ("fakeplug_mod:missing", "cannot import alert sink plugin"),
+        ("no_such_module_xyz:f", "cannot import alert sink plugin"),
+    ],
+)
+def test_bad_plugins_fail_at_load_naming_themselves(
+    fake_plugin: Install, target: str, message: str
+) -> None:
+    fake_plugin(GOOD, f"bad = {target}")
+    with pytest.raises(ConfigError, match=message) as exc:
+        load_sink("bad://h")
+    assert "fakeplug 0.1" in str(exc.value)
+
+
+def test_two_plugins_claiming_one_scheme_is_an_error(fake_plugin: Install) -> None:
+    fake_plugin(GOOD, "dup = fakeplug_mod:factory", dist="fakeplug")
+    fake_plugin(GOOD, "dup = otherplug_mod:factory", dist="otherplug")
+    with pytest.raises(ConfigError, match="several plugins claim the sink scheme 'dup'"):
+        load_sink("dup://h")
+
+
+def test_duplicate_sink_names_are_refused() -> None:
+    with pytest.raises(ConfigError, match="share the name"):
+        load_sinks(["log:", "log:"])
