@@ -8,10 +8,12 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "ConnectionLostError",
     "DetectionError",
     "LocalProtocolError",
     "MissingExtraError",
     "ModelPackageError",
+    "PeerError",
     "PermanentSinkError",
     "ProtocolError",
     "RemoteProtocolError",
@@ -73,6 +75,14 @@ class LocalProtocolError(ProtocolError):
 
 class RemoteProtocolError(ProtocolError):
     """The peer sent bytes that break the protocol; the session must close."""
+
+
+class PeerError(ProtocolError):
+    """The peer ended the session with an Error frame (e.g. ``busy``); ``code`` is its code."""
+
+
+class ConnectionLostError(ProtocolError):
+    """The transport failed (refused, reset, TLS failure, timeout); a retry may succeed."""
 
 
 class SinkError(SecfepasError):
