@@ -1,0 +1,1 @@
+"""BFV (SEAL) linear layers after Cheetah: coefficient-encoded conv and matmul."""

@@ -1,0 +1,274 @@
+"""The two-party HE linear-layer protocol (Cheetah, BFV with t = 2^l).
+
+Who holds what, for y = W (x0 + x1) mod 2^l:
+- client (camera): secret key, input share x0; it encrypts x0 with seeded
+  symmetric encryption and sends the ciphertexts.
+- server (edge): weights W, input share x1; it adds x1 to each ciphertext,
+  multiplies by its NTT-form weight plaintexts, subtracts a fresh uniform mask
+  r over every coefficient, re-randomises with a public-key encryption of
+  zero, floods the noise, switches to the last modulus and replies.
+- client decrypts W x - r at the output coefficients: its share of y.
+  The server's share is r at the same coefficients.
+
+Circuit privacy: the reply's c1 is re-randomised by the fresh RLWE sample of
+Enc_pk(0), and its decryption noise (which depends on W) is hidden by adding a
+uniform value in [-2^F, 2^F] to c0, with F at least MIN_FLOOD_SIGMA bits above
+the worst-case weight-dependent noise (checked per layer, see params.py).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from secfepas_sdk._extras import require
+from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.channel import Channel
+from secfepas_sdk.snni.he import sealio
+from secfepas_sdk.snni.he.layers import HeLayout
+from secfepas_sdk.snni.he.params import HeParams, check_layer_noise, make_context
+from secfepas_sdk.snni.prg import Prg
+from secfepas_sdk.snni.ring import Ring
+
+U64 = NDArray[np.uint64]
+I64 = NDArray[np.int64]
+
+_COUNT = struct.Struct("<I")
+
+
+def pack_blobs(blobs: list[bytes]) -> bytes:
+    lengths = np.asarray([len(b) for b in blobs], dtype=np.uint32)
+    return _COUNT.pack(len(blobs)) + lengths.tobytes() + b"".join(blobs)
+
+
+def unpack_blobs(raw: bytes, *, count: int, max_each: int) -> list[bytes]:
+    """Split a peer's message into exactly ``count`` blobs of at most ``max_each`` bytes."""
+    if len(raw) < _COUNT.size:
+        raise SnniError("HE message too short")
+    (got,) = _COUNT.unpack_from(raw)
+    if got != count:
+        raise SnniError(f"expected {count} ciphertexts, peer sent {got}")
+    head = _COUNT.size + 4 * count
+    if len(raw) < head:
+        raise SnniError("HE message truncated")
+    lengths = np.frombuffer(raw, dtype=np.uint32, count=count, offset=_COUNT.size).astype(np.int64)
+    if np.any(lengths > max_each) or head + int(lengths.sum()) != len(raw):
+        raise SnniError("HE message has bad ciphertext lengths")
+    ends = head + np.cumsum(lengths)
+    starts = ends - lengths
+    return [raw[int(s) : int(e)] for s, e in zip(starts, ends, strict=True)]
+
+
+class _Seal:
+    """SEAL objects for one party (context, evaluator, scratch files)."""
+
+    def __init__(self, params: HeParams, ring: Ring) -> None:
+        self.seal: Any = require("tenseal.sealapi", "camera")
+        self.params = params
+        self.ring = ring
+        self.n = params.poly_degree
+        self.context = make_context(params, ring.bits)
+        self.evaluator = self.seal.Evaluator(self.context)
+        self.shm = sealio.ShmDir()
+        self.first = self.context.first_parms_id()
+        self.last = self.context.last_parms_id()
+        self.first_moduli = np.asarray(
+            [m.value() for m in self.context.first_context_data().parms().coeff_modulus()],
+            dtype=np.uint64,
+        )
+        limbs = len(params.coeff_bits)
+        self.max_ct_bytes = 2 * limbs * self.n * 8 + 4096
+
+    def plaintext(self, coeffs: U64) -> Any:
+        pt = self.seal.Plaintext()
+        self.shm.load(pt, self.context, sealio.plaintext_bytes(coeffs), "pt")
+        return pt
+
+    def close(self) -> None:
+        self.shm.close()
+
+
+class HeClient:
+    """Camera side: holds the secret key; encrypts its shares, decrypts replies."""
+
+    def __init__(self, params: HeParams, ring: Ring) -> None:
+        self._s = _Seal(params, ring)
+        seal = self._s.seal
+        keygen = seal.KeyGenerator(self._s.context)
+        self._secret = keygen.secret_key()
+        self._public = seal.PublicKey()
+        keygen.create_public_key(self._public)
+        self._encryptor = seal.Encryptor(self._s.context, self._secret)
+        self._decryptor = seal.Decryptor(self._s.context, self._secret)
+
+    def setup(self, channel: Channel) -> None:
+        """Send the public key (the only key that leaves the camera)."""
+        with channel.label("he/setup"):
+            channel.send(self._s.shm.save(self._public, "pk"))
+
+    def encrypt(self, polys: U64) -> list[bytes]:
+        s = self._s
+        out = []
+        for poly in polys:
+            pt = s.plaintext(poly)
+            out.append(s.shm.save(self._encryptor.encrypt_symmetric(pt), "ct"))
+        return out
+
+    def decrypt(self, blobs: list[bytes]) -> U64:
+        s = self._s
+        n = s.n
+        res = np.zeros((len(blobs), n), dtype=np.uint64)
+        ct = s.seal.Ciphertext(s.context)
+        pt = s.seal.Plaintext()
+        for i, blob in enumerate(blobs):
+            s.shm.load(ct, s.context, blob, "rx")
+            if ct.parms_id() != s.last or ct.size() != 2 or ct.is_ntt_form():
+                raise SnniError("server reply is not a 2-part ciphertext at the last level")
+            self._decryptor.decrypt(ct, pt)
+            coeffs = sealio.plaintext_coeffs(s.shm.save(pt, "dec"))
+            res[i, : coeffs.size] = coeffs
+        return res
+
+    def noise_budget(self, blob: bytes) -> int:
+        """Remaining noise budget of one reply (tests and diagnostics)."""
+        s = self._s
+        ct = s.seal.Ciphertext(s.context)
+        s.shm.load(ct, s.context, blob, "nb")
+        return int(self._decryptor.invariant_noise_budget(ct))
+
+    def linear(self, channel: Channel, layout: HeLayout, polys: U64) -> U64:
+        """Run one layer on the client's packed share; returns its output share."""
+        if polys.shape != (layout.n_in, layout.n):
+            raise SnniError("packed input does not match the layout")
+        channel.send(pack_blobs(self.encrypt(polys)))
+        reply = channel.recv()
+        blobs = unpack_blobs(reply, count=layout.n_out, max_each=self._s.max_ct_bytes)
+        dec = self.decrypt(blobs)
+        return dec.reshape(-1)[layout.out_index]
+
+    def close(self) -> None:
+        self._s.close()
+
+
+@dataclass(slots=True)
+class PreparedLayer:
+    """Server-side: a layout with its weights as NTT-form plaintexts (or raw polys)."""
+
+    layout: HeLayout
+    plains: list[Any] | None
+    polys: I64 | None
+    flood_bits: int
+
+
+class HeServer:
+    """Edge side: holds the weights; never sees a secret key."""
+
+    def __init__(self, params: HeParams, ring: Ring, *, prg: Prg | None = None) -> None:
+        self._s = _Seal(params, ring)
+        self._prg = prg or Prg()
+        self._pk_encryptor: Any = None
+
+    def setup(self, channel: Channel) -> None:
+        s = self._s
+        with channel.label("he/setup"):
+            raw = channel.recv(s.max_ct_bytes)
+        pk = s.seal.PublicKey()
+        s.shm.load(pk, s.context, raw, "pk")
+        self._pk_encryptor = s.seal.Encryptor(s.context, pk)
+
+    def _ntt_plain(self, poly: I64) -> Any:
+        s = self._s
+        pt = s.plaintext(s.ring.reduce(poly))
+        s.evaluator.transform_to_ntt_inplace(pt, s.first)
+        return pt
+
+    def prepare(
+        self, layout: HeLayout, polys: I64, l1_bound: float, *, cache: bool = True
+    ) -> PreparedLayer:
+        """Check the noise budget and pre-encode weights in NTT form (once per model)."""
+        s = self._s
+        if polys.shape != (layout.n_kernels, layout.n):
+            raise SnniError("kernel polynomials do not match the layout")
+        flood, _sigma = check_layer_noise(s.params, s.ring.bits, l1_bound)
+        if cache:
+            plains = [self._ntt_plain(p) for p in polys]
+            return PreparedLayer(layout=layout, plains=plains, polys=None, flood_bits=flood)
+        return PreparedLayer(layout=layout, plains=None, polys=polys, flood_bits=flood)
+
+    def _flood_ct(self, bits: int) -> Any:
+        """A ciphertext (E, 0) with E uniform in [-2^bits, 2^bits), coefficient form."""
+        s = self._s
+        n = s.n
+        lo_bits = 32
+        hi = self._prg.uint64(n, bits + 1 - lo_bits).astype(np.int64) - (1 << (bits - lo_bits))
+        lo = self._prg.uint64(n, lo_bits)
+        limbs = []
+        for q in s.first_moduli:
+            v = np.where(hi < 0, (hi + np.int64(q)).view(np.uint64), hi.view(np.uint64))
+            for _ in range(lo_bits // 4):
+                v = (v << np.uint64(4)) % q
+            limbs.append((v + lo) % q)
+        polys = np.zeros((2, len(limbs), n), dtype=np.uint64)
+        polys[0] = np.stack(limbs)
+        raw = sealio.ciphertext_bytes(
+            polys, parms_id=sealio.parms_id_bytes(s.first), ntt_form=False, poly_degree=n
+        )
+        ct = s.seal.Ciphertext(s.context)
+        s.shm.load(ct, s.context, raw, "flood")
+        return ct
+
+    def linear(self, channel: Channel, layer: PreparedLayer, polys: U64) -> U64:
+        """Run one layer on the server's packed share; returns its output share (r)."""
+        s = self._s
+        ev = s.evaluator
+        layout = layer.layout
+        if self._pk_encryptor is None:
+            raise SnniError("HeServer.setup was not run")
+        if polys.shape != (layout.n_in, layout.n):
+            raise SnniError("packed input does not match the layout")
+        blobs = unpack_blobs(channel.recv(), count=layout.n_in, max_each=s.max_ct_bytes)
+        cts = []
+        for blob, poly in zip(blobs, polys, strict=True):
+            ct = s.seal.Ciphertext(s.context)
+            s.shm.load(ct, s.context, blob, "in")
+            if ct.parms_id() != s.first or ct.size() != 2 or ct.is_ntt_form():
+                raise SnniError("client ciphertext has the wrong level, size or form")
+            ev.add_plain_inplace(ct, s.plaintext(poly))
+            ev.transform_to_ntt_inplace(ct)
+            cts.append(ct)
+        t_mask = s.ring.mask
+        masks = np.zeros((layout.n_out, layout.n), dtype=np.uint64)
+        replies = []
+        tmp = s.seal.Ciphertext(s.context)
+        zero = s.seal.Ciphertext(s.context)
+        for k, terms in enumerate(layout.terms):
+            acc = s.seal.Ciphertext(s.context)
+            for j, (i, kern) in enumerate(terms):
+                plain = (
+                    layer.plains[kern]
+                    if layer.plains is not None
+                    else self._ntt_plain(layer.polys[kern])  # type: ignore[index]
+                )
+                if j == 0:
+                    ev.multiply_plain(cts[i], plain, acc)
+                else:
+                    ev.multiply_plain(cts[i], plain, tmp)
+                    ev.add_inplace(acc, tmp)
+            ev.transform_from_ntt_inplace(acc)
+            r = s.ring.random(self._prg, layout.n)
+            masks[k] = r
+            ev.add_plain_inplace(acc, s.plaintext((np.uint64(0) - r) & t_mask))
+            self._pk_encryptor.encrypt_zero(zero)
+            ev.add_inplace(acc, zero)
+            ev.add_inplace(acc, self._flood_ct(layer.flood_bits))
+            ev.mod_switch_to_inplace(acc, s.last)
+            replies.append(s.shm.save(acc, "reply"))
+        channel.send(pack_blobs(replies))
+        return masks.reshape(-1)[layout.out_index]
+
+    def close(self) -> None:
+        self._s.close()

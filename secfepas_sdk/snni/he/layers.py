@@ -1,0 +1,213 @@
+"""Conv (stride, padding, groups) and matmul as polynomial layouts.
+
+A strided conv becomes a stride-1 conv by polyphase decomposition: input
+phase (a, b) is x[:, a::s, b::s] and kernel phase (a, b) is w[..., a::s, b::s],
+stacked as extra channels. Both parties do this on their own shares, so it
+costs nothing. Groups become independent convs whose ciphertexts share one
+message. Everything here is public geometry; weights only enter through
+``kernel_polys`` on the server.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.he.packing import ConvPacking, MatmulPacking
+
+U64 = NDArray[np.uint64]
+I64 = NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConvSpec:
+    """A 2-D conv on one image: input (C, H, W), weights (M, C/groups, kh, kw)."""
+
+    in_shape: tuple[int, int, int]
+    out_channels: int
+    kernel: tuple[int, int]
+    stride: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, bottom, right
+    groups: int = 1
+
+    def __post_init__(self) -> None:
+        c, h, w = self.in_shape
+        if min(c, h, w, self.out_channels, *self.kernel, *self.stride, self.groups) < 1:
+            raise SnniError("conv sizes must be positive")
+        if min(self.pads) < 0:
+            raise SnniError("conv pads must be non-negative")
+        if c % self.groups or self.out_channels % self.groups:
+            raise SnniError("channels must divide evenly into groups")
+        if self.out_shape[1] < 1 or self.out_shape[2] < 1:
+            raise SnniError("conv output would be empty")
+
+    @property
+    def out_shape(self) -> tuple[int, int, int]:
+        _, h, w = self.in_shape
+        t, left, b, r = self.pads
+        ho = (h + t + b - self.kernel[0]) // self.stride[0] + 1
+        wo = (w + left + r - self.kernel[1]) // self.stride[1] + 1
+        return (self.out_channels, ho, wo)
+
+    @property
+    def phase_kernel(self) -> tuple[int, int]:
+        return (
+            math.ceil(self.kernel[0] / self.stride[0]),
+            math.ceil(self.kernel[1] / self.stride[1]),
+        )
+
+    @property
+    def group_in_channels(self) -> int:
+        """Channels of one group after polyphase stacking."""
+        return self.in_shape[0] // self.groups * self.stride[0] * self.stride[1]
+
+    @property
+    def phase_size(self) -> tuple[int, int]:
+        _, ho, wo = self.out_shape
+        kh, kw = self.phase_kernel
+        return ho + kh - 1, wo + kw - 1
+
+    def phase_input(self, x: U64) -> U64:
+        """Pad and polyphase one share: (C, H, W) -> (groups, C/g * sh * sw, H', W')."""
+        if x.shape != self.in_shape:
+            raise SnniError(f"conv input shape {x.shape} != {self.in_shape}")
+        c, h, w = self.in_shape
+        sh, sw = self.stride
+        hp, wp = self.phase_size
+        t, left = self.pads[0], self.pads[1]
+        big = np.zeros((c, hp * sh, wp * sw), dtype=np.uint64)
+        rows = min(h, hp * sh - t)
+        cols = min(w, wp * sw - left)
+        big[:, t : t + rows, left : left + cols] = x[:, :rows, :cols]
+        ph = big.reshape(c, hp, sh, wp, sw).transpose(0, 2, 4, 1, 3)  # (C, sh, sw, H', W')
+        return np.ascontiguousarray(ph.reshape(self.groups, self.group_in_channels, hp, wp))
+
+    def phase_weights(self, w: I64) -> I64:
+        """(M, C/g, kh, kw) -> (groups, M/g, C/g * sh * sw, kh', kw')."""
+        m = self.out_channels
+        cg = self.in_shape[0] // self.groups
+        if w.shape != (m, cg, *self.kernel):
+            raise SnniError(f"conv weight shape {w.shape} != {(m, cg, *self.kernel)}")
+        sh, sw = self.stride
+        kh2, kw2 = self.phase_kernel
+        big = np.zeros((m, cg, kh2 * sh, kw2 * sw), dtype=np.int64)
+        big[:, :, : self.kernel[0], : self.kernel[1]] = w
+        ph = big.reshape(m, cg, kh2, sh, kw2, sw).transpose(0, 1, 3, 5, 2, 4)
+        return np.ascontiguousarray(
+            ph.reshape(self.groups, m // self.groups, self.group_in_channels, kh2, kw2)
+        )
+
+
+class HeLayout:
+    """Public layout of one linear layer: ciphertexts in/out and who sums with what."""
+
+    def __init__(
+        self,
+        *,
+        n: int,
+        n_in: int,
+        n_out: int,
+        n_kernels: int,
+        terms: list[list[tuple[int, int]]],
+        out_index: I64,
+    ) -> None:
+        self.n = n
+        self.n_in = n_in
+        self.n_out = n_out
+        self.n_kernels = n_kernels
+        self.terms = terms
+        self.out_index = out_index
+
+    @property
+    def n_mul(self) -> int:
+        return sum(len(t) for t in self.terms)
+
+
+class ConvLayer:
+    """A conv as an HE layout (same packing for every group)."""
+
+    def __init__(self, spec: ConvSpec, n: int) -> None:
+        self.spec = spec
+        hp, wp = spec.phase_size
+        kh, kw = spec.phase_kernel
+        self.packing = ConvPacking.choose(
+            channels=spec.group_in_channels,
+            height=hp,
+            width=wp,
+            out_channels=spec.out_channels // spec.groups,
+            kh=kh,
+            kw=kw,
+            n=n,
+        )
+        p = self.packing
+        g = spec.groups
+        terms: list[list[tuple[int, int]]] = []
+        for gi in range(g):
+            for t in p.terms():
+                terms.append([(gi * p.n_in + i, gi * p.n_kernels + k) for i, k in t])
+        base = p.output_index()
+        out_index = (np.arange(g, dtype=np.int64)[:, None] * (p.n_out * n) + base[None, :]).reshape(
+            -1
+        )
+        self.layout = HeLayout(
+            n=n,
+            n_in=g * p.n_in,
+            n_out=g * p.n_out,
+            n_kernels=g * p.n_kernels,
+            terms=terms,
+            out_index=out_index,
+        )
+
+    def pack(self, x: U64) -> U64:
+        ph = self.spec.phase_input(x)
+        return np.concatenate([self.packing.pack_input(ph[g]) for g in range(self.spec.groups)])
+
+    def kernel_polys(self, w: I64) -> I64:
+        """Signed kernel polynomials (n_kernels, n), server side only."""
+        pw = self.spec.phase_weights(w)
+        m = pw.shape[1]
+        polys = [self.packing.kernels(pw[g], slice(0, m)) for g in range(self.spec.groups)]
+        return np.concatenate(polys).reshape(self.layout.n_kernels, self.layout.n)
+
+    def l1_bound(self, w: I64) -> float:
+        """Largest sum of |kernel| over the terms of one output ciphertext."""
+        per_out = np.abs(w).reshape(w.shape[0], -1).sum(axis=1)
+        return float(per_out.max())
+
+
+class MatmulLayer:
+    """y = W x on a flat vector (Gemm / MatMul with batch 1)."""
+
+    def __init__(self, in_features: int, out_features: int, n: int) -> None:
+        self.packing = MatmulPacking.choose(in_features=in_features, out_features=out_features, n=n)
+        p = self.packing
+        self.layout = HeLayout(
+            n=n,
+            n_in=p.n_in,
+            n_out=p.n_out,
+            n_kernels=p.n_kernels,
+            terms=list(p.terms()),
+            out_index=p.output_index(),
+        )
+
+    def pack(self, x: U64) -> U64:
+        return self.packing.pack_input(x.reshape(-1))
+
+    def kernel_polys(self, w: I64) -> I64:
+        if w.shape != (self.packing.out_features, self.packing.in_features):
+            raise SnniError(f"matmul weight shape {w.shape} is wrong")
+        return self.packing.kernels_all(w)
+
+    def l1_bound(self, w: I64) -> float:
+        """Each output coefficient sums one row over the chunks; cross terms do not reach it,
+        but the noise of a coefficient is bounded by the L1 norm of the whole kernel column
+        set it touches: the full block, a safe over-estimate."""
+        r = self.packing.rows_per_poly
+        rows = np.abs(w).sum(axis=1)
+        padded = np.zeros(self.packing.n_ob * r)
+        padded[: rows.size] = rows
+        return float(padded.reshape(self.packing.n_ob, r).sum(axis=1).max())

@@ -1,0 +1,135 @@
+"""Named BFV parameter sets and the per-layer noise arithmetic.
+
+Security is argued against the HomomorphicEncryption.org standard (Albrecht et
+al., 2018, Table 1, ternary secret, classical): for N = 8192 a 128-bit level
+allows log2(q) <= 218. Keys that exist in a session: the client's secret key
+and one public key (an RLWE sample the server uses to re-randomise replies).
+No relinearisation or Galois keys are ever generated, so no key-switching key
+widens the attack surface. See docs/snni-he.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from secfepas_sdk._extras import require
+from secfepas_sdk.errors import SnniError
+
+# SEAL: encryption noise is a clipped normal, sigma 3.2, clipped at 6 sigma.
+FRESH_NOISE_MAX = 19.2
+# Per-coefficient statistical security of noise flooding (bits), enforced per layer.
+MIN_FLOOD_SIGMA = 40
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeParams:
+    """One named BFV parameter set (plain modulus t = 2^l is set per model)."""
+
+    name: str
+    poly_degree: int
+    coeff_bits: tuple[int, ...]
+    security_bits: int
+    standard_max_logq: int
+
+    def __post_init__(self) -> None:
+        if self.poly_degree & (self.poly_degree - 1):
+            raise ValueError("poly_degree must be a power of two")
+        if sum(self.coeff_bits) > self.standard_max_logq:
+            raise ValueError(f"{self.name}: log q above the standard's bound")
+
+    @property
+    def data_bits(self) -> int:
+        """Bits of the working modulus (all primes but the special one)."""
+        return sum(self.coeff_bits[:-1])
+
+    @property
+    def last_bits(self) -> int:
+        """Bits of the modulus replies are switched down to."""
+        return self.coeff_bits[0]
+
+    def flood_bits(self, ring_bits: int) -> int:
+        """log2 of the flooding noise bound F that still decrypts correctly.
+
+        The total noise is at most 2^(F+1) (data and re-randomisation noise are
+        2^-40 of the flood). At the working level it must stay below
+        q/(2t) = 2^(D-l-1); after switching to q_0 it scales to
+        2^(F+1+L-D) and gains a rounding term <= (1+N)/2, and the sum must stay
+        below 2^(L-l-1). F = D-l-4 meets the first with 3 bits of margin and
+        makes the scaled term 2^(L-l-3); the rounding term needs N <= 2^(L-l-3).
+        """
+        if self.last_bits - ring_bits - 3 < math.log2(self.poly_degree) + 1:
+            raise SnniError(
+                f"{self.name}: a ring of {ring_bits} bits leaves no room after mod-switching"
+            )
+        return self.data_bits - ring_bits - 4
+
+
+# 180-bit q at N=8192: 128-bit classical security by the standard (bound 218) and
+# by SEAL's own tables (which also give 218 for N=8192).
+BFV_N8192 = HeParams(
+    name="bfv-n8192-q180",
+    poly_degree=8192,
+    coeff_bits=(60, 60, 60),
+    security_bits=128,
+    standard_max_logq=218,
+)
+
+PARAM_SETS: dict[str, HeParams] = {BFV_N8192.name: BFV_N8192}
+DEFAULT_PARAMS = BFV_N8192.name
+
+
+def get_params(name: str) -> HeParams:
+    try:
+        return PARAM_SETS[name]
+    except KeyError:
+        known = ", ".join(sorted(PARAM_SETS))
+        raise SnniError(f"unknown HE parameter set {name!r}; known: {known}") from None
+
+
+def data_noise_log2(l1_norm: float) -> float:
+    """log2 bound on the noise after multiplying fresh ciphertexts by weights.
+
+    Each input ciphertext carries |e| <= 19.2 plus two encoding roundings of at
+    most 1/2 (client's encryption, server's add of its own share); the product
+    with an integer kernel polynomial multiplies it by at most the kernel's L1
+    norm, and ``l1_norm`` is the sum over all kernels summed into one output.
+    """
+    return math.log2((FRESH_NOISE_MAX + 1.0) * max(l1_norm, 1.0))
+
+
+def pk_zero_noise_log2(poly_degree: int) -> float:
+    """log2 bound on the noise of a public-key encryption of zero: e*u + e1 + e2*s."""
+    return math.log2(FRESH_NOISE_MAX * (2 * poly_degree + 1))
+
+
+def check_layer_noise(params: HeParams, ring_bits: int, l1_norm: float) -> tuple[int, float]:
+    """(flood bits, per-coefficient statistical sigma) for one layer, or SnniError.
+
+    Run at compile time with the public bound on the weights so that a reply
+    can never decrypt silently wrong, and the flooding hides the weight-dependent
+    noise with at least MIN_FLOOD_SIGMA bits of statistical distance.
+    """
+    flood = params.flood_bits(ring_bits)
+    data = max(data_noise_log2(l1_norm), pk_zero_noise_log2(params.poly_degree))
+    sigma = flood - data - 1
+    if sigma < MIN_FLOOD_SIGMA:
+        raise SnniError(
+            f"noise budget too small: flooding gives only {sigma:.1f} bits of statistical "
+            f"security (need {MIN_FLOOD_SIGMA}); reduce the ring bits or the weight range"
+        )
+    return flood, sigma
+
+
+def make_context(params: HeParams, ring_bits: int) -> Any:
+    """A SEALContext for BFV with plain modulus 2^ring_bits (batching off)."""
+    seal = require("tenseal.sealapi", "camera")
+    parms = seal.EncryptionParameters(seal.SCHEME_TYPE.BFV)
+    parms.set_poly_modulus_degree(params.poly_degree)
+    parms.set_coeff_modulus(seal.CoeffModulus.Create(params.poly_degree, list(params.coeff_bits)))
+    parms.set_plain_modulus(1 << ring_bits)
+    context = seal.SEALContext(parms, True, seal.SEC_LEVEL_TYPE.TC128)
+    if not context.parameters_set():
+        raise SnniError(f"SEAL rejected {params.name}: {context.parameters_error_message()}")
+    return context

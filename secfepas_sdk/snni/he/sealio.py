@@ -1,0 +1,163 @@
+"""Move SEAL plaintexts and ciphertexts in and out of numpy through SEAL's own
+serialisation format.
+
+``tenseal.sealapi`` has no coefficient setter or getter that is not a per-element
+Python call, and its ``save``/``load`` only take file paths. So we write and
+read SEAL's byte format ourselves (little endian): a 16-byte SEALHeader
+(magic 0xA15E, header size 16, version, compression mode, size), then the
+object's members. We always write uncompressed objects; SEAL writes
+zstd-compressed ones, which we inflate. Files live in /dev/shm (RAM).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import tempfile
+import threading
+from typing import Any
+
+import numpy as np
+import zstandard
+from numpy.typing import NDArray
+
+from secfepas_sdk.errors import SnniError
+
+U64 = NDArray[np.uint64]
+
+_MAGIC = 0xA15E
+_HEADER = struct.Struct("<HBBBBHQ")  # magic, header size, major, minor, compr, reserved, size
+_VERSION = (4, 3)  # SEAL 4.x as shipped in tenseal 0.3.18
+_COMPR_NONE = 0
+_COMPR_ZSTD = 2
+_MAX_INFLATED = 1 << 24  # no single object we handle is above 16 MiB
+_PARMS_ID_ZERO = bytes(32)
+
+
+def _header(total_size: int) -> bytes:
+    return _HEADER.pack(_MAGIC, 16, _VERSION[0], _VERSION[1], _COMPR_NONE, 0, total_size)
+
+
+def _dynarray(values: U64) -> bytes:
+    body = struct.pack("<Q", values.size) + values.tobytes()
+    return _header(16 + len(body)) + body
+
+
+def parms_id_bytes(parms_id: list[int]) -> bytes:
+    return struct.pack("<4Q", *parms_id)
+
+
+def plaintext_bytes(coeffs: U64) -> bytes:
+    """An uncompressed coefficient-form plaintext (parms id zero, scale 1)."""
+    data = np.ascontiguousarray(coeffs, dtype=np.uint64)
+    body = _PARMS_ID_ZERO + struct.pack("<Qd", data.size, 1.0) + _dynarray(data)
+    return _header(16 + len(body)) + body
+
+
+def ciphertext_bytes(
+    polys: U64, *, parms_id: bytes, ntt_form: bool, poly_degree: int, scale: float = 1.0
+) -> bytes:
+    """An uncompressed ciphertext from ``polys`` of shape (size, limbs, N)."""
+    data = np.ascontiguousarray(polys, dtype=np.uint64)
+    size, limbs, n = data.shape
+    if n != poly_degree:
+        raise SnniError(f"ciphertext polys have degree {n}, expected {poly_degree}")
+    body = (
+        parms_id
+        + struct.pack("<B", 1 if ntt_form else 0)
+        + struct.pack("<QQQdQ", size, poly_degree, limbs, scale, 1)
+        + _dynarray(data.reshape(-1))
+    )
+    return _header(16 + len(body)) + body
+
+
+def _members(raw: bytes) -> bytes:
+    """The member bytes of a saved object, inflated when SEAL compressed them."""
+    if len(raw) < _HEADER.size:
+        raise SnniError("SEAL object shorter than its header")
+    magic, hsize, _major, _minor, compr, _res, size = _HEADER.unpack_from(raw)
+    if magic != _MAGIC or hsize != 16 or size != len(raw):
+        raise SnniError("not a valid SEAL object")
+    payload = raw[16:]
+    if compr == _COMPR_NONE:
+        return payload
+    if compr == _COMPR_ZSTD:
+        try:
+            return zstandard.ZstdDecompressor().decompress(payload, max_output_size=_MAX_INFLATED)
+        except zstandard.ZstdError as exc:
+            raise SnniError(f"corrupt SEAL object: {exc}") from exc
+    raise SnniError(f"unsupported SEAL compression mode {compr}")
+
+
+def _read_dynarray(members: bytes, offset: int) -> U64:
+    magic, hsize, _ma, _mi, compr, _r, _size = _HEADER.unpack_from(members, offset)
+    if magic != _MAGIC or hsize != 16 or compr != _COMPR_NONE:
+        raise SnniError("bad SEAL array header")
+    (count,) = struct.unpack_from("<Q", members, offset + 16)
+    start = offset + 24
+    if start + 8 * count > len(members):
+        raise SnniError("truncated SEAL array")
+    return np.frombuffer(members, dtype=np.uint64, count=count, offset=start).copy()
+
+
+def plaintext_coeffs(raw: bytes) -> U64:
+    """Coefficients of a saved coefficient-form plaintext (zero-padded to coeff count)."""
+    members = _members(raw)
+    (count,) = struct.unpack_from("<Q", members, 32)
+    data = _read_dynarray(members, 48)
+    if data.size > count:
+        raise SnniError("plaintext data longer than its coefficient count")
+    return data
+
+
+def ciphertext_polys(raw: bytes) -> tuple[bytes, bool, U64]:
+    """(parms id, NTT flag, polys of shape (size, limbs, N)) of a saved full ciphertext."""
+    members = _members(raw)
+    parms = members[:32]
+    ntt = members[32] != 0
+    size, degree, limbs, _scale, _corr = struct.unpack_from("<QQQdQ", members, 33)
+    data = _read_dynarray(members, 33 + 40)
+    if data.size != size * limbs * degree:
+        raise SnniError("ciphertext data size does not match its header")
+    return parms, ntt, data.reshape(size, limbs, degree)
+
+
+class ShmDir:
+    """A private scratch directory in /dev/shm (RAM) for SEAL save/load.
+
+    Each thread gets its own file names, so two parties in one process (tests)
+    do not collide.
+    """
+
+    def __init__(self) -> None:
+        base = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 - RAM-backed tmp
+        self.path = tempfile.mkdtemp(prefix="secfepas-he-", dir=base)
+        self._local = threading.local()
+
+    def file(self, name: str) -> str:
+        ident = getattr(self._local, "ident", None)
+        if ident is None:
+            ident = f"{threading.get_ident()}"
+            self._local.ident = ident
+        return os.path.join(self.path, f"{ident}-{name}")
+
+    def close(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def save(self, obj: Any, name: str) -> bytes:
+        """Bytes of a SEAL object or Serializable (via ``save``)."""
+        path = self.file(name)
+        obj.save(path)
+        with open(path, "rb") as fh:
+            return fh.read()
+
+    def load(self, obj: Any, context: Any, raw: bytes, name: str) -> None:
+        """Load ``raw`` into the SEAL object ``obj`` (SEAL validates it against ``context``)."""
+        path = self.file(name)
+        with open(path, "wb") as fh:
+            fh.write(raw)
+        try:
+            obj.load(context, path)
+        except (RuntimeError, ValueError) as exc:
+            raise SnniError(f"SEAL rejected an object: {exc}") from exc

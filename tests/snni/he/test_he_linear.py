@@ -1,0 +1,186 @@
+"""HE conv and matmul against numpy, exactly in the ring, on random shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.channel import run_pair
+from secfepas_sdk.snni.he.engine import HeClient, HeServer, pack_blobs, unpack_blobs
+from secfepas_sdk.snni.he.layers import ConvLayer, ConvSpec, MatmulLayer
+from secfepas_sdk.snni.he.params import BFV_N8192, check_layer_noise, get_params
+from secfepas_sdk.snni.prg import Prg
+from secfepas_sdk.snni.ring import Ring
+
+RING = Ring(bits=37, frac_bits=12)
+N = BFV_N8192.poly_degree
+
+
+@pytest.fixture(scope="module")
+def parties() -> tuple[HeClient, HeServer]:
+    client = HeClient(BFV_N8192, RING)
+    server = HeServer(BFV_N8192, RING)
+    run_pair(client.setup, server.setup)
+    yield client, server
+    client.close()
+    server.close()
+
+
+def ref_conv(x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    c, h, wd = spec.in_shape
+    t, left, b, r = spec.pads
+    xp = np.zeros((c, h + t + b, wd + left + r), dtype=np.int64)
+    xp[:, t : t + h, left : left + wd] = RING.to_signed(x)
+    m, ho, wo = spec.out_shape
+    cg, mg = c // spec.groups, m // spec.groups
+    kh, kw = spec.kernel
+    sh, sw = spec.stride
+    y = np.zeros((m, ho, wo), dtype=np.int64)
+    for o in range(m):
+        g = o // mg
+        for di in range(kh):
+            for dj in range(kw):
+                patch = xp[
+                    g * cg : (g + 1) * cg,
+                    di : di + sh * (ho - 1) + 1 : sh,
+                    dj : dj + sw * (wo - 1) + 1 : sw,
+                ]
+                y[o] += np.tensordot(w[o, :, di, dj], patch, axes=(0, 0))
+    return RING.reduce(y)
+
+
+def secure(parties, layer, w, x):
+    client, server = parties
+    prg = Prg()
+    x0, x1 = RING.share(x, prg)
+    prepared = server.prepare(layer.layout, layer.kernel_polys(w), layer.l1_bound(w))
+    y0, y1 = run_pair(
+        lambda ch: client.linear(ch, layer.layout, layer.pack(x0)),
+        lambda ch: server.linear(ch, prepared, layer.pack(x1)),
+    )
+    return RING.add(y0, y1)
+
+
+def weights(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    w = rng.integers(-(1 << 13), 1 << 13, size=shape, dtype=np.int64)
+    flat = w.reshape(-1)
+    flat[: min(2, flat.size)] = [(1 << 13) - 1, -(1 << 13)][: min(2, flat.size)]
+    return w
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    c=st.integers(1, 6),
+    hw=st.tuples(st.integers(1, 20), st.integers(1, 20)),
+    k=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+    stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    pads=st.tuples(*[st.integers(0, 2)] * 4),
+    groups_m=st.tuples(st.sampled_from([1, 2, 3]), st.integers(1, 3)),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_conv_matches_numpy(parties, c, hw, k, stride, pads, groups_m, seed) -> None:
+    groups, mg = groups_m
+    c = c * groups
+    h, w_ = hw
+    if h + pads[0] + pads[2] < k[0] or w_ + pads[1] + pads[3] < k[1]:
+        return
+    spec = ConvSpec(
+        in_shape=(c, h, w_),
+        out_channels=mg * groups,
+        kernel=k,
+        stride=stride,
+        pads=pads,
+        groups=groups,
+    )
+    rng = np.random.default_rng(seed)
+    w = weights(rng, (spec.out_channels, c // groups, *k))
+    x = RING.random(Prg(), spec.in_shape)
+    edge = np.asarray([0, RING.modulus - 1, 1 << 36], dtype=np.uint64)  # 0, -1, most negative
+    x.reshape(-1)[: min(3, x.size)] = edge[: min(3, x.size)]
+    assert np.array_equal(
+        secure(parties, ConvLayer(spec, N), w, x).reshape(spec.out_shape), ref_conv(x, w, spec)
+    )
+
+
+def test_depthwise_and_large_tiled_conv(parties) -> None:
+    rng = np.random.default_rng(1)
+    for spec in (
+        ConvSpec(in_shape=(8, 9, 9), out_channels=8, kernel=(3, 3), pads=(1, 1, 1, 1), groups=8),
+        ConvSpec(
+            in_shape=(3, 96, 96), out_channels=4, kernel=(7, 7), stride=(2, 2), pads=(3, 3, 3, 3)
+        ),
+    ):
+        layer = ConvLayer(spec, N)
+        w = weights(rng, (spec.out_channels, spec.in_shape[0] // spec.groups, *spec.kernel))
+        x = RING.random(Prg(), spec.in_shape)
+        got = secure(parties, layer, w, x).reshape(spec.out_shape)
+        assert np.array_equal(got, ref_conv(x, w, spec))
+    assert layer.layout.n_in > 1  # the 96x96 input needs several tiles
+
+
+@pytest.mark.parametrize(("k", "m"), [(1, 1), (100, 10), (5000, 7), (1000, 40)])
+def test_matmul_matches_numpy(parties, k: int, m: int) -> None:
+    rng = np.random.default_rng(k + m)
+    w = weights(rng, (m, k))
+    x = RING.random(Prg(), (k,))
+    layer = MatmulLayer(k, m, N)
+    assert np.array_equal(secure(parties, layer, w, x), RING.reduce(w @ RING.to_signed(x)))
+
+
+def test_reply_noise_budget_is_positive(parties) -> None:
+    """A flooded, mod-switched reply still has budget left (checked by SEAL itself)."""
+    client, server = parties
+    layer = MatmulLayer(64, 4, N)
+    w = weights(np.random.default_rng(0), (4, 64))
+    prepared = server.prepare(layer.layout, layer.kernel_polys(w), layer.l1_bound(w))
+    captured: list[bytes] = []
+
+    def cl(ch):
+        ch.send(pack_blobs(client.encrypt(layer.pack(RING.random(Prg(), (64,))))))
+        raw = ch.recv()
+        captured.extend(unpack_blobs(raw, count=layer.layout.n_out, max_each=1 << 20))
+
+    run_pair(cl, lambda ch: server.linear(ch, prepared, layer.pack(RING.random(Prg(), (64,)))))
+    assert all(client.noise_budget(b) > 0 for b in captured)
+
+
+def test_noise_check_refuses_huge_weights() -> None:
+    flood, sigma = check_layer_noise(BFV_N8192, 37, 1e6)
+    assert flood == 120 - 37 - 4 and sigma >= 40
+    with pytest.raises(SnniError, match="noise budget"):
+        check_layer_noise(BFV_N8192, 37, 2.0**40)
+
+
+def test_unknown_param_set() -> None:
+    with pytest.raises(SnniError, match="bfv-n8192-q180"):
+        get_params("nope")
+
+
+def test_bad_peer_messages_are_refused() -> None:
+    raw = pack_blobs([b"abc", b"de"])
+    assert unpack_blobs(raw, count=2, max_each=10) == [b"abc", b"de"]
+    with pytest.raises(SnniError):
+        unpack_blobs(raw, count=3, max_each=10)
+    with pytest.raises(SnniError):
+        unpack_blobs(raw, count=2, max_each=2)
+    with pytest.raises(SnniError):
+        unpack_blobs(raw[:-1], count=2, max_each=10)
+
+
+def test_garbage_ciphertext_is_refused(parties) -> None:
+    _client, server = parties
+    layer = MatmulLayer(8, 2, N)
+    w = weights(np.random.default_rng(0), (2, 8))
+    prepared = server.prepare(layer.layout, layer.kernel_polys(w), layer.l1_bound(w))
+    x = layer.pack(RING.random(Prg(), (8,)))
+
+    def cl(ch):
+        ch.send(pack_blobs([b"\x5e\xa1" + bytes(200)]))
+
+    with pytest.raises(SnniError):
+        run_pair(cl, lambda ch: server.linear(ch, prepared, x), timeout_s=20)
