@@ -1,0 +1,28 @@
+"""Fixtures that start real servers on free loopback ports (helpers in the testkits)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "alerts"))
+
+from integrations_testkit import Mosquitto, Pki, make_pki  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def broker(tmp_path: Path, pki: Pki) -> Iterator[Mosquitto]:
+    server = Mosquitto(tmp_path / "mosquitto", pki)
+    server.start()
+    yield server
+    server.stop()

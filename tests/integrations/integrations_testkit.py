@@ -1,0 +1,269 @@
+"""Real servers for the sink tests: certificates, a mosquitto broker, an MQTT subscriber."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from paho.mqtt.enums import CallbackAPIVersion
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    other_ca: Path
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    path.chmod(0o600)
+
+
+def _ca(name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = _key()
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def _leaf(
+    ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, name: str, *, server: bool
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = _key()
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+    )
+    if server:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+    return builder.sign(ca_key, hashes.SHA256()), key
+
+
+def make_pki(root: Path) -> Pki:
+    """A test CA, a server certificate for 127.0.0.1, a camera client certificate."""
+    root.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = _ca("secfepas test CA")
+    server, server_key = _leaf(ca, ca_key, "127.0.0.1", server=True)
+    client, client_key = _leaf(ca, ca_key, "camera bed-1", server=False)
+    other, _ = _ca("someone else's CA")
+    pem = serialization.Encoding.PEM
+    (root / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (root / "other-ca.pem").write_bytes(other.public_bytes(pem))
+    (root / "server.pem").write_bytes(server.public_bytes(pem))
+    (root / "client.pem").write_bytes(client.public_bytes(pem))
+    _write_key(server_key, root / "server.key")
+    _write_key(client_key, root / "client.key")
+    return Pki(
+        ca=root / "ca.pem",
+        server_cert=root / "server.pem",
+        server_key=root / "server.key",
+        client_cert=root / "client.pem",
+        client_key=root / "client.key",
+        other_ca=root / "other-ca.pem",
+    )
+
+
+def mosquitto_binary() -> str:
+    """Debian's mosquitto; a missing broker FAILS the tests, it never skips them."""
+    found = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if os.access("/usr/sbin/mosquitto", os.X_OK) else None
+    )
+    if found is None:
+        pytest.fail(
+            "mosquitto is not installed: the MQTT sink tests need Debian's broker. "
+            "Run `bash tools/test.sh` (it installs it) or `apt-get install mosquitto`.",
+            pytrace=False,
+        )
+    return found
+
+
+class Mosquitto:
+    """A real broker on free loopback ports: plain, and mutual TLS. Restartable."""
+
+    def __init__(self, workdir: Path, pki: Pki) -> None:
+        self.binary = mosquitto_binary()
+        self.workdir = workdir
+        self.pki = pki
+        self.port = free_port()
+        self.tls_port = free_port()
+        self.conf = workdir / "mosquitto.conf"
+        self.log = workdir / "mosquitto.log"
+        (workdir / "data").mkdir(parents=True, exist_ok=True)
+        lines = [
+            "per_listener_settings true",
+            f"persistence true\npersistence_location {workdir / 'data'}/",
+            f"log_dest file {self.log}",
+            "log_type error\nlog_type warning\nlog_type notice",
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",
+            f"listener {self.tls_port} 127.0.0.1",
+            "allow_anonymous true",
+            f"cafile {pki.ca}",
+            f"certfile {pki.server_cert}",
+            f"keyfile {pki.server_key}",
+            "require_certificate true",
+        ]
+        if os.geteuid() == 0:
+            # As root mosquitto drops to the `mosquitto` user, which cannot read keys
+            # in pytest's private temporary directory.
+            lines.insert(0, "user root")
+        self.conf.write_text("\n".join(lines) + "\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        assert self.proc is None
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            wait_port(self.port)
+            wait_port(self.tls_port)
+        except TimeoutError:
+            self.stop()
+            log = self.log.read_text() if self.log.exists() else ""
+            pytest.fail(f"mosquitto did not start:\n{log}", pytrace=False)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()  # SIGTERM: mosquitto saves its persistent sessions
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+
+class Subscriber:
+    """Collects messages at QoS 1 on the plain listener, with a persistent session."""
+
+    def __init__(self, port: int, topic: str, client_id: str = "nurse-station") -> None:
+        self.messages: list[mqtt.MQTTMessage] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.topic = topic
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False
+        )
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(1, 1)
+        self.client.connect("127.0.0.1", port, keepalive=10)
+        self.client.loop_start()
+        assert self._subscribed.wait(5), "subscriber got no SUBACK"
+
+    def _on_connect(self, client: mqtt.Client, *args: Any) -> None:
+        client.subscribe(self.topic, qos=1)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append(msg)
+
+    def payloads(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [json.loads(m.payload) for m in self.messages if m.payload.startswith(b"{")]
+
+    def alert_ids(self) -> list[str]:
+        return [str(p["alert_id"]) for p in self.payloads()]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,160 @@
+"""The MQTT sink plugin against a real mosquitto: plain, mutual TLS, will, outage."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from alerts_testkit import FAST_RETRY, make_alert, wait_for
+from integrations_testkit import Mosquitto, Pki, Subscriber
+from paho.mqtt.enums import CallbackAPIVersion
+
+from secfepas_sdk.alerts import AlertService, load_sink, load_sinks
+from secfepas_sdk.alerts.models import Alert
+from secfepas_sdk.errors import ConfigError, TransientSinkError
+
+pytestmark = pytest.mark.integration
+
+
+def _tls_uri(
+    broker: Mosquitto, pki: Pki, *, cert: bool = True, ca: Path | None = None, timeout: float = 3
+) -> str:
+    query = f"ca={ca or pki.ca}"
+    if cert:
+        query += f"&cert={pki.client_cert}&key={pki.client_key}"
+    return f"mqtts://127.0.0.1:{broker.tls_port}/secfepas/{{camera_id}}/alerts?{query}&timeout={timeout}"
+
+
+def test_plain_delivery_reaches_subscriber_at_qos1(broker: Mosquitto) -> None:
+    sub = Subscriber(broker.port, "secfepas/+/alerts")
+    sink = load_sink(f"mqtt://127.0.0.1:{broker.port}/secfepas/{{camera_id}}/alerts")
+    alert = make_alert(camera="bed-1")
+    sink.deliver(alert)  # returns once the PUBACK came back
+    assert wait_for(lambda: len(sub.messages) == 1, 5)
+    msg = sub.messages[0]
+    assert msg.topic == "secfepas/bed-1/alerts" and msg.qos == 1
+    assert Alert.from_json(msg.payload) == alert
+    sink.close()
+    sub.close()
+
+
+def test_mutual_tls_delivery(broker: Mosquitto, pki: Pki) -> None:
+    sub = Subscriber(broker.port, "secfepas/#")
+    sink = load_sink(_tls_uri(broker, pki))
+    assert sink.name == f"mqtts://127.0.0.1:{broker.tls_port}/secfepas/{{camera_id}}/alerts"
+    alert = make_alert(camera="bed-2")
+    sink.deliver(alert)
+    assert wait_for(lambda: str(alert.alert_id) in sub.alert_ids(), 5)
+    sink.close()
+    sub.close()
+
+
+def test_client_without_certificate_is_refused(broker: Mosquitto, pki: Pki) -> None:
+    sink = load_sink(_tls_uri(broker, pki, cert=False, timeout=1))
+    with pytest.raises(TransientSinkError, match="not connected"):
+        sink.deliver(make_alert())
+    sink.close()
+    # And a bare paho client with only the CA never gets a CONNACK.
+    connected = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="intruder")
+    client.tls_set(ca_certs=str(pki.ca))
+    client.on_connect = lambda c, u, f, rc, p: connected.set() if not rc.is_failure else None
+    client.connect_async("127.0.0.1", broker.tls_port)
+    client.loop_start()
+    assert not connected.wait(1.5)
+    client.loop_stop()
+
+
+def test_server_from_wrong_ca_is_refused(broker: Mosquitto, pki: Pki) -> None:
+    sink = load_sink(_tls_uri(broker, pki, ca=pki.other_ca, timeout=1))
+    with pytest.raises(TransientSinkError):
+        sink.deliver(make_alert())
+    sink.close()
+
+
+def test_online_status_and_last_will(broker: Mosquitto, tmp_path: Path) -> None:
+    status = Subscriber(broker.port, "secfepas/+/status", client_id="status-watch")
+    code = (
+        "import sys, time\n"
+        "from secfepas_sdk.alerts import load_sinks\n"
+        f"s = load_sinks(['mqtt://127.0.0.1:{broker.port}/a/{{camera_id}}?keepalive=5'],"
+        " camera_id='bed-7')\n"
+        "print('up', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == b"up"
+
+    def seen() -> list[bytes]:
+        return [m.payload for m in status.messages if m.topic == "secfepas/bed-7/status"]
+
+    assert wait_for(lambda: seen()[-1:] == [b"online"], 5)
+    os.kill(proc.pid, signal.SIGKILL)  # no goodbye: the broker must send the will
+    proc.wait(5)
+    assert wait_for(lambda: seen()[-1:] == [b"offline"], 5)
+    status.close()
+
+
+def test_clean_close_says_offline(broker: Mosquitto) -> None:
+    status = Subscriber(broker.port, "secfepas/+/status", client_id="status-watch-2")
+    (sink,) = load_sinks([f"mqtt://127.0.0.1:{broker.port}/a/{{camera_id}}"], camera_id="bed-8")
+    sink.deliver(make_alert(camera="bed-8"))
+    sink.close()
+    payloads = [m.payload for m in status.messages if m.topic == "secfepas/bed-8/status"]
+    assert wait_for(
+        lambda: (
+            [m.payload for m in status.messages if m.topic == "secfepas/bed-8/status"]
+            == [b"online", b"offline"]
+        ),
+        5,
+    ), payloads
+    status.close()
+
+
+def test_broker_outage_queues_then_delivers_all(broker: Mosquitto, tmp_path: Path) -> None:
+    sub = Subscriber(broker.port, "secfepas/+/alerts", client_id="outage-sub")
+    broker.stop()
+    uri = f"mqtt://127.0.0.1:{broker.port}/secfepas/{{camera_id}}/alerts?timeout=1&reconnect_max=1"
+    service = AlertService.from_uris([uri], outbox=tmp_path / "o.db", retry=FAST_RETRY)
+    alerts = [make_alert(camera="bed-3") for _ in range(25)]
+    for alert in alerts:
+        service.publish(alert)
+    time.sleep(1.5)
+    assert service.outbox.pending() == 25  # queued, nothing lost, nothing sent
+    assert sub.messages == []
+    broker.start()
+    assert service.wait_idle(30), "the outbox did not drain after the broker came back"
+    expected = {str(a.alert_id) for a in alerts}
+    assert wait_for(lambda: set(sub.alert_ids()) == expected, 10)
+    received = sub.alert_ids()
+    assert len(received) >= 25 and len(set(received)) == 25  # at least once; de-dup by id
+    service.close()
+    sub.close()
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("mqtt://127.0.0.1:1883/a/{patient}", "may use only"),
+        ("mqtt://127.0.0.1:1883/a/%23", "wildcards"),
+        ("mqtt://127.0.0.1:1883/a/#", "fragment"),
+        ("mqtt://127.0.0.1:1883/a/+/b", "wildcards"),
+        ("mqtt://127.0.0.1:1883/a?qos=5", "qos"),
+        ("mqtt://127.0.0.1:1883/a?bogus=1", "unknown MQTT sink parameters"),
+        ("mqtt://u:p@127.0.0.1:1883/a", "no credentials"),
+        ("mqtt://127.0.0.1:1883/a?ca=/x.pem", "need the mqtts"),
+        ("mqtts://127.0.0.1/a?ca=/no/such.pem", "not found"),
+        ("mqtts://127.0.0.1/a?cert=/no/such.pem", "both cert= and key="),
+        ("mqtt:///a", "needs a host"),
+    ],
+)
+def test_bad_uris_fail_at_load(uri: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_sink(uri)
