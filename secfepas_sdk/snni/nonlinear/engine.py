@@ -1,0 +1,245 @@
+"""The non-linear layers of secure inference on additively shared fixed point.
+
+Who holds what: for every method, the client (camera) and the server (edge)
+each pass their own additive share (uint64 residues mod 2^l) of the same
+tensor, and each gets back its own share of the result. Both parties call the
+same methods in the same order with same-shaped arrays; shapes are public.
+Semi-honest security, as in CrypTFlow2 and Cheetah.
+
+- ``drelu``: XOR shares of 1{x >= 0}. MSB(x) = MSB(x0) xor MSB(x1) xor carry,
+  where carry = 1{(x0 mod 2^(l-1)) > 2^(l-1) - 1 - (x1 mod 2^(l-1))} comes from
+  the millionaires' protocol on l-1 bits.
+- ``relu``: x * DReLU(x) with the OT multiplexer (one random OT each way).
+- ``truncate``: exact arithmetic shift up to -1 ulp, never a wrap error: see
+  :meth:`NonlinearEngine.truncate`.
+- ``maxpool2d``: a log-depth tree of max(a, b) = b + ReLU(a - b), with every
+  comparison of one tree level packed into a single call.
+Large tensors run in batches of ``batch_size`` elements to bound memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.channel import Channel
+from secfepas_sdk.snni.nonlinear.millionaire import greater_than
+from secfepas_sdk.snni.nonlinear.pooling import pool_output_hw, window_indices
+from secfepas_sdk.snni.ot.bits import pack_bits, packed_size, unpack_bits
+from secfepas_sdk.snni.ot.session import OtSession, one_of_n_decode, one_of_n_payload, slot_width
+from secfepas_sdk.snni.party import Party
+from secfepas_sdk.snni.prg import Prg
+from secfepas_sdk.snni.ring import Ring
+
+U64 = NDArray[np.uint64]
+U8 = NDArray[np.uint8]
+
+DEFAULT_BATCH = 1 << 18
+MAX_SHIFT = 32  # the truncation OT carries the wrap share mod 2^shift in a 64-bit slot pair
+
+
+class NonlinearEngine:
+    """One party's end of the non-linear protocols (see module docstring)."""
+
+    def __init__(
+        self,
+        channel: Channel,
+        *,
+        party: Party,
+        ring: Ring,
+        prg: Prg | None = None,
+        batch_size: int = DEFAULT_BATCH,
+    ) -> None:
+        if batch_size < 8:
+            raise SnniError("batch_size must be at least 8")
+        self.channel = channel
+        self.party = Party(party)
+        self.ring = ring
+        self.prg = prg if prg is not None else Prg()
+        self.batch_size = batch_size
+        self.ot = OtSession(self.party)
+
+    # -- session ------------------------------------------------------------
+    def setup(self) -> None:
+        """Base OTs for both IKNP directions; once per session, both parties."""
+        self.ot.setup(self.channel)
+
+    @property
+    def _client(self) -> bool:
+        return self.party is Party.CLIENT
+
+    def _check(self, x: NDArray[np.generic]) -> U64:
+        if not isinstance(x, np.ndarray) or x.dtype != np.uint64:
+            raise SnniError("shares must be numpy uint64 arrays")
+        if not self.ot.ready:
+            raise SnniError("NonlinearEngine.setup() must run before any protocol")
+        return np.ascontiguousarray(x) & self.ring.mask
+
+    def _batched(self, x: U64, op: Callable[[U64], NDArray[np.generic]]) -> NDArray[np.generic]:
+        flat = x.reshape(-1)
+        if flat.size == 0:
+            return op(flat).reshape(x.shape)
+        parts = [op(flat[i : i + self.batch_size]) for i in range(0, flat.size, self.batch_size)]
+        return np.concatenate(parts).reshape(x.shape)
+
+    # -- public API ------------------------------------------------------------
+    def drelu(self, x: U64) -> U8:
+        """XOR share of 1{x >= 0} per element (uint8 0/1)."""
+        xs = self._check(x)
+        with self.channel.label("drelu"):
+            out = self._batched(xs, self._drelu_flat)
+        return out.astype(np.uint8)
+
+    def relu(self, x: U64) -> U64:
+        """Share of max(x, 0)."""
+        xs = self._check(x)
+        with self.channel.label("relu"):
+            out = self._batched(xs, self._relu_flat)
+        return out.astype(np.uint64)
+
+    def truncate(self, x: U64, shift: int) -> U64:
+        """Share of the arithmetic shift x >> shift (signed), exact or 1 ulp low.
+
+        With x' = x + 2^(l-1) (the client adds the constant to its share),
+        floor(x / 2^s) = floor(x'0 / 2^s) + floor(x'1 / 2^s) - w 2^(l-s) - 2^(l-1-s) + c,
+        where w = 1{x'0 + x'1 >= 2^l} is the wrap and c in {0, 1} the carry of the
+        low s bits, which we drop (the -1 ulp). The wrap is computed *exactly*:
+        MSB(x') = DReLU(x) = d, and with m_i = MSB(x'_i), w = maj(m0, m1, d ^ m0 ^ m1).
+        One 1-of-4 OT (server chooses by (m1, d1)) turns it into additive shares
+        mod 2^s. So there is no probabilistic failure at all (SecureML-style local
+        truncation would fail with probability about |x| / 2^(l-1)).
+        """
+        xs = self._check(x)
+        self._check_shift(shift)
+        with self.channel.label("truncate"):
+            out = self._batched(xs, lambda v: self._truncate_flat(v, shift)[0])
+        return out.astype(np.uint64)
+
+    def relu_truncate(self, x: U64, shift: int) -> U64:
+        """ReLU(truncate(x, shift)), sharing one DReLU between the two."""
+        xs = self._check(x)
+        self._check_shift(shift)
+
+        def op(v: U64) -> U64:
+            t, d = self._truncate_flat(v, shift)
+            return self._mux(d, t)
+
+        with self.channel.label("relu_truncate"):
+            out = self._batched(xs, op)
+        return out.astype(np.uint64)
+
+    def maxpool2d(
+        self,
+        x_nchw: U64,
+        kernel: tuple[int, int],
+        stride: tuple[int, int],
+        pads: tuple[int, int, int, int] = (0, 0, 0, 0),
+    ) -> U64:
+        """Share of max-pooling over (kh, kw) windows; padding is ignored (-inf).
+
+        max(a, b) is computed from a - b, so inputs must lie in [-2^(l-2), 2^(l-2))
+        (a fixed-point range the plan's choice of l must guarantee anyway)."""
+        xs = self._check(x_nchw)
+        if xs.ndim != 4:
+            raise SnniError(f"maxpool2d needs an NCHW tensor, got shape {xs.shape}")
+        n, c, h, w = xs.shape
+        oh, ow = pool_output_hw((h, w), kernel, stride, pads)
+        idx = window_indices((h, w), kernel, stride, pads)  # (oh*ow, k)
+        cols = xs.reshape(n * c, h * w)[:, idx]  # (nc, oh*ow, k)
+        level = [np.ascontiguousarray(cols[:, :, j]).reshape(-1) for j in range(idx.shape[1])]
+        with self.channel.label("maxpool"):
+            while len(level) > 1:
+                pairs = len(level) // 2
+                a = np.concatenate(level[0 : 2 * pairs : 2])
+                b = np.concatenate(level[1 : 2 * pairs : 2])
+                diff = self.ring.sub(a, b)
+                best = self.ring.add(b, self._batched(diff, self._relu_flat).astype(np.uint64))
+                merged = np.split(best, pairs)
+                if len(level) % 2:
+                    merged.append(level[-1])
+                level = merged
+        return level[0].reshape(n, c, oh, ow)
+
+    # -- protocols on flat batches ------------------------------------------
+    def _check_shift(self, shift: int) -> None:
+        if not 1 <= shift <= min(MAX_SHIFT, self.ring.bits - 2):
+            raise SnniError(f"shift must be in 1..{min(MAX_SHIFT, self.ring.bits - 2)}")
+
+    def _drelu_flat(self, x: U64) -> U8:
+        bits = self.ring.bits - 1
+        low_mask = np.uint64((1 << bits) - 1)
+        low = x & low_mask
+        # carry of the low l-1 bits: client's a vs server's b = 2^(l-1) - 1 - low1
+        value = low if self._client else low_mask - low
+        carry = greater_than(self.channel, self.party, self.ot, value, bits)
+        msb = ((x >> np.uint64(bits)) & np.uint64(1)).astype(np.uint8)
+        out = msb ^ carry
+        if self._client:
+            out ^= np.uint8(1)
+        return out
+
+    def _mux(self, d: U8, x: U64) -> U64:
+        """Share of d * x for XOR-shared bit d and additively shared x.
+
+        Each party is the sender for its own x_i: with random-OT keys (k0, k1) it
+        keeps r = d_i x_i - k0 and sends y = (1 - d_i) x_i - r - k1, so a receiver
+        choosing c = d_peer obtains (d_i xor c) x_i - r. One random OT each way
+        plus one l-bit word each way per element."""
+        n = int(x.size)
+        width = self.ring.bits
+        mask = self.ring.mask
+        dd = d.astype(np.uint64)
+        ch = self.channel
+        if self._client:
+            k = self.ot.rot_recv(ch, d, width)
+            k0, k1 = self.ot.rot_send(ch, n, width)
+            peer = unpack_bits(ch.recv_exact(packed_size(n, width)), n, width)
+        else:
+            k0, k1 = self.ot.rot_send(ch, n, width)
+            k = self.ot.rot_recv(ch, d, width)
+        r = (dd * x - k0) & mask
+        y = ((np.uint64(1) - dd) * x - r - k1) & mask
+        ch.send(pack_bits(y, width))
+        if not self._client:
+            peer = unpack_bits(ch.recv_exact(packed_size(n, width)), n, width)
+        got = (k + dd * np.asarray(peer, dtype=np.uint64)) & mask
+        return np.asarray((r + got) & mask, dtype=np.uint64)
+
+    def _relu_flat(self, x: U64) -> U64:
+        return self._mux(self._drelu_flat(x), x)
+
+    def _truncate_flat(self, x: U64, shift: int) -> tuple[U64, U8]:
+        ring = self.ring
+        n = int(x.size)
+        top = np.uint64(ring.bits - 1)
+        xp = (x + np.uint64(1 << (ring.bits - 1))) & ring.mask if self._client else x
+        d = self._drelu_flat(x)  # = MSB(x')
+        m = ((xp >> top) & np.uint64(1)).astype(np.uint8)
+        ch = self.channel
+        s_mask = np.uint64((1 << shift) - 1)
+        kw = slot_width(2, shift)
+        if self._client:
+            rho = self.prg.uint64(n, shift)
+            msgs = np.empty((n, 4), dtype=np.uint64)
+            for u in (0, 1):  # server's m1
+                for e in (0, 1):  # server's d1
+                    carry = d ^ m ^ np.uint8(e ^ u)
+                    wrap = (m & np.uint8(u)) | (carry & (m | np.uint8(u)))
+                    msgs[:, u + 2 * e] = (wrap.astype(np.uint64) - rho) & s_mask
+            keys = self.ot.rot_send(ch, 2 * n, kw)
+            ch.send(one_of_n_payload(keys, msgs, 2, shift))
+            w_share = rho
+        else:
+            choice = (m.astype(np.uint64) | (d.astype(np.uint64) << np.uint64(1))).reshape(-1)
+            bits = np.stack([m, d], axis=1).reshape(-1)
+            key = self.ot.rot_recv(ch, bits, kw)
+            raw = ch.recv_exact(packed_size(4 * n, shift))
+            w_share = one_of_n_decode(key, raw, choice, 2, shift)
+        sh = np.uint64(shift)
+        out = (xp >> sh) - (w_share << np.uint64(ring.bits - shift))
+        if self._client:
+            out = out - np.uint64(1 << (ring.bits - 1 - shift))
+        return np.asarray(out & ring.mask, dtype=np.uint64), d

@@ -1,0 +1,95 @@
+"""Bit-level helpers for OT extension: the 128 x m bit transpose and tight packing.
+
+Bit order is little-endian everywhere: bit ``j`` of a packed row is
+``(row[j // 8] >> (j % 8)) & 1`` (numpy's ``bitorder="little"``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from secfepas_sdk.errors import SnniError
+
+U8 = NDArray[np.uint8]
+U64 = NDArray[np.uint64]
+
+_M1 = np.uint64(0x00AA00AA00AA00AA)
+_M2 = np.uint64(0x0000CCCC0000CCCC)
+_M3 = np.uint64(0x00000000F0F0F0F0)
+_S7, _S14, _S28 = np.uint64(7), np.uint64(14), np.uint64(28)
+_PACK_CHUNK = 1 << 18
+
+
+def _transpose8x8(x: U64) -> None:
+    """In place: each uint64 is an 8x8 bit matrix (byte = row, bit = column)."""
+    t = (x ^ (x >> _S7)) & _M1
+    x ^= t ^ (t << _S7)
+    t = (x ^ (x >> _S14)) & _M2
+    x ^= t ^ (t << _S14)
+    t = (x ^ (x >> _S28)) & _M3
+    x ^= t ^ (t << _S28)
+
+
+def transpose_rows(rows: U8) -> U8:
+    """Transpose a (r, mb) packed bit matrix (r rows of 8*mb bits, r % 8 == 0)
+    into (8*mb, r // 8) bytes: output row j holds bit j of every input row.
+
+    Bit-sliced: the matrix is cut into 8x8 bit blocks, each held in one uint64
+    and transposed with three delta swaps, so numpy never touches single bits.
+    """
+    r, mb = rows.shape
+    if r % 8:
+        raise SnniError(f"row count {r} is not a multiple of 8")
+    blocks = np.ascontiguousarray(rows.reshape(r // 8, 8, mb).transpose(0, 2, 1))
+    words = blocks.view(np.uint64).reshape(r // 8, mb)
+    _transpose8x8(words)
+    out = words.view(np.uint8).reshape(r // 8, mb, 8).transpose(1, 2, 0)
+    return np.ascontiguousarray(out).reshape(mb * 8, r // 8)
+
+
+def packed_size(count: int, width: int) -> int:
+    return (count * width + 7) // 8
+
+
+def pack_bits(values: NDArray[np.unsignedinteger], width: int) -> bytes:
+    """The low ``width`` bits of each value, concatenated without padding."""
+    if not 1 <= width <= 64:
+        raise SnniError(f"bit width must be in 1..64, got {width}")
+    flat = np.ascontiguousarray(values).reshape(-1)
+    if width == 1:
+        return np.packbits(flat.astype(np.uint8) & 1, bitorder="little").tobytes()
+    nbytes = flat.dtype.itemsize
+    if width > 8 * nbytes:
+        flat = flat.astype(np.uint64)
+        nbytes = 8
+    parts = []
+    # Chunks of a multiple of 8 values keep each chunk byte-aligned.
+    for start in range(0, flat.size, _PACK_CHUNK):
+        chunk = flat[start : start + _PACK_CHUNK]
+        bits = np.unpackbits(chunk.view(np.uint8).reshape(-1, nbytes), axis=1, bitorder="little")
+        parts.append(np.packbits(bits[:, :width], bitorder="little").tobytes())
+    return b"".join(parts)
+
+
+def unpack_bits(buf: bytes, count: int, width: int, dtype: type = np.uint64) -> NDArray[np.generic]:
+    """Inverse of :func:`pack_bits`; the buffer length must match exactly."""
+    if len(buf) != packed_size(count, width):
+        raise SnniError(f"packed buffer of {len(buf)} bytes, expected {packed_size(count, width)}")
+    dt = np.dtype(dtype)
+    if width > 8 * dt.itemsize:
+        raise SnniError(f"width {width} does not fit in {dt}")
+    raw = np.frombuffer(buf, dtype=np.uint8)
+    if width == 1:
+        return np.unpackbits(raw, count=count, bitorder="little").astype(dt)
+    out = np.empty(count, dtype=dt)
+    nbytes = dt.itemsize
+    for start in range(0, count, _PACK_CHUNK):
+        stop = min(count, start + _PACK_CHUNK)
+        lo, hi = start * width, stop * width
+        byte_lo = lo // 8  # start is a multiple of 8 so lo is byte aligned
+        bits = np.unpackbits(raw[byte_lo : (hi + 7) // 8], bitorder="little")[: hi - lo]
+        full = np.zeros((stop - start, 8 * nbytes), dtype=np.uint8)
+        full[:, :width] = bits.reshape(stop - start, width)
+        out[start:stop] = np.packbits(full, axis=1, bitorder="little").view(dt).reshape(-1)
+    return out

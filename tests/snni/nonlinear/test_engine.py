@@ -1,0 +1,139 @@
+"""Each non-linear protocol against its plaintext function, on both transports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.channel import Channel
+from secfepas_sdk.snni.nonlinear import NonlinearEngine
+from secfepas_sdk.snni.party import Party
+from secfepas_sdk.snni.prg import Prg
+from secfepas_sdk.snni.ring import Ring
+
+RINGS = [Ring(bits=37, frac_bits=12), Ring(bits=41, frac_bits=15)]
+
+
+def edge_values(ring: Ring, n: int, seed: int) -> NDArray[np.int64]:
+    """Random signed values with the edge cases up front: 0, +-1 ulp, extremes, wrap-around."""
+    rng = np.random.default_rng(seed)
+    vals = rng.integers(ring.min_signed, ring.max_signed + 1, n)
+    lo, hi = ring.min_signed, ring.max_signed
+    edges = [0, 1, -1, 2, -2, hi, lo, hi - 1, lo + 1, 1 << ring.frac_bits, -(1 << ring.frac_bits)]
+    vals[: len(edges)] = edges
+    return vals
+
+
+def secure(
+    run_parties: Callable[..., tuple[Any, Any]],
+    ring: Ring,
+    op: Callable[[NonlinearEngine, NDArray[np.uint64]], Any],
+    values: NDArray[np.int64],
+) -> tuple[Any, Any]:
+    x0, x1 = ring.share(ring.from_signed(values), Prg())
+
+    def party(who: Party, share: NDArray[np.uint64]) -> Callable[[Channel], Any]:
+        def run(channel: Channel) -> Any:
+            engine = NonlinearEngine(channel, party=who, ring=ring, batch_size=1 << 10)
+            engine.setup()
+            return op(engine, share)
+
+        return run
+
+    return run_parties(party(Party.CLIENT, x0), party(Party.SERVER, x1))
+
+
+@pytest.mark.parametrize("ring", RINGS, ids=lambda r: f"l{r.bits}")
+def test_drelu_relu(run_parties: Callable[..., tuple[Any, Any]], ring: Ring) -> None:
+    vals = edge_values(ring, 3000, seed=ring.bits)
+    a, b = secure(run_parties, ring, lambda e, x: (e.drelu(x), e.relu(x)), vals)
+    assert a[0].dtype == np.uint8
+    np.testing.assert_array_equal(a[0] ^ b[0], (vals >= 0).astype(np.uint8))
+    np.testing.assert_array_equal(ring.to_signed(ring.add(a[1], b[1])), np.maximum(vals, 0))
+
+
+@pytest.mark.parametrize("ring", RINGS, ids=lambda r: f"l{r.bits}")
+def test_truncate_within_one_ulp(run_parties: Callable[..., tuple[Any, Any]], ring: Ring) -> None:
+    vals = edge_values(ring, 3000, seed=7)
+    f = ring.frac_bits
+    a, b = secure(run_parties, ring, lambda e, x: (e.truncate(x, f), e.relu_truncate(x, f)), vals)
+    err = ring.to_signed(ring.add(a[0], b[0])) - (vals >> f)
+    assert set(np.unique(err).tolist()) <= {-1, 0}
+    err_r = ring.to_signed(ring.add(a[1], b[1])) - np.maximum(vals >> f, 0)
+    assert set(np.unique(err_r).tolist()) <= {-1, 0}
+
+
+def maxpool_ref(
+    x: NDArray[np.int64], k: tuple[int, int], s: tuple[int, int], pads: tuple[int, int, int, int]
+) -> NDArray[np.int64]:
+    n, c, h, w = x.shape
+    top, left, bottom, right = pads
+    padded = np.full((n, c, h + top + bottom, w + left + right), np.iinfo(np.int64).min)
+    padded[:, :, top : top + h, left : left + w] = x
+    oh = (h + top + bottom - k[0]) // s[0] + 1
+    ow = (w + left + right - k[1]) // s[1] + 1
+    out = np.empty((n, c, oh, ow), dtype=np.int64)
+    for i in range(oh):
+        for j in range(ow):
+            win = padded[:, :, i * s[0] : i * s[0] + k[0], j * s[1] : j * s[1] + k[1]]
+            out[:, :, i, j] = win.max(axis=(2, 3))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("shape", "kernel", "stride", "pads"),
+    [
+        ((1, 4, 11, 11), (3, 3), (2, 2), (0, 0, 0, 0)),  # SqueezeNet
+        ((2, 3, 8, 8), (3, 3), (2, 2), (1, 1, 1, 1)),  # ResNet50 stem
+        ((1, 2, 6, 7), (2, 2), (2, 2), (0, 0, 0, 1)),
+    ],
+)
+def test_maxpool(
+    run_parties: Callable[..., tuple[Any, Any]],
+    shape: tuple[int, int, int, int],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    pads: tuple[int, int, int, int],
+) -> None:
+    ring = RINGS[0]
+    rng = np.random.default_rng(3)
+    vals = rng.integers(-(1 << 30), 1 << 30, shape)
+    # max(a, b) goes through a - b, so inputs must lie in [-2^(l-2), 2^(l-2)).
+    quarter = 1 << (ring.bits - 2)
+    vals.reshape(-1)[:5] = [quarter - 1, -quarter, -1, 0, quarter - 2]
+    a, b = secure(
+        run_parties,
+        ring,
+        lambda e, x: e.maxpool2d(x, kernel=kernel, stride=stride, pads=pads),
+        vals,
+    )
+    got = ring.to_signed(ring.add(a, b))
+    np.testing.assert_array_equal(got, maxpool_ref(vals, kernel, stride, pads))
+
+
+def test_empty_and_bad_inputs() -> None:
+    from secfepas_sdk.snni.channel import run_pair
+
+    ring = RINGS[0]
+
+    def party(who: Party) -> Callable[[Channel], Any]:
+        def run(channel: Channel) -> Any:
+            engine = NonlinearEngine(channel, party=who, ring=ring)
+            with pytest.raises(SnniError):
+                engine.relu(np.zeros(4, dtype=np.uint64))  # before setup
+            engine.setup()
+            with pytest.raises(SnniError):
+                engine.relu(np.zeros(4, dtype=np.int64))  # type: ignore[arg-type]
+            with pytest.raises(SnniError):
+                engine.truncate(np.zeros(4, dtype=np.uint64), 0)
+            return engine.relu(np.zeros((0, 3), dtype=np.uint64))
+
+        return run
+
+    a, b = run_pair(party(Party.CLIENT), party(Party.SERVER))
+    assert a.shape == (0, 3) and b.shape == (0, 3)
