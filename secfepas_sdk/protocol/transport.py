@@ -1,0 +1,269 @@
+"""The protocol's only I/O: asyncio streams over TLS 1.3 with mutual authentication.
+
+- :func:`server_context` / :func:`client_context` build TLS 1.3-only contexts that
+  require a certificate from the peer; each trusts only the site CA file it is given
+  (the camera pins the edge's CA: no system trust store).
+- :class:`FramedStream` couples a stream with a sans-IO :class:`Connection`.
+- :class:`ThreadChannel` lets synchronous SNNI code (which speaks
+  :class:`~secfepas_sdk.snni.channel.Channel`) run in a worker thread while its
+  messages travel as DATA frames on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import ssl
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from secfepas_sdk.errors import ConfigError, ConnectionLostError
+from secfepas_sdk.protocol.connection import NEED_DATA, Connection, Role
+from secfepas_sdk.protocol.events import ControlEvent, Data, Event
+from secfepas_sdk.protocol.frames import FrameLimits
+from secfepas_sdk.protocol.messages import split_message
+from secfepas_sdk.snni.channel import DEFAULT_MAX_MESSAGE, Channel, ChannelError
+
+__all__ = [
+    "FramedStream",
+    "ThreadChannel",
+    "TlsFiles",
+    "client_context",
+    "open_client",
+    "peer_identity",
+    "server_context",
+    "tls_failure_reason",
+]
+
+READ_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsFiles:
+    """PEM files of one party: the CA it trusts, its own certificate and key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    def __post_init__(self) -> None:
+        for name in ("ca", "cert", "key"):
+            object.__setattr__(self, name, Path(getattr(self, name)))
+
+
+def _base_context(purpose: int, files: TlsFiles) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(purpose)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    try:
+        ctx.load_verify_locations(cafile=str(files.ca))
+        ctx.load_cert_chain(certfile=str(files.cert), keyfile=str(files.key))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load TLS material ({files.cert}, {files.ca}): {exc}") from exc
+    return ctx
+
+
+def server_context(files: TlsFiles) -> ssl.SSLContext:
+    """Edge side: TLS 1.3 only; every camera must present a certificate from our CA."""
+    return _base_context(ssl.PROTOCOL_TLS_SERVER, files)
+
+
+def client_context(files: TlsFiles) -> ssl.SSLContext:
+    """Camera side: TLS 1.3 only; trust only ``files.ca`` (pinned) and check the host name."""
+    ctx = _base_context(ssl.PROTOCOL_TLS_CLIENT, files)
+    ctx.check_hostname = True
+    return ctx
+
+
+def peer_identity(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str:
+    """The verified peer certificate's common name (the camera identity)."""
+    if ssl_object is None:
+        return "?"
+    cert: dict[str, Any] | None = ssl_object.getpeercert()
+    if not cert:
+        return "?"
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    for kind, value in cert.get("subjectAltName", ()):
+        if kind == "DNS":
+            return str(value)
+    return "?"
+
+
+def tls_failure_reason(exc: BaseException) -> str:
+    """A short, loggable reason for a failed handshake (no key material in it)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate rejected: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return exc.reason or exc.__class__.__name__
+    if isinstance(exc, TimeoutError):
+        return "handshake timed out"
+    return f"{exc.__class__.__name__}: {exc}"
+
+
+class FramedStream:
+    """A TLS stream speaking protocol v1 through a sans-IO Connection."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        conn: Connection,
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.conn = conn
+        self._write_lock = asyncio.Lock()
+        ssl_object = writer.get_extra_info("ssl_object")
+        self.peer = peer_identity(ssl_object)
+        peername = writer.get_extra_info("peername")
+        self.address = f"{peername[0]}:{peername[1]}" if peername else "?"
+
+    async def send(self, *events: ControlEvent | Data) -> None:
+        """Encode and write events (as one write), waiting for the buffer to drain."""
+        async with self._write_lock:
+            payload = b"".join(self.conn.send(e) for e in events)
+            try:
+                self.writer.write(payload)
+                await self.writer.drain()
+            except (OSError, ssl.SSLError) as exc:
+                raise ConnectionLostError(f"write failed: {exc}", "connection_lost") from exc
+
+    async def send_message(self, message: bytes) -> None:
+        """One SNNI message as DATA frames (split at the frame limit)."""
+        await self.send(*split_message(message, self.conn.limits.max_data))
+
+    async def next_event(self, timeout: float | None = None) -> Event:
+        """The next event from the peer.
+
+        Raises RemoteProtocolError (bad bytes), ConnectionLostError (reset, TLS
+        alert or ``timeout`` seconds without a complete event).
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    event = self.conn.next_event()
+                    if event is not NEED_DATA:
+                        return event  # type: ignore[return-value]
+                    try:
+                        chunk = await self.reader.read(READ_CHUNK)
+                    except (OSError, ssl.SSLError) as exc:
+                        raise ConnectionLostError(
+                            f"connection lost: {tls_failure_reason(exc)}", "connection_lost"
+                        ) from exc
+                    self.conn.receive_data(chunk)
+        except TimeoutError:
+            raise ConnectionLostError(
+                f"no complete message from the peer within {timeout} s", "timeout"
+            ) from None
+
+    async def aclose(self) -> None:
+        """Close the stream without waiting long for the peer's TLS close_notify."""
+        if self.writer.is_closing():
+            return
+        self.writer.close()
+        try:
+            async with asyncio.timeout(2.0):
+                await self.writer.wait_closed()
+        except (OSError, ssl.SSLError, TimeoutError):
+            pass
+
+    def abort(self) -> None:
+        """Drop the connection at once (TCP reset semantics)."""
+        transport = self.writer.transport
+        transport.abort()
+
+
+async def open_client(
+    host: str,
+    port: int,
+    ctx: ssl.SSLContext,
+    *,
+    server_name: str | None = None,
+    limits: FrameLimits | None = None,
+    timeout: float = 10.0,
+) -> FramedStream:
+    """Connect to an edge, complete the TLS handshake and return the camera's stream."""
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(
+                host,
+                port,
+                ssl=ctx,
+                server_hostname=server_name or host,
+                ssl_handshake_timeout=timeout,
+                limit=READ_CHUNK * 4,
+            )
+    except (OSError, ssl.SSLError, TimeoutError) as exc:
+        raise ConnectionLostError(
+            f"cannot reach the edge at {host}:{port}: {tls_failure_reason(exc)}", "connection_lost"
+        ) from exc
+    return FramedStream(reader, writer, Connection(Role.CLIENT, limits=limits))
+
+
+class _Failed:
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class ThreadChannel(Channel):
+    """Channel for SNNI code running in a thread; the event loop carries its bytes.
+
+    The loop side calls :meth:`feed` with each reassembled peer message and
+    :meth:`fail` when the session breaks; the thread's ``send`` blocks until
+    the loop has written the message (back-pressure), bounded by ``timeout_s``.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sender: Callable[[bytes], Coroutine[Any, Any, None]],
+        *,
+        timeout_s: float,
+        max_message: int = DEFAULT_MAX_MESSAGE,
+    ) -> None:
+        super().__init__(max_message=max_message)
+        self._loop = loop
+        self._sender = sender
+        self._timeout_s = timeout_s
+        self._inbox: queue.Queue[bytes | _Failed] = queue.Queue()
+
+    # loop side ------------------------------------------------------------
+    def feed(self, message: bytes) -> None:
+        self._inbox.put(message)
+
+    def fail(self, reason: str) -> None:
+        self._inbox.put(_Failed(reason))
+
+    # thread side ----------------------------------------------------------
+    def _send_message(self, payload: bytes) -> None:
+        future = asyncio.run_coroutine_threadsafe(self._sender(payload), self._loop)
+        try:
+            future.result(self._timeout_s)
+        except TimeoutError:
+            future.cancel()
+            raise ChannelError(f"could not send within {self._timeout_s} s") from None
+        except Exception as exc:
+            raise ChannelError(f"send failed: {exc}") from exc
+
+    def _flush(self) -> None:
+        return None
+
+    def _recv_message(self, max_bytes: int) -> bytes:
+        try:
+            item = self._inbox.get(timeout=self._timeout_s)
+        except queue.Empty:
+            raise ChannelError(f"no message from the peer within {self._timeout_s} s") from None
+        if isinstance(item, _Failed):
+            self._inbox.put(item)
+            raise ChannelError(item.reason)
+        if len(item) > max_bytes:
+            raise ChannelError(f"peer message of {len(item)} bytes exceeds the {max_bytes} bound")
+        return item
