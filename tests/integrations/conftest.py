@@ -12,7 +12,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "alerts"))
 
-from integrations_testkit import Mosquitto, Pki, make_pki  # noqa: E402
+from integrations_testkit import FhirServer, Mosquitto, Pki, make_pki  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -24,5 +24,13 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 def broker(tmp_path: Path, pki: Pki) -> Iterator[Mosquitto]:
     server = Mosquitto(tmp_path / "mosquitto", pki)
     server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def fhir_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirServer]:
+    """Token-protected; knows Patient/p-1."""
+    server = FhirServer(tmp_path_factory.mktemp("fhir"), token="s3cret", patients=("p-1",))
     yield server
     server.stop()

@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -267,3 +268,82 @@ class Subscriber:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+class FhirServer:
+    """fhirstarter's FastAPI app (fhir_server_app.py) under uvicorn in a subprocess."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        token: str = "",
+        patients: tuple[str, ...] = (),
+        fail_first: int = 0,
+        delay: float = 0.0,
+        pki: Pki | None = None,
+    ) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.received_path = workdir / "received.jsonl"
+        self.received_path.touch()
+        self.log = workdir / "uvicorn.log"
+        self.tls = pki is not None
+        scheme = "fhir+https" if self.tls else "fhir+http"
+        self.uri = f"{scheme}://127.0.0.1:{self.port}/fhir"
+        env = {
+            **os.environ,
+            "FHIR_SEQUENCE": "R4B",
+            "TEST_FHIR_RECEIVED": str(self.received_path),
+            "TEST_FHIR_TOKEN": token,
+            "TEST_FHIR_PATIENTS": ",".join(patients),
+            "TEST_FHIR_FAIL_FIRST": str(fail_first),
+            "TEST_FHIR_DELAY": str(delay),
+        }
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "fhir_server_app:root",
+            "--app-dir",
+            str(Path(__file__).parent),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+        ]
+        if pki is not None:
+            cmd += [
+                "--ssl-certfile",
+                str(pki.server_cert),
+                "--ssl-keyfile",
+                str(pki.server_key),
+                "--ssl-ca-certs",
+                str(pki.ca),
+                "--ssl-cert-reqs",
+                "2",  # ssl.CERT_REQUIRED: mutual TLS
+            ]
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_port(self.port, timeout=30)
+        except TimeoutError:
+            self.stop()
+            pytest.fail(f"the FHIR server did not start:\n{self.log.read_text()}", pytrace=False)
+
+    def received(self) -> list[dict[str, Any]]:
+        lines = self.received_path.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def received_ids(self) -> list[str]:
+        return [str(r["identifier"][0]["value"]).removeprefix("urn:uuid:") for r in self.received()]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
