@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -19,6 +18,13 @@ from secfepas_sdk.errors import ConfigError
 EXAMPLE = Path(__file__).resolve().parents[2] / "integrations" / "example"
 
 
+def _setuptools_major() -> int:
+    try:
+        return int(importlib.metadata.version("setuptools").split(".")[0])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return 0
+
+
 @pytest.fixture(scope="module")
 def installed_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``pip install`` the example into a private target directory (the env stays clean)."""
@@ -26,7 +32,7 @@ def installed_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = tmp_path_factory.mktemp("src") / "example"  # build a copy: the tree stays clean
     shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target)]
-    if importlib.util.find_spec("setuptools") is not None:
+    if _setuptools_major() >= 77:
         cmd.append("--no-build-isolation")  # build offline with the setuptools we have
     subprocess.run([*cmd, str(source)], check=True, capture_output=True, timeout=180)
     return target
