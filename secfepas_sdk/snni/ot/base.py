@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from types import ModuleType
 
 import numpy as np
-from nacl import bindings as sodium
-from nacl.exceptions import RuntimeError as NaclRuntimeError
 from numpy.typing import NDArray
 
+from secfepas_sdk._extras import require
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import Channel
 
@@ -40,21 +40,27 @@ MAX_BASE_OTS = 1024
 _DOMAIN = b"secfepas/np01-base-ot/v1"
 
 
+def _sodium() -> ModuleType:
+    """libsodium through PyNaCl (in the camera and edge extras), imported on use."""
+    return require("nacl.bindings", "camera")
+
+
 def _scalar() -> bytes:
     """A uniform nonzero scalar mod the group order (64 random bytes reduced)."""
-    return bytes(sodium.crypto_core_ed25519_scalar_reduce(secrets.token_bytes(64)))
+    return bytes(_sodium().crypto_core_ed25519_scalar_reduce(secrets.token_bytes(64)))
 
 
 def _valid_point(point: bytes, what: str) -> bytes:
-    if len(point) != POINT_BYTES or not sodium.crypto_core_ed25519_is_valid_point(point):
+    if len(point) != POINT_BYTES or not _sodium().crypto_core_ed25519_is_valid_point(point):
         raise SnniError(f"base OT: the peer sent an invalid group element ({what})")
     return point
 
 
 def _mul(scalar: bytes, point: bytes) -> bytes:
+    exceptions = require("nacl.exceptions", "camera")
     try:
-        return bytes(sodium.crypto_scalarmult_ed25519_noclamp(scalar, point))
-    except NaclRuntimeError as exc:  # identity result: negligible unless the peer cheats
+        return bytes(_sodium().crypto_scalarmult_ed25519_noclamp(scalar, point))
+    except exceptions.RuntimeError as exc:  # identity result: negligible unless the peer cheats
         raise SnniError("base OT: degenerate group element") from exc
 
 
@@ -74,6 +80,7 @@ def _check_count(count: int) -> None:
 
 def send_first(channel: Channel) -> tuple[bytes, bytes, bytes]:
     """Sender, message 1: send (C, R). Returns the secret state (r, C, R)."""
+    sodium = _sodium()
     c, r = _scalar(), _scalar()
     big_c = bytes(sodium.crypto_scalarmult_ed25519_base_noclamp(c))
     big_r = bytes(sodium.crypto_scalarmult_ed25519_base_noclamp(r))
@@ -86,6 +93,7 @@ def send_finish(
 ) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
     """Sender, after the receiver's reply: both keys of each OT, (count, 16) each."""
     _check_count(count)
+    sodium = _sodium()
     r, big_c, big_r = state
     raw = channel.recv_exact(count * POINT_BYTES)
     transcript = big_c + big_r
@@ -103,6 +111,7 @@ def send_finish(
 
 def receive(channel: Channel, choices: NDArray[np.uint8]) -> NDArray[np.uint8]:
     """Receiver: read (C, R), reply with PK_0 for each choice bit; keys (count, 16)."""
+    sodium = _sodium()
     count = int(choices.size)
     _check_count(count)
     raw = channel.recv_exact(2 * POINT_BYTES)

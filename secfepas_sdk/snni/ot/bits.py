@@ -6,6 +6,10 @@ Bit order is little-endian everywhere: bit ``j`` of a packed row is
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -31,6 +35,52 @@ def _transpose8x8(x: U64) -> None:
     x ^= t ^ (t << _S28)
 
 
+def _build_numba() -> Callable[[U8, U8], None] | None:
+    """The transpose as a numba kernel (about 10x faster), or None without numba."""
+    if os.environ.get("SECFEPAS_NO_NUMBA"):
+        return None
+    try:
+        import numba
+    except ImportError:
+        return None
+
+    @numba.njit(cache=True, nogil=True)
+    def kernel(rows: Any, out: Any) -> None:  # pragma: no cover - compiled
+        r, mb = rows.shape
+        m1 = np.uint64(0x00AA00AA00AA00AA)
+        m2 = np.uint64(0x0000CCCC0000CCCC)
+        m3 = np.uint64(0x00000000F0F0F0F0)
+        for g in range(r // 8):
+            for c in range(mb):
+                x = np.uint64(0)
+                for i in range(8):
+                    x |= np.uint64(rows[8 * g + i, c]) << np.uint64(8 * i)
+                t = (x ^ (x >> np.uint64(7))) & m1
+                x ^= t ^ (t << np.uint64(7))
+                t = (x ^ (x >> np.uint64(14))) & m2
+                x ^= t ^ (t << np.uint64(14))
+                t = (x ^ (x >> np.uint64(28))) & m3
+                x ^= t ^ (t << np.uint64(28))
+                for j in range(8):
+                    out[8 * c + j, g] = np.uint8((x >> np.uint64(8 * j)) & np.uint64(0xFF))
+
+    return kernel
+
+
+_NUMBA: list[Callable[[U8, U8], None] | None] = []
+
+
+def _numba_kernel() -> Callable[[U8, U8], None] | None:
+    if not _NUMBA:
+        _NUMBA.append(_build_numba())
+    return _NUMBA[0]
+
+
+def warm_up() -> None:
+    """Load (and if needed compile) the accelerated kernel ahead of time."""
+    transpose_rows(np.zeros((8, 1), dtype=np.uint8))
+
+
 def transpose_rows(rows: U8) -> U8:
     """Transpose a (r, mb) packed bit matrix (r rows of 8*mb bits, r % 8 == 0)
     into (8*mb, r // 8) bytes: output row j holds bit j of every input row.
@@ -41,6 +91,17 @@ def transpose_rows(rows: U8) -> U8:
     r, mb = rows.shape
     if r % 8:
         raise SnniError(f"row count {r} is not a multiple of 8")
+    kernel = _numba_kernel()
+    if kernel is not None:
+        out_fast = np.empty((mb * 8, r // 8), dtype=np.uint8)
+        kernel(np.ascontiguousarray(rows), out_fast)
+        return out_fast
+    return transpose_rows_numpy(rows)
+
+
+def transpose_rows_numpy(rows: U8) -> U8:
+    """The numpy fallback of :func:`transpose_rows`."""
+    r, mb = rows.shape
     blocks = np.ascontiguousarray(rows.reshape(r // 8, 8, mb).transpose(0, 2, 1))
     words = blocks.view(np.uint64).reshape(r // 8, mb)
     _transpose8x8(words)

@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import Channel
 from secfepas_sdk.snni.ot import base
-from secfepas_sdk.snni.ot.bits import pack_bits, packed_size, unpack_bits
+from secfepas_sdk.snni.ot.bits import pack_bits, packed_size, unpack_bits, warm_up
 from secfepas_sdk.snni.ot.iknp import KAPPA, IknpReceiver, IknpSender
 from secfepas_sdk.snni.party import Party
 
@@ -70,6 +70,7 @@ class OtSession:
             else:
                 chosen = base.receive(channel, s_bits)
                 seeds0, seeds1 = base.send_finish(channel, state, KAPPA)
+        warm_up()  # compile the optional numba kernel now, not inside the first layer
         self._receiver = IknpReceiver(seeds0, seeds1, domain=my_domain)
         self._sender = IknpSender(s_bits, chosen, domain=peer_domain)
 
@@ -143,11 +144,12 @@ def slot_width(log_n: int, width: int) -> int:
 
 def choice_bits(choices: U64, log_n: int) -> U8:
     """The log_n choice bits of each instance, instance-major (n, log_n) flattened."""
-    c = choices.reshape(-1).astype(np.uint64)
+    c = choices.reshape(-1)
     if c.size and int(c.max()) >= (1 << log_n):
         raise SnniError("1-of-N choice out of range")
-    shifts = np.arange(log_n, dtype=np.uint64)
-    return ((c[:, None] >> shifts[None, :]) & np.uint64(1)).astype(np.uint8).reshape(-1)
+    as_bytes = c.astype("<u2").view(np.uint8).reshape(-1, 2)
+    bits = np.unpackbits(as_bytes, axis=1, bitorder="little")
+    return np.ascontiguousarray(bits[:, :log_n]).reshape(-1)
 
 
 def _slot_tables(log_n: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
@@ -252,10 +254,14 @@ def words_decode(key: U64, raw: bytes, choices: U64, log_n: int, width: int) -> 
     per = (width << log_n) // 8
     if len(raw) != n * per:
         raise SnniError(f"1-of-N payload of {len(raw)} bytes, expected {n * per}")
-    full = np.zeros((n, 8), dtype=np.uint8)
-    full[:, :per] = np.frombuffer(raw, dtype=np.uint8).reshape(n, per)
     c = choices.reshape(-1).astype(np.uint64)
-    out = (full.view(np.uint64).reshape(-1) >> (c * np.uint64(width))) & _mask(width)
+    if per in (1, 2, 4, 8):
+        words = np.frombuffer(raw, dtype=f"<u{per}").astype(np.uint64)
+    else:
+        full = np.zeros((n, 8), dtype=np.uint8)
+        full[:, :per] = np.frombuffer(raw, dtype=np.uint8).reshape(n, per)
+        words = full.view(np.uint64).reshape(-1)
+    out = (words >> (c * np.uint64(width))) & _mask(width)
     key = key.reshape(n, log_n)
     ci = c.astype(np.int64)
     for t in range(log_n):

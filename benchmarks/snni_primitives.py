@@ -1,0 +1,196 @@
+"""Benchmark the 2PC core: OT extension, ReLU, truncation and max-pool.
+
+Both parties run as separate processes on this machine and talk over loopback
+TCP (SocketChannel). Each party measures its own wall time, bytes and rounds
+per op; the results are checked by reconstructing the outputs after timing.
+
+    flock /tmp/secfepas-bench.lock python benchmarks/snni_primitives.py --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import platform
+import resource
+import socket
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from secfepas_sdk.snni.channel import Channel, SocketChannel
+from secfepas_sdk.snni.nonlinear import NonlinearEngine
+from secfepas_sdk.snni.party import Party
+from secfepas_sdk.snni.prg import Prg
+from secfepas_sdk.snni.ring import Ring
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _measure(channel: Channel, name: str, fn: Any) -> tuple[Any, dict[str, Any]]:
+    sent0, recv0, rounds0 = (
+        channel.stats.bytes_sent,
+        channel.stats.bytes_received,
+        channel.stats.rounds,
+    )
+    start = time.perf_counter()
+    out = fn()
+    elapsed = time.perf_counter() - start
+    return out, {
+        "op": name,
+        "seconds": elapsed,
+        "bytes_sent": channel.stats.bytes_sent - sent0,
+        "bytes_received": channel.stats.bytes_received - recv0,
+        "rounds": channel.stats.rounds - rounds0,
+    }
+
+
+def _party(
+    who: int,
+    port: int,
+    args: argparse.Namespace,
+    queue: mp.Queue[Any],  # type: ignore[type-arg]
+) -> None:
+    party = Party(who)
+    ring = Ring(bits=args.bits, frac_bits=args.frac)
+    if party is Party.SERVER:
+        listener = socket.create_server(("127.0.0.1", port))
+        conn, _ = listener.accept()
+        listener.close()
+    else:
+        for _ in range(100):
+            try:
+                conn = socket.create_connection(("127.0.0.1", port))
+                break
+            except OSError:
+                time.sleep(0.05)
+    channel = SocketChannel(conn, timeout_s=600)
+    # Shares of a public-seeded random input: both processes derive the same x.
+    rng = np.random.default_rng(1234)
+    n = 1 << args.log_n
+    quarter = 1 << (ring.bits - 2)
+    x = ring.from_signed(rng.integers(-quarter, quarter, n))
+    pool = ring.from_signed(rng.integers(-quarter, quarter, (1, 64, 112, 112)))
+    share_prg = Prg(b"benchmark-shares")  # same stream in both processes: x0
+    x0 = ring.random(share_prg, n)
+    p0 = ring.random(share_prg, pool.shape)
+    mine = x0 if party is Party.CLIENT else ring.sub(x, x0)
+    mine_pool = p0 if party is Party.CLIENT else ring.sub(pool, p0)
+    engine = NonlinearEngine(channel, party=party, ring=ring)
+    rows = []
+    _, row = _measure(channel, "setup (base OTs)", engine.setup)
+    rows.append(row)
+    m_ot = 1 << args.log_ot
+    if party is Party.CLIENT:
+        choices = np.frombuffer(Prg().random_bytes(m_ot), dtype=np.uint8) & np.uint8(1)
+        _, row = _measure(channel, "random OT", lambda: engine.ot.rot_recv(channel, choices, 64))
+    else:
+        _, row = _measure(channel, "random OT", lambda: engine.ot.rot_send(channel, m_ot, 64))
+    row["count"] = m_ot
+    rows.append(row)
+    results = {}
+    for name, fn in [
+        ("relu", lambda: engine.relu(mine)),
+        ("truncate", lambda: engine.truncate(mine, ring.frac_bits)),
+        ("maxpool 3x3 s2 64x112x112", lambda: engine.maxpool2d(mine_pool, (3, 3), (2, 2))),
+    ]:
+        out, row = _measure(channel, name, fn)
+        row["count"] = int(
+            mine.size if name != rows[0]["op"] and "maxpool" not in name else out.size
+        )
+        rows.append(row)
+        results[name] = out
+    # Check (outside the timings): the server sends its output shares to the client.
+    ok: dict[str, bool] = {}
+    for name, out in results.items():
+        if party is Party.SERVER:
+            channel.send(out)
+        else:
+            other = channel.recv_uint64(out.shape)
+            got = ring.to_signed(ring.add(out, other))
+            if name == "relu":
+                ref = np.maximum(ring.to_signed(x), 0)
+                ok[name] = bool(np.array_equal(got, ref))
+            elif name == "truncate":
+                err = got - (ring.to_signed(x) >> ring.frac_bits)
+                ok[name] = bool(np.isin(err, [-1, 0]).all())
+            else:
+                v = ring.to_signed(pool)[0]
+                ref = np.full((64, 55, 55), np.iinfo(np.int64).min)
+                for i in range(3):
+                    for j in range(3):
+                        ref = np.maximum(ref, v[:, i : i + 109 : 2, j : j + 109 : 2])
+                ok[name] = bool(np.array_equal(got[0], ref))
+    channel.close()
+    queue.put({"party": party.name.lower(), "rows": rows, "ok": ok, "peak_rss_mb": _peak_rss_mb()})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--log-n", type=int, default=20, help="ReLU/truncation size 2^k")
+    parser.add_argument("--log-ot", type=int, default=22, help="random OTs for throughput")
+    parser.add_argument("--bits", type=int, default=37)
+    parser.add_argument("--frac", type=int, default=12)
+    args = parser.parse_args(argv)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_party, args=(who, port, args, queue)) for who in (1, 0)]
+    for p in procs:
+        p.start()
+    reports = {r["party"]: r for r in (queue.get(timeout=3600) for _ in procs)}
+    for p in procs:
+        p.join()
+    client, server = reports["client"], reports["server"]
+    table = []
+    for crow, srow in zip(client["rows"], server["rows"], strict=True):
+        total = crow["bytes_sent"] + srow["bytes_sent"]
+        row = {
+            "op": crow["op"],
+            "count": crow.get("count"),
+            "seconds": max(crow["seconds"], srow["seconds"]),
+            "client_to_server_mb": crow["bytes_sent"] / 1e6,
+            "server_to_client_mb": srow["bytes_sent"] / 1e6,
+            "total_mb": total / 1e6,
+            "bytes_per_element": total / crow["count"] if crow.get("count") else None,
+            "rounds": max(crow["rounds"], srow["rounds"]),
+            "correct": client["ok"].get(crow["op"]),
+        }
+        if crow["op"] == "random OT":
+            row["ots_per_second"] = crow["count"] / row["seconds"]
+        table.append(row)
+    print(
+        f"{'op':<28}{'n':>10}{'s':>8}{'c->s MB':>10}{'s->c MB':>10}{'B/elem':>9}{'rounds':>8}  ok"
+    )
+    for r in table:
+        bpe = f"{r['bytes_per_element']:.0f}" if r["bytes_per_element"] else "-"
+        print(
+            f"{r['op']:<28}{r['count'] or '-':>10}{r['seconds']:>8.2f}"
+            f"{r['client_to_server_mb']:>10.1f}{r['server_to_client_mb']:>10.1f}"
+            f"{bpe:>9}{r['rounds']:>8}  {r['correct']}"
+        )
+    ot_row = next(r for r in table if r["op"] == "random OT")
+    print(f"OT extension: {ot_row['ots_per_second'] / 1e6:.2f} M random OTs/s")
+    print(f"peak RSS: client {client['peak_rss_mb']:.0f} MB, server {server['peak_rss_mb']:.0f} MB")
+    if args.json:
+        doc = {
+            "machine": {"python": sys.version.split()[0], "arch": platform.machine()},
+            "ring": {"bits": args.bits, "frac_bits": args.frac},
+            "ops": table,
+            "peak_rss_mb": {"client": client["peak_rss_mb"], "server": server["peak_rss_mb"]},
+        }
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=2)
+    return 0 if all(r["correct"] is not False for r in table) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
