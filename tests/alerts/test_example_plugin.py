@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -68,3 +69,10 @@ def test_example_plugin_checks_its_uri_at_load(example_on_path: Path) -> None:
         load_sink("jsonl://relative/x.jsonl")
     with pytest.raises(ConfigError, match="does not exist"):
         load_sink("jsonl:///no/such/dir/x.jsonl")
+
+
+def test_docs_show_the_example_verbatim() -> None:
+    doc = (EXAMPLE.parents[1] / "docs" / "writing-a-sink.md").read_text()
+    blocks = re.findall(r"```(?:python|toml)\n(.*?)```", doc, re.S)
+    for path in ("pyproject.toml", "secfepas_sink_example/__init__.py"):
+        assert (EXAMPLE / path).read_text() in blocks, f"docs/writing-a-sink.md lags {path}"
