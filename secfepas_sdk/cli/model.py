@@ -1,11 +1,91 @@
-"""`secfepas model`: subcommands (registered by secfepas_sdk.cli.main)."""
+"""`secfepas model`: import an ONNX model into a package, verify a package."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add this command's parser. Nothing registered yet for `model`."""
-    del subparsers
+    parser = subparsers.add_parser("model", help="import and verify model packages")
+    sub = parser.add_subparsers(dest="model_command", metavar="ACTION")
+
+    imp = sub.add_parser("import", help="compile an ONNX model into a package directory")
+    imp.add_argument("onnx", help="MODEL.onnx (opset >= 13, batch 1, NCHW)")
+    imp.add_argument("out_dir", help="package directory to write")
+    imp.add_argument("--model-id", default=None, help="package id (default: file stem)")
+    imp.add_argument("--version", default="1.0.0", dest="model_version")
+    imp.add_argument("--bits", type=int, default=37, help="ring bits l (default 37)")
+    imp.add_argument("--frac", type=int, default=12, help="fractional bits f (default 12)")
+    imp.add_argument("--params", default="bfv-n8192-q180", help="HE parameter set name")
+    imp.add_argument(
+        "--classes",
+        nargs="+",
+        default=["none", "little", "moderate", "extreme"],
+        help="class names in output order",
+    )
+    imp.add_argument("--mean", nargs=3, type=float, default=[0.485, 0.456, 0.406])
+    imp.add_argument("--std", nargs=3, type=float, default=[0.229, 0.224, 0.225])
+    imp.add_argument("--description", default="")
+    imp.add_argument(
+        "--no-reference", action="store_true", help="do not keep the float ONNX in private/"
+    )
+    imp.set_defaults(handler=_import)
+
+    ver = sub.add_parser("verify", help="check every hash and the plan/weights consistency")
+    ver.add_argument("package", help="package directory")
+    ver.add_argument("--public-only", action="store_true", help="camera side: skip the weights")
+    ver.set_defaults(handler=_verify)
+    parser.set_defaults(handler=lambda _a: parser.print_help() or 2)
+
+
+def _import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from secfepas_sdk.models.importer import import_onnx
+
+    manifest = import_onnx(
+        args.onnx,
+        args.out_dir,
+        model_id=args.model_id or Path(args.onnx).stem,
+        version=args.model_version,
+        ring_bits=args.bits,
+        frac_bits=args.frac,
+        he_params=args.params,
+        class_names=args.classes,
+        mean=args.mean,
+        std=args.std,
+        description=args.description,
+        keep_reference=not args.no_reference,
+    )
+    print(json.dumps({"package": str(args.out_dir), "fingerprint": manifest.fingerprint}))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from secfepas_sdk.models.package import load_private, load_public
+
+    if args.public_only:
+        model = load_public(args.package)
+        ops = len(model.plan.ops)
+    else:
+        private = load_private(args.package)
+        model = private.public
+        ops = len(model.plan.ops)
+    m = model.manifest
+    print(
+        json.dumps(
+            {
+                "ok": True,
+                "fingerprint": m.fingerprint,
+                "input_shape": list(m.input_shape),
+                "ring_bits": m.ring_bits,
+                "frac_bits": m.frac_bits,
+                "he_params": m.he_params,
+                "ops": ops,
+                "weights_checked": not args.public_only,
+            }
+        )
+    )
+    return 0

@@ -1,0 +1,235 @@
+"""Model packages: a public part for the camera and a private part for the edge.
+
+Layout of a package directory::
+
+    manifest.json        public: id, version, input shape, mean/std, l, f, HE set,
+                         class names, sha256 of every file below
+    architecture.onnx    public: the ONNX graph with every initializer removed
+    plan.json            public: the compiled secure plan (shapes only)
+    private/weights.npz  edge only: quantised int64 weights (numpy, no pickle)
+    private/reference.onnx  edge only, optional: the original float model
+
+The camera needs only the public files; the edge verifies every hash before
+it uses a weight. Any mismatch raises ModelPackageError.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from secfepas_sdk.errors import ModelPackageError, SecfepasError
+from secfepas_sdk.snni.plan import ModelWeights, Plan
+
+MANIFEST = "manifest.json"
+ARCHITECTURE = "architecture.onnx"
+PLAN = "plan.json"
+WEIGHTS = "private/weights.npz"
+REFERENCE = "private/reference.onnx"
+PUBLIC_FILES = (ARCHITECTURE, PLAN)
+FORMAT_VERSION = 1
+_MAX_PUBLIC_BYTES = 64 << 20
+_MAX_WEIGHTS_BYTES = 2 << 30
+
+
+class Manifest(BaseModel):
+    """The public description of a model package (validated at load)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format_version: int = FORMAT_VERSION
+    model_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
+    version: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.+\-]+$")
+    description: str = ""
+    input_shape: tuple[int, int, int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    ring_bits: int = Field(ge=8, le=60)
+    frac_bits: int = Field(ge=1, le=30)
+    he_params: str
+    class_names: tuple[str, ...] = Field(min_length=1)
+    hashes: dict[str, str]
+    weights_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @field_validator("hashes")
+    @classmethod
+    def _hashes(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in PUBLIC_FILES:
+            h = v.get(name, "")
+            if len(h) != 64 or any(ch not in "0123456789abcdef" for ch in h):
+                raise ValueError(f"missing or malformed sha256 for {name}")
+        return v
+
+    @field_validator("std")
+    @classmethod
+    def _std(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(s <= 0 for s in v):
+            raise ValueError("std must be positive")
+        return v
+
+    @property
+    def fingerprint(self) -> str:
+        """What two parties must agree on: id, version and the plan's hash."""
+        return f"{self.model_id}@{self.version}#{self.hashes[PLAN][:16]}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublicModel:
+    manifest: Manifest
+    plan: Plan
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrivateModel:
+    manifest: Manifest
+    plan: Plan
+    weights: ModelWeights
+
+    @property
+    def public(self) -> PublicModel:
+        return PublicModel(manifest=self.manifest, plan=self.plan)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read(root: Path, name: str, limit: int) -> bytes:
+    path = root / name
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise ModelPackageError(f"{path} is {size} bytes, above the {limit} limit")
+        return path.read_bytes()
+    except OSError as exc:
+        raise ModelPackageError(f"cannot read {path}: {exc}") from exc
+
+
+def _verified(root: Path, name: str, want: str, limit: int) -> bytes:
+    data = _read(root, name, limit)
+    if sha256(data) != want:
+        raise ModelPackageError(f"{root / name}: sha256 mismatch (tampered or wrong version)")
+    return data
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    root = Path(path)
+    raw = _read(root, MANIFEST, 1 << 20)
+    try:
+        return Manifest.model_validate_json(raw)
+    except ValidationError as exc:
+        raise ModelPackageError(f"{root / MANIFEST} is invalid: {exc}") from exc
+
+
+def load_public(path: str | Path) -> PublicModel:
+    """Camera side: the manifest and the plan, hashes verified; never any weight."""
+    root = Path(path)
+    manifest = load_manifest(root)
+    _verified(root, ARCHITECTURE, manifest.hashes[ARCHITECTURE], _MAX_PUBLIC_BYTES)
+    plan_raw = _verified(root, PLAN, manifest.hashes[PLAN], _MAX_PUBLIC_BYTES)
+    try:
+        plan = Plan.from_json(plan_raw.decode("utf-8"))
+    except (SecfepasError, UnicodeDecodeError) as exc:
+        raise ModelPackageError(f"{root / PLAN}: {exc}") from exc
+    _check_plan_matches(manifest, plan)
+    return PublicModel(manifest=manifest, plan=plan)
+
+
+def _check_plan_matches(manifest: Manifest, plan: Plan) -> None:
+    if (
+        tuple(plan.input_shape) != tuple(manifest.input_shape)
+        or plan.ring_bits != manifest.ring_bits
+        or plan.frac_bits != manifest.frac_bits
+        or plan.he_params != manifest.he_params
+    ):
+        raise ModelPackageError("the plan does not match the manifest")
+    if int(np.prod(plan.output_shape)) != len(manifest.class_names):
+        raise ModelPackageError("the number of class names does not match the model output")
+
+
+def load_weights_npz(data: bytes) -> ModelWeights:
+    """Parse weights.npz without pickle; every array must be int64."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {k: np.asarray(npz[k]) for k in npz.files}
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise ModelPackageError(f"weights are not a valid npz: {exc}") from exc
+    bad = [k for k, a in arrays.items() if a.dtype != np.int64]
+    if bad:
+        raise ModelPackageError(f"weights {bad} are not int64")
+    return ModelWeights({k: a.astype(np.int64, copy=False) for k, a in arrays.items()})
+
+
+def load_private(path: str | Path) -> PrivateModel:
+    """Edge side: public part plus weights, every sha256 verified."""
+    root = Path(path)
+    public = load_public(root)
+    data = _verified(root, WEIGHTS, public.manifest.weights_hash, _MAX_WEIGHTS_BYTES)
+    weights = load_weights_npz(data)
+    try:
+        weights.check_against(public.plan)
+    except SecfepasError as exc:
+        raise ModelPackageError(f"weights do not match the plan: {exc}") from exc
+    return PrivateModel(manifest=public.manifest, plan=public.plan, weights=weights)
+
+
+def reference_onnx(path: str | Path) -> Path | None:
+    """The original float model, if the package kept one (edge side only)."""
+    ref = Path(path) / REFERENCE
+    return ref if ref.is_file() else None
+
+
+def ensure_same_model(camera: Manifest, edge: Manifest) -> None:
+    """Refuse a session whose two ends hold different models or versions."""
+    if camera.fingerprint != edge.fingerprint:
+        raise ModelPackageError(
+            f"model mismatch: camera has {camera.fingerprint}, edge has {edge.fingerprint}"
+        )
+
+
+def write_package(
+    out_dir: str | Path,
+    *,
+    architecture: bytes,
+    plan: Plan,
+    weights: ModelWeights,
+    meta: dict[str, Any],
+    reference: bytes | None = None,
+) -> Manifest:
+    """Write a package directory; ``meta`` holds model_id, version, mean, std, class_names."""
+    root = Path(out_dir)
+    (root / "private").mkdir(parents=True, exist_ok=True)
+    plan_raw = plan.to_json().encode("utf-8")
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **weights.arrays)  # type: ignore[arg-type]
+    weights_raw = buf.getvalue()
+    try:
+        manifest = Manifest(
+            input_shape=plan.input_shape,  # type: ignore[arg-type]
+            ring_bits=plan.ring_bits,
+            frac_bits=plan.frac_bits,
+            he_params=plan.he_params,
+            hashes={ARCHITECTURE: sha256(architecture), PLAN: sha256(plan_raw)},
+            weights_hash=sha256(weights_raw),
+            **meta,
+        )
+    except ValidationError as exc:
+        raise ModelPackageError(f"invalid package metadata: {exc}") from exc
+    _check_plan_matches(manifest, plan)
+    (root / ARCHITECTURE).write_bytes(architecture)
+    (root / PLAN).write_bytes(plan_raw)
+    (root / WEIGHTS).write_bytes(weights_raw)
+    if reference is not None:
+        (root / REFERENCE).write_bytes(reference)
+    (root / MANIFEST).write_text(
+        json.dumps(manifest.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+    )
+    return manifest

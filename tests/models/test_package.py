@@ -1,0 +1,118 @@
+"""Model packages: import, verification, tampering and version mismatches."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from secfepas_sdk.cli.main import main
+from secfepas_sdk.errors import ModelPackageError
+from secfepas_sdk.models.bundled import demo_model_path
+from secfepas_sdk.models.importer import import_onnx
+from secfepas_sdk.models.package import (
+    ARCHITECTURE,
+    MANIFEST,
+    PLAN,
+    WEIGHTS,
+    ensure_same_model,
+    load_manifest,
+    load_private,
+    load_public,
+    load_weights_npz,
+    reference_onnx,
+)
+
+
+@pytest.fixture
+def package(tmp_path: Path) -> Path:
+    dst = tmp_path / "pkg"
+    shutil.copytree(demo_model_path(), dst)
+    return dst
+
+
+def test_bundled_demo_loads() -> None:
+    private = load_private(demo_model_path())
+    public = load_public(demo_model_path())
+    assert public.plan == private.plan
+    assert public.manifest.class_names == ("none", "little", "moderate", "extreme")
+    assert "NOT clinically trained" in public.manifest.description
+    assert private.weights.nbytes > 0
+
+
+def test_public_part_has_no_weights() -> None:
+    import onnx
+
+    arch = onnx.load(str(demo_model_path() / ARCHITECTURE))
+    assert len(arch.graph.initializer) == 0
+    assert (demo_model_path() / ARCHITECTURE).stat().st_size < 8192
+
+
+def test_public_load_needs_no_private_dir(package: Path) -> None:
+    shutil.rmtree(package / "private")
+    assert load_public(package).plan.input_shape == (1, 3, 64, 64)
+    with pytest.raises(ModelPackageError):
+        load_private(package)
+
+
+@pytest.mark.parametrize("name", [ARCHITECTURE, PLAN, WEIGHTS])
+def test_tampered_file_is_refused(package: Path, name: str) -> None:
+    data = bytearray((package / name).read_bytes())
+    data[len(data) // 2] ^= 1
+    (package / name).write_bytes(bytes(data))
+    with pytest.raises(ModelPackageError, match="sha256 mismatch"):
+        load_private(package)
+
+
+def test_tampered_manifest_is_refused(package: Path) -> None:
+    manifest = json.loads((package / MANIFEST).read_text())
+    manifest["frac_bits"] = 13
+    (package / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ModelPackageError, match="does not match"):
+        load_public(package)
+    manifest["unexpected"] = 1
+    (package / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ModelPackageError, match="invalid"):
+        load_public(package)
+
+
+def test_version_mismatch_is_refused(package: Path) -> None:
+    camera = load_manifest(package)
+    ensure_same_model(camera, load_manifest(demo_model_path()))
+    other = camera.model_copy(update={"version": "9.9.9"})
+    with pytest.raises(ModelPackageError, match="model mismatch"):
+        ensure_same_model(camera, other)
+
+
+def test_pickled_weights_are_refused() -> None:
+    buf = io.BytesIO()
+    np.savez(buf, w=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ModelPackageError):
+        load_weights_npz(buf.getvalue())
+    buf = io.BytesIO()
+    np.savez(buf, w=np.zeros(3, dtype=np.float32))
+    with pytest.raises(ModelPackageError, match="int64"):
+        load_weights_npz(buf.getvalue())
+
+
+def test_import_and_cli_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ref = reference_onnx(demo_model_path())
+    assert ref is not None
+    out = tmp_path / "imported"
+    assert main(["model", "import", str(ref), str(out), "--bits", "38", "--frac", "13"]) == 0
+    capsys.readouterr()
+    assert main(["model", "verify", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["ring_bits"] == 38 and report["frac_bits"] == 13
+    (out / WEIGHTS).write_bytes(b"garbage")
+    assert main(["model", "verify", str(out)]) == 1
+    assert main(["model", "verify", "--public-only", str(out)]) == 0
+
+
+def test_import_refuses_unreadable(tmp_path: Path) -> None:
+    with pytest.raises(ModelPackageError):
+        import_onnx(tmp_path / "missing.onnx", tmp_path / "o", model_id="x", class_names=["a"])

@@ -1,0 +1,86 @@
+"""Small real ONNX models built with onnx.helper (no torch needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+
+def _init(name: str, arr: np.ndarray) -> onnx.TensorProto:
+    return numpy_helper.from_array(arr.astype(np.float32), name)
+
+
+def small_cnn(seed: int = 0, *, size: int = 12, softmax: bool = True) -> onnx.ModelProto:
+    """Conv+BN+ReLU, MaxPool, grouped strided conv, residual Add, Concat,
+    AveragePool (ceil mode), GlobalAveragePool, Flatten, Dropout, Gemm, Softmax."""
+    rng = np.random.default_rng(seed)
+
+    def w(*shape: int) -> np.ndarray:
+        fan = int(np.prod(shape[1:]))
+        return rng.standard_normal(shape) * np.sqrt(2.0 / fan)
+
+    inits = [
+        _init("w1", w(4, 2, 3, 3)),
+        _init("b1", rng.uniform(-0.1, 0.1, 4)),
+        _init("g", rng.uniform(0.5, 1.5, 4)),
+        _init("beta", rng.uniform(-0.2, 0.2, 4)),
+        _init("mu", rng.uniform(-0.2, 0.2, 4)),
+        _init("var", rng.uniform(0.5, 1.5, 4)),
+        _init("w2", w(4, 2, 3, 3)),
+        _init("w3", w(4, 4, 1, 1)),
+        _init("w4", w(3, 8)),
+        _init("b4", rng.uniform(-0.1, 0.1, 3)),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node(
+            "BatchNormalization", ["c1", "g", "beta", "mu", "var"], ["bn1"], name="bn1"
+        ),
+        helper.make_node("Relu", ["bn1"], ["r1"], name="relu1"),
+        helper.make_node(
+            "MaxPool", ["r1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]
+        ),
+        helper.make_node(
+            "Conv", ["p1", "w2"], ["c2"], name="conv2", pads=[1, 1, 1, 1], strides=[1, 1], group=2
+        ),
+        helper.make_node("Conv", ["p1", "w3"], ["c3"], name="conv3"),
+        helper.make_node("Add", ["c2", "c3"], ["a"], name="add"),
+        helper.make_node("Relu", ["a"], ["r2"], name="relu2"),
+        helper.make_node("Concat", ["r2", "p1"], ["cat"], name="cat", axis=1),
+        helper.make_node(
+            "AveragePool",
+            ["cat"],
+            ["ap"],
+            name="avg",
+            kernel_shape=[2, 2],
+            strides=[2, 2],
+            ceil_mode=1,
+        ),
+        helper.make_node("GlobalAveragePool", ["ap"], ["gap"], name="gap"),
+        helper.make_node("Flatten", ["gap"], ["flat"], name="flat", axis=1),
+        helper.make_node("Dropout", ["flat"], ["drop"], name="drop"),
+        helper.make_node("Gemm", ["drop", "w4", "b4"], ["logits"], name="fc", transB=1),
+    ]
+    out = "logits"
+    if softmax:
+        nodes.append(helper.make_node("Softmax", ["logits"], ["prob"], name="softmax", axis=1))
+        out = "prob"
+    graph = helper.make_graph(
+        nodes,
+        "small_cnn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, size, size])],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, [1, 3])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.fixture
+def make_small_cnn() -> Callable[..., onnx.ModelProto]:
+    return small_cnn

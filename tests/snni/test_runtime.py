@@ -1,0 +1,85 @@
+"""Secure inference against plaintext onnxruntime on small real CNNs."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from secfepas_sdk.errors import SnniError
+from secfepas_sdk.models.bundled import demo_model_path
+from secfepas_sdk.models.package import load_private, load_public, reference_onnx
+from secfepas_sdk.snni.channel import run_pair
+from secfepas_sdk.snni.compile import compile_onnx
+from secfepas_sdk.snni.runtime import ClientRuntime, ServerRuntime, softmax
+
+
+def plain_logits(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
+    sess = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0].reshape(-1)
+
+
+def secure(plan, weights, xs):
+    client = ClientRuntime(plan)
+    server = ServerRuntime(plan, weights)
+
+    def c(ch):
+        client.setup(ch)
+        return [client.infer(ch, x) for x in xs], ch.stats
+
+    def s(ch):
+        server.setup(ch)
+        for _ in xs:
+            server.infer(ch)
+        return ch.stats
+
+    (outs, cstats), sstats = run_pair(c, s)
+    client.close()
+    server.close()
+    return outs, cstats, sstats
+
+
+def test_small_cnn_matches_onnxruntime(make_small_cnn) -> None:
+    model = make_small_cnn(softmax=False)
+    plan, weights = compile_onnx(model)
+    rng = np.random.default_rng(3)
+    xs = [rng.standard_normal((1, 2, 12, 12)).astype(np.float32) * s for s in (1.0, 4.0)]
+    xs.append(np.zeros((1, 2, 12, 12), dtype=np.float32))
+    outs, cstats, sstats = secure(plan, weights, xs)
+    for x, y in zip(xs, outs, strict=True):
+        ref = plain_logits(model.SerializeToString(), x)
+        assert y.shape == ref.shape
+        assert np.abs(y - ref).max() < 0.02 * max(1.0, np.abs(ref).max())
+        assert np.argmax(y) == np.argmax(ref) or np.ptp(ref) < 0.02
+    assert cstats.bytes_sent == sstats.bytes_received > 0
+    assert cstats.bytes_received == sstats.bytes_sent > 0
+
+
+def test_softmax_is_applied_by_client(make_small_cnn) -> None:
+    model = make_small_cnn(softmax=True)
+    plan, weights = compile_onnx(model)
+    x = np.random.default_rng(4).standard_normal((1, 2, 12, 12)).astype(np.float32)
+    (logits,), _, _ = secure(plan, weights, [x])
+    probs = softmax(logits)
+    ref = plain_logits(model.SerializeToString(), x)
+    assert np.abs(probs - ref).max() < 0.01
+
+
+def test_bundled_demo_matches_reference() -> None:
+    path = demo_model_path()
+    private = load_private(path)
+    ref_path = reference_onnx(path)
+    assert ref_path is not None
+    x = np.random.default_rng(5).standard_normal(private.plan.input_shape).astype(np.float32)
+    (y,), cstats, _ = secure(private.plan, private.weights, [x])
+    ref = plain_logits(ref_path.read_bytes(), x)
+    assert np.argmax(y) == np.argmax(ref)
+    assert np.abs(y - ref).max() < 0.05
+    assert cstats.rounds > 0
+
+
+def test_client_refuses_wrong_input_shape() -> None:
+    public = load_public(demo_model_path())
+    client = ClientRuntime(public.plan)
+    with pytest.raises(SnniError):
+        client.infer(None, np.zeros((1, 3, 8, 8), dtype=np.float32))  # type: ignore[arg-type]
