@@ -38,3 +38,11 @@ def mtcnn_paths() -> MtcnnPaths:
 def sample_video_path() -> Path:
     """The bundled demo clip (public-domain stills; see docs/camera.md)."""
     return _existing(DATA_DIR / "sample" / "demo_clip.mp4")
+
+
+def demo_model_path() -> Path:
+    """The bundled demo model package (seeded random weights, NOT clinically
+    trained: it demonstrates the secure pipeline only; see docs/models.md)."""
+    path = DATA_DIR / "demo"
+    _existing(path / "manifest.json")
+    return path
