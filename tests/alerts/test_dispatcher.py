@@ -63,8 +63,8 @@ def test_raising_sink_does_not_delay_others(tmp_path: Path) -> None:
     alerts = [make_alert() for _ in range(20)]
     for alert in alerts:
         service.publish(alert)
-    assert wait_for(lambda: len(good.received) == 20, 2.0)
-    assert good.received[-1][0] - start < 1.0
+    assert wait_for(lambda: len(good.received) == 20, 5.0)
+    assert good.received[-1][0] - start < 3.0
     assert good.ids() == [str(a.alert_id) for a in alerts]
     assert service.outbox.pending("buggy") == 20  # kept for later, not lost
     service.close()
@@ -77,12 +77,12 @@ def test_hanging_sink_does_not_delay_others_or_close(tmp_path: Path) -> None:
     start = time.monotonic()
     for _ in range(10):
         service.publish(make_alert())
-    assert hung.entered.wait(2.0)
-    assert wait_for(lambda: len(good.received) == 10, 2.0)
-    assert good.received[-1][0] - start < 1.0
+    assert hung.entered.wait(5.0)
+    assert wait_for(lambda: len(good.received) == 10, 5.0)
+    assert good.received[-1][0] - start < 3.0  # the hung sink would hold it for 60 s
     t0 = time.monotonic()
     assert service.close(timeout=0.3) == ["hung"]
-    assert time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < 2.0
     assert good.closed and not hung.closed
     hung.release.set()
 
@@ -102,7 +102,7 @@ def test_submit_runs_policy_and_does_not_wait_for_sinks(tmp_path: Path) -> None:
             level=level, probabilities=tuple(probs), frame_time=1e9 + i, camera_id="bed-4"
         )
         alerts.append(service.submit(assessment))
-    assert time.monotonic() - t0 < 0.4  # far below one slow delivery
+    assert time.monotonic() - t0 < 1.0  # four blocking deliveries would take 2 s
     kinds = [a.kind for a in alerts if a is not None]
     assert kinds == [AlertKind.PAIN, AlertKind.ESCALATION, AlertKind.RESOLVED, AlertKind.PAIN]
     assert service.wait_idle(5.0)
