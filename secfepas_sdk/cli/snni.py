@@ -1,11 +1,149 @@
-"""`secfepas snni`: subcommands (registered by secfepas_sdk.cli.main)."""
+"""`secfepas snni selftest`: one secure inference between two local processes,
+compared with plaintext onnxruntime."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import tempfile
+from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add this command's parser. Nothing registered yet for `snni`."""
-    del subparsers
+    parser = subparsers.add_parser("snni", help="secure-inference engine tools")
+    sub = parser.add_subparsers(dest="snni_command", metavar="ACTION")
+    st = sub.add_parser(
+        "selftest",
+        help="run client and server as two processes over loopback TCP and compare "
+        "with plaintext onnxruntime",
+    )
+    st.add_argument("--model", required=True, help="MODEL.onnx or a model package directory")
+    st.add_argument("--input", required=True, help="an image file (a face is detected and cropped)")
+    st.add_argument("--json", action="store_true", help="print the JSON report only")
+    st.add_argument("--bits", type=int, default=37, help="ring bits when importing an ONNX file")
+    st.add_argument("--frac", type=int, default=12, help="fractional bits when importing")
+    st.set_defaults(handler=_selftest)
+    parser.set_defaults(handler=lambda _a: parser.print_help() or 2)
+
+
+def preprocess_image(path: str, input_shape: tuple[int, ...], mean: Any, std: Any) -> Any:
+    """The model input for an image: the most confident face if one is found
+    (MTCNN from secfepas_sdk.camera), else a centre crop, resized and normalised."""
+    import numpy as np
+
+    from secfepas_sdk._extras import require
+    from secfepas_sdk.errors import ConfigError
+
+    cv2: Any = require("cv2", "camera")
+    pixels = cv2.imread(path, cv2.IMREAD_COLOR)
+    if pixels is None:
+        raise ConfigError(f"cannot read the image {path}")
+    try:
+        from secfepas_sdk.camera.detection import FaceDetector
+        from secfepas_sdk.camera.preprocess import PreprocessConfig, preprocess_face, to_tensor
+    except ImportError:  # pragma: no cover - the camera package ships with the SDK
+        FaceDetector = None  # type: ignore[assignment,misc]
+    if FaceDetector is not None and input_shape[2] == input_shape[3] and input_shape[1] == 3:
+        config = PreprocessConfig.from_manifest(input_shape=input_shape, mean=mean, std=std)
+        faces = FaceDetector().detect(pixels)
+        if faces:
+            log.info("face found (score %.3f)", faces[0].score)
+            return preprocess_face(pixels, faces[0].box, config)
+        h, w = pixels.shape[:2]
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        return to_tensor(pixels[top : top + side, left : left + side], config)
+    # Generic fallback: centre crop and resize with cv2.
+    h, w = pixels.shape[:2]
+    side = min(h, w)
+    crop = pixels[
+        (h - side) // 2 : (h - side) // 2 + side, (w - side) // 2 : (w - side) // 2 + side
+    ]
+    rgb = cv2.cvtColor(cv2.resize(crop, (input_shape[3], input_shape[2])), cv2.COLOR_BGR2RGB)
+    x = (rgb.astype(np.float32) / 255.0 - np.asarray(mean, np.float32)) / np.asarray(
+        std, np.float32
+    )
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
+def _selftest(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from secfepas_sdk._extras import require
+    from secfepas_sdk.errors import ConfigError
+    from secfepas_sdk.models.importer import import_onnx
+    from secfepas_sdk.models.package import load_public, reference_onnx
+    from secfepas_sdk.snni.selftest import run_two_processes
+
+    ort: Any = require("onnxruntime", "camera")
+    model = Path(args.model)
+    with tempfile.TemporaryDirectory(prefix="secfepas-pkg-") as tmp:
+        if model.is_dir():
+            package = model
+            ref = reference_onnx(model)
+            if ref is None:
+                raise ConfigError(f"{model} keeps no private/reference.onnx to compare with")
+        elif model.is_file():
+            package = Path(tmp) / "pkg"
+            import_onnx(
+                model,
+                package,
+                model_id=model.stem.replace(" ", "_") or "model",
+                ring_bits=args.bits,
+                frac_bits=args.frac,
+                class_names=[f"class{i}" for i in range(_num_outputs(model))],
+                keep_reference=False,
+            )
+            ref = model
+        else:
+            raise ConfigError(f"no such model file or package: {model}")
+        public = load_public(package)
+        m = public.manifest
+        x = preprocess_image(args.input, tuple(m.input_shape), m.mean, m.std)
+        sess = ort.InferenceSession(str(ref), providers=["CPUExecutionProvider"])
+        plain = np.asarray(sess.run(None, {sess.get_inputs()[0].name: x})[0], np.float64)
+        plain = plain.reshape(-1)
+        run = run_two_processes(package, x)
+    secure = run.logits
+    if public.plan.softmax:
+        from secfepas_sdk.snni.runtime import softmax
+
+        secure = softmax(secure)
+    report = {
+        "secure_logits": [float(v) for v in secure],
+        "plain_logits": [float(v) for v in plain],
+        "argmax_match": bool(np.argmax(secure) == np.argmax(plain)),
+        "max_abs_err": float(np.abs(secure - plain).max()),
+        "seconds": {
+            "total": run.client["total"],
+            "client_compute": run.client["compute"],
+            "server_compute": run.server["compute"],
+        },
+        "bytes": {
+            "client_to_server": run.client["bytes_sent"],
+            "server_to_client": run.client["bytes_received"],
+        },
+        "rounds": run.client["rounds"],
+        "peak_rss_mb": {"client": run.client["peak_rss_mb"], "server": run.server["peak_rss_mb"]},
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(json.dumps(report, indent=2))
+    return 0 if report["argmax_match"] else 1
+
+
+def _num_outputs(path: Path) -> int:
+    from secfepas_sdk._extras import require
+
+    onnx: Any = require("onnx", "edge")
+    model = onnx.load(str(path), load_external_data=False)
+    dims = model.graph.output[0].type.tensor_type.shape.dim
+    size = 1
+    for d in dims[1:]:
+        size *= max(int(d.dim_value), 1)
+    return size

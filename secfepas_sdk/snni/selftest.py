@@ -1,0 +1,166 @@
+"""Run one secure inference with the two parties as separate processes over
+loopback TCP, and compare with plaintext onnxruntime (the selftest and the
+Table III benchmark both use this).
+
+Each party is ``python -m secfepas_sdk.snni.selftest --role client|server``;
+it reports one JSON line on stdout (no pickle between processes). The input
+tensor travels to the client process as a .npy file (allow_pickle=False).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from secfepas_sdk.errors import SecfepasError, SnniError
+
+_HOST = "127.0.0.1"
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _server(package: str, timeout: float) -> dict[str, Any]:
+    from secfepas_sdk.models.package import load_private
+    from secfepas_sdk.snni.channel import SocketChannel
+    from secfepas_sdk.snni.runtime import ServerRuntime
+
+    t0 = time.perf_counter()
+    model = load_private(package)
+    runtime = ServerRuntime(model.plan, model.weights)
+    load_s = time.perf_counter() - t0
+    with socket.create_server((_HOST, 0)) as listener:
+        listener.settimeout(timeout)
+        print(json.dumps({"port": listener.getsockname()[1]}), flush=True)
+        conn, _ = listener.accept()
+    channel = SocketChannel(conn, timeout_s=timeout)
+    c0 = _cpu()
+    runtime.setup(channel)
+    runtime.infer(channel)
+    cpu = _cpu() - c0
+    channel.close()
+    runtime.close()
+    return {"load_seconds": load_s, "compute": cpu, "peak_rss_mb": _peak_rss_mb()}
+
+
+def _client(package: str, port: int, tensor: str, timeout: float) -> dict[str, Any]:
+    from secfepas_sdk.models.package import load_public
+    from secfepas_sdk.snni.channel import SocketChannel
+    from secfepas_sdk.snni.runtime import ClientRuntime
+
+    model = load_public(package)
+    x = np.load(tensor, allow_pickle=False).astype(np.float32)
+    runtime = ClientRuntime(model.plan)
+    sock = socket.create_connection((_HOST, port), timeout=timeout)
+    channel = SocketChannel(sock, timeout_s=timeout)
+    t0, c0 = time.perf_counter(), _cpu()
+    runtime.setup(channel)
+    t1 = time.perf_counter()
+    logits = runtime.infer(channel, x)
+    t2 = time.perf_counter()
+    cpu = _cpu() - c0
+    stats = channel.stats
+    channel.close()
+    runtime.close()
+    return {
+        "logits": [float(v) for v in logits.reshape(-1)],
+        "setup_seconds": t1 - t0,
+        "infer_seconds": t2 - t1,
+        "total": t2 - t0,
+        "compute": cpu,
+        "bytes_sent": stats.bytes_sent,
+        "bytes_received": stats.bytes_received,
+        "rounds": stats.rounds,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SecureRun:
+    logits: NDArray[np.float64]
+    client: dict[str, Any]
+    server: dict[str, Any]
+
+
+def run_two_processes(
+    package: str | Path, x: NDArray[np.float32], *, timeout: float = 3600.0
+) -> SecureRun:
+    """Server and client as two child processes over loopback TCP."""
+    cmd = [sys.executable, "-m", "secfepas_sdk.snni.selftest"]
+    with tempfile.TemporaryDirectory(prefix="secfepas-selftest-") as tmp:
+        tensor = os.path.join(tmp, "x.npy")
+        np.save(tensor, np.ascontiguousarray(x, dtype=np.float32), allow_pickle=False)
+        server = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+            [*cmd, "--role", "server", "--package", str(package), "--timeout", str(timeout)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert server.stdout is not None
+            first = server.stdout.readline()
+            if not first:
+                raise SnniError("the server process failed to start")
+            port = int(json.loads(first)["port"])
+            client = subprocess.run(  # noqa: S603
+                [
+                    *cmd, "--role", "client", "--package", str(package), "--port", str(port),
+                    "--tensor", tensor, "--timeout", str(timeout),
+                ],
+                stdout=subprocess.PIPE, text=True, timeout=timeout, check=False,
+            )  # fmt: skip
+            rest = server.stdout.read()
+            server.wait(timeout=60)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+        if client.returncode != 0 or server.returncode != 0:
+            raise SnniError(
+                f"a party failed (client exit {client.returncode}, server exit {server.returncode})"
+            )
+        c = json.loads(client.stdout.strip().splitlines()[-1])
+        s = json.loads(rest.strip().splitlines()[-1])
+    return SecureRun(logits=np.asarray(c["logits"], dtype=np.float64), client=c, server=s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="one party of a loopback secure inference")
+    parser.add_argument("--role", choices=["client", "server"], required=True)
+    parser.add_argument("--package", required=True)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--tensor", default="")
+    parser.add_argument("--timeout", type=float, default=3600.0)
+    args = parser.parse_args(argv)
+    try:
+        if args.role == "server":
+            report = _server(args.package, args.timeout)
+        else:
+            report = _client(args.package, args.port, args.tensor, args.timeout)
+    except SecfepasError as exc:
+        print(f"secfepas {args.role}: error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

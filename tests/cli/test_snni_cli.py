@@ -1,0 +1,68 @@
+"""`secfepas snni selftest`: two real processes over loopback TCP, JSON contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import pytest
+from skimage import data
+
+from secfepas_sdk.cli.main import main
+from secfepas_sdk.models.bundled import demo_model_path
+from secfepas_sdk.models.package import reference_onnx
+
+
+@pytest.fixture(scope="module")
+def astronaut(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("img") / "astronaut.png"
+    cv2.imwrite(str(path), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    return path
+
+
+def _check_report(report: dict) -> None:
+    assert set(report) == {
+        "secure_logits", "plain_logits", "argmax_match", "max_abs_err", "seconds", "bytes",
+        "rounds", "peak_rss_mb",
+    }  # fmt: skip
+    assert report["argmax_match"] is True
+    assert report["max_abs_err"] < 0.05
+    assert len(report["secure_logits"]) == len(report["plain_logits"]) == 4
+    assert set(report["seconds"]) == {"total", "client_compute", "server_compute"}
+    assert report["bytes"]["client_to_server"] > 0 and report["bytes"]["server_to_client"] > 0
+    assert report["rounds"] > 0
+    assert report["peak_rss_mb"]["client"] > 0 and report["peak_rss_mb"]["server"] > 0
+
+
+def test_selftest_on_bundled_package(astronaut: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        ["snni", "selftest", "--model", str(demo_model_path()), "--input", str(astronaut), "--json"]
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    _check_report(report)
+
+
+def test_selftest_on_onnx_file(astronaut: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ref = reference_onnx(demo_model_path())
+    assert ref is not None
+    code = main(["snni", "selftest", "--model", str(ref), "--input", str(astronaut), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    _check_report(report)
+
+
+def test_selftest_missing_image(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code = main(
+        [
+            "snni",
+            "selftest",
+            "--model",
+            str(demo_model_path()),
+            "--input",
+            str(tmp_path / "none.png"),
+        ]
+    )
+    assert code == 1
+    assert "cannot read the image" in capsys.readouterr().err
