@@ -1,10 +1,12 @@
-"""A camera-side process for the crash test: queue alerts, deliver them slowly.
+"""A camera-side process for the crash tests: queue alerts, deliver them slowly.
 
-    python crash_worker.py OUTBOX RECEIVED IDS N
+    python crash_worker.py OUTBOX IDS N SINK
 
-With N > 0 it stores N new alerts (their ids go to IDS once all are in the outbox)
-and prints ``queued``; then, like a restart with N = 0, it delivers whatever the
-outbox holds to a slow file sink and prints ``idle`` once nothing is pending.
+SINK is ``file:PATH`` (append alert ids to PATH) or any sink URI loaded through
+its plugin (``mqtt://...``). Either way each delivery is slowed down so that a
+kill lands mid-stream. With N > 0 the worker stores N new alerts (their ids go to
+IDS once all are in the outbox) and prints ``queued``; then, like a restart with
+N = 0, it delivers whatever the outbox holds and prints ``idle``.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-from secfepas_sdk.alerts import AlertService
+from secfepas_sdk.alerts import AlertService, AlertSink, load_sinks
 from secfepas_sdk.alerts.dispatcher import RetryPolicy
 from secfepas_sdk.alerts.models import Alert, AlertKind
 
 
-class SlowFileSink:
-    """Appends each alert id to a file, durably; slow, so a kill lands mid-stream."""
+class FileSink:
+    """Appends each alert id to a file, durably."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
@@ -30,26 +32,42 @@ class SlowFileSink:
         return "file"
 
     def deliver(self, alert: Alert) -> None:
-        time.sleep(0.02)
         with self._path.open("a") as out:
             out.write(f"{alert.alert_id}\n")
             out.flush()
             os.fsync(out.fileno())
-        time.sleep(0.02)  # delivered but not yet marked: a kill here re-delivers
 
     def close(self) -> None:
         return None
 
 
+class Slow:
+    """Wraps a sink; waits before and after each delivery."""
+
+    def __init__(self, inner: AlertSink) -> None:
+        self._inner = inner
+
+    @property
+    def name(self) -> str:
+        return self._inner.name
+
+    def deliver(self, alert: Alert) -> None:
+        time.sleep(0.02)
+        self._inner.deliver(alert)
+        time.sleep(0.02)  # delivered but not yet marked: a kill here re-delivers
+
+    def close(self) -> None:
+        self._inner.close()
+
+
 def main() -> None:
-    outbox, received, ids, count = (
-        Path(sys.argv[1]),
-        Path(sys.argv[2]),
-        Path(sys.argv[3]),
-        int(sys.argv[4]),
-    )
+    outbox, ids, count, target = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    if target.startswith("file:"):
+        inner: AlertSink = FileSink(Path(target.removeprefix("file:")))
+    else:
+        (inner,) = load_sinks([target], camera_id="bed-1")
     retry = RetryPolicy(initial=0.05, maximum=0.2, jitter=0.0)
-    service = AlertService([SlowFileSink(received)], outbox=outbox, retry=retry)
+    service = AlertService([Slow(inner)], outbox=outbox, retry=retry)
     if count:
         alerts = [
             Alert(

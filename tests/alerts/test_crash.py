@@ -21,8 +21,9 @@ def _lines(path: Path) -> list[str]:
 
 def test_sigkill_mid_delivery_then_restart_delivers_everything(tmp_path: Path) -> None:
     outbox, received, ids = tmp_path / "o.db", tmp_path / "received.txt", tmp_path / "ids.txt"
-    args = [sys.executable, str(WORKER), str(outbox), str(received), str(ids)]
-    first = subprocess.Popen([*args, str(N)], stdout=subprocess.PIPE, text=True)
+    args = [sys.executable, str(WORKER), str(outbox), str(ids)]
+    sink = f"file:{received}"
+    first = subprocess.Popen([*args, str(N), sink], stdout=subprocess.PIPE, text=True)
     assert first.stdout is not None and first.stdout.readline().strip() == "queued"
     assert wait_for(lambda: len(_lines(received)) >= 5, 10)
     os.kill(first.pid, signal.SIGKILL)
@@ -30,7 +31,7 @@ def test_sigkill_mid_delivery_then_restart_delivers_everything(tmp_path: Path) -
     at_kill = _lines(received)
     assert 5 <= len(at_kill) < N, "the kill must land mid-delivery"
 
-    second = subprocess.run([*args, "0"], capture_output=True, text=True, timeout=60)
+    second = subprocess.run([*args, "0", sink], capture_output=True, text=True, timeout=60)
     assert second.returncode == 0, second.stderr
     assert second.stdout.split() == ["idle"]
 

@@ -158,3 +158,26 @@ def test_broker_outage_queues_then_delivers_all(broker: Mosquitto, tmp_path: Pat
 def test_bad_uris_fail_at_load(uri: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_sink(uri)
+
+
+def test_sigkill_mid_delivery_then_restart_delivers_all_to_broker(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    sub = Subscriber(broker.port, "secfepas/+/alerts", client_id="crash-sub")
+    worker = Path(__file__).parents[1] / "alerts" / "crash_worker.py"
+    outbox, ids = tmp_path / "o.db", tmp_path / "ids.txt"
+    uri = f"mqtt://127.0.0.1:{broker.port}/secfepas/{{camera_id}}/alerts"
+    args = [sys.executable, str(worker), str(outbox), str(ids)]
+    first = subprocess.Popen([*args, "40", uri], stdout=subprocess.PIPE, text=True)
+    assert first.stdout is not None and first.stdout.readline().strip() == "queued"
+    assert wait_for(lambda: len(sub.messages) >= 5, 10)
+    os.kill(first.pid, signal.SIGKILL)
+    assert first.wait(10) == -signal.SIGKILL
+    assert len(sub.messages) < 40, "the kill must land mid-delivery"
+    second = subprocess.run([*args, "0", uri], capture_output=True, text=True, timeout=60)
+    assert second.returncode == 0, second.stderr
+    expected = set(ids.read_text().split())
+    assert len(expected) == 40
+    assert wait_for(lambda: set(sub.alert_ids()) == expected, 10)
+    assert len(sub.alert_ids()) - len(expected) <= 1  # only the one in flight may repeat
+    sub.close()

@@ -203,6 +203,8 @@ class MqttSink:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.reconnect_delay_set(min_delay=1, max_delay=config.reconnect_max)
+        # Bound paho's own queue: while the link is down the outbox holds the alerts.
+        self._client.max_queued_messages_set(1000)
         self._client.connect_async(config.host, config.port, keepalive=config.keepalive)
         self._client.loop_start()
 
