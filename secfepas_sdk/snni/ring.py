@@ -80,7 +80,8 @@ class Ring:
         """Fixed-point encode reals: round(x * 2^f), saturated to the signed range."""
         scaled = np.rint(np.asarray(values, dtype=np.float64) * self.scale)
         clipped = np.clip(scaled, self.min_signed, self.max_signed).astype(np.int64)
-        return self.from_signed(clipped)
+        # float64 rounds 2^(l-1) - 1 up to 2^(l-1) for l > 53: clip again in integers.
+        return self.from_signed(np.minimum(clipped, self.max_signed))
 
     def decode(self, residues: U64) -> NDArray[np.float64]:
         return self.to_signed(residues).astype(np.float64) / self.scale
