@@ -1,0 +1,82 @@
+"""Hypothesis: the protocols equal their plaintext functions on arbitrary inputs,
+with round counts that do not grow with the input size."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numpy.typing import NDArray
+
+from secfepas_sdk.snni.channel import Channel, run_pair
+from secfepas_sdk.snni.nonlinear import NonlinearEngine
+from secfepas_sdk.snni.party import Party
+from secfepas_sdk.snni.prg import Prg
+from secfepas_sdk.snni.ring import Ring
+
+
+def run(
+    ring: Ring, values: NDArray[np.int64], op: Callable[[NonlinearEngine, NDArray[np.uint64]], Any]
+) -> tuple[Any, Any, int]:
+    x0, x1 = ring.share(ring.from_signed(values), Prg())
+
+    def party(who: Party, share: NDArray[np.uint64]) -> Callable[[Channel], Any]:
+        def go(channel: Channel) -> Any:
+            engine = NonlinearEngine(channel, party=who, ring=ring)
+            engine.setup()
+            before = channel.stats.rounds
+            out = op(engine, share)
+            return out, channel.stats.rounds - before
+
+        return go
+
+    (a, rounds), (b, _) = run_pair(party(Party.CLIENT, x0), party(Party.SERVER, x1))
+    return a, b, rounds
+
+
+rings = st.sampled_from(
+    [Ring(bits=37, frac_bits=12), Ring(bits=41, frac_bits=15), Ring(bits=20, frac_bits=6)]
+)
+
+
+@st.composite
+def ring_and_values(draw: st.DrawFn) -> tuple[Ring, NDArray[np.int64]]:
+    ring = draw(rings)
+    near = st.sampled_from(
+        [0, 1, -1, ring.max_signed, ring.min_signed, ring.max_signed - 1, ring.min_signed + 1]
+    )
+    anywhere = st.integers(ring.min_signed, ring.max_signed)
+    vals = draw(st.lists(st.one_of(near, anywhere), min_size=1, max_size=40))
+    return ring, np.array(vals, dtype=np.int64)
+
+
+@settings(max_examples=12, deadline=None)
+@given(ring_and_values())
+def test_relu_and_drelu(case: tuple[Ring, NDArray[np.int64]]) -> None:
+    ring, vals = case
+    a, b, _ = run(ring, vals, lambda e, x: (e.drelu(x), e.relu(x)))
+    np.testing.assert_array_equal(a[0] ^ b[0], (vals >= 0).astype(np.uint8))
+    np.testing.assert_array_equal(ring.to_signed(ring.add(a[1], b[1])), np.maximum(vals, 0))
+
+
+@settings(max_examples=12, deadline=None)
+@given(ring_and_values(), st.integers(1, 18))
+def test_truncate(case: tuple[Ring, NDArray[np.int64]], shift: int) -> None:
+    ring, vals = case
+    shift = min(shift, ring.bits - 2)
+    a, b, _ = run(ring, vals, lambda e, x: e.truncate(x, shift))
+    err = ring.to_signed(ring.add(a, b)) - (vals >> shift)
+    assert set(np.unique(err).tolist()) <= {-1, 0}
+
+
+def test_rounds_do_not_grow_with_size() -> None:
+    ring = Ring(bits=37, frac_bits=12)
+    counts = []
+    for n in (16, 4096):
+        vals = np.random.default_rng(n).integers(-(1 << 30), 1 << 30, n)
+        _, _, rounds = run(ring, vals, lambda e, x: e.relu(x))
+        counts.append(rounds)
+    assert counts[0] == counts[1] <= 8

@@ -1,0 +1,144 @@
+"""IKNP-based OT flavours over both transports: correctness, and what each side sees."""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.channel import Channel, MemoryChannel, run_pair
+from secfepas_sdk.snni.ot import OtSession
+from secfepas_sdk.snni.ot.session import words_decode, words_payload
+from secfepas_sdk.snni.party import Party
+
+N = 5000  # not a multiple of 8 or of the chunk size, on purpose
+
+
+def pair(run_parties: Callable[..., tuple[Any, Any]], client: Any, server: Any) -> tuple[Any, Any]:
+    def wrap(party: Party, fn: Any) -> Callable[[Channel], Any]:
+        def run(ch: Channel) -> Any:
+            ot = OtSession(party)
+            ot.setup(ch)
+            return fn(ot, ch)
+
+        return run
+
+    return run_parties(wrap(Party.CLIENT, client), wrap(Party.SERVER, server))
+
+
+def test_all_flavours_both_directions(run_parties: Callable[..., tuple[Any, Any]]) -> None:
+    rng = np.random.default_rng(5)
+    c = rng.integers(0, 2, N).astype(np.uint8)
+    m0 = rng.integers(0, 1 << 37, N, dtype=np.uint64)
+    m1 = rng.integers(0, 1 << 37, N, dtype=np.uint64)
+    delta = rng.integers(0, 1 << 20, N, dtype=np.uint64)
+    c16 = rng.integers(0, 16, N).astype(np.uint64)
+    msgs = rng.integers(0, 4, (N, 16), dtype=np.uint64)
+    c4 = rng.integers(0, 4, N).astype(np.uint64)
+    msgs4 = rng.integers(0, 1 << 30, (N, 4), dtype=np.uint64)
+
+    def client(ot: OtSession, ch: Channel) -> Any:
+        k = ot.rot_recv(ch, c, 64)
+        chosen = ot.chosen_recv(ch, c, 37)
+        corr = ot.cot_recv(ch, c, 20)
+        one16 = ot.one_of_n_recv(ch, c16, 4, 2)
+        one4 = ot.one_of_n_recv(ch, c4, 2, 30)
+        ot.chosen_send(ch, m0, m1, 37)  # and the other direction
+        return k, chosen, corr, one16, one4
+
+    def server(ot: OtSession, ch: Channel) -> Any:
+        k0, k1 = ot.rot_send(ch, N, 64)
+        ot.chosen_send(ch, m0, m1, 37)
+        x = ot.cot_send(ch, delta, 20)
+        ot.one_of_n_send(ch, msgs, 4, 2)
+        ot.one_of_n_send(ch, msgs4, 2, 30)
+        back = ot.chosen_recv(ch, c, 37)
+        return k0, k1, x, back
+
+    (k, chosen, corr, one16, one4), (k0, k1, x, back) = pair(run_parties, client, server)
+    np.testing.assert_array_equal(k, np.where(c == 1, k1, k0))
+    assert (k0 != k1).mean() > 0.99
+    np.testing.assert_array_equal(chosen, np.where(c == 1, m1, m0))
+    np.testing.assert_array_equal(back, np.where(c == 1, m1, m0))
+    np.testing.assert_array_equal(corr, (x + c * delta) & np.uint64((1 << 20) - 1))
+    np.testing.assert_array_equal(one16, msgs[np.arange(N), c16.astype(int)])
+    np.testing.assert_array_equal(one4, msgs4[np.arange(N), c4.astype(int)])
+
+
+def chi_square_uniform_bytes(data: bytes) -> float:
+    counts = np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256)
+    expected = len(data) / 256
+    return float(((counts - expected) ** 2 / expected).sum())
+
+
+# 255 degrees of freedom: the 0.9999 quantile is about 340.
+CHI2_LIMIT = 340.0
+
+
+class Recording(MemoryChannel):
+    """A memory channel end that keeps every payload it receives (a party's view)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.view: list[bytes] = []
+
+    def _recv_message(self, max_bytes: int) -> bytes:
+        payload = super()._recv_message(max_bytes)
+        self.view.append(payload)
+        return payload
+
+
+def recording_pair() -> tuple[Recording, Recording]:
+    a_to_b: queue.Queue[Any] = queue.Queue()
+    b_to_a: queue.Queue[Any] = queue.Queue()
+    return Recording(a_to_b, b_to_a, timeout_s=60), Recording(b_to_a, a_to_b, timeout_s=60)
+
+
+@pytest.mark.parametrize("choice", [0, 1])
+def test_sender_view_is_uniform_whatever_the_choices(choice: int) -> None:
+    """All-0 or all-1 choices: the u matrix the sender sees is uniform either way."""
+    cl, sv = recording_pair()
+    choices = np.full(1 << 14, choice, dtype=np.uint8)
+    messages = (np.zeros(1 << 14, dtype=np.uint64), np.full(1 << 14, 255, dtype=np.uint64))
+
+    def client(ch: Channel) -> np.ndarray:
+        ot = OtSession(Party.CLIENT)
+        ot.setup(ch)
+        return ot.chosen_recv(ch, choices, 8)
+
+    def server(ch: Channel) -> None:
+        ot = OtSession(Party.SERVER)
+        ot.setup(ch)
+        ot.chosen_send(ch, messages[0], messages[1], 8)
+
+    import threading
+
+    out: list[Any] = []
+    t = threading.Thread(target=lambda: out.append(client(cl)))
+    t.start()
+    server(sv)
+    t.join(60)
+    np.testing.assert_array_equal(out[0], messages[choice])
+    sender_view = b"".join(sv.view[2:])  # after the 2 base-OT messages: the u matrix
+    assert chi_square_uniform_bytes(sender_view) < CHI2_LIMIT
+    # The receiver's view of the masked pair: both columns uniform, including the
+    # one it did not choose (constant 0 and 255 messages underneath).
+    receiver_view = np.frombuffer(cl.view[-1], dtype=np.uint8).reshape(-1, 2)
+    for col in range(2):
+        assert chi_square_uniform_bytes(receiver_view[:, col].tobytes()) < CHI2_LIMIT
+
+
+def test_one_of_n_rejects_bad_sizes() -> None:
+    with pytest.raises(SnniError):
+        words_payload(
+            (np.zeros(4, np.uint64), np.zeros(4, np.uint64)), np.zeros(1, np.uint64), 4, 5
+        )
+    with pytest.raises(SnniError):
+        words_decode(np.zeros(4, np.uint64), b"\x00", np.zeros(1, np.uint64), 4, 2)
+    ot = OtSession(Party.CLIENT)
+    with pytest.raises(SnniError, match="before setup"):
+        run_pair(lambda ch: ot.rot_recv(ch, np.zeros(3, np.uint8), 8), lambda ch: None)
