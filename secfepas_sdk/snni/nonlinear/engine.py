@@ -140,27 +140,44 @@ class NonlinearEngine:
     ) -> U64:
         """Share of max-pooling over (kh, kw) windows; padding is ignored (-inf).
 
+        Separable: a max over each row segment (1 x kw), then over columns of
+        those (kh x 1). Overlapping windows (stride < kernel) then share their
+        row maxima: 3x3 stride 2 costs about 6 comparisons per output, not 8.
         max(a, b) is computed from a - b, so inputs must lie in [-2^(l-2), 2^(l-2))
         (a fixed-point range the plan's choice of l must guarantee anyway)."""
         xs = self._check(x_nchw)
         if xs.ndim != 4:
             raise SnniError(f"maxpool2d needs an NCHW tensor, got shape {xs.shape}")
+        top, left, bottom, right = pads
+        pool_output_hw((xs.shape[2], xs.shape[3]), kernel, stride, pads)  # validates the geometry
+        with self.channel.label("maxpool"):
+            rows = self._pool_1d(xs, (1, kernel[1]), (1, stride[1]), (0, left, 0, right))
+            return self._pool_1d(rows, (kernel[0], 1), (stride[0], 1), (top, 0, bottom, 0))
+
+    def _pool_1d(
+        self,
+        xs: U64,
+        kernel: tuple[int, int],
+        stride: tuple[int, int],
+        pads: tuple[int, int, int, int],
+    ) -> U64:
+        """Max over windows of one axis: a log-depth tree with each level's pairs
+        packed into a single ReLU call (max(a, b) = b + ReLU(a - b))."""
         n, c, h, w = xs.shape
         oh, ow = pool_output_hw((h, w), kernel, stride, pads)
         idx = window_indices((h, w), kernel, stride, pads)  # (oh*ow, k)
         cols = xs.reshape(n * c, h * w)[:, idx]  # (nc, oh*ow, k)
         level = [np.ascontiguousarray(cols[:, :, j]).reshape(-1) for j in range(idx.shape[1])]
-        with self.channel.label("maxpool"):
-            while len(level) > 1:
-                pairs = len(level) // 2
-                a = np.concatenate(level[0 : 2 * pairs : 2])
-                b = np.concatenate(level[1 : 2 * pairs : 2])
-                diff = self.ring.sub(a, b)
-                best = self.ring.add(b, self._batched(diff, self._relu_flat).astype(np.uint64))
-                merged = np.split(best, pairs)
-                if len(level) % 2:
-                    merged.append(level[-1])
-                level = merged
+        while len(level) > 1:
+            pairs = len(level) // 2
+            a = np.concatenate(level[0 : 2 * pairs : 2])
+            b = np.concatenate(level[1 : 2 * pairs : 2])
+            diff = self.ring.sub(a, b)
+            best = self.ring.add(b, self._batched(diff, self._relu_flat).astype(np.uint64))
+            merged = np.split(best, pairs)
+            if len(level) % 2:
+                merged.append(level[-1])
+            level = merged
         return level[0].reshape(n, c, oh, ow)
 
     # -- protocols on flat batches ------------------------------------------
