@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from secfepas_sdk.alerts.models import Alert
-from secfepas_sdk.errors import ConfigError
+from secfepas_sdk.errors import ConfigError, SinkError
 
 __all__ = ["DeadLetter", "Outbox", "PendingDelivery"]
 
@@ -112,16 +112,20 @@ class Outbox:
             raise ConfigError("an alert needs at least one sink")
         stamp = time.time() if now is None else now
         alert_id = str(alert.alert_id)
-        with self._lock, self._tx():
-            self._evict_for_one_more(stamp)
-            self._db.execute(
-                "INSERT OR IGNORE INTO alerts (alert_id, payload, stored_at) VALUES (?, ?, ?)",
-                (alert_id, alert.to_json(), stamp),
-            )
-            self._db.executemany(
-                "INSERT OR IGNORE INTO deliveries (alert_id, sink, next_attempt) VALUES (?, ?, ?)",
-                [(alert_id, sink, stamp) for sink in sinks],
-            )
+        try:
+            with self._lock, self._tx():
+                self._evict_for_one_more(stamp)
+                self._db.execute(
+                    "INSERT OR IGNORE INTO alerts (alert_id, payload, stored_at) VALUES (?, ?, ?)",
+                    (alert_id, alert.to_json(), stamp),
+                )
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO deliveries (alert_id, sink, next_attempt) "
+                    "VALUES (?, ?, ?)",
+                    [(alert_id, sink, stamp) for sink in sinks],
+                )
+        except sqlite3.Error as exc:  # disk full, file removed, closed outbox
+            raise SinkError(f"the alert outbox {self.path} cannot store an alert: {exc}") from exc
 
     def due(self, sink: str, *, now: float, limit: int = 32) -> list[PendingDelivery]:
         """The oldest deliveries for ``sink`` whose back-off has passed."""

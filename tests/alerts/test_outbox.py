@@ -11,7 +11,7 @@ from alerts_testkit import make_alert
 from secfepas_sdk.alerts.dispatcher import RetryPolicy
 from secfepas_sdk.alerts.models import Alert
 from secfepas_sdk.alerts.outbox import Outbox
-from secfepas_sdk.errors import ConfigError
+from secfepas_sdk.errors import ConfigError, SinkError
 
 
 def test_put_due_delivered_per_sink(tmp_path: Path) -> None:
@@ -117,3 +117,10 @@ def test_retry_back_off(attempts: int, expected: float) -> None:
 def test_retry_rejects_bad_settings(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_store_failure_is_an_sdk_error(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    box.close()
+    with pytest.raises(SinkError, match="cannot store"):
+        box.put(make_alert(), ["s"])
