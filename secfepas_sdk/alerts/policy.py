@@ -8,7 +8,7 @@ the state per camera and turns decisions into :class:`Alert` objects.
 Rules (docs/alerts.md has the full semantics):
 - an episode opens when the level is ``>= threshold`` on ``consecutive`` frames in a
   row; it sends a ``pain`` alert unless a cool-down is running;
-- while it is open, a level above the highest level seen so far sends ``escalation``;
+- while it is open, a level above the highest level reported in it sends ``escalation``;
 - ``resolve_after`` frames in a row below the threshold close it; a ``resolved``
   alert follows if the episode sent anything;
 - the cool-down: a ``pain`` alert is not repeated within ``cooldown_s`` seconds
@@ -55,6 +55,7 @@ class EpisodeState:
     """One camera's position in the policy; the initial state is ``EpisodeState()``."""
 
     above_run: int = 0
+    run_start: float | None = None
     below_run: int = 0
     episode_start: float | None = None
     peak: int = 0
@@ -80,9 +81,11 @@ def decide(
     above = level >= config.threshold
     if not state.in_episode:
         run = state.above_run + 1 if above else 0
+        start = (state.run_start if state.above_run else frame_time) if above else None
         if run < config.consecutive:
-            return replace(state, above_run=run), None
-        opened = EpisodeState(episode_start=frame_time, peak=level)
+            return replace(state, above_run=run, run_start=start), None
+        # The episode started with the first frame of the run that opened it.
+        opened = EpisodeState(episode_start=start, peak=level)
         if _cooling(config, state, frame_time):
             return replace(opened, last_pain_time=state.last_pain_time), None
         return replace(opened, alerted=True, last_pain_time=frame_time), AlertKind.PAIN

@@ -154,3 +154,11 @@ def test_alert_rejects_image_like_or_bad_fields() -> None:
     with pytest.raises(ValueError):
         Alert.model_validate({**data, "frame_time": "2024-01-01T00:00:00"})  # no time zone
     assert uuid.UUID(str(data["alert_id"])) == alert.alert_id
+
+
+def test_episode_starts_at_the_first_frame_of_the_run() -> None:
+    config = PolicyConfig(consecutive=3, resolve_after=1)
+    state = EpisodeState()
+    for i, level in enumerate([2, 0, 2, 3, 2]):
+        state, kind = decide(config, state, level, T0 + i)
+    assert kind is P and state.episode_start == T0 + 2 and state.peak == 2
