@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
 import time
 from collections import deque
@@ -39,8 +40,8 @@ _log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm"})
 _URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
-# A live stream that keeps failing to decode this many frames in a row has ended.
-_MAX_CONSECUTIVE_CORRUPT = 50
+# A stream that fails this many grabs in a row has ended (or its device went away).
+_MAX_CONSECUTIVE_CORRUPT = 8
 
 
 def _cv2() -> Any:
@@ -162,10 +163,16 @@ class VideoCaptureSource(FrameSource):
             cv2.CAP_PROP_READ_TIMEOUT_MSEC,
             self._read_timeout_ms,
         ]
-        backend = cv2.CAP_ANY if isinstance(self._target, int) else cv2.CAP_FFMPEG
-        if isinstance(self._target, str) and self._target.startswith("/dev/video"):
-            backend = cv2.CAP_V4L2
-        cap = cv2.VideoCapture(self._target, backend, params)
+        target: str | int = self._target
+        backend = cv2.CAP_FFMPEG
+        if isinstance(target, str) and target.startswith("/dev/video"):
+            if not target[len("/dev/video") :].isdigit():
+                raise SourceError(f"{self.source_id}: expected /dev/videoN")
+            target = int(target[len("/dev/video") :])
+        if isinstance(target, int):
+            # OpenCV's V4L2 backend opens devices by index, not by path.
+            backend = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
+        cap = cv2.VideoCapture(target, backend, params)
         if not cap.isOpened():
             cap.release()
             what = "is not a readable video" if self._is_file else "cannot be opened"
@@ -188,24 +195,33 @@ class VideoCaptureSource(FrameSource):
         return index / self._fps if self._fps else float(index)
 
     def _frames(self) -> Iterator[Frame]:
+        cv2 = _cv2()
         t0 = time.monotonic()
         index = 0
-        corrupt_run = 0
+        failed = 0  # grabs that failed since the last good frame
         last_t = -math.inf
+        total = float(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)) if self._is_file else 0.0
         while self._cap is not None:
             if not self._cap.grab():
-                return  # end of stream (or the device went away)
+                # FFmpeg fails a grab on an undecodable packet and goes on with the
+                # next one; only failures followed by a good frame were corrupt frames.
+                failed += 1
+                at_end = total > 0 and index + failed >= total
+                if at_end or failed > _MAX_CONSECUTIVE_CORRUPT:
+                    return
+                continue
+            if failed:
+                self._corrupt += failed
+                index += failed
+                _log.warning("%s: skipped %d undecodable frame(s)", self.source_id, failed)
+                failed = 0
             t = self._timestamp(index, t0)
             ok, pixels = self._cap.retrieve()
             index += 1
             if not ok or pixels is None or pixels.size == 0:
                 self._corrupt += 1
-                corrupt_run += 1
                 _log.warning("%s: skipped an undecodable frame", self.source_id)
-                if corrupt_run >= _MAX_CONSECUTIVE_CORRUPT:
-                    raise SourceError(f"{self.source_id}: {corrupt_run} corrupt frames in a row")
                 continue
-            corrupt_run = 0
             t = max(t, last_t)  # decoders may report a stale position; never go back
             last_t = t
             yield Frame(
@@ -280,8 +296,7 @@ class PushSource(FrameSource):
         self._last_t = -math.inf
 
     def _open(self) -> None:
-        with self._cond:
-            self._ended = False
+        pass  # firmware may push before the consumer opens; nothing to acquire
 
     def _close(self) -> None:
         self.end()

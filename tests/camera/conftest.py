@@ -1,0 +1,54 @@
+"""Real media for the camera tests: scikit-image stills and the bundled clip."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+from skimage import data
+
+from secfepas_sdk.camera.detection import FaceDetector
+from secfepas_sdk.models.bundled import sample_video_path
+
+
+@pytest.fixture(scope="session")
+def astronaut_bgr() -> NDArray[np.uint8]:
+    return np.ascontiguousarray(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+
+
+@pytest.fixture(scope="session")
+def coffee_bgr() -> NDArray[np.uint8]:
+    return np.ascontiguousarray(cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2BGR))
+
+
+@pytest.fixture(scope="session")
+def detector() -> FaceDetector:
+    return FaceDetector()
+
+
+@pytest.fixture(scope="session")
+def sample_clip() -> Path:
+    return sample_video_path()
+
+
+VideoWriter = Callable[..., Path]
+
+
+def _write_video(path: Path, frames: list[NDArray[np.uint8]], fps: float = 10.0) -> Path:
+    """Write BGR frames as MJPG (every frame a key frame, easy to corrupt one)."""
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (w, h))
+    assert writer.isOpened()
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="session")
+def write_video() -> VideoWriter:
+    return _write_video
