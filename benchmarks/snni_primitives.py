@@ -97,6 +97,7 @@ def _party(
     for name, fn in [
         ("relu", lambda: engine.relu(mine)),
         ("truncate", lambda: engine.truncate(mine, ring.frac_bits)),
+        ("relu_truncate", lambda: engine.relu_truncate(mine, ring.frac_bits)),
         ("maxpool 3x3 s2 64x112x112", lambda: engine.maxpool2d(mine_pool, (3, 3), (2, 2))),
     ]:
         out, row = _measure(channel, name, fn)
@@ -118,6 +119,9 @@ def _party(
                 ok[name] = bool(np.array_equal(got, ref))
             elif name == "truncate":
                 err = got - (ring.to_signed(x) >> ring.frac_bits)
+                ok[name] = bool(np.isin(err, [-1, 0]).all())
+            elif name == "relu_truncate":
+                err = got - np.maximum(ring.to_signed(x) >> ring.frac_bits, 0)
                 ok[name] = bool(np.isin(err, [-1, 0]).all())
             else:
                 v = ring.to_signed(pool)[0]
