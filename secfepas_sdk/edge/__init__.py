@@ -1,2 +1,27 @@
 """Edge side: the TLS server that holds the secret model weights and runs the
-server half of secure inference for many cameras."""
+server half of secure inference for many cameras.
+
+``from secfepas_sdk.edge import Server, EdgeSettings, load_settings`` (imported
+lazily: they need the ``edge`` extra).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["EdgeSettings", "Server", "load_settings"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Server":
+        from secfepas_sdk.edge.server import Server
+
+        return Server
+    if name in ("EdgeSettings", "load_settings"):
+        from secfepas_sdk._extras import require
+
+        require("pydantic_settings", "edge")
+        from secfepas_sdk.edge import settings
+
+        return getattr(settings, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

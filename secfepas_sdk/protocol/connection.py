@@ -122,6 +122,11 @@ class Connection:
         return self._state
 
     @property
+    def partial(self) -> bool:
+        """True while part of a frame has arrived (the rest is owed by the peer)."""
+        return bool(self._buffer) or self._header is not None
+
+    @property
     def max_buffer(self) -> int:
         """Bytes we agree to hold: one largest frame plus one read chunk of slack."""
         return HEADER_SIZE + max(self.limits.max_control, self.limits.max_data) + (1 << 20)

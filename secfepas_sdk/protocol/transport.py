@@ -138,11 +138,15 @@ class FramedStream:
         """One SNNI message as DATA frames (split at the frame limit)."""
         await self.send(*split_message(message, self.conn.limits.max_data))
 
-    async def next_event(self, timeout: float | None = None) -> Event:
+    async def next_event(
+        self, timeout: float | None = None, *, frame_timeout: float | None = None
+    ) -> Event:
         """The next event from the peer.
 
-        Raises RemoteProtocolError (bad bytes), ConnectionLostError (reset, TLS
-        alert or ``timeout`` seconds without a complete event).
+        ``timeout`` bounds the whole wait; ``frame_timeout`` bounds each read
+        while a frame is partly received (a peer trickling bytes is cut off).
+        Raises RemoteProtocolError (bad bytes) or ConnectionLostError (reset,
+        TLS alert, timeout).
         """
         try:
             async with asyncio.timeout(timeout):
@@ -151,7 +155,11 @@ class FramedStream:
                     if event is not NEED_DATA:
                         return event  # type: ignore[return-value]
                     try:
-                        chunk = await self.reader.read(READ_CHUNK)
+                        if frame_timeout is not None and self.conn.partial:
+                            async with asyncio.timeout(frame_timeout):
+                                chunk = await self.reader.read(READ_CHUNK)
+                        else:
+                            chunk = await self.reader.read(READ_CHUNK)
                     except (OSError, ssl.SSLError) as exc:
                         raise ConnectionLostError(
                             f"connection lost: {tls_failure_reason(exc)}", "connection_lost"
@@ -159,7 +167,7 @@ class FramedStream:
                     self.conn.receive_data(chunk)
         except TimeoutError:
             raise ConnectionLostError(
-                f"no complete message from the peer within {timeout} s", "timeout"
+                f"no complete message from the peer within {timeout or frame_timeout} s", "timeout"
             ) from None
 
     async def aclose(self) -> None:

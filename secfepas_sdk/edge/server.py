@@ -1,0 +1,342 @@
+"""The edge server: TLS listener, admission control, sessions, worker pool.
+
+``Server(settings)``; ``await start()``, ``await serve_forever()``,
+``await stop(grace_s)``. One asyncio loop accepts cameras and relays bytes;
+the crypto runs in a process pool with one worker per session slot, so the
+loop never blocks. Further cameras wait in a bounded queue and are then told
+``busy``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import secrets
+import ssl
+from concurrent.futures import ProcessPoolExecutor
+
+from secfepas_sdk.edge.metrics import EdgeMetrics, MetricsServer
+from secfepas_sdk.edge.registry import ModelRegistry, RegisteredModel
+from secfepas_sdk.edge.session import SessionRelay, WorkerFailed
+from secfepas_sdk.edge.settings import EdgeSettings
+from secfepas_sdk.errors import (
+    ConnectionLostError,
+    PeerError,
+    ProtocolError,
+    RemoteProtocolError,
+)
+from secfepas_sdk.protocol.connection import Connection, Role
+from secfepas_sdk.protocol.events import (
+    PROTOCOL_VERSIONS,
+    SUITE_CHEETAH_V1,
+    ClientHello,
+    Error,
+    ServerHello,
+)
+from secfepas_sdk.protocol.frames import FrameLimits
+from secfepas_sdk.protocol.transport import (
+    FramedStream,
+    TlsFiles,
+    server_context,
+    tls_failure_reason,
+)
+
+__all__ = ["Server"]
+
+log = logging.getLogger(__name__)
+
+SUITES: tuple[str, ...] = (SUITE_CHEETAH_V1,)
+
+
+class _Refused(Exception):
+    """Internal: end the session with this protocol error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Server:
+    """Serve the edge half of secure inference to many authenticated cameras."""
+
+    def __init__(self, settings: EdgeSettings, *, registry: ModelRegistry | None = None) -> None:
+        self.settings = settings
+        self.metrics = EdgeMetrics()
+        self._registry = registry
+        self._ssl: ssl.SSLContext | None = None
+        self._listener: asyncio.Server | None = None
+        self._metrics_server: MetricsServer | None = None
+        self._executor: ProcessPoolExecutor | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self._relays: set[SessionRelay] = set()
+        self._stop_requested: asyncio.Event | None = None
+        self._stopped: asyncio.Event | None = None
+        self._limits = FrameLimits(max_data=settings.max_data_frame)
+
+    # -- lifecycle ---------------------------------------------------------
+    async def start(self) -> None:
+        """Verify the models, load TLS material, start the pool and listeners."""
+        s = self.settings
+        if self._registry is None:
+            self._registry = await asyncio.to_thread(ModelRegistry.load, s.model_dir)
+        self._ssl = server_context(TlsFiles(ca=s.ca, cert=s.cert, key=s.key))
+        self._stop_requested = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._slots = asyncio.Semaphore(s.max_sessions)
+        self._executor = self._new_executor()
+        self._listener = await asyncio.start_server(self._on_connect, s.host, s.port)
+        if s.metrics_port is not None:
+            self._metrics_server = MetricsServer(
+                self.metrics, self._healthy, s.metrics_host, s.metrics_port
+            )
+            await self._metrics_server.start()
+        host, port = self.address
+        log.info(
+            "edge listening on %s:%d: %d model(s), %d session slots, queue %d",
+            host,
+            port,
+            len(self._registry),
+            s.max_sessions,
+            s.max_queue,
+        )
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        ctx = multiprocessing.get_context(self.settings.worker_start_method)
+        return ProcessPoolExecutor(max_workers=self.settings.max_sessions, mp_context=ctx)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        if self._listener is None:
+            raise RuntimeError("server not started")
+        sockname = self._listener.sockets[0].getsockname()
+        return str(sockname[0]), int(sockname[1])
+
+    @property
+    def metrics_port(self) -> int | None:
+        return None if self._metrics_server is None else self._metrics_server.port
+
+    def _healthy(self) -> bool:
+        return self._stop_requested is not None and not self._stop_requested.is_set()
+
+    async def serve_forever(self) -> None:
+        """Return once :meth:`stop` has completed."""
+        if self._stopped is None:
+            raise RuntimeError("call start() first")
+        await self._stopped.wait()
+
+    async def stop(self, grace_s: float = 30.0) -> None:
+        """Stop accepting; let in-flight inferences finish until ``grace_s``, then cut."""
+        if self._stop_requested is None or self._stopped is None:
+            return
+        if self._stop_requested.is_set():
+            await self._stopped.wait()
+            return
+        self._stop_requested.set()
+        log.info("edge stopping (grace %.1f s, %d connection(s))", grace_s, len(self._connections))
+        if self._listener is not None:
+            self._listener.close()
+        pending = set(self._connections)
+        if pending:
+            _, pending = await asyncio.wait(pending, timeout=grace_s)
+        for relay in list(self._relays):
+            relay.kill_worker()
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5.0)
+        if self._executor is not None:
+            executor = self._executor
+            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+        if self._metrics_server is not None:
+            await self._metrics_server.stop()
+        if self._listener is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await self._listener.wait_closed()
+        log.info("edge stopped")
+        self._stopped.set()
+
+    # -- connections -------------------------------------------------------
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        try:
+            await self._connection(reader, writer)
+        finally:
+            self._connections.discard(task)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        addr = f"{peer[0]}:{peer[1]}" if peer else "?"
+        assert self._ssl is not None
+        try:
+            await writer.start_tls(
+                self._ssl, ssl_handshake_timeout=self.settings.handshake_timeout_s
+            )
+        except (ssl.SSLError, OSError, TimeoutError) as exc:
+            self.metrics.tls_refused += 1
+            log.warning("TLS handshake with %s refused: %s", addr, tls_failure_reason(exc))
+            writer.transport.abort()
+            return
+        stream = FramedStream(reader, writer, Connection(Role.SERVER, limits=self._limits))
+        try:
+            await self._session(stream)
+        except _Refused as exc:
+            self.metrics.errors[exc.code] += 1
+            log.info("camera %s at %s refused (%s): %s", stream.peer, addr, exc.code, exc)
+            await self._send_error(stream, exc.code, str(exc))
+        except WorkerFailed as exc:
+            self.metrics.errors[exc.code] += 1
+            log.warning("camera %s: session failed (%s): %s", stream.peer, exc.code, exc)
+            await self._send_error(stream, exc.code, "the edge could not complete the inference")
+        except RemoteProtocolError as exc:
+            self.metrics.errors[exc.code] += 1
+            log.warning("camera %s broke the protocol (%s): %s", stream.peer, exc.code, exc)
+            await self._send_error(stream, exc.code, str(exc))
+        except ConnectionLostError as exc:
+            self.metrics.errors[exc.code] += 1
+            log.info("camera %s: connection lost (%s): %s", stream.peer, exc.code, exc)
+        except PeerError as exc:
+            self.metrics.errors[f"peer_{exc.code}"] += 1
+            log.info("camera %s ended the session: %s", stream.peer, exc)
+        except asyncio.CancelledError:
+            self.metrics.errors["shutting_down"] += 1
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await self._send_error(stream, "shutting_down", "the edge is stopping")
+            stream.abort()
+            raise
+        finally:
+            self.metrics.bytes["in"] += stream.conn.bytes_received
+            self.metrics.bytes["out"] += stream.conn.bytes_sent
+            await stream.aclose()
+
+    async def _send_error(self, stream: FramedStream, code: str, message: str) -> None:
+        # If the peer is gone or the session already ended there is nothing more to say.
+        with contextlib.suppress(ProtocolError, ValueError):
+            await stream.send(Error(code=code, message=message[:1000]))
+
+    async def _session(self, stream: FramedStream) -> None:
+        s = self.settings
+        event = await stream.next_event(s.handshake_timeout_s, frame_timeout=s.handshake_timeout_s)
+        if isinstance(event, Error):
+            raise PeerError(f"camera reported {event.code}: {event.message}", event.code)
+        if not isinstance(event, ClientHello):  # the server table allows nothing else
+            raise RemoteProtocolError("expected ClientHello", "wrong_state")
+        hello = event
+        common = sorted(set(hello.versions) & set(PROTOCOL_VERSIONS))
+        if not common:
+            raise _Refused(
+                "version_mismatch",
+                f"the edge speaks protocol versions {list(PROTOCOL_VERSIONS)}; "
+                f"the camera offered {list(hello.versions)}",
+            )
+        suite = next((x for x in hello.suites if x in SUITES), None)
+        if suite is None:
+            raise _Refused("no_common_suite", f"the edge supports suites {list(SUITES)}")
+        assert self._registry is not None
+        model = self._registry.get(hello.model_id)
+        if model is None:
+            available = ", ".join(m.model_id for m in self._registry)
+            raise _Refused("unknown_model", f"no model {hello.model_id!r}; available: {available}")
+        assert self._stop_requested is not None
+        if self._stop_requested.is_set():
+            raise _Refused("shutting_down", "the edge is stopping")
+        await self._admit()
+        try:
+            await self._run_session(stream, model, common[-1], suite)
+        finally:
+            assert self._slots is not None
+            self._slots.release()
+            self.metrics.sessions_active -= 1
+
+    async def _admit(self) -> None:
+        """Take a session slot, waiting in the bounded queue; else refuse ``busy``."""
+        s = self.settings
+        assert self._slots is not None and self._stop_requested is not None
+        if self._slots.locked():
+            if self.metrics.sessions_queued >= s.max_queue:
+                raise _Refused(
+                    "busy",
+                    f"all {s.max_sessions} session slots are taken and "
+                    f"{s.max_queue} camera(s) already wait; retry later",
+                )
+            self.metrics.sessions_queued += 1
+            acquire = asyncio.ensure_future(self._slots.acquire())
+            stop = asyncio.ensure_future(self._stop_requested.wait())
+            try:
+                await asyncio.wait(
+                    {acquire, stop}, timeout=s.queue_timeout_s, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                stop.cancel()
+                self.metrics.sessions_queued -= 1
+                if not acquire.done():
+                    acquire.cancel()
+            got = acquire.done() and not acquire.cancelled() and acquire.exception() is None
+            if got and self._stop_requested.is_set():
+                self._slots.release()
+                got = False
+            if not got:
+                if self._stop_requested.is_set():
+                    raise _Refused("shutting_down", "the edge is stopping")
+                raise _Refused("busy", f"no session slot became free within {s.queue_timeout_s} s")
+        else:
+            await self._slots.acquire()
+        self.metrics.sessions_active += 1
+        self.metrics.sessions_total += 1
+
+    async def _run_session(
+        self, stream: FramedStream, model: RegisteredModel, version: int, suite: str
+    ) -> None:
+        assert self._executor is not None and self._stop_requested is not None
+        session_id = secrets.token_hex(8)
+        relay = SessionRelay(
+            stream=stream,
+            model=model,
+            version=version,
+            suite=suite,
+            session_id=session_id,
+            settings=self.settings,
+            executor=self._executor,
+            metrics=self.metrics,
+            stop_requested=self._stop_requested,
+        )
+
+        async def send_hello() -> None:
+            await stream.send(
+                ServerHello(
+                    version=version,
+                    suite=suite,
+                    session_id=session_id,
+                    manifest=model.manifest,
+                    plan=model.plan,
+                )
+            )
+            log.info(
+                "session %s: camera %s, model %s v%s",
+                session_id,
+                stream.peer,
+                model.model_id,
+                model.version,
+            )
+
+        self._relays.add(relay)
+        try:
+            await relay.run(send_hello)
+        except WorkerFailed:
+            if self._executor is not None and _broken(self._executor):
+                log.warning("worker pool broken (a worker died); starting a new one")
+                self._executor = self._new_executor()
+            raise
+        finally:
+            self._relays.discard(relay)
+        log.info("session %s ended after %d inference(s)", session_id, relay.inferences)
+
+
+def _broken(executor: ProcessPoolExecutor) -> bool:
+    return bool(getattr(executor, "_broken", False))

@@ -1,0 +1,254 @@
+"""One camera session on the edge: relay SNNI frames between TLS and a worker.
+
+The event loop only moves bytes: DATA frames from the camera are reassembled
+into SNNI messages and written to the worker's socketpair; the worker's
+messages are split into DATA frames for the camera. All crypto happens in the
+worker process (:mod:`.worker`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+from secfepas_sdk.edge import relay
+from secfepas_sdk.edge.metrics import EdgeMetrics
+from secfepas_sdk.edge.registry import RegisteredModel
+from secfepas_sdk.edge.settings import EdgeSettings
+from secfepas_sdk.edge.worker import serve_session
+from secfepas_sdk.errors import PeerError, RemoteProtocolError, SecfepasError
+from secfepas_sdk.protocol.events import Close, Data, Error, InferenceBegin, InferenceEnd
+from secfepas_sdk.protocol.messages import MessageAssembler
+from secfepas_sdk.protocol.transport import FramedStream
+
+__all__ = ["SessionRelay", "WorkerFailed"]
+
+log = logging.getLogger(__name__)
+
+
+class WorkerFailed(SecfepasError):
+    """The worker could not load the model or compute; code says which."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(slots=True)
+class _Relay:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    max_message: int
+
+    async def read(self) -> tuple[bytes, bytes]:
+        try:
+            head = await self.reader.readexactly(relay.HEADER.size)
+            tag, length = relay.HEADER.unpack(head)
+            if tag not in relay.TAGS or length > self.max_message:
+                raise WorkerFailed("worker sent a malformed relay frame", "internal")
+            return tag, await self.reader.readexactly(length)
+        except (asyncio.IncompleteReadError, OSError) as exc:
+            raise WorkerFailed("the worker process ended unexpectedly", "internal") from exc
+
+    async def write(self, tag: bytes, payload: bytes = b"") -> None:
+        self.writer.write(relay.frame(tag, payload))
+        try:
+            await self.writer.drain()
+        except OSError as exc:
+            raise WorkerFailed("the worker process ended unexpectedly", "internal") from exc
+
+
+class SessionRelay:
+    """Runs one admitted session: worker start, ServerHello, then inferences."""
+
+    def __init__(
+        self,
+        *,
+        stream: FramedStream,
+        model: RegisteredModel,
+        version: int,
+        suite: str,
+        session_id: str,
+        settings: EdgeSettings,
+        executor: Executor,
+        metrics: EdgeMetrics,
+        stop_requested: asyncio.Event,
+    ) -> None:
+        self.stream = stream
+        self.model = model
+        self.version = version
+        self.suite = suite
+        self.session_id = session_id
+        self.settings = settings
+        self.executor = executor
+        self.metrics = metrics
+        self.stop_requested = stop_requested
+        self.inferences = 0
+        self.worker_pid: int | None = None
+
+    async def run(self, send_hello: Callable[[], Awaitable[None]]) -> None:
+        loop = asyncio.get_running_loop()
+        parent, child = socket.socketpair()
+        s = self.settings
+        try:
+            future = loop.run_in_executor(
+                self.executor,
+                serve_session,
+                child,
+                str(self.model.path),
+                s.inference_timeout_s,
+                s.max_message,
+            )
+        except (RuntimeError, OSError) as exc:  # BrokenProcessPool is a RuntimeError
+            parent.close()
+            child.close()
+            raise WorkerFailed(f"cannot start a worker: {type(exc).__name__}", "internal") from exc
+        reader, writer = await asyncio.open_unix_connection(sock=parent, limit=1 << 20)
+        link = _Relay(reader, writer, s.max_message)
+        try:
+            ready = asyncio.ensure_future(link.read())
+            waiters: set[asyncio.Future[Any]] = {ready, future}
+            await asyncio.wait(
+                waiters, timeout=s.inference_timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not ready.done():
+                ready.cancel()
+                await asyncio.gather(ready, return_exceptions=True)
+                problem = "did not start in time"
+                if future.done() and future.exception() is not None:
+                    problem = f"died ({type(future.exception()).__name__})"
+                raise WorkerFailed(f"the worker process {problem}", "internal")
+            tag, payload = ready.result()
+            child.close()  # the worker holds its own duplicate now
+            if tag == relay.FAIL:
+                raise WorkerFailed(f"model could not be loaded: {payload.decode()}", "internal")
+            if tag != relay.READY:
+                raise WorkerFailed("worker did not start properly", "internal")
+            self.worker_pid = int(payload) if payload.isdigit() else None
+            await send_hello()
+            await self._serve(link)
+        finally:
+            child.close()
+            writer.close()
+            await self._reap(future)
+
+    async def _reap(self, future: asyncio.Future[str]) -> None:
+        """Wait for the worker task to end (it sees the closed relay), killing it if stuck."""
+        try:
+            async with asyncio.timeout(self.settings.message_timeout_s):
+                outcome = await asyncio.shield(future)
+            log.debug("session %s worker finished: %s", self.session_id, outcome)
+        except TimeoutError:
+            self.kill_worker()
+        except Exception as exc:  # BrokenProcessPool etc.: the server recreates the pool
+            log.warning("session %s worker failed: %s", self.session_id, type(exc).__name__)
+
+    def kill_worker(self) -> None:
+        if self.worker_pid is not None:
+            log.warning("session %s: killing stuck worker pid %d", self.session_id, self.worker_pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.worker_pid, signal.SIGKILL)
+
+    async def _next_or_stop(self) -> object | None:
+        """The camera's next event, or None when the server is stopping."""
+        next_event = asyncio.ensure_future(
+            self.stream.next_event(
+                self.settings.idle_timeout_s, frame_timeout=self.settings.message_timeout_s
+            )
+        )
+        stop = asyncio.ensure_future(self.stop_requested.wait())
+        try:
+            await asyncio.wait({next_event, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if next_event.done():
+            return next_event.result()
+        next_event.cancel()
+        await asyncio.gather(next_event, return_exceptions=True)
+        return None
+
+    async def _serve(self, link: _Relay) -> None:
+        while True:
+            event = await self._next_or_stop()
+            if event is None:
+                await self.stream.send(Close(reason="edge shutting down"))
+                await link.write(relay.QUIT)
+                return
+            if isinstance(event, Close):
+                await link.write(relay.QUIT)
+                return
+            if isinstance(event, Error):
+                raise PeerError(f"camera reported {event.code}: {event.message}", event.code)
+            if not isinstance(event, InferenceBegin):  # the table allows nothing else
+                raise RemoteProtocolError(f"unexpected {type(event).__name__}", "wrong_state")
+            if event.setup != (self.inferences == 0):
+                raise RemoteProtocolError(
+                    "setup must be requested on the first inference of a session, and only then",
+                    "bad_message",
+                )
+            await self._inference(link, event)
+
+    async def _inference(self, link: _Relay, begin: InferenceBegin) -> None:
+        s = self.settings
+        start = time.monotonic()
+        await link.write(relay.BEGIN, b"\x01" if begin.setup else b"\x00")
+        assembler = MessageAssembler(s.max_message)
+
+        async def camera_to_worker() -> None:
+            while True:
+                event = await self.stream.next_event(frame_timeout=s.message_timeout_s)
+                if isinstance(event, Data):
+                    message = assembler.add(event)
+                    if message is not None:
+                        await link.write(relay.DATA, message)
+                elif isinstance(event, Error):
+                    raise PeerError(f"camera reported {event.code}: {event.message}", event.code)
+                else:
+                    raise RemoteProtocolError(f"unexpected {type(event).__name__}", "wrong_state")
+
+        async def worker_to_camera() -> None:
+            while True:
+                tag, payload = await link.read()
+                if tag == relay.DATA:
+                    await self.stream.send_message(payload)
+                elif tag == relay.END:
+                    await self.stream.send(InferenceEnd(seq=begin.seq))
+                    return
+                elif tag == relay.FAIL:
+                    raise WorkerFailed(payload.decode("utf-8", "replace"), "inference_failed")
+                else:
+                    raise WorkerFailed(f"unexpected relay frame {tag!r}", "internal")
+
+        up = asyncio.ensure_future(camera_to_worker())
+        down = asyncio.ensure_future(worker_to_camera())
+        try:
+            async with asyncio.timeout(s.inference_timeout_s):
+                await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
+            if down.done():
+                down.result()
+            else:
+                up.result()  # camera_to_worker only ends by raising
+        except TimeoutError:
+            self.metrics.inferences["timeout"] += 1
+            raise WorkerFailed(f"inference exceeded {s.inference_timeout_s} s", "timeout") from None
+        except BaseException:
+            self.metrics.inferences["failed"] += 1
+            raise
+        finally:
+            for task in (up, down):
+                task.cancel()
+            await asyncio.gather(up, down, return_exceptions=True)
+        self.inferences += 1
+        elapsed = time.monotonic() - start
+        self.metrics.inferences["ok"] += 1
+        self.metrics.observe_latency(elapsed)
+        log.info("session %s inference %d done in %.2f s", self.session_id, begin.seq, elapsed)

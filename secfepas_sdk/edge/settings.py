@@ -1,0 +1,98 @@
+"""Edge server settings: code, environment (``SECFEPAS_EDGE_*``) or a TOML file.
+
+Precedence, highest first: explicit keyword arguments (CLI flags), the
+environment, the TOML file, the defaults. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from secfepas_sdk.errors import ConfigError
+
+__all__ = ["EdgeSettings", "load_settings"]
+
+
+class EdgeSettings(BaseSettings):
+    """Everything an edge operator can set (see docs/edge.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="SECFEPAS_EDGE_", extra="forbid", frozen=True)
+
+    host: str = Field("127.0.0.1", description="address to listen on for cameras")
+    port: int = Field(7443, ge=0, le=65535, description="TLS port (0 = any free port)")
+    model_dir: Path = Field(description="directory of private model packages")
+    ca: Path = Field(description="PEM of the site CA that signs camera certificates")
+    cert: Path = Field(description="the edge's certificate (PEM)")
+    key: Path = Field(description="the edge's private key (PEM)")
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(
+        9464, ge=0, le=65535, description="Prometheus/health HTTP port; unset to disable"
+    )
+    max_sessions: int = Field(2, ge=1, le=256, description="concurrent sessions (= workers)")
+    max_queue: int = Field(8, ge=0, le=10_000, description="cameras that may wait for a slot")
+    queue_timeout_s: float = Field(60.0, gt=0, description="longest wait for a session slot")
+    handshake_timeout_s: float = Field(10.0, gt=0, description="TLS handshake + ClientHello")
+    idle_timeout_s: float = Field(300.0, gt=0, description="silence allowed between inferences")
+    message_timeout_s: float = Field(
+        120.0, gt=0, description="longest wait for the camera's next frame within an inference"
+    )
+    inference_timeout_s: float = Field(900.0, gt=0, description="longest single inference")
+    max_data_frame: int = Field(1 << 22, ge=1 << 10, le=1 << 30, description="bytes per DATA frame")
+    max_message: int = Field(1 << 30, ge=1 << 10, le=1 << 31, description="bytes per SNNI message")
+    worker_start_method: str = Field("spawn", pattern=r"^(spawn|forkserver)$")
+
+
+def load_settings(toml_file: Path | None = None, **overrides: Any) -> EdgeSettings:
+    """Settings from ``toml_file`` (if any), the environment and ``overrides``.
+
+    ``None`` values in ``overrides`` are ignored, so CLI flags left unset fall
+    through to the environment and the file.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    file_values: dict[str, Any] = {}
+    if toml_file is not None:
+        try:
+            file_values = tomllib.loads(Path(toml_file).read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read edge settings {toml_file}: {exc}") from exc
+        base = Path(toml_file).resolve().parent
+        for name in ("model_dir", "ca", "cert", "key"):  # relative to the file
+            if isinstance(file_values.get(name), str):
+                file_values[name] = str(base / file_values[name])
+
+    class _FromFile(EdgeSettings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, _Dict(settings_cls, file_values))
+
+    try:
+        loaded = _FromFile(**given)
+        return EdgeSettings.model_validate(loaded.model_dump())
+    except ValidationError as exc:
+        raise ConfigError(f"invalid edge settings: {exc}") from exc
+
+
+class _Dict(PydanticBaseSettingsSource):
+    """A settings source that returns a fixed mapping (the parsed TOML file)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._values = values
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._values)

@@ -1,0 +1,128 @@
+"""Worker-process side of a session: the edge's half of secure inference.
+
+Runs in a process of the server's pool, never on the event loop. It talks to
+its session only through one end of a socketpair (see :mod:`.relay`): SNNI
+messages arrive and leave as DATA frames that the session relays to and from
+the camera's TLS stream. Who holds what: this process holds the model weights
+and its own shares; it never sees pixels or results.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from secfepas_sdk.edge import relay
+from secfepas_sdk.snni.channel import Channel, ChannelError
+
+__all__ = ["RelayChannel", "serve_session"]
+
+# Per worker process: model path -> ServerRuntime (weights encoded once, reused by
+# successive sessions; each session's setup() replaces all per-session state).
+_RUNTIMES: dict[str, Any] = {}
+
+
+class RelayChannel(Channel):
+    """Channel over the worker's end of the socketpair (blocking, with a timeout)."""
+
+    def __init__(self, sock: socket.socket, *, timeout_s: float, max_message: int) -> None:
+        super().__init__(max_message=max_message)
+        sock.settimeout(timeout_s)
+        self._sock = sock
+
+    def write(self, tag: bytes, payload: bytes = b"") -> None:
+        try:
+            self._sock.sendall(relay.HEADER.pack(tag, len(payload)))
+            if payload:
+                self._sock.sendall(payload)
+        except OSError as exc:
+            raise ChannelError(f"session relay closed: {exc}") from exc
+
+    def _read_exact(self, n: int) -> bytes:
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        try:
+            while got < n:
+                k = self._sock.recv_into(view[got:], n - got)
+                if k == 0:
+                    raise ChannelError("the session ended (camera gone or server stopping)")
+                got += k
+        except OSError as exc:
+            raise ChannelError(f"session relay failed: {exc}") from exc
+        return bytes(buf)
+
+    def read_frame(self, max_bytes: int) -> tuple[bytes, bytes]:
+        tag, length = relay.HEADER.unpack(self._read_exact(relay.HEADER.size))
+        if tag not in relay.TAGS or length > max_bytes:
+            raise ChannelError(f"bad relay frame (tag {tag!r}, {length} bytes)")
+        return tag, self._read_exact(length)
+
+    def _send_message(self, payload: bytes) -> None:
+        self.write(relay.DATA, payload)
+
+    def _flush(self) -> None:
+        return None
+
+    def _recv_message(self, max_bytes: int) -> bytes:
+        tag, payload = self.read_frame(max_bytes)
+        if tag != relay.DATA:
+            raise ChannelError("the session ended in the middle of an inference")
+        return payload
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def _runtime(model_path: str) -> Any:
+    runtime = _RUNTIMES.get(model_path)
+    if runtime is None:
+        from secfepas_sdk.models.package import load_private
+        from secfepas_sdk.snni.runtime import ServerRuntime
+
+        private = load_private(Path(model_path))  # verifies the hashes again
+        runtime = ServerRuntime(private.plan, private.weights)
+        _RUNTIMES[model_path] = runtime
+    return runtime
+
+
+def serve_session(sock: socket.socket, model_path: str, timeout_s: float, max_message: int) -> str:
+    """Serve one camera session's inferences until told to quit; returns the outcome.
+
+    Entry point of a pool task. Failures are reported to the session as a FAIL
+    frame naming only the error type and message (never data).
+    """
+    chan = RelayChannel(sock, timeout_s=timeout_s, max_message=max_message)
+    try:
+        try:
+            runtime = _runtime(model_path)
+        except Exception as exc:  # report any load failure to the session, then stop
+            chan.write(relay.FAIL, _reason(exc))
+            return "load_failed"
+        chan.write(relay.READY, str(os.getpid()).encode())
+        while True:
+            tag, payload = chan.read_frame(16)
+            if tag == relay.QUIT:
+                return "closed"
+            if tag != relay.BEGIN:
+                raise ChannelError(f"unexpected relay frame {tag!r} between inferences")
+            try:
+                if payload == b"\x01":
+                    runtime.setup(chan)
+                runtime.infer(chan)
+            except ChannelError:
+                raise
+            except Exception as exc:  # the peer's data broke the computation
+                chan.write(relay.FAIL, _reason(exc))
+                return "failed"
+            chan.write(relay.END)
+    except ChannelError:
+        return "aborted"
+    finally:
+        chan.close()
+
+
+def _reason(exc: BaseException) -> bytes:
+    return f"{type(exc).__name__}: {exc}"[:300].encode("utf-8", "replace")

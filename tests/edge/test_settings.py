@@ -1,0 +1,56 @@
+"""Edge settings: TOML file, environment and explicit values, in that order of strength."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from secfepas_sdk.edge.settings import load_settings
+from secfepas_sdk.errors import ConfigError
+
+TOML = """
+model_dir = "models"
+ca = "pki/ca.pem"
+cert = "pki/edge.pem"
+key = "pki/edge.key"
+port = 9000
+max_sessions = 3
+"""
+
+
+def test_toml_paths_are_relative_to_the_file(tmp_path: Path) -> None:
+    (tmp_path / "edge.toml").write_text(TOML)
+    s = load_settings(tmp_path / "edge.toml")
+    assert s.model_dir == tmp_path / "models"
+    assert s.ca == tmp_path / "pki" / "ca.pem"
+    assert (s.port, s.max_sessions) == (9000, 3)
+
+
+def test_precedence_flags_over_env_over_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "edge.toml").write_text(TOML)
+    monkeypatch.setenv("SECFEPAS_EDGE_MAX_SESSIONS", "5")
+    monkeypatch.setenv("SECFEPAS_EDGE_PORT", "9100")
+    s = load_settings(tmp_path / "edge.toml", port=9200, host=None)
+    assert s.max_sessions == 5  # env beats the file
+    assert s.port == 9200  # an explicit value beats the env
+    assert s.host == "127.0.0.1"  # None means "not given"
+
+
+def test_unknown_and_invalid_keys_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "edge.toml").write_text(TOML + "\nmax_sesions = 4\n")
+    with pytest.raises(ConfigError, match="max_sesions"):
+        load_settings(tmp_path / "edge.toml")
+    (tmp_path / "edge.toml").write_text(TOML.replace("max_sessions = 3", "max_sessions = 0"))
+    with pytest.raises(ConfigError):
+        load_settings(tmp_path / "edge.toml")
+    (tmp_path / "edge.toml").write_text("this is not toml")
+    with pytest.raises(ConfigError):
+        load_settings(tmp_path / "edge.toml")
+
+
+def test_required_paths(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="model_dir"):
+        load_settings(None, ca="a", cert="b", key="c")
