@@ -204,7 +204,7 @@ class _Compiler:
             inputs=(x,),
             output="?",
             shape=shape,
-            attrs={**attrs, "l1_log2": 0},
+            attrs={**attrs, "l1_log2": 0, "tiling": None},
         )
         layer = he_layer(probe, in_shape, self.he.poly_degree)
         l1 = max(layer.l1_bound(wq), 1.0)
@@ -214,7 +214,7 @@ class _Compiler:
         except SnniError as exc:
             raise SnniError(f"layer {name!r}: {exc}") from exc
         out = f"{name}:out"
-        self.emit(kind, name, (x,), out, shape, **attrs, l1_log2=l1_log2)
+        self.emit(kind, name, (x,), out, shape, **attrs, l1_log2=l1_log2, tiling=layer.tiling)
         self.weights[f"{name}/w"] = wq
         self.weights[f"{name}/b"] = bq
         self.raw[out] = self.frac_bits

@@ -31,8 +31,8 @@ PLAN_VERSION = 1
 
 # kind -> attributes it must carry
 OP_ATTRS: dict[str, tuple[str, ...]] = {
-    "conv": ("kernel", "stride", "pads", "groups", "out_channels", "l1_log2"),
-    "gemm": ("out_features", "l1_log2"),
+    "conv": ("kernel", "stride", "pads", "groups", "out_channels", "l1_log2", "tiling"),
+    "gemm": ("out_features", "l1_log2", "tiling"),
     "truncate": ("shift",),
     "relu": (),
     "relu_truncate": ("shift",),
@@ -243,7 +243,9 @@ def he_layer(op: Op, in_shape: tuple[int, ...], n: int) -> ConvLayer | MatmulLay
             pads=(int(t), int(left), int(b), int(r)),
             groups=int(op.attrs["groups"]),
         )
-        return ConvLayer(spec, n)
+        return ConvLayer(spec, n, op.attrs.get("tiling"))
     if op.kind == "gemm":
-        return MatmulLayer(int(np.prod(in_shape)), int(op.attrs["out_features"]), n)
+        return MatmulLayer(
+            int(np.prod(in_shape)), int(op.attrs["out_features"]), n, op.attrs.get("tiling")
+        )
     raise SnniError(f"op {op.name!r} is not linear")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from collections import defaultdict
 from typing import Any
 
 import numpy as np
@@ -35,7 +37,7 @@ U64 = NDArray[np.uint64]
 log = logging.getLogger(__name__)
 
 # NTT-form weight plaintexts kept in RAM; past this, kernels are NTT'd per inference.
-DEFAULT_CACHE_BYTES = int(os.environ.get("SECFEPAS_HE_CACHE_BYTES", str(1 << 30)))
+DEFAULT_CACHE_BYTES = int(os.environ.get("SECFEPAS_HE_CACHE_BYTES", str(512 << 20)))
 
 
 def softmax(logits: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -98,6 +100,7 @@ class _Runner:
             if op.kind in LINEAR_KINDS
         }
         self.nl: NonlinearEngine | None = None
+        self.timings: dict[str, float] = defaultdict(float)
 
     def engine(self, channel: Channel) -> NonlinearEngine:
         if self.nl is None:
@@ -145,9 +148,12 @@ class _Runner:
     def execute(self, x: U64, channel: Channel, linear: Any) -> U64:
         nl = self.engine(channel)
         env = {self.plan.input_name: x}
+        self.timings.clear()
         for op in self.plan.ops:
-            with channel.label(op.name):
+            t0 = time.perf_counter()
+            with channel.label(op.kind):
                 env[op.output] = self.run_op(op, [env[i] for i in op.inputs], nl, linear)
+            self.timings[op.kind] += time.perf_counter() - t0
         return env[self.plan.output]
 
 
@@ -190,6 +196,11 @@ class ClientRuntime:
             y1 = channel.recv_uint64(y0.shape)
         logits: NDArray[np.float64] = r.ring.decode(r.ring.add(y0, y1))
         return logits
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Wall-clock seconds per op kind in the last inference (diagnostics)."""
+        return dict(self._run.timings)
 
     def close(self) -> None:
         if self._he is not None:
@@ -251,6 +262,11 @@ class ServerRuntime:
         y1 = r.execute(zero, channel, linear)
         with channel.label("output"):
             channel.send(y1)
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Wall-clock seconds per op kind in the last inference (diagnostics)."""
+        return dict(self._run.timings)
 
     def close(self) -> None:
         self._he.close()

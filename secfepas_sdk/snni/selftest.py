@@ -59,7 +59,12 @@ def _server(package: str, timeout: float) -> dict[str, Any]:
     cpu = _cpu() - c0
     channel.close()
     runtime.close()
-    return {"load_seconds": load_s, "compute": cpu, "peak_rss_mb": _peak_rss_mb()}
+    return {
+        "load_seconds": load_s,
+        "compute": cpu,
+        "peak_rss_mb": _peak_rss_mb(),
+        "timings": runtime.timings,
+    }
 
 
 def _client(package: str, port: int, tensor: str, timeout: float) -> dict[str, Any]:
@@ -91,7 +96,19 @@ def _client(package: str, port: int, tensor: str, timeout: float) -> dict[str, A
         "bytes_received": stats.bytes_received,
         "rounds": stats.rounds,
         "peak_rss_mb": _peak_rss_mb(),
+        "timings": runtime.timings,
+        "by_label": _by_kind(model.plan, stats.as_dict()),
     }
+
+
+def _by_kind(plan: Any, stats: dict[str, Any]) -> dict[str, int]:
+    """Bytes (both ways) per op kind, from the channel's per-label counters."""
+    kinds = {op.name: op.kind for op in plan.ops}
+    out: dict[str, int] = {}
+    for label, v in stats["by_label"].items():
+        kind = kinds.get(label.split("/")[0], label.split("/")[0])
+        out[kind] = out.get(kind, 0) + int(v["bytes_sent"]) + int(v["bytes_received"])
+    return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,10 +10,14 @@ Who holds what, for y = W (x0 + x1) mod 2^l:
 - client decrypts W x - r at the output coefficients: its share of y.
   The server's share is r at the same coefficients.
 
-Circuit privacy: the reply's c1 is re-randomised by the fresh RLWE sample of
-Enc_pk(0), and its decryption noise (which depends on W) is hidden by adding a
-uniform value in [-2^F, 2^F] to c0, with F at least MIN_FLOOD_SIGMA bits above
-the worst-case weight-dependent noise (checked per layer, see params.py).
+Circuit privacy: the reply is re-randomised by adding a fresh public-key
+encryption of zero, (pk0*u + e1, pk1*u + e2) with ternary u and e1, e2 of
+sigma 3.24 (SEAL's Encryptor does the same at the key level; we do it at the
+working level, where it costs one plaintext NTT and one multiply), so c1 is a
+fresh RLWE sample independent of W; and the decryption noise (which depends
+on W) is hidden by adding a uniform value in [-2^F, 2^F] to c0, with F at
+least MIN_FLOOD_SIGMA bits above the worst-case weight-dependent noise
+(checked per layer, see params.py).
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ U64 = NDArray[np.uint64]
 I64 = NDArray[np.int64]
 
 _COUNT = struct.Struct("<I")
+REPLY_CHUNK = 16  # replies per message: the client decrypts one chunk while the server computes
+CBD_ETA = 21
 
 
 def pack_blobs(blobs: list[bytes]) -> bytes:
@@ -145,10 +151,12 @@ class HeClient:
         if polys.shape != (layout.n_in, layout.n):
             raise SnniError("packed input does not match the layout")
         channel.send(pack_blobs(self.encrypt(polys)))
-        reply = channel.recv()
-        blobs = unpack_blobs(reply, count=layout.n_out, max_each=self._s.max_ct_bytes)
-        dec = self.decrypt(blobs)
-        return dec.reshape(-1)[layout.out_index]
+        parts = []
+        for start in range(0, layout.n_out, REPLY_CHUNK):
+            count = min(REPLY_CHUNK, layout.n_out - start)
+            blobs = unpack_blobs(channel.recv(), count=count, max_each=self._s.max_ct_bytes)
+            parts.append(self.decrypt(blobs))
+        return np.concatenate(parts).reshape(-1)[layout.out_index]
 
     def close(self) -> None:
         self._s.close()
@@ -170,15 +178,32 @@ class HeServer:
     def __init__(self, params: HeParams, ring: Ring, *, prg: Prg | None = None) -> None:
         self._s = _Seal(params, ring)
         self._prg = prg or Prg()
-        self._pk_encryptor: Any = None
+        self._pk_ct: Any = None
 
     def setup(self, channel: Channel) -> None:
         s = self._s
         with channel.label("he/setup"):
             raw = channel.recv(s.max_ct_bytes)
         pk = s.seal.PublicKey()
-        s.shm.load(pk, s.context, raw, "pk")
-        self._pk_encryptor = s.seal.Encryptor(s.context, pk)
+        s.shm.load(pk, s.context, raw, "pk")  # SEAL validates it against the context
+        _pid, ntt, polys = sealio.ciphertext_polys(s.shm.save(pk, "pk-full"))
+        limbs = len(s.first_moduli)
+        if not ntt or polys.shape[0] != 2 or polys.shape[1] < limbs:
+            raise SnniError("public key has an unexpected shape")
+        # The same RLWE sample reduced to the working level (drop the special prime).
+        pk_ct = s.seal.Ciphertext(s.context)
+        s.shm.load(
+            pk_ct,
+            s.context,
+            sealio.ciphertext_bytes(
+                polys[:, :limbs],
+                parms_id=sealio.parms_id_bytes(s.first),
+                ntt_form=True,
+                poly_degree=s.n,
+            ),
+            "pk-ct",
+        )
+        self._pk_ct = pk_ct
 
     def _ntt_plain(self, poly: I64) -> Any:
         s = self._s
@@ -199,26 +224,55 @@ class HeServer:
             return PreparedLayer(layout=layout, plains=plains, polys=None, flood_bits=flood)
         return PreparedLayer(layout=layout, plains=None, polys=polys, flood_bits=flood)
 
-    def _flood_ct(self, bits: int) -> Any:
-        """A ciphertext (E, 0) with E uniform in [-2^bits, 2^bits), coefficient form."""
+    def _cbd(self, count: int) -> I64:
+        """Centred binomial noise (eta = 21, sigma 3.24, |e| <= 21), as SEAL's sigma 3.2."""
+        a = np.bitwise_count(self._prg.uint64(count, CBD_ETA)).astype(np.int64)
+        b = np.bitwise_count(self._prg.uint64(count, CBD_ETA)).astype(np.int64)
+        return a - b
+
+    def _ternary_ntt(self) -> Any:
+        """A fresh ternary u (centred binomial, eta = 1) as an NTT-form plaintext."""
         s = self._s
-        n = s.n
-        lo_bits = 32
-        hi = self._prg.uint64(n, bits + 1 - lo_bits).astype(np.int64) - (1 << (bits - lo_bits))
-        lo = self._prg.uint64(n, lo_bits)
+        u = self._cbd_small(s.n)
+        pt = s.plaintext(s.ring.reduce(u))  # -1 becomes t-1; SEAL lifts it back to -1
+        s.evaluator.transform_to_ntt_inplace(pt, s.first)
+        return pt
+
+    def _cbd_small(self, count: int) -> I64:
+        bits = self._prg.bits((2, count)).astype(np.int64)
+        out: I64 = bits[0] - bits[1]
+        return out
+
+    def _mod_q(self, values: I64, hi: I64 | None = None) -> U64:
+        """(hi * 2^32 + values) mod each working prime, limbs stacked: (limbs, n)."""
+        s = self._s
         limbs = []
         for q in s.first_moduli:
-            v = np.where(hi < 0, (hi + np.int64(q)).view(np.uint64), hi.view(np.uint64))
-            for _ in range(lo_bits // 4):
-                v = (v << np.uint64(4)) % q
-            limbs.append((v + lo) % q)
-        polys = np.zeros((2, len(limbs), n), dtype=np.uint64)
-        polys[0] = np.stack(limbs)
+            qi = np.int64(q)
+            v = np.zeros(values.shape, dtype=np.uint64)
+            if hi is not None:
+                v = np.where(hi < 0, (hi + qi).view(np.uint64), hi.view(np.uint64))
+                for _ in range(8):  # times 2^32, four bits at a time (no uint64 overflow)
+                    v = (v << np.uint64(4)) % q
+            low = np.where(values < 0, (values + qi).view(np.uint64), values.view(np.uint64))
+            limbs.append((v + low) % q)
+        return np.stack(limbs)
+
+    def _noise_ct(self, bits: int) -> Any:
+        """(E + e1, e2) in coefficient form: E uniform in [-2^bits, 2^bits) floods the
+        decryption noise; e1, e2 complete the public-key encryption of zero."""
+        s = self._s
+        n = s.n
+        hi = self._prg.uint64(n, bits + 1 - 32).astype(np.int64) - (1 << (bits - 32))
+        lo = self._prg.uint64(n, 32).astype(np.int64) + self._cbd(n)
+        polys = np.zeros((2, len(s.first_moduli), n), dtype=np.uint64)
+        polys[0] = self._mod_q(lo, hi)
+        polys[1] = self._mod_q(self._cbd(n))
         raw = sealio.ciphertext_bytes(
             polys, parms_id=sealio.parms_id_bytes(s.first), ntt_form=False, poly_degree=n
         )
         ct = s.seal.Ciphertext(s.context)
-        s.shm.load(ct, s.context, raw, "flood")
+        s.shm.load(ct, s.context, raw, "noise")
         return ct
 
     def linear(self, channel: Channel, layer: PreparedLayer, polys: U64) -> U64:
@@ -226,7 +280,7 @@ class HeServer:
         s = self._s
         ev = s.evaluator
         layout = layer.layout
-        if self._pk_encryptor is None:
+        if self._pk_ct is None:
             raise SnniError("HeServer.setup was not run")
         if polys.shape != (layout.n_in, layout.n):
             raise SnniError("packed input does not match the layout")
@@ -258,16 +312,19 @@ class HeServer:
                 else:
                     ev.multiply_plain(cts[i], plain, tmp)
                     ev.add_inplace(acc, tmp)
+            # Re-randomise: + u * pk (fresh ternary u), still in NTT form.
+            ev.multiply_plain(self._pk_ct, self._ternary_ntt(), zero)
+            ev.add_inplace(acc, zero)
             ev.transform_from_ntt_inplace(acc)
             r = s.ring.random(self._prg, layout.n)
             masks[k] = r
             ev.add_plain_inplace(acc, s.plaintext((np.uint64(0) - r) & t_mask))
-            self._pk_encryptor.encrypt_zero(zero)
-            ev.add_inplace(acc, zero)
-            ev.add_inplace(acc, self._flood_ct(layer.flood_bits))
+            ev.add_inplace(acc, self._noise_ct(layer.flood_bits))
             ev.mod_switch_to_inplace(acc, s.last)
             replies.append(s.shm.save(acc, "reply"))
-        channel.send(pack_blobs(replies))
+            if len(replies) == REPLY_CHUNK or k == layout.n_out - 1:
+                channel.send(pack_blobs(replies))  # the client decrypts while we go on
+                replies = []
         return masks.reshape(-1)[layout.out_index]
 
     def close(self) -> None:

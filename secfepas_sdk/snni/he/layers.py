@@ -130,19 +130,33 @@ class HeLayout:
 class ConvLayer:
     """A conv as an HE layout (same packing for every group)."""
 
-    def __init__(self, spec: ConvSpec, n: int) -> None:
+    def __init__(self, spec: ConvSpec, n: int, tiling: dict[str, int] | None = None) -> None:
+        """``tiling`` (cp, th, tw, no) pins the packing (plans carry it); else it is chosen."""
         self.spec = spec
         hp, wp = spec.phase_size
         kh, kw = spec.phase_kernel
-        self.packing = ConvPacking.choose(
-            channels=spec.group_in_channels,
-            height=hp,
-            width=wp,
-            out_channels=spec.out_channels // spec.groups,
-            kh=kh,
-            kw=kw,
-            n=n,
-        )
+        geometry = {
+            "channels": spec.group_in_channels,
+            "height": hp,
+            "width": wp,
+            "out_channels": spec.out_channels // spec.groups,
+            "kh": kh,
+            "kw": kw,
+            "n": n,
+        }
+        if tiling is None:
+            self.packing = ConvPacking.choose(**geometry)
+        else:
+            try:
+                self.packing = ConvPacking(
+                    **geometry,
+                    cp=int(tiling["cp"]),
+                    th=int(tiling["th"]),
+                    tw=int(tiling["tw"]),
+                    no=int(tiling["no"]),
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                raise SnniError(f"bad conv tiling {tiling}: {exc}") from exc
         p = self.packing
         g = spec.groups
         terms: list[list[tuple[int, int]]] = []
@@ -162,6 +176,11 @@ class ConvLayer:
             out_index=out_index,
         )
 
+    @property
+    def tiling(self) -> dict[str, int]:
+        p = self.packing
+        return {"cp": p.cp, "th": p.th, "tw": p.tw, "no": p.no}
+
     def pack(self, x: U64) -> U64:
         ph = self.spec.phase_input(x)
         return np.concatenate([self.packing.pack_input(ph[g]) for g in range(self.spec.groups)])
@@ -169,21 +188,32 @@ class ConvLayer:
     def kernel_polys(self, w: I64) -> I64:
         """Signed kernel polynomials (n_kernels, n), server side only."""
         pw = self.spec.phase_weights(w)
-        m = pw.shape[1]
-        polys = [self.packing.kernels(pw[g], slice(0, m)) for g in range(self.spec.groups)]
+        polys = [self.packing.kernels(pw[g]) for g in range(self.spec.groups)]
         return np.concatenate(polys).reshape(self.layout.n_kernels, self.layout.n)
 
     def l1_bound(self, w: I64) -> float:
         """Largest sum of |kernel| over the terms of one output ciphertext."""
-        per_out = np.abs(w).reshape(w.shape[0], -1).sum(axis=1)
-        return float(per_out.max())
+        pw = self.spec.phase_weights(w)
+        return max(self.packing.l1_bound(pw[g]) for g in range(self.spec.groups))
 
 
 class MatmulLayer:
     """y = W x on a flat vector (Gemm / MatMul with batch 1)."""
 
-    def __init__(self, in_features: int, out_features: int, n: int) -> None:
-        self.packing = MatmulPacking.choose(in_features=in_features, out_features=out_features, n=n)
+    def __init__(
+        self, in_features: int, out_features: int, n: int, tiling: dict[str, int] | None = None
+    ) -> None:
+        if tiling is None:
+            self.packing = MatmulPacking.choose(
+                in_features=in_features, out_features=out_features, n=n
+            )
+        else:
+            try:
+                self.packing = MatmulPacking(
+                    in_features=in_features, out_features=out_features, n=n, kc=int(tiling["kc"])
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                raise SnniError(f"bad matmul tiling {tiling}: {exc}") from exc
         p = self.packing
         self.layout = HeLayout(
             n=n,
@@ -193,6 +223,10 @@ class MatmulLayer:
             terms=list(p.terms()),
             out_index=p.output_index(),
         )
+
+    @property
+    def tiling(self) -> dict[str, int]:
+        return {"kc": self.packing.kc}
 
     def pack(self, x: U64) -> U64:
         return self.packing.pack_input(x.reshape(-1))

@@ -7,6 +7,13 @@ O - (c*hh*ww + di*ww + dj) with O = (Cp-1)*hh*ww + (kh-1)*ww + (kw-1), so the
 product's coefficient O + i*ww + j is the conv output (i, j) of the tile. As
 long as Cp*hh*ww <= N no wrap-around term lands on an output coefficient.
 
+Several output channels share one output polynomial: with S = Cp*hh*ww the
+kernel polynomial of a block of n_o output channels is sum_o X^(o*S) K_o. The
+product x*K_o spans [0, S+O), so block member o's garbage ends at (o+1)*S + O,
+exactly below member o+1's outputs at (o+1)*S + O + ...; with n_o*S <= N the
+negacyclic wrap-around only reaches coefficients below O. This trades
+multiplies for fewer output ciphertexts (the expensive part here).
+
 Matmul y = W x: a chunk of Kc inputs sits at coefficients 0..Kc-1 and the
 kernel polynomial holds W[o, k] at o*Kc + Kc-1-k, so coefficient o*Kc + Kc-1 is
 the dot product of row o; rows per polynomial n_o satisfy (n_o+1)*Kc - 1 <= N.
@@ -32,8 +39,8 @@ I64 = NDArray[np.int64]
 
 # Modelled cost (ms) per input ciphertext, per multiply, per output ciphertext (see FACTS).
 _COST_IN = 3.0
-_COST_MUL = 0.12
-_COST_OUT = 4.0
+_COST_MUL = 0.3
+_COST_OUT = 5.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,14 +57,25 @@ class ConvPacking:
     cp: int
     th: int
     tw: int
+    no: int = 1
 
     def __post_init__(self) -> None:
-        if min(self.channels, self.out_channels, self.kh, self.kw, self.cp, self.th, self.tw) < 1:
+        sizes = (self.channels, self.out_channels, self.kh, self.kw, self.cp, self.th, self.tw)
+        if min(*sizes, self.no) < 1:
             raise ValueError("conv packing sizes must be positive")
         if self.kh > self.height or self.kw > self.width:
             raise ValueError("kernel larger than the padded input")
-        if self.cp * self.hh * self.ww > self.n:
+        if self.no * self.span > self.n:
             raise ValueError("a tile does not fit in one polynomial")
+
+    @property
+    def span(self) -> int:
+        """S = Cp*hh*ww: coefficients of one input tile."""
+        return self.cp * self.hh * self.ww
+
+    @property
+    def n_ob(self) -> int:
+        return math.ceil(self.out_channels / self.no)
 
     @property
     def out_h(self) -> int:
@@ -97,15 +115,15 @@ class ConvPacking:
 
     @property
     def n_out(self) -> int:
-        return self.out_channels * self.n_tiles
+        return self.n_ob * self.n_tiles
 
     @property
     def n_kernels(self) -> int:
-        return self.out_channels * self.n_cb
+        return self.n_ob * self.n_cb
 
     @property
     def n_mul(self) -> int:
-        return self.n_in * self.out_channels
+        return self.n_in * self.n_ob
 
     def pack_input(self, x: U64) -> U64:
         """(C, H, W) residues -> (n_in, n) polynomials, ordered (cb, ti, tj)."""
@@ -137,23 +155,25 @@ class ConvPacking:
         origin = (self.cp - 1) * self.hh * self.ww + (self.kh - 1) * self.ww + (self.kw - 1)
         return np.asarray(origin - (c * self.hh * self.ww + di * self.ww + dj), dtype=np.int64)
 
-    def kernels(self, w: I64, out_channels: slice) -> I64:
-        """Signed kernel polynomials for a slice of output channels: (m, n_cb, n)."""
-        wo = w[out_channels]
-        m = wo.shape[0]
-        padded = np.zeros((m, self.n_cb * self.cp, self.kh, self.kw), dtype=np.int64)
-        padded[:, : self.channels] = wo
-        padded = padded.reshape(m, self.n_cb, self.cp, self.kh, self.kw)
-        out = np.zeros((m, self.n_cb, self.n), dtype=np.int64)
-        pos = self._kernel_positions()
-        out[:, :, pos] = padded
-        return out
+    def kernels(self, w: I64) -> I64:
+        """Signed kernel polynomials (n_ob * n_cb, n) ordered (ob, cb)."""
+        m = w.shape[0]
+        padded = np.zeros((self.n_ob * self.no, self.n_cb * self.cp, self.kh, self.kw), np.int64)
+        padded[:m, : self.channels] = w
+        blocks = padded.reshape(self.n_ob, self.no, self.n_cb, self.cp, self.kh, self.kw)
+        blocks = blocks.transpose(0, 2, 1, 3, 4, 5)  # (ob, cb, o, c, di, dj)
+        pos = self._kernel_positions()[None, :, :, :] + (
+            np.arange(self.no)[:, None, None, None] * self.span
+        )
+        out = np.zeros((self.n_ob, self.n_cb, self.n), dtype=np.int64)
+        out[:, :, pos] = blocks
+        return out.reshape(self.n_ob * self.n_cb, self.n)
 
     def terms(self) -> Iterator[list[tuple[int, int]]]:
-        """For each output ciphertext (o, ti, tj): its (input, kernel) pairs."""
-        for o in range(self.out_channels):
+        """For each output ciphertext (ob, ti, tj): its (input, kernel) pairs."""
+        for ob in range(self.n_ob):
             for t in range(self.n_tiles):
-                yield [(cb * self.n_tiles + t, o * self.n_cb + cb) for cb in range(self.n_cb)]
+                yield [(cb * self.n_tiles + t, ob * self.n_cb + cb) for cb in range(self.n_cb)]
 
     def output_index(self) -> I64:
         """Flat index into (n_out, n) of every output value in (M, out_h, out_w) order."""
@@ -161,9 +181,16 @@ class ConvPacking:
         o = np.arange(self.out_channels)[:, None, None]
         i = np.arange(self.out_h)[None, :, None]
         j = np.arange(self.out_w)[None, None, :]
-        ct = o * self.n_tiles + (i // self.th) * self.n_tj + (j // self.tw)
-        pos = origin + (i % self.th) * self.ww + (j % self.tw)
+        ct = (o // self.no) * self.n_tiles + (i // self.th) * self.n_tj + (j // self.tw)
+        pos = (o % self.no) * self.span + origin + (i % self.th) * self.ww + (j % self.tw)
         return np.asarray(ct * self.n + pos, dtype=np.int64).reshape(-1)
+
+    def l1_bound(self, w: I64) -> float:
+        """Largest sum of |w| over the output channels sharing one output polynomial."""
+        per_out = np.abs(w).reshape(w.shape[0], -1).sum(axis=1)
+        padded = np.zeros(self.n_ob * self.no)
+        padded[: per_out.size] = per_out
+        return float(padded.reshape(self.n_ob, self.no).sum(axis=1).max())
 
     @staticmethod
     def choose(
@@ -181,22 +208,24 @@ class ConvPacking:
                 hh = th + kh - 1
                 if hh * ww > n:
                     continue
-                cp = min(channels, n // (hh * ww))
+                cp_max = min(channels, n // (hh * ww))
                 n_t = math.ceil(out_h / th) * math.ceil(out_w / tw)
-                n_in = math.ceil(channels / cp) * n_t
-                cost = (
-                    _COST_IN * n_in
-                    + _COST_MUL * n_in * out_channels
-                    + _COST_OUT * out_channels * n_t
-                )
-                if best is None or cost < best[0]:
-                    best = (
-                        cost,
-                        ConvPacking(
-                            channels=channels, height=height, width=width,
-                            out_channels=out_channels, kh=kh, kw=kw, n=n, cp=cp, th=th, tw=tw,
-                        ),
-                    )  # fmt: skip
+                for cp in sorted({math.ceil(channels / k) for k in range(1, channels + 1)}):
+                    if cp > cp_max:
+                        continue
+                    no = min(out_channels, n // (cp * hh * ww))
+                    n_in = math.ceil(channels / cp) * n_t
+                    n_ob = math.ceil(out_channels / no)
+                    cost = _COST_IN * n_in + _COST_MUL * n_in * n_ob + _COST_OUT * n_ob * n_t
+                    if best is None or cost < best[0]:
+                        best = (
+                            cost,
+                            ConvPacking(
+                                channels=channels, height=height, width=width,
+                                out_channels=out_channels, kh=kh, kw=kw, n=n, cp=cp, th=th,
+                                tw=tw, no=no,
+                            ),
+                        )  # fmt: skip
         if best is None:
             raise SnniError(f"a {kh}x{kw} kernel does not fit in a degree-{n} polynomial")
         return best[1]

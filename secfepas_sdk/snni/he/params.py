@@ -100,8 +100,9 @@ def data_noise_log2(l1_norm: float) -> float:
 
 
 def pk_zero_noise_log2(poly_degree: int) -> float:
-    """log2 bound on the noise of a public-key encryption of zero: e*u + e1 + e2*s."""
-    return math.log2(FRESH_NOISE_MAX * (2 * poly_degree + 1))
+    """log2 bound on the noise of a public-key encryption of zero, e_pk*u + e1 + e2*s,
+    with |e_pk| <= 19.2 (SEAL), |e1|, |e2| <= 21 (centred binomial) and ternary u, s."""
+    return math.log2((FRESH_NOISE_MAX + 21.0) * poly_degree + 21.0)
 
 
 def check_layer_noise(params: HeParams, ring_bits: int, l1_norm: float) -> tuple[int, float]:
