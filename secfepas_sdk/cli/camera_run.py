@@ -1,11 +1,113 @@
-"""`secfepas camera run`: registered under the `camera` command group."""
+"""`secfepas camera run`: analyse a source through secure inference with one edge.
+
+Prints one line per analysed frame; with --json exactly
+``{"index", "t", "level", "probabilities", "seconds", "bytes"}``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 from typing import Any
 
 
 def register(camera_subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add `camera run`. Not registered until the secure client lands."""
-    del camera_subparsers
+    run = camera_subparsers.add_parser(
+        "run", help="analyse a video source with secure inference against an edge"
+    )
+    run.add_argument("--edge", required=True, metavar="HOST:PORT", help="edge server address")
+    run.add_argument("--ca", required=True, type=Path, help="site CA (pins the edge)")
+    run.add_argument("--cert", required=True, type=Path, help="this camera's certificate")
+    run.add_argument("--key", required=True, type=Path, help="this camera's private key")
+    run.add_argument("--model", required=True, metavar="ID", help="model id served by the edge")
+    run.add_argument(
+        "--source", required=True, help="video file, image folder, /dev/videoN or rtsp:// URL"
+    )
+    run.add_argument(
+        "--sink",
+        action="append",
+        default=[],
+        metavar="URI",
+        help="alert sink (log:, mqtts://..., fhir+https://...; repeatable)",
+    )
+    run.add_argument("--outbox", type=Path, help="alert outbox file (default: ./alerts.sqlite)")
+    run.add_argument("--json", action="store_true", help="one JSON object per analysed frame")
+    run.add_argument("--server-name", help="edge name to verify (default: the host)")
+    run.add_argument("--period", type=float, default=1.0, help="seconds between selected frames")
+    run.add_argument("--max-frames", type=int, help="stop after this many analysed frames")
+    run.add_argument(
+        "--pace",
+        choices=("source", "realtime"),
+        default="source",
+        help="'realtime' plays files at their frame rate like a live camera",
+    )
+    run.add_argument("--no-detect", action="store_true", help="the source already gives face crops")
+    run.set_defaults(handler=_run)
+
+
+def assessment_line(a: Any) -> dict[str, Any]:
+    """The JSON contract of one analysed frame."""
+    return {
+        "index": a.frame_index,
+        "t": round(a.frame_time, 3),
+        "level": a.level,
+        "probabilities": [round(p, 6) for p in a.probabilities],
+        "seconds": round(a.seconds, 3),
+        "bytes": a.total_bytes,
+    }
+
+
+def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    return asyncio.run(_main(args))
+
+
+async def _main(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from secfepas_sdk.camera.client import SecureInferenceClient
+    from secfepas_sdk.camera.pipeline import CameraPipeline, PipelineConfig
+    from secfepas_sdk.camera.selection import default_chain
+    from secfepas_sdk.camera.sources import open_source
+    from secfepas_sdk.protocol.transport import TlsFiles
+
+    tls = TlsFiles(ca=args.ca, cert=args.cert, key=args.key)
+    client = SecureInferenceClient(args.edge, tls, args.model, server_name=args.server_name)
+    detector = None
+    if not args.no_detect:
+        from secfepas_sdk.camera.detection import FaceDetector
+
+        detector = FaceDetector()
+    alerts: Any = None
+    if args.sink:
+        from secfepas_sdk.alerts.service import AlertService
+
+        outbox = args.outbox or Path("alerts.sqlite")
+        alerts = AlertService.from_uris(args.sink, outbox=outbox, camera_id=client.camera_id)
+    pipeline = CameraPipeline(
+        open_source(args.source),
+        client,
+        selector=default_chain(period_s=args.period),
+        detector=detector,
+        on_assessment=None if alerts is None else alerts.submit,
+        config=PipelineConfig(pace=args.pace, max_frames=args.max_frames),
+    )
+    try:
+        async for a in pipeline.run():
+            if args.json:
+                print(json.dumps(assessment_line(a)), flush=True)
+            else:
+                print(
+                    f"frame {a.frame_index:5d}  t={a.frame_time:8.2f}s  pain={a.label:<8s} "
+                    f"p={max(a.probabilities):.2f}  {a.seconds:6.2f} s  "
+                    f"{a.total_bytes / 1e6:7.1f} MB",
+                    flush=True,
+                )
+    finally:
+        await client.close()
+        if alerts is not None:
+            with contextlib.suppress(Exception):
+                alerts.close()
+    return 0

@@ -1,11 +1,80 @@
-"""`secfepas edge`: subcommands (registered by secfepas_sdk.cli.main)."""
+"""`secfepas edge serve`: run the edge server until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add this command's parser. Nothing registered yet for `edge`."""
-    del subparsers
+    parser = subparsers.add_parser("edge", help="run the edge server (holds the model weights)")
+    sub = parser.add_subparsers(dest="edge_command", metavar="SUBCOMMAND", required=True)
+    serve = sub.add_parser(
+        "serve",
+        help="serve secure inference to cameras over mutual TLS",
+        description="Settings come from --config (TOML), SECFEPAS_EDGE_* variables and "
+        "these flags (strongest). See docs/edge.md.",
+    )
+    serve.add_argument("--config", type=Path, help="edge.toml settings file")
+    serve.add_argument("--listen", metavar="HOST:PORT", help="address for cameras")
+    serve.add_argument("--model-dir", type=Path, help="directory of private model packages")
+    serve.add_argument("--ca", type=Path, help="site CA certificate (PEM) that signs cameras")
+    serve.add_argument("--cert", type=Path, help="edge certificate (PEM)")
+    serve.add_argument("--key", type=Path, help="edge private key (PEM)")
+    serve.add_argument("--metrics-port", type=int, help="Prometheus/health HTTP port")
+    serve.add_argument("--max-sessions", type=int, help="concurrent sessions (worker processes)")
+    serve.add_argument("--grace", type=float, default=30.0, help="seconds to finish on stop")
+    serve.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from secfepas_sdk._extras import require
+
+    require("pydantic_settings", "edge")
+    from secfepas_sdk.edge.settings import load_settings
+
+    host = port = None
+    if args.listen:
+        host_text, _, port_text = args.listen.rpartition(":")
+        if not host_text or not port_text.isdigit():
+            from secfepas_sdk.errors import ConfigError
+
+            raise ConfigError(f"--listen must be HOST:PORT, got {args.listen!r}")
+        host, port = host_text.strip("[]"), int(port_text)
+    settings = load_settings(
+        args.config,
+        host=host,
+        port=port,
+        model_dir=args.model_dir,
+        ca=args.ca,
+        cert=args.cert,
+        key=args.key,
+        metrics_port=args.metrics_port,
+        max_sessions=args.max_sessions,
+    )
+    asyncio.run(_run(settings, args.grace))
+    return 0
+
+
+async def _run(settings: Any, grace: float) -> None:
+    import asyncio
+    import signal
+
+    from secfepas_sdk.edge.server import Server
+
+    server = Server(settings)
+    await server.start()
+    host, port = server.address
+    metrics = server.metrics_port
+    print(
+        f"secfepas edge: listening on {host}:{port}"
+        + (f", metrics on http://{settings.metrics_host}:{metrics}/metrics" if metrics else ""),
+        flush=True,
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(server.stop(grace)))
+    await server.serve_forever()
