@@ -119,16 +119,15 @@ class NonlinearEngine:
         return out.astype(np.uint64)
 
     def relu_truncate(self, x: U64, shift: int) -> U64:
-        """ReLU(truncate(x, shift)), sharing one DReLU between the two."""
+        """ReLU(x >> shift), exact or 1 ulp low, for x >= -2^(l-1) + 2^shift.
+
+        Cheaper than ``relu(truncate(x))``: the sign is read from the shifted
+        shares, so the comparison runs on l - shift - 1 bits (24 instead of 36 at
+        l = 37, f = 12); see :meth:`_relu_truncate_flat`."""
         xs = self._check(x)
         self._check_shift(shift)
-
-        def op(v: U64) -> U64:
-            t, d = self._truncate_flat(v, shift)
-            return self._mux(d, t)
-
         with self.channel.label("relu_truncate"):
-            out = self._batched(xs, op)
+            out = self._batched(xs, lambda v: self._relu_truncate_flat(v, shift))
         return out.astype(np.uint64)
 
     def maxpool2d(
@@ -228,35 +227,79 @@ class NonlinearEngine:
     def _relu_flat(self, x: U64) -> U64:
         return self._mux(self._drelu_flat(x), x)
 
-    def _truncate_flat(self, x: U64, shift: int) -> tuple[U64, U8]:
-        ring = self.ring
-        n = int(x.size)
-        top = np.uint64(ring.bits - 1)
-        xp = (x + np.uint64(1 << (ring.bits - 1))) & ring.mask if self._client else x
-        d = self._drelu_flat(x)  # = MSB(x')
-        m = ((xp >> top) & np.uint64(1)).astype(np.uint8)
+    def _bit_function_share(
+        self, m: U8, d: U8, shift: int, table: Callable[[U8, U8, int, int], U8]
+    ) -> U64:
+        """Additive shares mod 2^shift of f(m0, d0, m1, d1) for bits held as
+        (m0, d0) by the client and (m1, d1) by the server: one 1-of-4 OT in which
+        the server chooses by (m1, d1) and the client offers f(m0, d0, u, e) - rho
+        (``table(m0, d0, u, e)``) for its random rho. The client's share is rho."""
+        n = int(m.size)
         ch = self.channel
         s_mask = np.uint64((1 << shift) - 1)
         kw = slot_width(2, shift)
         if self._client:
             rho = self.prg.uint64(n, shift)
             msgs = np.empty((n, 4), dtype=np.uint64)
-            for u in (0, 1):  # server's m1
-                for e in (0, 1):  # server's d1
-                    carry = d ^ m ^ np.uint8(e ^ u)
-                    wrap = (m & np.uint8(u)) | (carry & (m | np.uint8(u)))
-                    msgs[:, u + 2 * e] = (wrap.astype(np.uint64) - rho) & s_mask
+            for u in (0, 1):
+                for e in (0, 1):
+                    msgs[:, u + 2 * e] = (table(m, d, u, e).astype(np.uint64) - rho) & s_mask
             keys = self.ot.rot_send(ch, 2 * n, kw)
             ch.send(one_of_n_payload(keys, msgs, 2, shift))
-            w_share = rho
-        else:
-            choice = (m.astype(np.uint64) | (d.astype(np.uint64) << np.uint64(1))).reshape(-1)
-            bits = np.stack([m, d], axis=1).reshape(-1)
-            key = self.ot.rot_recv(ch, bits, kw)
-            raw = ch.recv_exact(packed_size(4 * n, shift))
-            w_share = one_of_n_decode(key, raw, choice, 2, shift)
-        sh = np.uint64(shift)
-        out = (xp >> sh) - (w_share << np.uint64(ring.bits - shift))
+            return rho
+        choice = (m.astype(np.uint64) | (d.astype(np.uint64) << np.uint64(1))).reshape(-1)
+        bits = np.stack([m, d], axis=1).reshape(-1)
+        key = self.ot.rot_recv(ch, bits, kw)
+        raw = ch.recv_exact(packed_size(4 * n, shift))
+        return one_of_n_decode(key, raw, choice, 2, shift)
+
+    def _truncate_flat(self, x: U64, shift: int) -> tuple[U64, U8]:
+        ring = self.ring
+        top = np.uint64(ring.bits - 1)
+        xp = (x + np.uint64(1 << (ring.bits - 1))) & ring.mask if self._client else x
+        d = self._drelu_flat(x)  # = MSB(x')
+        m = ((xp >> top) & np.uint64(1)).astype(np.uint8)
+
+        def wrap(m0: U8, d0: U8, u: int, e: int) -> U8:
+            carry = d0 ^ m0 ^ np.uint8(e ^ u)  # carry into the top bit
+            return (m0 & np.uint8(u)) | (carry & (m0 | np.uint8(u)))  # maj(m0, m1, carry)
+
+        w_share = self._bit_function_share(m, d, shift, wrap)
+        out = (xp >> np.uint64(shift)) - (w_share << np.uint64(ring.bits - shift))
         if self._client:
             out = out - np.uint64(1 << (ring.bits - 1 - shift))
         return np.asarray(out & ring.mask, dtype=np.uint64), d
+
+    def _relu_truncate_flat(self, x: U64, shift: int) -> U64:
+        """ReLU(x >> shift) with the comparison on l - shift - 1 bits instead of l - 1.
+
+        With x' = x + 2^(l-1) and u_i = x'_i >> s, u0 + u1 = T + w 2^(l-s) where
+        T = floor(x' / 2^s) - c (c the dropped low carry), so mod 2^(l-s) the
+        shares u_i already share T, and MSB(T) (bit l-1-s) is the sign of x: a
+        millionaires' protocol on the low l-s-1 bits of the u_i gives it. T and
+        floor(x'/2^s) differ only by c, which flips MSB(T) only where the output
+        is 0 or -1 anyway (0 <= x < 2^s), or for x < -2^(l-1) + 2^s, the bottom
+        2^s values of the ring, which this op does not support. Then
+        ReLU = d (u0 + u1 - 2^(l-1-s)) - 2^(l-s) d w, and with d = 1 the wrap is
+        w = m0 and m1 (m_i = MSB(x'_i)): one multiplexer and one 1-of-4 OT."""
+        ring = self.ring
+        top = np.uint64(ring.bits - 1)
+        xp = (x + np.uint64(1 << (ring.bits - 1))) & ring.mask if self._client else x
+        u = xp >> np.uint64(shift)
+        bits = ring.bits - shift - 1
+        low_mask = np.uint64((1 << bits) - 1)
+        low = u & low_mask
+        carry = greater_than(
+            self.channel, self.party, self.ot, low if self._client else low_mask - low, bits
+        )
+        d = ((u >> np.uint64(bits)) & np.uint64(1)).astype(np.uint8) ^ carry
+        local = u - np.uint64(1 << (ring.bits - 1 - shift)) if self._client else u
+        out = self._mux(d, local & ring.mask)
+        m = ((xp >> top) & np.uint64(1)).astype(np.uint8)
+
+        def d_and_wrap(m0: U8, d0: U8, m1: int, d1: int) -> U8:
+            return (d0 ^ np.uint8(d1)) & m0 & np.uint8(m1)
+
+        g_share = self._bit_function_share(m, d, shift, d_and_wrap)
+        out = out - (g_share << np.uint64(ring.bits - shift))
+        return np.asarray(out & ring.mask, dtype=np.uint64)

@@ -72,6 +72,17 @@ def test_truncate(case: tuple[Ring, NDArray[np.int64]], shift: int) -> None:
     assert set(np.unique(err).tolist()) <= {-1, 0}
 
 
+@settings(max_examples=12, deadline=None)
+@given(ring_and_values(), st.integers(1, 58))
+def test_relu_truncate(case: tuple[Ring, NDArray[np.int64]], shift: int) -> None:
+    ring, vals = case
+    shift = min(shift, ring.bits - 2, 32)
+    vals = np.maximum(vals, ring.min_signed + (1 << shift))  # the supported range
+    a, b, _ = run(ring, vals, lambda e, x: e.relu_truncate(x, shift))
+    err = ring.to_signed(ring.add(a, b)) - np.maximum(vals >> shift, 0)
+    assert set(np.unique(err).tolist()) <= {-1, 0}
+
+
 def test_rounds_do_not_grow_with_size() -> None:
     ring = Ring(bits=37, frac_bits=12)
     counts = []
