@@ -5,7 +5,7 @@
 The clip is 320x240 at 10 fps, 36 s of capture time, MPEG-4 Part 2 (``mp4v``)
 in an .mp4 container, so OpenCV's FFmpeg backend reads it everywhere. It is
 scripted so that every selection step shows up with the default settings
-(period 5 s, redundancy threshold 2.0):
+(period 5 s, redundancy threshold 0.8):
 
     t (s)   scene                                   periodic candidate at t -> outcome
     0-6     astronaut(), still, sensor noise        0 selected, 5 redundant

@@ -36,7 +36,7 @@ __all__ = [
 DEFAULT_PERIOD_S = 5.0
 # Mean absolute difference of DC images, in grey levels (0-255). Calibrated on
 # the bundled clip and on synthetic sensor noise: see docs/camera.md.
-DEFAULT_REDUNDANCY_THRESHOLD = 2.0
+DEFAULT_REDUNDANCY_THRESHOLD = 0.8
 BLOCK = 8
 
 
