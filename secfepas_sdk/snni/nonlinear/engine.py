@@ -101,21 +101,18 @@ class NonlinearEngine:
         return out.astype(np.uint64)
 
     def truncate(self, x: U64, shift: int) -> U64:
-        """Share of the arithmetic shift x >> shift (signed), exact or 1 ulp low.
+        """Share of the arithmetic shift x >> shift (signed), exact or 1 ulp low,
+        for x >= -2^(l-1) + 2^shift (the bottom 2^shift ring values are excluded).
 
-        With x' = x + 2^(l-1) (the client adds the constant to its share),
-        floor(x / 2^s) = floor(x'0 / 2^s) + floor(x'1 / 2^s) - w 2^(l-s) - 2^(l-1-s) + c,
-        where w = 1{x'0 + x'1 >= 2^l} is the wrap and c in {0, 1} the carry of the
-        low s bits, which we drop (the -1 ulp). The wrap is computed *exactly*:
-        MSB(x') = DReLU(x) = d, and with m_i = MSB(x'_i), w = maj(m0, m1, d ^ m0 ^ m1).
-        One 1-of-4 OT (server chooses by (m1, d1)) turns it into additive shares
-        mod 2^s. So there is no probabilistic failure at all (SecureML-style local
-        truncation would fail with probability about |x| / 2^(l-1)).
+        There is no probabilistic failure: the wrap of the shifted shares is
+        computed exactly (see :meth:`_truncate_flat`), with a comparison on
+        l - shift bits. SecureML-style local truncation would instead fail with
+        probability about |x| / 2^(l-1).
         """
         xs = self._check(x)
         self._check_shift(shift)
         with self.channel.label("truncate"):
-            out = self._batched(xs, lambda v: self._truncate_flat(v, shift)[0])
+            out = self._batched(xs, lambda v: self._truncate_flat(v, shift))
         return out.astype(np.uint64)
 
     def relu_truncate(self, x: U64, shift: int) -> U64:
@@ -253,22 +250,40 @@ class NonlinearEngine:
         raw = ch.recv_exact(packed_size(4 * n, shift))
         return one_of_n_decode(key, raw, choice, 2, shift)
 
-    def _truncate_flat(self, x: U64, shift: int) -> tuple[U64, U8]:
+    def _truncate_flat(self, x: U64, shift: int) -> U64:
+        """x >> shift from the shifted shares and one comparison on l - shift bits.
+
+        With x' = x + 2^(l-1) and u_i = x'_i >> s (l - s bits each):
+        floor(x'/2^s) = u0 + u1 - w' 2^(l-s) + c, with w' = 1{u0 + u1 >= 2^(l-s)}
+        the wrap of the shifted shares and c in {0, 1} the dropped low carry.
+        w' equals the true wrap of x'0 + x'1 except when x' < 2^s, i.e. for the
+        bottom 2^s values of the ring, which this op does not support. w' comes
+        from the millionaires' protocol on l - s bits (u0 > 2^(l-s) - 1 - u1) and
+        is converted to additive shares mod 2^s by one chosen-message OT."""
         ring = self.ring
-        top = np.uint64(ring.bits - 1)
+        n = int(x.size)
         xp = (x + np.uint64(1 << (ring.bits - 1))) & ring.mask if self._client else x
-        d = self._drelu_flat(x)  # = MSB(x')
-        m = ((xp >> top) & np.uint64(1)).astype(np.uint8)
-
-        def wrap(m0: U8, d0: U8, u: int, e: int) -> U8:
-            carry = d0 ^ m0 ^ np.uint8(e ^ u)  # carry into the top bit
-            return (m0 & np.uint8(u)) | (carry & (m0 | np.uint8(u)))  # maj(m0, m1, carry)
-
-        w_share = self._bit_function_share(m, d, shift, wrap)
-        out = (xp >> np.uint64(shift)) - (w_share << np.uint64(ring.bits - shift))
+        u = xp >> np.uint64(shift)
+        bits = ring.bits - shift
+        u_mask = np.uint64((1 << bits) - 1)
+        wbit = greater_than(
+            self.channel, self.party, self.ot, u if self._client else u_mask - u, bits
+        )
+        # Bit to arithmetic mod 2^s: the server picks (w0 xor w1) - rho with choice w1.
+        s_mask = np.uint64((1 << shift) - 1)
+        if self._client:
+            rho = self.prg.uint64(n, shift)
+            w0 = wbit.astype(np.uint64)
+            m0 = (w0 - rho) & s_mask
+            m1 = ((w0 ^ np.uint64(1)) - rho) & s_mask
+            self.ot.chosen_send(self.channel, m0, m1, shift)
+            w_share = rho
+        else:
+            w_share = self.ot.chosen_recv(self.channel, wbit, shift)
+        out = u - (w_share << np.uint64(ring.bits - shift))
         if self._client:
             out = out - np.uint64(1 << (ring.bits - 1 - shift))
-        return np.asarray(out & ring.mask, dtype=np.uint64), d
+        return np.asarray(out & ring.mask, dtype=np.uint64)
 
     def _relu_truncate_flat(self, x: U64, shift: int) -> U64:
         """ReLU(x >> shift) with the comparison on l - shift - 1 bits instead of l - 1.

@@ -61,17 +61,12 @@ def test_drelu_relu(run_parties: Callable[..., tuple[Any, Any]], ring: Ring) -> 
 def test_truncate_within_one_ulp(run_parties: Callable[..., tuple[Any, Any]], ring: Ring) -> None:
     vals = edge_values(ring, 3000, seed=7)
     f = ring.frac_bits
-    # relu_truncate supports x >= -2^(l-1) + 2^f: move the bottom 2^f values up.
+    # Both ops support x >= -2^(l-1) + 2^f: move the bottom 2^f ring values up.
     lowest = ring.min_signed + (1 << f)
     vals_rt = np.maximum(vals, lowest)
-    vals_rt[-4:] = [lowest, lowest + 1, (1 << f) - 1, 1 << f]
-    a, b = secure(
-        run_parties,
-        ring,
-        lambda e, x: e.truncate(x, f),
-        vals,
-    )
-    err = ring.to_signed(ring.add(a, b)) - (vals >> f)
+    vals_rt[-6:] = [lowest, lowest + 1, (1 << f) - 1, 1 << f, -(1 << f) - 1, (1 << f) + 1]
+    a, b = secure(run_parties, ring, lambda e, x: e.truncate(x, f), vals_rt)
+    err = ring.to_signed(ring.add(a, b)) - (vals_rt >> f)
     assert set(np.unique(err).tolist()) <= {-1, 0}
     a, b = secure(run_parties, ring, lambda e, x: e.relu_truncate(x, f), vals_rt)
     err_r = ring.to_signed(ring.add(a, b)) - np.maximum(vals_rt >> f, 0)
