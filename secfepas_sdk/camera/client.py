@@ -153,6 +153,7 @@ class SecureInferenceClient:
         self._hello: ServerHello | None = None
         self._setup_done = False
         self._seq = 0
+        self._got_data = False
         self.reconnects = 0
 
     # -- session -----------------------------------------------------------
@@ -294,10 +295,30 @@ class SecureInferenceClient:
     ) -> PainAssessment:
         """Securely classify one preprocessed NCHW face; only this camera learns the result.
 
-        Connects (with back-off) if needed. A failure mid-inference closes the
-        session and raises (ConnectionLostError, PeerError, RemoteProtocolError);
-        the next call reconnects. Cancellation aborts the session cleanly.
+        Connects (with back-off) if needed. If the edge had already ended an idle
+        session (idle timeout, restart), the inference is retried once on a new
+        session. A failure mid-inference closes the session and raises
+        (ConnectionLostError, PeerError, RemoteProtocolError); the next call
+        reconnects. Cancellation aborts the session cleanly.
         """
+        reused = self._stream is not None
+        try:
+            return await self._infer_once(tensor, frame_time=frame_time, frame_index=frame_index)
+        except (ConnectionLostError, PeerError) as exc:
+            stale = isinstance(exc, ConnectionLostError) or exc.code in ("timeout", "shutting_down")
+            if not (reused and stale and not self._got_data):
+                raise
+            log.info("the edge had ended the idle session (%s); reconnecting", exc)
+            return await self._infer_once(tensor, frame_time=frame_time, frame_index=frame_index)
+
+    async def _infer_once(
+        self,
+        tensor: NDArray[np.float32],
+        *,
+        frame_time: float | None,
+        frame_index: int,
+    ) -> PainAssessment:
+        self._got_data = False
         if self._stream is None:
             if self._hello is not None:
                 self.reconnects += 1
@@ -324,7 +345,11 @@ class SecureInferenceClient:
             logits: NDArray[np.float64] = runtime.infer(chan, x)
             return logits
 
-        await stream.send(InferenceBegin(seq=seq, setup=setup))
+        try:
+            await stream.send(InferenceBegin(seq=seq, setup=setup))
+        except BaseException:
+            await self._abort()
+            raise
         work = asyncio.ensure_future(asyncio.to_thread(compute))
         pump = asyncio.ensure_future(self._pump(stream, chan, seq))
         try:
@@ -371,6 +396,7 @@ class SecureInferenceClient:
             while True:
                 event = await stream.next_event(frame_timeout=self.timeouts.frame_s)
                 if isinstance(event, Data):
+                    self._got_data = True
                     message = assembler.add(event)
                     if message is not None:
                         chan.feed(message)

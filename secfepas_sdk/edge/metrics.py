@@ -11,10 +11,17 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable
+from typing import Protocol
 
 __all__ = ["LATENCY_BUCKETS", "EdgeMetrics", "MetricsServer"]
 
 log = logging.getLogger(__name__)
+
+
+class _Counted(Protocol):
+    bytes_received: int
+    bytes_sent: int
+
 
 LATENCY_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
@@ -27,12 +34,27 @@ class EdgeMetrics:
         self.sessions_queued = 0
         self.sessions_total = 0
         self.inferences: dict[str, int] = defaultdict(int)  # outcome -> count
-        self.bytes: dict[str, int] = defaultdict(int)  # direction -> bytes on the wire
+        self.bytes: dict[str, int] = defaultdict(int)  # direction -> bytes, ended sessions
+        self._live: set[_Counted] = set()
         self.errors: dict[str, int] = defaultdict(int)  # code -> count
         self.tls_refused = 0
         self._bucket_counts = [0] * len(LATENCY_BUCKETS)
         self._latency_sum = 0.0
         self._latency_count = 0
+
+    def track(self, conn: _Counted) -> None:
+        """Count a live connection's bytes at every scrape, not only when it ends."""
+        self._live.add(conn)
+
+    def untrack(self, conn: _Counted) -> None:
+        if conn in self._live:
+            self._live.discard(conn)
+            self.bytes["in"] += conn.bytes_received
+            self.bytes["out"] += conn.bytes_sent
+
+    def bytes_total(self, direction: str) -> int:
+        live = sum(c.bytes_received if direction == "in" else c.bytes_sent for c in self._live)
+        return self.bytes[direction] + live
 
     def observe_latency(self, seconds: float) -> None:
         for i, bound in enumerate(LATENCY_BUCKETS):

@@ -183,6 +183,7 @@ class Server:
             writer.transport.abort()
             return
         stream = FramedStream(reader, writer, Connection(Role.SERVER, limits=self._limits))
+        self.metrics.track(stream.conn)
         try:
             await self._session(stream)
         except _Refused as exc:
@@ -200,6 +201,8 @@ class Server:
         except ConnectionLostError as exc:
             self.metrics.errors[exc.code] += 1
             log.info("camera %s: connection lost (%s): %s", stream.peer, exc.code, exc)
+            if exc.code == "timeout":
+                await self._send_error(stream, "timeout", str(exc))
         except PeerError as exc:
             self.metrics.errors[f"peer_{exc.code}"] += 1
             log.info("camera %s ended the session: %s", stream.peer, exc)
@@ -211,8 +214,7 @@ class Server:
             stream.abort()
             raise
         finally:
-            self.metrics.bytes["in"] += stream.conn.bytes_received
-            self.metrics.bytes["out"] += stream.conn.bytes_sent
+            self.metrics.untrack(stream.conn)
             await stream.aclose()
 
     async def _send_error(self, stream: FramedStream, code: str, message: str) -> None:

@@ -51,3 +51,34 @@ def make_settings(pki: Pki, tmp_path: Path) -> Any:
         return load_settings(None, **values)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def demo_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model directory holding the bundled demo package (verified by the registry)."""
+    from secfepas_sdk.models.bundled import demo_model_path
+
+    root = tmp_path_factory.mktemp("models")
+    (root / "demo").symlink_to(demo_model_path(), target_is_directory=True)
+    return root
+
+
+@pytest.fixture(scope="session")
+def demo_input() -> Any:
+    import numpy as np
+
+    return np.random.default_rng(7).standard_normal((1, 3, 64, 64)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def reference_probabilities(demo_input: Any) -> Any:
+    """What the plaintext float model says (edge-private reference.onnx, test only)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from secfepas_sdk.models.bundled import demo_model_path
+
+    sess = ort.InferenceSession(str(demo_model_path() / "private" / "reference.onnx"))
+    logits = sess.run(None, {sess.get_inputs()[0].name: demo_input})[0].reshape(-1)
+    e = np.exp(logits - logits.max())
+    return e / e.sum()

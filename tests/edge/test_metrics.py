@@ -13,6 +13,7 @@ def test_render_counts_and_histogram() -> None:
     m.inferences["ok"] += 3
     m.errors["busy"] += 1
     m.bytes["in"] += 1000
+    m.bytes["out"] += 5
     for seconds in (0.2, 3.0, 400.0):
         m.observe_latency(seconds)
     text = m.render()

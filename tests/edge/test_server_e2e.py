@@ -1,0 +1,204 @@
+"""The edge Server and camera client over real TLS sockets on loopback, with real
+secure inference of the bundled demo model in worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from secfepas_sdk.camera.client import RetryPolicy, SecureInferenceClient
+from secfepas_sdk.edge.server import Server
+from secfepas_sdk.errors import ConnectionLostError, PeerError, ProtocolError
+
+MODEL = "demo-pain-cnn"
+ONE_TRY = RetryPolicy(attempts=1)
+
+
+@asynccontextmanager
+async def running(settings: Any) -> AsyncIterator[Server]:
+    server = Server(settings)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop(5.0)
+
+
+def test_mutual_tls_secure_inference_matches_plaintext_model(
+    make_settings: Any,
+    camera_tls: Any,
+    demo_models: Path,
+    demo_input: Any,
+    reference_probabilities: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    async def main() -> list[Any]:
+        async with running(make_settings(model_dir=demo_models)) as server:
+            async with SecureInferenceClient(server.address, camera_tls(), MODEL) as client:
+                assert client.manifest["model_id"] == MODEL
+                out = [await client.infer(demo_input, frame_index=i) for i in range(2)]
+            m = server.metrics
+            assert m.inferences["ok"] == 2 and m.sessions_total == 1
+            assert m.bytes_total("in") > 1_000_000 and m.bytes_total("out") > 100_000
+            text = m.render()
+            assert 'secfepas_edge_inferences_total{outcome="ok"} 2' in text
+            return out
+
+    results = asyncio.run(main())
+    for a in results:
+        assert a.camera_id == "camera-1" and a.model_id == MODEL
+        np.testing.assert_allclose(a.probabilities, reference_probabilities, atol=0.02)
+        assert a.level == int(np.argmax(reference_probabilities))
+        assert a.bytes_sent > a.bytes_received > 0
+    # The session setup (HE keys, base OTs) happens once, in the first inference.
+    assert results[0].seconds > results[1].seconds * 0.5
+    # Logs name sessions and cameras, never results.
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "camera-1" in text
+    assert f"{results[0].probabilities[0]:.4f}" not in text
+
+
+def test_busy_when_sessions_and_queue_are_full(
+    make_settings: Any, camera_tls: Any, demo_models: Path, demo_input: Any
+) -> None:
+    async def main() -> None:
+        settings = make_settings(model_dir=demo_models, max_sessions=1, max_queue=1)
+        async with running(settings) as server:
+            first = SecureInferenceClient(server.address, camera_tls("camera-1"), MODEL)
+            await first.connect()
+            queued = SecureInferenceClient(server.address, camera_tls("camera-2"), MODEL)
+            waiting = asyncio.ensure_future(queued.connect())
+            for _ in range(100):
+                if server.metrics.sessions_queued == 1:
+                    break
+                await asyncio.sleep(0.02)
+            assert server.metrics.sessions_queued == 1
+            third = SecureInferenceClient(
+                server.address, camera_tls("camera-3"), MODEL, retry=ONE_TRY
+            )
+            with pytest.raises(PeerError) as exc:
+                await third.connect()
+            assert exc.value.code == "busy"
+            assert "session slots" in str(exc.value)
+            assert server.metrics.errors["busy"] == 1
+            assert not waiting.done()
+            await first.close()  # frees the slot: the queued camera is admitted
+            async with asyncio.timeout(60):
+                await waiting
+            a = await queued.infer(demo_input)
+            assert 0 <= a.level < 4
+            await queued.close()
+
+    asyncio.run(main())
+
+
+def test_killed_connection_mid_inference(
+    make_settings: Any,
+    camera_tls: Any,
+    demo_models: Path,
+    demo_input: Any,
+    reference_probabilities: Any,
+) -> None:
+    """The camera gets a clear error and can retry; the edge keeps serving others."""
+
+    async def main() -> None:
+        async with running(make_settings(model_dir=demo_models, max_sessions=2)) as server:
+            victim = SecureInferenceClient(server.address, camera_tls("camera-1"), MODEL)
+            other = SecureInferenceClient(server.address, camera_tls("camera-2"), MODEL)
+            await victim.infer(demo_input)  # session set up
+            task = asyncio.ensure_future(victim.infer(demo_input))
+            other_task = asyncio.ensure_future(other.infer(demo_input))
+            await asyncio.sleep(0.3)  # well inside the ~1 s inference
+            assert not task.done()
+            victim._stream.abort()  # type: ignore[union-attr]  # the network dies
+            with pytest.raises(ProtocolError) as exc:
+                await task
+            assert "connection" in str(exc.value).lower() or exc.value.code in (
+                "connection_lost",
+                "unexpected_eof",
+            )
+            assert not victim.connected
+            b = await other_task
+            np.testing.assert_allclose(b.probabilities, reference_probabilities, atol=0.02)
+            retry = await victim.infer(demo_input)  # reconnects, sets up again
+            np.testing.assert_allclose(retry.probabilities, reference_probabilities, atol=0.02)
+            assert victim.reconnects == 1
+            for _ in range(100):
+                if server.metrics.inferences["failed"] >= 1:
+                    break
+                await asyncio.sleep(0.05)
+            assert server.metrics.inferences["failed"] == 1
+            assert server.metrics.inferences["ok"] == 3
+            await victim.close()
+            await other.close()
+
+    asyncio.run(main())
+
+
+def test_graceful_stop_finishes_inflight_inference(
+    make_settings: Any, camera_tls: Any, demo_models: Path, demo_input: Any
+) -> None:
+    async def main() -> None:
+        server = Server(make_settings(model_dir=demo_models))
+        await server.start()
+        forever = asyncio.ensure_future(server.serve_forever())
+        client = SecureInferenceClient(server.address, camera_tls(), MODEL, retry=ONE_TRY)
+        await client.infer(demo_input)
+        task = asyncio.ensure_future(client.infer(demo_input))
+        await asyncio.sleep(0.2)
+        await server.stop(grace_s=60)
+        assessment = await task  # finished although stop() was called mid-inference
+        assert 0 <= assessment.level < 4
+        async with asyncio.timeout(1):
+            await forever  # serve_forever() returns once stop() completes
+        # The session was closed after that inference, and nothing listens any more.
+        with pytest.raises((ConnectionLostError, PeerError)):
+            await client.infer(demo_input)
+        await client.close()
+
+    asyncio.run(main())
+
+
+def test_stop_with_short_grace_cuts_inflight_inference(
+    make_settings: Any, camera_tls: Any, demo_models: Path, demo_input: Any
+) -> None:
+    async def main() -> None:
+        server = Server(make_settings(model_dir=demo_models))
+        await server.start()
+        client = SecureInferenceClient(server.address, camera_tls(), MODEL, retry=ONE_TRY)
+        task = asyncio.ensure_future(client.infer(demo_input))  # includes the slow setup
+        await asyncio.sleep(0.5)
+        async with asyncio.timeout(30):
+            await server.stop(grace_s=0.1)
+        with pytest.raises(ProtocolError) as exc:
+            await task
+        assert exc.value.code in ("shutting_down", "connection_lost", "unexpected_eof")
+
+    asyncio.run(main())
+
+
+def test_idle_timeout_then_transparent_reconnect(
+    make_settings: Any, camera_tls: Any, demo_models: Path, demo_input: Any
+) -> None:
+    async def main() -> None:
+        async with running(make_settings(model_dir=demo_models, idle_timeout_s=0.5)) as server:
+            client = SecureInferenceClient(server.address, camera_tls(), MODEL)
+            await client.connect()
+            first_session = client.session_id
+            await asyncio.sleep(1.5)
+            assert server.metrics.errors["timeout"] == 1
+            a = await client.infer(demo_input)  # stale session: one transparent retry
+            assert 0 <= a.level < 4
+            assert client.session_id != first_session
+            await client.close()
+
+    asyncio.run(main())
