@@ -84,3 +84,70 @@ def small_cnn(seed: int = 0, *, size: int = 12, softmax: bool = True) -> onnx.Mo
 @pytest.fixture
 def make_small_cnn() -> Callable[..., onnx.ModelProto]:
     return small_cnn
+
+
+def squeezenet11(seed: int = 0, num_classes: int = 4) -> onnx.ModelProto:
+    """SqueezeNet 1.1 (as torchvision defines it) with seeded He-initialised weights,
+    built directly with onnx.helper so that the slow test needs no torch."""
+    rng = np.random.default_rng(seed)
+    inits: list[onnx.TensorProto] = []
+    nodes: list[onnx.NodeProto] = []
+    counter = [0]
+
+    def conv(x: str, cin: int, cout: int, k: int, stride: int = 1, pad: int = 0) -> str:
+        counter[0] += 1
+        n = f"conv{counter[0]}"
+        w = rng.standard_normal((cout, cin, k, k)) * np.sqrt(2.0 / (cin * k * k))
+        inits.append(_init(f"{n}.w", w))
+        inits.append(_init(f"{n}.b", rng.uniform(-0.1, 0.1, cout)))
+        nodes.append(
+            helper.make_node(
+                "Conv",
+                [x, f"{n}.w", f"{n}.b"],
+                [n],
+                name=n,
+                strides=[stride, stride],
+                pads=[pad] * 4,
+            )
+        )
+        nodes.append(helper.make_node("Relu", [n], [f"{n}.r"], name=f"{n}.relu"))
+        return f"{n}.r"
+
+    def fire(x: str, cin: int, s: int, e: int) -> str:
+        sq = conv(x, cin, s, 1)
+        a, b = conv(sq, s, e, 1), conv(sq, s, e, 3, pad=1)
+        out = f"cat{counter[0]}"
+        nodes.append(helper.make_node("Concat", [a, b], [out], name=out, axis=1))
+        return out
+
+    def pool(x: str) -> str:
+        out = f"pool{len(nodes)}"
+        nodes.append(
+            helper.make_node(
+                "MaxPool", [x], [out], name=out, kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1
+            )
+        )
+        return out
+
+    x = pool(conv("input", 3, 64, 3, stride=2))
+    x = pool(fire(fire(x, 64, 16, 64), 128, 16, 64))
+    x = pool(fire(fire(x, 128, 32, 128), 256, 32, 128))
+    x = fire(fire(fire(fire(x, 256, 48, 192), 384, 48, 192), 384, 64, 256), 512, 64, 256)
+    x = conv(x, 512, num_classes, 1)
+    nodes.append(helper.make_node("GlobalAveragePool", [x], ["gap"], name="gap"))
+    nodes.append(helper.make_node("Flatten", ["gap"], ["logits"], name="flatten"))
+    graph = helper.make_graph(
+        nodes,
+        "squeezenet1_1",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 224, 224])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, num_classes])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.fixture(scope="session")
+def squeezenet_model() -> onnx.ModelProto:
+    return squeezenet11()
