@@ -285,6 +285,8 @@ class PushSource(FrameSource):
     def __init__(self, *, maxsize: int = 4, source_id: str = "push", assume: str = "bgr"):
         if maxsize < 1:
             raise ValueError(f"maxsize must be >= 1, got {maxsize}")
+        if assume not in ("bgr", "rgb"):
+            raise ValueError(f"assume must be 'bgr' or 'rgb', got {assume!r}")
         super().__init__(source_id)
         self._queue: deque[Frame] = deque()
         self._maxsize = maxsize
@@ -397,7 +399,8 @@ class SyntheticSource(FrameSource):
         rng = np.random.default_rng([self._seed, k])
         h, w = self._size
         coarse = rng.integers(0, 256, size=(max(h // 32, 2), max(w // 32, 2), 3), dtype=np.uint8)
-        return np.ascontiguousarray(_cv2().resize(coarse, (w, h), interpolation=1))
+        cv2 = _cv2()
+        return np.ascontiguousarray(cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR))
 
     def _frames(self) -> Iterator[Frame]:
         rng = np.random.default_rng([self._seed, 1 << 20])
