@@ -1,0 +1,183 @@
+"""SecureInferenceClient against a real edge (background thread, real TLS, real
+secure inference): address parsing, back-off, cancellation and timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from secfepas_sdk.camera.client import (
+    ClientTimeouts,
+    RetryPolicy,
+    SecureInferenceClient,
+    parse_address,
+)
+from secfepas_sdk.certs import Pki, init_pki
+from secfepas_sdk.errors import ConnectionLostError
+from secfepas_sdk.protocol.transport import TlsFiles
+
+MODEL = "demo-pain-cnn"
+
+
+class BackgroundEdge:
+    """A real edge Server running on its own event loop in a thread."""
+
+    def __init__(self, settings: Any) -> None:
+        from secfepas_sdk.edge.server import Server
+
+        self.server = Server(settings)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> BackgroundEdge:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(60)
+        return self
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.server.address
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(5.0), self.loop).result(60)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return init_pki(tmp_path_factory.mktemp("pki") / "site")
+
+
+@pytest.fixture(scope="module")
+def tls(pki: Pki) -> TlsFiles:
+    cam = pki.camera("camera-1")
+    return TlsFiles(ca=pki.ca_cert, cert=cam.cert, key=cam.key)
+
+
+@pytest.fixture(scope="module")
+def edge(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundEdge]:
+    from secfepas_sdk.edge.settings import load_settings
+    from secfepas_sdk.models.bundled import demo_model_path
+
+    models = tmp_path_factory.mktemp("models")
+    (models / "demo").symlink_to(demo_model_path(), target_is_directory=True)
+    settings = load_settings(
+        None,
+        model_dir=models,
+        ca=pki.ca_cert,
+        cert=pki.edge_cert,
+        key=pki.edge_key,
+        port=0,
+        metrics_port=None,
+        max_sessions=2,
+    )
+    with BackgroundEdge(settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def x() -> Any:
+    return np.random.default_rng(1).standard_normal((1, 3, 64, 64)).astype(np.float32)
+
+
+def test_parse_address() -> None:
+    assert parse_address("edge.local:7443") == ("edge.local", 7443)
+    assert parse_address("[::1]:7443") == ("::1", 7443)
+    assert parse_address(("10.0.0.1", 1)) == ("10.0.0.1", 1)
+    for bad in ("edge.local", "edge:0", ":7443", "edge:http"):
+        with pytest.raises(ValueError):
+            parse_address(bad)
+
+
+def test_backoff_grows_with_jitter_and_is_capped() -> None:
+    policy = RetryPolicy(attempts=10, initial_s=1.0, max_s=8.0, multiplier=2.0)
+    delays = [policy.delay(k) for k in range(1, 8)]
+    for k, d in enumerate(delays, start=1):
+        base = min(8.0, 2.0 ** (k - 1))
+        assert 0.8 * base <= d <= 1.2 * base
+    with pytest.raises(ValueError):
+        RetryPolicy(attempts=0)
+
+
+def test_infer_connects_lazily_and_reports_cost(
+    edge: BackgroundEdge, tls: TlsFiles, x: Any
+) -> None:
+    async def main() -> None:
+        client = SecureInferenceClient(edge.address, tls, MODEL)
+        assert not client.connected
+        a = await client.infer(x, frame_time=12.5, frame_index=3)
+        assert client.connected
+        assert (a.frame_time, a.frame_index, a.camera_id) == (12.5, 3, "camera-1")
+        assert a.bytes_sent > 0 and a.bytes_received > 0 and a.seconds > 0
+        assert abs(sum(a.probabilities) - 1.0) < 1e-9
+        await client.close()
+        assert not client.connected
+
+    asyncio.run(main())
+
+
+def test_cancellation_aborts_session_and_next_call_recovers(
+    edge: BackgroundEdge, tls: TlsFiles, x: Any
+) -> None:
+    async def main() -> None:
+        client = SecureInferenceClient(edge.address, tls, MODEL)
+        first = await client.infer(x)
+        task = asyncio.ensure_future(client.infer(x))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not client.connected
+        again = await client.infer(x)
+        np.testing.assert_allclose(again.probabilities, first.probabilities, atol=1e-3)
+        await client.close()
+
+    asyncio.run(main())
+
+
+def test_inference_timeout_is_a_clear_error(edge: BackgroundEdge, tls: TlsFiles, x: Any) -> None:
+    async def main() -> None:
+        client = SecureInferenceClient(
+            edge.address, tls, MODEL, timeouts=ClientTimeouts(inference_s=0.05)
+        )
+        with pytest.raises(ConnectionLostError) as exc:
+            await client.infer(x)
+        assert exc.value.code == "timeout"
+        assert not client.connected
+
+    asyncio.run(main())
+
+
+def test_wrong_server_name_is_refused(edge: BackgroundEdge, tls: TlsFiles) -> None:
+    async def main() -> None:
+        client = SecureInferenceClient(
+            edge.address,
+            tls,
+            MODEL,
+            server_name="not-the-edge.example",
+            retry=RetryPolicy(attempts=1),
+        )
+        with pytest.raises(ConnectionLostError) as exc:
+            await client.connect()
+        assert "certificate" in str(exc.value).lower() or "hostname" in str(exc.value).lower()
+
+    asyncio.run(main())
+
+
+def test_missing_tls_files(tmp_path: Path) -> None:
+    from secfepas_sdk.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        SecureInferenceClient(
+            "127.0.0.1:1",
+            TlsFiles(ca=tmp_path / "a", cert=tmp_path / "b", key=tmp_path / "c"),
+            MODEL,
+        )

@@ -1,0 +1,157 @@
+"""CameraPipeline end to end against a real edge: capture never waits for inference
+(the bounded queue drops the oldest frame and counts it), assessments are yielded
+and handed to the alert layer."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from secfepas_sdk.alerts.assessment import PainAssessment
+from secfepas_sdk.camera.client import SecureInferenceClient
+from secfepas_sdk.camera.frames import Frame
+from secfepas_sdk.camera.pipeline import CameraPipeline, DropOldestQueue, PipelineConfig
+from secfepas_sdk.camera.selection import default_chain
+from secfepas_sdk.camera.sources import SyntheticSource, open_source
+from secfepas_sdk.certs import Pki, init_pki
+from secfepas_sdk.protocol.transport import TlsFiles
+
+MODEL = "demo-pain-cnn"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return init_pki(tmp_path_factory.mktemp("pki") / "site")
+
+
+@pytest.fixture(scope="module")
+def tls(pki: Pki) -> TlsFiles:
+    cam = pki.camera("camera-1")
+    return TlsFiles(ca=pki.ca_cert, cert=cam.cert, key=cam.key)
+
+
+@pytest.fixture(scope="module")
+def edge_address(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    from secfepas_sdk.edge.server import Server
+    from secfepas_sdk.edge.settings import load_settings
+    from secfepas_sdk.models.bundled import demo_model_path
+
+    models = tmp_path_factory.mktemp("models")
+    (models / "demo").symlink_to(demo_model_path(), target_is_directory=True)
+    settings = load_settings(
+        None,
+        model_dir=models,
+        ca=pki.ca_cert,
+        cert=pki.edge_cert,
+        key=pki.edge_key,
+        port=0,
+        metrics_port=None,
+        max_sessions=1,
+    )
+    server = Server(settings)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(60)
+    yield server.address
+    asyncio.run_coroutine_threadsafe(server.stop(5.0), loop).result(60)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+def _frame(i: int) -> Frame:
+    return Frame(pixels=np.full((4, 4, 3), i, np.uint8), timestamp=float(i), index=i, source_id="t")
+
+
+def test_drop_oldest_queue_keeps_the_newest_and_counts() -> None:
+    async def main() -> list[int]:
+        q = DropOldestQueue(3, asyncio.get_running_loop())
+        producer = threading.Thread(target=lambda: [q.put(_frame(i)) for i in range(10)])
+        producer.start()
+        producer.join()
+        assert q.dropped == 7
+        return [(await q.get()).index for _ in range(3)]  # type: ignore[union-attr]
+
+    assert asyncio.run(main()) == [7, 8, 9]
+
+
+def test_capture_never_waits_for_inference(edge_address: tuple[str, int], tls: TlsFiles) -> None:
+    """300 frames at 'source' pace are read while only a few are analysed."""
+    delivered: list[PainAssessment] = []
+
+    async def main() -> CameraPipeline:
+        client = SecureInferenceClient(edge_address, tls, MODEL)
+        pipeline = CameraPipeline(
+            SyntheticSource(
+                count=300, fps=10.0, scene_changes=range(0, 300, 10), width=128, height=128
+            ),
+            client,
+            selector=default_chain(period_s=0.5),
+            detector=None,  # the synthetic scenes have no faces: analyse the whole frame
+            on_assessment=delivered.append,
+            config=PipelineConfig(queue_size=2),
+        )
+        got = []
+        async for a in pipeline.run():
+            got.append(a)
+            if len(got) == 1:
+                start = time.monotonic()
+                while pipeline.stats.captured < 300 and time.monotonic() - start < 10:
+                    await asyncio.sleep(0.05)
+                # Capture finished while this consumer did not take a single frame.
+                assert pipeline.stats.captured == 300
+        await client.close()
+        assert got == delivered
+        return pipeline
+
+    pipeline = asyncio.run(main())
+    s = pipeline.stats
+    # Periodic (0.5 s) then redundancy: only the 30 scene starts survive selection.
+    assert s.selected == 30
+    assert s.analysed == len(delivered) >= 2
+    assert s.dropped >= 20
+    assert s.analysed + s.dropped + s.no_face + s.errors == s.selected
+    assert all(a.frame_index % 10 == 0 for a in delivered)
+
+
+def test_real_clip_with_face_detection_and_alerts(
+    edge_address: tuple[str, int], tls: TlsFiles, tmp_path: Path
+) -> None:
+    from secfepas_sdk.alerts.service import AlertService
+    from secfepas_sdk.camera.detection import FaceDetector
+    from secfepas_sdk.models.bundled import sample_video_path
+
+    async def main() -> tuple[list[PainAssessment], Any]:
+        client = SecureInferenceClient(edge_address, tls, MODEL)
+        alerts = AlertService.from_uris(["log:"], outbox=tmp_path / "outbox.sqlite")
+        submitted: list[PainAssessment] = []
+
+        def on_assessment(a: PainAssessment) -> None:
+            submitted.append(a)
+            alerts.submit(a)
+
+        pipeline = CameraPipeline(
+            open_source(sample_video_path()),
+            client,
+            selector=default_chain(period_s=1.0),
+            detector=FaceDetector(),
+            on_assessment=on_assessment,
+            config=PipelineConfig(max_frames=2, queue_size=64),
+        )
+        got = [a async for a in pipeline.run()]
+        await client.close()
+        alerts.close()
+        return got, submitted
+
+    got, submitted = asyncio.run(main())
+    assert len(got) == 2 and got == submitted
+    for a in got:
+        assert a.model_id == MODEL and a.camera_id == "camera-1"
+        assert a.frame_time == pytest.approx(a.frame_index / 10.0)
