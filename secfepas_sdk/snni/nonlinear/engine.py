@@ -86,18 +86,25 @@ class NonlinearEngine:
         return np.concatenate(parts).reshape(x.shape)
 
     # -- public API ------------------------------------------------------------
-    def drelu(self, x: U64) -> U8:
-        """XOR share of 1{x >= 0} per element (uint8 0/1)."""
+    def drelu(self, x: U64, *, bound_bits: int | None = None) -> U8:
+        """XOR share of 1{x >= 0} per element (uint8 0/1).
+
+        ``bound_bits=k`` is a promise by both callers that -2^k <= x < 2^k (e.g.
+        k = l - 1 - s for any output of ``truncate(., s)``); the comparison then
+        runs on k bits instead of l - 1, which cuts the traffic proportionally.
+        A broken promise gives wrong results, never a leak."""
         xs = self._check(x)
+        k = self._check_bound(bound_bits)
         with self.channel.label("drelu"):
-            out = self._batched(xs, self._drelu_flat)
+            out = self._batched(xs, lambda v: self._drelu_flat(v, k))
         return out.astype(np.uint8)
 
-    def relu(self, x: U64) -> U64:
-        """Share of max(x, 0)."""
+    def relu(self, x: U64, *, bound_bits: int | None = None) -> U64:
+        """Share of max(x, 0); ``bound_bits`` as for :meth:`drelu`."""
         xs = self._check(x)
+        k = self._check_bound(bound_bits)
         with self.channel.label("relu"):
-            out = self._batched(xs, self._relu_flat)
+            out = self._batched(xs, lambda v: self._relu_flat(v, k))
         return out.astype(np.uint64)
 
     def truncate(self, x: U64, shift: int) -> U64:
@@ -133,6 +140,8 @@ class NonlinearEngine:
         kernel: tuple[int, int],
         stride: tuple[int, int],
         pads: tuple[int, int, int, int] = (0, 0, 0, 0),
+        *,
+        bound_bits: int | None = None,
     ) -> U64:
         """Share of max-pooling over (kh, kw) windows; padding is ignored (-inf).
 
@@ -140,15 +149,24 @@ class NonlinearEngine:
         those (kh x 1). Overlapping windows (stride < kernel) then share their
         row maxima: 3x3 stride 2 costs about 6 comparisons per output, not 8.
         max(a, b) is computed from a - b, so inputs must lie in [-2^(l-2), 2^(l-2))
-        (a fixed-point range the plan's choice of l must guarantee anyway)."""
+        (a fixed-point range the plan's choice of l must guarantee anyway).
+        ``bound_bits=k`` promises -2^k <= x < 2^k (k <= l - 2), so that each
+        comparison runs on k + 1 bits (k = l - 1 - s after ``relu_truncate(., s)``)."""
         xs = self._check(x_nchw)
+        if bound_bits is not None and not 1 <= bound_bits <= self.ring.bits - 2:
+            raise SnniError(f"maxpool2d bound_bits must be in 1..{self.ring.bits - 2}")
+        diff_bound = self.ring.bits - 1 if bound_bits is None else bound_bits + 1
         if xs.ndim != 4:
             raise SnniError(f"maxpool2d needs an NCHW tensor, got shape {xs.shape}")
         top, left, bottom, right = pads
         pool_output_hw((xs.shape[2], xs.shape[3]), kernel, stride, pads)  # validates the geometry
         with self.channel.label("maxpool"):
-            rows = self._pool_1d(xs, (1, kernel[1]), (1, stride[1]), (0, left, 0, right))
-            return self._pool_1d(rows, (kernel[0], 1), (stride[0], 1), (top, 0, bottom, 0))
+            rows = self._pool_1d(
+                xs, (1, kernel[1]), (1, stride[1]), (0, left, 0, right), diff_bound
+            )
+            return self._pool_1d(
+                rows, (kernel[0], 1), (stride[0], 1), (top, 0, bottom, 0), diff_bound
+            )
 
     def _pool_1d(
         self,
@@ -156,6 +174,7 @@ class NonlinearEngine:
         kernel: tuple[int, int],
         stride: tuple[int, int],
         pads: tuple[int, int, int, int],
+        diff_bound: int,
     ) -> U64:
         """Max over windows of one axis: a log-depth tree with each level's pairs
         packed into a single ReLU call (max(a, b) = b + ReLU(a - b))."""
@@ -169,7 +188,8 @@ class NonlinearEngine:
             a = np.concatenate(level[0 : 2 * pairs : 2])
             b = np.concatenate(level[1 : 2 * pairs : 2])
             diff = self.ring.sub(a, b)
-            best = self.ring.add(b, self._batched(diff, self._relu_flat).astype(np.uint64))
+            relu = self._batched(diff, lambda v: self._relu_flat(v, diff_bound))
+            best = self.ring.add(b, relu.astype(np.uint64))
             merged = np.split(best, pairs)
             if len(level) % 2:
                 merged.append(level[-1])
@@ -181,18 +201,29 @@ class NonlinearEngine:
         if not 1 <= shift <= min(MAX_SHIFT, self.ring.bits - 2):
             raise SnniError(f"shift must be in 1..{min(MAX_SHIFT, self.ring.bits - 2)}")
 
-    def _drelu_flat(self, x: U64) -> U8:
-        bits = self.ring.bits - 1
-        low_mask = np.uint64((1 << bits) - 1)
-        low = x & low_mask
-        # carry of the low l-1 bits: client's a vs server's b = 2^(l-1) - 1 - low1
+    def _check_bound(self, bound_bits: int | None) -> int:
+        full = self.ring.bits - 1
+        if bound_bits is None:
+            return full
+        if not 1 <= bound_bits <= full:
+            raise SnniError(f"bound_bits must be in 1..{full}, got {bound_bits}")
+        return int(bound_bits)
+
+    def _drelu_flat(self, x: U64, bound: int) -> U8:
+        """1{x >= 0} for -2^k <= x < 2^k (k = bound; k = l - 1 is the whole ring).
+
+        y = x + 2^k lies in [0, 2^(k+1)), so DReLU(x) is bit k of y, and the
+        shares reduced mod 2^(k+1) still share y. Bit k of y0 + y1 is
+        bit_k(y0) xor bit_k(y1) xor carry, where the carry of the low k bits is
+        1{(y0 mod 2^k) > 2^k - 1 - (y1 mod 2^k)}: the millionaires' protocol
+        on k bits (client's a against server's b)."""
+        k = np.uint64(bound)
+        y = (x + (np.uint64(1) << k)) if self._client else x
+        low_mask = np.uint64((1 << bound) - 1)
+        low = y & low_mask
         value = low if self._client else low_mask - low
-        carry = greater_than(self.channel, self.party, self.ot, value, bits)
-        msb = ((x >> np.uint64(bits)) & np.uint64(1)).astype(np.uint8)
-        out = msb ^ carry
-        if self._client:
-            out ^= np.uint8(1)
-        return out
+        carry = greater_than(self.channel, self.party, self.ot, value, bound)
+        return ((y >> k) & np.uint64(1)).astype(np.uint8) ^ carry
 
     def _mux(self, d: U8, x: U64) -> U64:
         """Share of d * x for XOR-shared bit d and additively shared x.
@@ -221,8 +252,8 @@ class NonlinearEngine:
         got = (k + dd * np.asarray(peer, dtype=np.uint64)) & mask
         return np.asarray((r + got) & mask, dtype=np.uint64)
 
-    def _relu_flat(self, x: U64) -> U64:
-        return self._mux(self._drelu_flat(x), x)
+    def _relu_flat(self, x: U64, bound: int) -> U64:
+        return self._mux(self._drelu_flat(x, bound), x)
 
     def _bit_function_share(
         self, m: U8, d: U8, shift: int, table: Callable[[U8, U8, int, int], U8]

@@ -123,6 +123,22 @@ def test_maxpool(
     np.testing.assert_array_equal(got, maxpool_ref(vals, kernel, stride, pads))
 
 
+def test_maxpool_with_bound(run_parties: Callable[..., tuple[Any, Any]]) -> None:
+    """After relu_truncate(., 12) at l = 37 values lie in [-1, 2^24): bound 24."""
+    ring = RINGS[0]
+    rng = np.random.default_rng(9)
+    vals = rng.integers(-1, 1 << 24, (1, 3, 9, 9))
+    vals.reshape(-1)[:3] = [(1 << 24) - 1, -1, 0]
+    a, b = secure(
+        run_parties,
+        ring,
+        lambda e, x: e.maxpool2d(x, (3, 3), (2, 2), (1, 1, 1, 1), bound_bits=24),
+        vals,
+    )
+    got = ring.to_signed(ring.add(a, b))
+    np.testing.assert_array_equal(got, maxpool_ref(vals, (3, 3), (2, 2), (1, 1, 1, 1)))
+
+
 def test_empty_and_bad_inputs() -> None:
     from secfepas_sdk.snni.channel import run_pair
 
@@ -138,6 +154,10 @@ def test_empty_and_bad_inputs() -> None:
                 engine.relu(np.zeros(4, dtype=np.int64))  # type: ignore[arg-type]
             with pytest.raises(SnniError):
                 engine.truncate(np.zeros(4, dtype=np.uint64), 0)
+            with pytest.raises(SnniError):
+                engine.relu(np.zeros(4, dtype=np.uint64), bound_bits=37)
+            with pytest.raises(SnniError):
+                engine.maxpool2d(np.zeros((1, 1, 2, 2), np.uint64), (2, 2), (2, 2), bound_bits=36)
             return engine.relu(np.zeros((0, 3), dtype=np.uint64))
 
         return run
