@@ -40,8 +40,10 @@ _log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm"})
 _URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
-# A stream that fails this many grabs in a row has ended (or its device went away).
-_MAX_CONSECUTIVE_CORRUPT = 8
+# A file that fails this many grabs in a row has ended; a live source, which
+# waits up to its read time-out on each grab, gives up sooner.
+_MAX_FAILED_GRABS_FILE = 8
+_MAX_FAILED_GRABS_LIVE = 3
 
 
 def _cv2() -> Any:
@@ -207,7 +209,8 @@ class VideoCaptureSource(FrameSource):
                 # next one; only failures followed by a good frame were corrupt frames.
                 failed += 1
                 at_end = total > 0 and index + failed >= total
-                if at_end or failed > _MAX_CONSECUTIVE_CORRUPT:
+                limit = _MAX_FAILED_GRABS_FILE if self._is_file else _MAX_FAILED_GRABS_LIVE
+                if at_end or failed > limit:
                     return
                 continue
             if failed:
