@@ -223,3 +223,43 @@ def test_synthetic_source_is_deterministic() -> None:
     assert not np.array_equal(a[0], a[1])  # noise differs frame to frame
     with open_source("synthetic:") as s:
         assert sum(1 for _ in s) == 100
+
+
+def test_mjpeg_http_stream_on_loopback() -> None:
+    """An IP-camera-style MJPEG stream (multipart/x-mixed-replace) from a real
+    HTTP server on 127.0.0.1, read through FFmpeg like any network camera."""
+    import http.server
+
+    jpegs = [cv2.imencode(".jpg", px)[1].tobytes() for px in _frames(25, 96, 128)]
+
+    class Camera(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            try:
+                for jpg in jpegs:
+                    head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpg)}"
+                    self.wfile.write(head.encode() + b"\r\n\r\n" + jpg + b"\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Camera)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        src = open_source(f"http://127.0.0.1:{server.server_address[1]}/video.mjpg")
+        assert isinstance(src, VideoCaptureSource)
+        with src:
+            frames = list(src)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [f.index for f in frames] == list(range(25))
+    ts = [f.timestamp for f in frames]
+    assert ts == sorted(ts) and ts[0] >= 0.0  # live clock: monotonic since open
+    assert all(f.pixels.shape == (96, 128, 3) for f in frames)
+    assert src.stats.corrupt == 0
