@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import secrets
 import time
@@ -232,7 +233,12 @@ class SecureInferenceClient:
                 )
             if not isinstance(event, ServerHello):
                 raise RemoteProtocolError("expected ServerHello", "wrong_state")
-            runtime = self._make_runtime(event)
+            try:
+                runtime = self._make_runtime(event)
+            except ModelPackageError as exc:
+                with contextlib.suppress(ProtocolError):
+                    await stream.send(Error(code="model_mismatch", message=str(exc)[:1000]))
+                raise
         except BaseException:
             await stream.aclose()
             raise
@@ -253,6 +259,11 @@ class SecureInferenceClient:
             plan = Plan.from_dict(hello.plan)
         except SnniError as exc:
             raise RemoteProtocolError(f"the edge's plan is invalid: {exc}", "bad_message") from exc
+        hashes = hello.manifest.get("hashes")
+        want = hashes.get("plan.json") if isinstance(hashes, dict) else None
+        got = hashlib.sha256(plan.to_json().encode("utf-8")).hexdigest()
+        if want != got:
+            raise ModelPackageError("the edge's plan does not match its manifest's plan hash")
         return ClientRuntime(plan)
 
     async def close(self) -> None:
