@@ -264,8 +264,9 @@ class ImageFolderSource(FrameSource):
     def _frames(self) -> Iterator[Frame]:
         cv2 = _cv2()
         for i, path in enumerate(list(self._files)):
-            pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-            if pixels is None or pixels.dtype != np.uint8:
+            # IMREAD_COLOR turns grey, RGBA and 16-bit images into 8-bit BGR.
+            pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if pixels is None:
                 self._corrupt += 1
                 _log.warning("%s: skipped unreadable image %s", self.source_id, path.name)
                 continue

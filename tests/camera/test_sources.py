@@ -107,11 +107,12 @@ def test_image_folder_sorted_with_fps_timestamps_and_conversions(tmp_path: Path)
     cv2.imwrite(str(tmp_path / "a_000.png"), frames[0])
     cv2.imwrite(str(tmp_path / "a_001.png"), cv2.cvtColor(frames[1], cv2.COLOR_BGR2GRAY))
     cv2.imwrite(str(tmp_path / "c_003.png"), cv2.cvtColor(frames[3], cv2.COLOR_BGR2BGRA))
+    cv2.imwrite(str(tmp_path / "d_004.png"), frames[3].astype(np.uint16) * 257)  # 16-bit
     (tmp_path / "readme.txt").write_text("ignored")
     with open_source(tmp_path, fps=2.0) as src:
         assert isinstance(src, ImageFolderSource)
         got = list(src)
-    assert [f.timestamp for f in got] == [0.0, 0.5, 1.0, 1.5]
+    assert [f.timestamp for f in got] == [0.0, 0.5, 1.0, 1.5, 2.0]
     assert all(f.pixels.shape == (48, 64, 3) for f in got)
     assert np.array_equal(got[0].pixels, frames[0])
     grey = cv2.cvtColor(frames[1], cv2.COLOR_BGR2GRAY)
@@ -119,6 +120,7 @@ def test_image_folder_sorted_with_fps_timestamps_and_conversions(tmp_path: Path)
         got[1].pixels[..., 2], grey
     )
     assert np.array_equal(got[3].pixels, frames[3])
+    assert np.array_equal(got[4].pixels, frames[3])
 
 
 def test_image_folder_skips_and_counts_corrupt_images(tmp_path: Path) -> None:
