@@ -86,6 +86,27 @@ def _window_sum(x: U64, op: Op) -> U64:
     return out
 
 
+def _separable_maxpool(
+    nl: NonlinearEngine,
+    x: U64,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    pads: tuple[int, int, int, int],
+) -> U64:
+    """Max over rows, then over columns: max is separable, and for a 3x3 stride-2
+    pool this needs 6 instead of 8 comparisons per output (padding stays ignored)."""
+    (kh, kw), (sh, sw), (t, left, b, r) = kernel, stride, pads
+    ho = (x.shape[1] + t + b - kh) // sh + 1
+    direct = (kh * kw - 1) * ho
+    separable = (kw - 1) * x.shape[1] + (kh - 1) * ho  # both per output column
+    if kh == 1 or kw == 1 or separable >= direct:
+        out: U64 = nl.maxpool2d(x[None], kernel, stride, pads)[0]
+        return out
+    rows = nl.maxpool2d(x[None], (1, kw), (1, sw), (0, left, 0, r))
+    out = nl.maxpool2d(rows, (kh, 1), (sh, 1), (t, 0, b, 0))[0]
+    return out
+
+
 class _Runner:
     """What both parties do identically: layouts and local ops on shares."""
 
@@ -123,7 +144,7 @@ class _Runner:
             kh, kw = op.attrs["kernel"]
             sh, sw = op.attrs["stride"]
             t, left, b, r = op.attrs["pads"]
-            y = nl.maxpool2d(xs[0][None], (kh, kw), (sh, sw), (t, left, b, r))[0]
+            y = _separable_maxpool(nl, xs[0], (kh, kw), (sh, sw), (t, left, b, r))
         elif k == "avgpool":
             counts = avgpool_divisors(op, self.shapes[op.inputs[0]])
             consts = ring.reduce(np.rint(2.0 ** int(op.attrs["shift"]) / counts).astype(np.int64))
