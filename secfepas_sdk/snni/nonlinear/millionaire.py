@@ -4,11 +4,11 @@ Who holds what: the client holds a, the server holds b, both L-bit unsigned
 integers (n of each). Output: XOR shares of 1{a > b}, one bit per element for
 each party; nothing else is revealed.
 
-1. Split a and b into q = ceil(L / 4) digits of 4 bits.
-2. Leaves: for each digit, one 1-out-of-16 OT with 2-bit messages. The server
-   offers, for every possible client digit v, (1{v > b_i}, 1{v = b_i}) xor its
-   own random share bits; the client picks v = a_i. The 1-of-16 OT is made of
-   4 random OTs (see :mod:`secfepas_sdk.snni.ot.session`).
+1. Split a and b into q = ceil(L / 5) digits of 4-5 bits (:func:`digit_sizes`).
+2. Leaves: for each k-bit digit, one 1-out-of-2^k OT with 2-bit messages. The
+   server offers, for every possible client digit v, (1{v > b_i}, 1{v = b_i}) xor
+   its own random share bits; the client picks v = a_i. The 1-of-2^k OT is made
+   of k random OTs (see :mod:`secfepas_sdk.snni.ot.session`).
 3. Combine digits in a log-depth tree with
    gt = gt_H xor (eq_H and gt_L), eq = eq_H and eq_L. Both ANDs share eq_H,
    so each tree node consumes one *correlated* Beaver triple (x; y, y'; xy, xy'),
@@ -25,12 +25,15 @@ import secrets
 import numpy as np
 from numpy.typing import NDArray
 
+from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import Channel
 from secfepas_sdk.snni.nonlinear._link import exchange
-from secfepas_sdk.snni.ot.bits import pack_bits, unpack_bits
+from secfepas_sdk.snni.ot.bits import pack_bits, packed_size, unpack_bits
 from secfepas_sdk.snni.ot.session import (
     OtSession,
     choice_bits,
+    one_of_n_decode,
+    one_of_n_payload,
     slot_width,
     words_decode,
     words_payload,
@@ -40,9 +43,20 @@ from secfepas_sdk.snni.party import Party
 U64 = NDArray[np.uint64]
 U8 = NDArray[np.uint8]
 
-DIGIT_BITS = 4
-_LOG_N = DIGIT_BITS
+MAX_DIGIT_BITS = 5  # 1-of-32 leaves: 32 two-bit messages fill one 64-bit word
 _MSG_BITS = 2  # (gt, eq)
+
+
+def digit_sizes(bits: int) -> list[int]:
+    """Digit widths, least significant first. A k-bit leaf costs k random OTs and
+    2^k two-bit messages (16k + 2^(k-2) bytes) and each extra digit one tree node
+    (about 33 bytes), so the cheapest split uses digits of 4-5 bits: the fewest
+    digits of at most 5 bits, as even as possible."""
+    if bits < 1:
+        raise SnniError("the millionaires' protocol needs at least one bit")
+    q = -(-bits // MAX_DIGIT_BITS)
+    base, extra = divmod(bits, q)
+    return [base + 1] * extra + [base] * (q - extra)
 
 
 def _random_bits(shape: tuple[int, ...]) -> U8:
@@ -51,50 +65,95 @@ def _random_bits(shape: tuple[int, ...]) -> U8:
     return np.unpackbits(raw, count=count, bitorder="little").reshape(shape)
 
 
-def _leaf_words(b_digits: U64, r_gt: U8, r_eq: U8) -> U64:
-    """Server: packed 1-of-16 messages (gt, eq) for each of its digits."""
-    v = np.arange(1 << DIGIT_BITS, dtype=np.uint64)
-    table = np.zeros(1 << DIGIT_BITS, dtype=np.uint64)
-    for bv in range(1 << DIGIT_BITS):
+def _leaf_messages(b_digits: U64, k: int, r_gt: U8, r_eq: U8) -> U64:
+    """Server: for each digit b and every client digit v, (1{v > b}, 1{v = b})
+    xor its share bits, as (n, 2^k) two-bit messages."""
+    v = np.arange(1 << k, dtype=np.uint64)[None, :]
+    b = b_digits.reshape(-1, 1)
+    gt = (v > b).astype(np.uint64) ^ r_gt.reshape(-1, 1)
+    eq = (v == b).astype(np.uint64) ^ r_eq.reshape(-1, 1)
+    out: U64 = gt | (eq << np.uint64(1))
+    return out
+
+
+def _leaf_words(b_digits: U64, k: int, r_gt: U8, r_eq: U8) -> U64:
+    """The same messages packed in one word per digit (message v at bits 2v, 2v+1)."""
+    v = np.arange(1 << k, dtype=np.uint64)
+    table = np.zeros(1 << k, dtype=np.uint64)
+    for bv in range(1 << k):
         gt = (v > bv).astype(np.uint64)
         eq = (v == bv).astype(np.uint64)
-        word = (gt | (eq << np.uint64(1))) << (v * np.uint64(_MSG_BITS))
-        table[bv] = np.bitwise_or.reduce(word)
+        table[bv] = np.bitwise_or.reduce((gt | (eq << np.uint64(1))) << (v * np.uint64(2)))
+    ones = np.uint64(sum(1 << (2 * i) for i in range(1 << k)))
     words = table[b_digits.astype(np.intp)]
-    words ^= r_gt.astype(np.uint64) * np.uint64(0x55555555)
-    words ^= r_eq.astype(np.uint64) * np.uint64(0xAAAAAAAA)
+    words ^= r_gt.astype(np.uint64) * ones
+    words ^= r_eq.astype(np.uint64) * (ones << np.uint64(1))
     return words
 
 
-def _digits(values: U64, bits: int) -> tuple[U64, int]:
-    q = (bits + DIGIT_BITS - 1) // DIGIT_BITS
-    shifts = np.arange(q, dtype=np.uint64) * np.uint64(DIGIT_BITS)
-    return (values.reshape(-1, 1) >> shifts[None, :]) & np.uint64(0xF), q
+def _packed(k: int) -> bool:
+    return ((_MSG_BITS << k) % 8) == 0
+
+
+def _split(values: U64, sizes: list[int]) -> U64:
+    """(n, q) digits of each value, least significant first."""
+    out = np.empty((values.size, len(sizes)), dtype=np.uint64)
+    shift = 0
+    for j, k in enumerate(sizes):
+        out[:, j] = (values.reshape(-1) >> np.uint64(shift)) & np.uint64((1 << k) - 1)
+        shift += k
+    return out
 
 
 def greater_than(channel: Channel, party: Party, ot: OtSession, value: U64, bits: int) -> U8:
     """XOR share of 1{a > b}; the client passes a, the server b (``bits`` wide)."""
     n = int(value.size)
-    digits, q = _digits(value, bits)
+    sizes = digit_sizes(bits)
+    q = len(sizes)
+    digits = _split(value, sizes)
+    classes = sorted(set(sizes))
+    cols = {k: [j for j, size in enumerate(sizes) if size == k] for k in classes}
     nodes = q - 1
-    kw = slot_width(_LOG_N, _MSG_BITS)
     x = _random_bits((n * nodes,))
+    gt = np.empty((n, q), dtype=np.uint8)
+    eq = np.empty((n, q), dtype=np.uint8)
     # Step 1: all random OTs of this comparison, in one flight each way.
     if party is Party.CLIENT:
-        leaf_keys = ot.rot_recv(channel, choice_bits(digits, _LOG_N), kw)
+        leaf_keys = {
+            k: ot.rot_recv(channel, choice_bits(digits[:, cols[k]], k), slot_width(k, _MSG_BITS))
+            for k in classes
+        }
         k_recv = ot.rot_recv(channel, x, 2)
         s0, s1 = ot.rot_send(channel, n * nodes, 2)
-        raw = channel.recv_exact(n * q * 4)
-        leaf = words_decode(leaf_keys, raw, digits, _LOG_N, _MSG_BITS).reshape(n, q)
-        gt = (leaf & np.uint64(1)).astype(np.uint8)
-        eq = (leaf >> np.uint64(1)).astype(np.uint8)
+        for k in classes:
+            chosen = digits[:, cols[k]]
+            count = chosen.size << k
+            if _packed(k):
+                raw = channel.recv_exact(count * _MSG_BITS // 8)
+                leaf = words_decode(leaf_keys[k], raw, chosen, k, _MSG_BITS)
+            else:
+                raw = channel.recv_exact(packed_size(count, _MSG_BITS))
+                leaf = one_of_n_decode(leaf_keys[k], raw, chosen, k, _MSG_BITS)
+            leaf = leaf.reshape(n, len(cols[k]))
+            gt[:, cols[k]] = (leaf & np.uint64(1)).astype(np.uint8)
+            eq[:, cols[k]] = (leaf >> np.uint64(1)).astype(np.uint8)
     else:
-        leaf_pair = ot.rot_send(channel, n * q * _LOG_N, kw)
+        leaf_pairs = {
+            k: ot.rot_send(channel, n * len(cols[k]) * k, slot_width(k, _MSG_BITS)) for k in classes
+        }
         s0, s1 = ot.rot_send(channel, n * nodes, 2)
         k_recv = ot.rot_recv(channel, x, 2)
-        gt = _random_bits((n, q))
-        eq = _random_bits((n, q))
-        channel.send(words_payload(leaf_pair, _leaf_words(digits, gt, eq), _LOG_N, _MSG_BITS))
+        gt[:] = _random_bits((n, q))
+        eq[:] = _random_bits((n, q))
+        for k in classes:
+            mine = digits[:, cols[k]].reshape(-1)
+            r_gt, r_eq = gt[:, cols[k]].reshape(-1), eq[:, cols[k]].reshape(-1)
+            if _packed(k):
+                words = _leaf_words(mine, k, r_gt, r_eq)
+                channel.send(words_payload(leaf_pairs[k], words, k, _MSG_BITS))
+            else:
+                msgs = _leaf_messages(mine, k, r_gt, r_eq)
+                channel.send(one_of_n_payload(leaf_pairs[k], msgs, k, _MSG_BITS))
     # Correlated triples: x; y (bit 0) and y' (bit 1); z = x*y, z' = x*y' (shares).
     y = (s0 ^ s1).astype(np.uint8).reshape(n, nodes) if nodes else np.zeros((n, 0), np.uint8)
     xs = x.reshape(n, nodes)
@@ -114,8 +173,8 @@ def greater_than(channel: Channel, party: Party, ot: OtSession, value: U64, bits
         e = gt[:, lo] ^ (ty & 1)
         e2 = eq[:, lo] ^ (ty >> 1)
         opened = np.stack([d, e, e2])
-        mine = pack_bits(opened, 1)
-        peer = unpack_bits(exchange(channel, party, mine), opened.size, 1, np.uint8)
+        payload = pack_bits(opened, 1)
+        peer = unpack_bits(exchange(channel, party, payload), opened.size, 1, np.uint8)
         opened ^= peer.reshape(opened.shape)
         d, e, e2 = opened[0], opened[1], opened[2]
         and_gt = (tz & 1) ^ (d & (ty & 1)) ^ (e & tx) ^ (me0 & d & e)
