@@ -258,7 +258,7 @@ class ServerRuntime:
             cache = cost <= budget
             budget -= cost if cache else 0
             self._prepared[op.name] = self._he.prepare(
-                layer.layout, layer.kernel_polys(w), 2.0 ** int(op.attrs["l1_log2"]), cache=cache
+                layer.layout, layer.kernel_source(w), 2.0 ** int(op.attrs["l1_log2"]), cache=cache
             )
             bias = r.ring.from_signed(weights.arrays[f"{op.name}/b"])
             self._bias[op.name] = bias.reshape((-1,) + (1,) * (len(op.shape) - 1))

@@ -23,6 +23,7 @@ least MIN_FLOOD_SIGMA bits above the worst-case weight-dependent noise
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,7 +169,7 @@ class PreparedLayer:
 
     layout: HeLayout
     plains: list[Any] | None
-    polys: I64 | None
+    source: Callable[[int], I64] | None
     flood_bits: int
 
 
@@ -212,17 +213,30 @@ class HeServer:
         return pt
 
     def prepare(
-        self, layout: HeLayout, polys: I64, l1_bound: float, *, cache: bool = True
+        self,
+        layout: HeLayout,
+        kernels: I64 | Callable[[int], I64],
+        l1_bound: float,
+        *,
+        cache: bool = True,
     ) -> PreparedLayer:
-        """Check the noise budget and pre-encode weights in NTT form (once per model)."""
+        """Check the noise budget and pre-encode weights in NTT form (once per model).
+
+        ``kernels`` is the (n_kernels, n) array or a function giving kernel k; without
+        ``cache`` the kernels are NTT'd per inference instead (bounded memory)."""
         s = self._s
-        if polys.shape != (layout.n_kernels, layout.n):
-            raise SnniError("kernel polynomials do not match the layout")
+        if isinstance(kernels, np.ndarray):
+            if kernels.shape != (layout.n_kernels, layout.n):
+                raise SnniError("kernel polynomials do not match the layout")
+            array = kernels
+            source: Callable[[int], I64] = lambda k: array[k]  # noqa: E731
+        else:
+            source = kernels
         flood, _sigma = check_layer_noise(s.params, s.ring.bits, l1_bound)
         if cache:
-            plains = [self._ntt_plain(p) for p in polys]
-            return PreparedLayer(layout=layout, plains=plains, polys=None, flood_bits=flood)
-        return PreparedLayer(layout=layout, plains=None, polys=polys, flood_bits=flood)
+            plains = [self._ntt_plain(source(k)) for k in range(layout.n_kernels)]
+            return PreparedLayer(layout=layout, plains=plains, source=None, flood_bits=flood)
+        return PreparedLayer(layout=layout, plains=None, source=source, flood_bits=flood)
 
     def _cbd(self, count: int) -> I64:
         """Centred binomial noise (eta = 21, sigma 3.24, |e| <= 21), as SEAL's sigma 3.2."""
@@ -305,7 +319,7 @@ class HeServer:
                 plain = (
                     layer.plains[kern]
                     if layer.plains is not None
-                    else self._ntt_plain(layer.polys[kern])  # type: ignore[index]
+                    else self._ntt_plain(layer.source(kern))  # type: ignore[misc]
                 )
                 if j == 0:
                     ev.multiply_plain(cts[i], plain, acc)

@@ -11,6 +11,7 @@ message. Everything here is public geometry; weights only enter through
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -191,6 +192,24 @@ class ConvLayer:
         polys = [self.packing.kernels(pw[g]) for g in range(self.spec.groups)]
         return np.concatenate(polys).reshape(self.layout.n_kernels, self.layout.n)
 
+    def kernel_source(self, w: I64) -> Callable[[int], I64]:
+        """Kernel polynomial k on demand (one output block at a time), so that a large
+        model never holds all its kernel polynomials at once."""
+        pw = self.spec.phase_weights(w)
+        p = self.packing
+        block: dict[tuple[int, int], I64] = {}
+
+        def get(k: int) -> I64:
+            g, rem = divmod(k, p.n_kernels)
+            ob, cb = divmod(rem, p.n_cb)
+            if (g, ob) not in block:
+                block.clear()
+                block[(g, ob)] = p.kernels(pw[g], ob, ob + 1)
+            poly: I64 = block[(g, ob)][cb]
+            return poly
+
+        return get
+
     def l1_bound(self, w: I64) -> float:
         """Largest sum of |kernel| over the terms of one output ciphertext."""
         pw = self.spec.phase_weights(w)
@@ -235,6 +254,10 @@ class MatmulLayer:
         if w.shape != (self.packing.out_features, self.packing.in_features):
             raise SnniError(f"matmul weight shape {w.shape} is wrong")
         return self.packing.kernels_all(w)
+
+    def kernel_source(self, w: I64) -> Callable[[int], I64]:
+        polys = self.kernel_polys(w)
+        return lambda k: polys[k]
 
     def l1_bound(self, w: I64) -> float:
         """Each output coefficient sums one row over the chunks; cross terms do not reach it,

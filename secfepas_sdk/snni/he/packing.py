@@ -155,19 +155,22 @@ class ConvPacking:
         origin = (self.cp - 1) * self.hh * self.ww + (self.kh - 1) * self.ww + (self.kw - 1)
         return np.asarray(origin - (c * self.hh * self.ww + di * self.ww + dj), dtype=np.int64)
 
-    def kernels(self, w: I64) -> I64:
-        """Signed kernel polynomials (n_ob * n_cb, n) ordered (ob, cb)."""
-        m = w.shape[0]
-        padded = np.zeros((self.n_ob * self.no, self.n_cb * self.cp, self.kh, self.kw), np.int64)
-        padded[:m, : self.channels] = w
-        blocks = padded.reshape(self.n_ob, self.no, self.n_cb, self.cp, self.kh, self.kw)
+    def kernels(self, w: I64, ob_start: int = 0, ob_stop: int | None = None) -> I64:
+        """Signed kernel polynomials of output blocks [ob_start, ob_stop): (count * n_cb, n),
+        ordered (ob, cb)."""
+        stop = self.n_ob if ob_stop is None else ob_stop
+        count = stop - ob_start
+        lo, hi = ob_start * self.no, min(w.shape[0], stop * self.no)
+        padded = np.zeros((count * self.no, self.n_cb * self.cp, self.kh, self.kw), np.int64)
+        padded[: hi - lo, : self.channels] = w[lo:hi]
+        blocks = padded.reshape(count, self.no, self.n_cb, self.cp, self.kh, self.kw)
         blocks = blocks.transpose(0, 2, 1, 3, 4, 5)  # (ob, cb, o, c, di, dj)
         pos = self._kernel_positions()[None, :, :, :] + (
             np.arange(self.no)[:, None, None, None] * self.span
         )
-        out = np.zeros((self.n_ob, self.n_cb, self.n), dtype=np.int64)
+        out = np.zeros((count, self.n_cb, self.n), dtype=np.int64)
         out[:, :, pos] = blocks
-        return out.reshape(self.n_ob * self.n_cb, self.n)
+        return out.reshape(count * self.n_cb, self.n)
 
     def terms(self) -> Iterator[list[tuple[int, int]]]:
         """For each output ciphertext (ob, ti, tj): its (input, kernel) pairs."""

@@ -184,3 +184,21 @@ def test_garbage_ciphertext_is_refused(parties) -> None:
 
     with pytest.raises(SnniError):
         run_pair(cl, lambda ch: server.linear(ch, prepared, x), timeout_s=20)
+
+
+def test_kernel_source_matches_full_array_and_uncached_run(parties) -> None:
+    spec = ConvSpec(in_shape=(6, 7, 7), out_channels=10, kernel=(3, 3), pads=(1, 1, 1, 1), groups=2)
+    layer = ConvLayer(spec, N)
+    w = weights(np.random.default_rng(9), (10, 3, 3, 3))
+    full = layer.kernel_polys(w)
+    source = layer.kernel_source(w)
+    assert all(np.array_equal(full[k], source(k)) for k in range(layer.layout.n_kernels))
+    client, server = parties
+    prepared = server.prepare(layer.layout, source, layer.l1_bound(w), cache=False)
+    x = RING.random(Prg(), spec.in_shape)
+    x0, x1 = RING.share(x, Prg())
+    y0, y1 = run_pair(
+        lambda ch: client.linear(ch, layer.layout, layer.pack(x0)),
+        lambda ch: server.linear(ch, prepared, layer.pack(x1)),
+    )
+    assert np.array_equal(RING.add(y0, y1).reshape(spec.out_shape), ref_conv(x, w, spec))
