@@ -135,7 +135,10 @@ def run_level(n: int, count: int, tmp: Path) -> dict[str, Any]:
     first = [r["latencies"][0] for r in results if r["latencies"]]
     steady = sorted(v for r in results for v in r["latencies"][1:])
     total = sum(len(r["latencies"]) for r in results)
-    pct = lambda q: float(np.percentile(steady, q)) if steady else float("nan")
+
+    def pct(q: float) -> float:
+        return float(np.percentile(steady, q)) if steady else float("nan")
+
     return {
         "cameras": n,
         "inferences": total,
