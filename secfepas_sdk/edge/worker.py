@@ -9,6 +9,7 @@ and its own shares; it never sees pixels or results.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from pathlib import Path
@@ -112,10 +113,9 @@ def serve_session(sock: socket.socket, model_path: str, timeout_s: float, max_me
                 if payload == b"\x01":
                     runtime.setup(chan)
                 runtime.infer(chan)
-            except ChannelError:
-                raise
-            except Exception as exc:  # the peer's data broke the computation
-                chan.write(relay.FAIL, _reason(exc))
+            except Exception as exc:  # the camera's data broke the computation, or it left
+                with contextlib.suppress(ChannelError):
+                    chan.write(relay.FAIL, _reason(exc))
                 return "failed"
             chan.write(relay.END)
     except ChannelError:

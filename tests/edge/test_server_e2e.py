@@ -202,3 +202,39 @@ def test_idle_timeout_then_transparent_reconnect(
             await client.close()
 
     asyncio.run(main())
+
+
+def test_garbage_snni_data_fails_that_session_only(
+    make_settings: Any, camera_tls: Any, demo_models: Path, demo_input: Any
+) -> None:
+    """An authenticated camera sending nonsense inside DATA frames gets a clear error;
+    the worker survives (or is replaced) and other cameras are served."""
+    import os
+
+    from secfepas_sdk.protocol.events import ClientHello, Data, Error, InferenceBegin
+    from secfepas_sdk.protocol.transport import client_context, open_client
+
+    async def main() -> None:
+        async with running(make_settings(model_dir=demo_models, max_sessions=1)) as server:
+            stream = await open_client(
+                "127.0.0.1", server.address[1], client_context(camera_tls()), timeout=5
+            )
+            await stream.send(
+                ClientHello(versions=(1,), model_id=MODEL, suites=("snni-cheetah-v1",))
+            )
+            await stream.next_event(30)
+            await stream.send(InferenceBegin(seq=0, setup=True))
+            for size in (7, 100_000, 3):
+                await stream.send(Data(payload=os.urandom(size)))
+            reply = None
+            async with asyncio.timeout(60):
+                while not isinstance(reply, Error):
+                    reply = await stream.next_event()
+            assert reply.code in ("inference_failed", "internal")
+            await stream.aclose()
+            client = SecureInferenceClient(server.address, camera_tls("camera-2"), MODEL)
+            a = await client.infer(demo_input)
+            assert 0 <= a.level < 4
+            await client.close()
+
+    asyncio.run(main())
