@@ -1,0 +1,346 @@
+"""SoftSpokenOT (Roy, CRYPTO 2022), semi-honest: IKNP's correlation for 128/k bits per OT.
+
+Drop-in for :mod:`.iknp`: the same ``random_ot`` signatures and the same output
+correlation, row j of the OT sender q_j = t_j xor r_j * s with s in {0,1}^128,
+so the TMMO hash of :mod:`.crhash` and every OT flavour built on it are unchanged.
+
+The 128 columns are cut into n = 128/k small-field VOLE instances of k bits.
+Instance i uses base OTs i*k .. i*k+k-1 of the IKNP setup; their choice bits are
+the k bits of Delta_i, and s is the concatenation of the Delta_i.
+
+Setup (one message, OT receiver -> OT sender): for each instance, a punctured PRF.
+The OT receiver grows a GGM tree of depth k (AES-CTR :class:`Prg` per node) to
+2^k leaf seeds and sends, per level, the XOR of all left and of all right
+children, each masked with a key derived from one of its two base-OT seeds. The
+OT sender, holding base-OT seed Delta_{i,b}, unmasks the sum on the side off
+its path and so rebuilds every leaf but the one at x = Delta_i.
+
+Per batch of m OTs with choices r (packed, m bits), both sides stream every leaf
+seed through its own persistent :class:`Prg` (counter order across batches):
+  OT receiver (all 2^k seeds):  u_i = XOR_x G(s_x),  v_i = XOR_x x * G(s_x)
+      (v_i has k bit-planes); sends c_i = u_i xor r for every instance,
+      i.e. n * m = 128 m / k bits; its row t_j is bit j of all planes v_i.
+  OT sender (seeds x != Delta_i): w_i = XOR_x (x xor Delta_i) * G(s_x)
+      = v_i xor Delta_i * u_i (the unknown term has factor 0), then
+      q_i = w_i xor Delta_i * c_i = v_i xor Delta_i * r.
+Relabelling y = x xor Delta_i turns the sender's sum into the receiver's, so one
+vectorised fold over packed bits computes both. Cost: n * 2^k PRG streams per
+side instead of IKNP's 128 or 256, i.e. about 2^k / k times the AES work.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.channel import Channel
+from secfepas_sdk.snni.ot.bits import transpose_rows
+from secfepas_sdk.snni.ot.crhash import crhash_u64, tweaks
+from secfepas_sdk.snni.ot.iknp import KAPPA, MAX_OTS_PER_CALL
+from secfepas_sdk.snni.prg import SEED_BYTES, Prg
+
+U64 = NDArray[np.uint64]
+U8 = NDArray[np.uint8]
+
+SUPPORTED_K = (1, 2, 4, 8)
+DEFAULT_K = 4
+_WORK_BYTES = 1 << 22  # PRG output held per chunk: the (n, 2^k, bytes) array stays near 4 MB
+_MAX_CHUNK = 1 << 16
+_MIN_CHUNK = 1 << 14
+
+
+def check_k(k: int) -> int:
+    """k must divide 128 so every instance has the same size."""
+    if k not in SUPPORTED_K:
+        raise SnniError(f"SoftSpokenOT needs k in {SUPPORTED_K}, got {k}")
+    return k
+
+
+def setup_message_size(k: int) -> int:
+    """Bytes of the one setup message: two masked 16-byte sums per tree level, and
+    the n = 128/k instances have k levels each, so 4 KiB whatever k."""
+    check_k(k)
+    return KAPPA * 2 * SEED_BYTES
+
+
+def chunk_size(k: int) -> int:
+    """OTs per wire message: a multiple of 64, smaller for large k to bound memory."""
+    per_seed = _WORK_BYTES // ((KAPPA // check_k(k)) << k)
+    return max(_MIN_CHUNK, min(_MAX_CHUNK, 8 * per_seed)) // 64 * 64
+
+
+def _check(count: int, width: int) -> None:
+    if not 0 <= count <= MAX_OTS_PER_CALL:
+        raise SnniError(f"OT batch of {count} is out of range")
+    if not 1 <= width <= 64:
+        raise SnniError(f"OT output width must be in 1..64 bits, got {width}")
+
+
+def _children(nodes: U8) -> U8:
+    """GGM step: each 16-byte node keys a Prg whose first 32 bytes are its two children."""
+    out = np.empty((2 * nodes.shape[0], SEED_BYTES), dtype=np.uint8)
+    for a in range(nodes.shape[0]):
+        out[2 * a : 2 * a + 2] = Prg(nodes[a].tobytes()).stream(2 * SEED_BYTES).reshape(2, -1)
+    return out
+
+
+def _level_mask(base_seed: U8) -> U8:
+    """One-time pad for a level sum, from a base-OT seed used for nothing else."""
+    return Prg(base_seed.tobytes()).stream(SEED_BYTES)
+
+
+class _StreamPrg(Prg):
+    """A :class:`Prg` (same seed, same AES-128-CTR stream) that writes its next bytes
+    straight into a caller's buffer: no allocation and no copy per seed and chunk."""
+
+    __slots__ = ()
+
+    def stream_into(self, zeros: memoryview, out: U8, offset: int) -> None:
+        """Write len(zeros) stream bytes at out[offset:]; out needs 15 bytes of slack."""
+        end = offset + len(zeros) + 15
+        if end > out.size:
+            raise SnniError("stream buffer lacks the 15 bytes of slack AES-CTR needs")
+        self._encryptor.update_into(zeros, out[offset:end].data)
+
+
+def _fold_numpy(g: U64, planes: U64, total: U64) -> None:
+    """planes[i, b] = XOR of g[i, x] over x with bit b set; total[i] = XOR of all g[i, x].
+    Pairwise folding: about 2 * 2^k row XORs per instance."""
+    n, _, w = g.shape
+    cur = g
+    for b in range(planes.shape[1]):
+        pairs = cur.reshape(n, -1, 2, w)
+        odd = pairs[:, :, 1, :]
+        planes[:, b] = np.bitwise_xor.reduce(odd, axis=1)
+        cur = pairs[:, :, 0, :] ^ odd
+    total[:] = cur.reshape(n, w)
+
+
+def _build_numba() -> Callable[[U64, U64, U64], None] | None:
+    """The fold as one numba pass over g (about 8x faster), or None without numba."""
+    if os.environ.get("SECFEPAS_NO_NUMBA"):
+        return None
+    try:
+        import numba
+    except ImportError:
+        return None
+
+    @numba.njit(cache=True, nogil=True)
+    def kernel(g: Any, planes: Any, total: Any) -> None:  # pragma: no cover - compiled
+        n, size, w = g.shape
+        k = planes.shape[1]
+        for i in range(n):
+            total[i, :] = 0
+            planes[i, :, :] = 0
+            for x in range(size):
+                for j in range(w):
+                    total[i, j] ^= g[i, x, j]
+                for b in range(k):
+                    if (x >> b) & 1:
+                        for j in range(w):
+                            planes[i, b, j] ^= g[i, x, j]
+
+    return kernel
+
+
+_NUMBA: list[Callable[[U64, U64, U64], None] | None] = []
+
+
+def _fold(g: U64) -> tuple[U64, U64]:
+    """(planes, total) of g with shape (n, 2^k, w) words, as :func:`_fold_numpy` defines."""
+    if not _NUMBA:
+        _NUMBA.append(_build_numba())
+    n, size, w = g.shape
+    planes = np.empty((n, size.bit_length() - 1, w), dtype=np.uint64)
+    total = np.empty((n, w), dtype=np.uint64)
+    (_NUMBA[0] or _fold_numpy)(g, planes, total)
+    return planes, total
+
+
+def _expand(prgs: list[list[_StreamPrg]], offset: int, n_rows: int, nbytes: int) -> U8:
+    """(n, n_rows, nbytes): row (i, offset + j) holds the next ``nbytes`` of prgs[i][j];
+    rows before ``offset`` are zero."""
+    flat = np.empty(len(prgs) * n_rows * nbytes + 16, dtype=np.uint8)
+    zeros = _zeros(nbytes).data
+    for i, row in enumerate(prgs):
+        base = (i * n_rows + offset) * nbytes
+        for j, prg in enumerate(row):
+            prg.stream_into(zeros, flat, base + j * nbytes)
+    g = flat[:-16].reshape(len(prgs), n_rows, nbytes)
+    if offset:
+        g[:, :offset] = 0
+    return g
+
+
+_ZEROS: dict[int, U8] = {}
+
+
+def _zeros(nbytes: int) -> U8:
+    if nbytes not in _ZEROS:
+        z = np.zeros(nbytes, dtype=np.uint8)
+        z.setflags(write=False)
+        _ZEROS[nbytes] = z
+    return _ZEROS[nbytes]
+
+
+class SoftSpokenReceiver:
+    """OT receiver (VOLE sender, PPRF sender): holds both seeds of every base OT,
+    grows all 2^k leaves per instance, and never learns s."""
+
+    __slots__ = ("_counter", "_domain", "_k", "_prgs", "_setup_msg")
+
+    def __init__(self, seeds0: U8, seeds1: U8, *, domain: int, k: int = DEFAULT_K) -> None:
+        if seeds0.shape != (KAPPA, SEED_BYTES) or seeds1.shape != (KAPPA, SEED_BYTES):
+            raise SnniError("SoftSpokenOT receiver needs 128 seed pairs")
+        self._k = check_k(k)
+        n = KAPPA // k
+        roots = np.frombuffer(Prg().random_bytes(n * SEED_BYTES), dtype=np.uint8)
+        msg = np.empty((n, k, 2, SEED_BYTES), dtype=np.uint8)
+        self._prgs: list[list[_StreamPrg]] = []
+        for i in range(n):
+            level = roots[i * SEED_BYTES : (i + 1) * SEED_BYTES].reshape(1, SEED_BYTES)
+            for d in range(k):
+                level = _children(level)
+                p = i * k + (k - 1 - d)  # depth d branches on leaf bit k-1-d
+                msg[i, d, 0] = np.bitwise_xor.reduce(level[0::2], axis=0) ^ _level_mask(seeds1[p])
+                msg[i, d, 1] = np.bitwise_xor.reduce(level[1::2], axis=0) ^ _level_mask(seeds0[p])
+            self._prgs.append([_StreamPrg(leaf.tobytes()) for leaf in level])
+        self._setup_msg: bytes | None = msg.tobytes()
+        self._counter = 0
+        self._domain = domain
+
+    def setup(self, channel: Channel) -> None:
+        """Send the masked GGM level sums (once; the peer's sender calls ``setup`` too)."""
+        if self._setup_msg is None:
+            raise SnniError("SoftSpokenOT setup already sent")
+        channel.send(self._setup_msg)
+        self._setup_msg = None
+
+    def _rows(self, channel: Channel, choices: U8) -> Iterator[tuple[int, U8]]:
+        """(start, t rows) chunk by chunk; sends one correction message per chunk."""
+        if self._setup_msg is not None:
+            raise SnniError("SoftSpokenOT used before setup()")
+        count = int(choices.size)
+        _check(count, 64)
+        flat = choices.reshape(-1).astype(np.uint8)
+        if count and int(flat.max()) > 1:
+            raise SnniError("OT choices must be bits")
+        k = self._k
+        chunk = chunk_size(k)
+        for start in range(0, count, chunk):
+            m = min(chunk, count - start)
+            mb, mb8 = (m + 7) // 8, (m + 63) // 64 * 8
+            g = _expand(self._prgs, 0, 1 << k, mb8)
+            planes, total = _fold(g.view(np.uint64))
+            corr = total.view(np.uint8)[:, :mb]
+            corr ^= np.packbits(flat[start : start + m], bitorder="little")[None, :]
+            channel.send(np.ascontiguousarray(corr))
+            yield start, transpose_rows(planes.view(np.uint8).reshape(KAPPA, mb8))[:m]
+
+    def extend(self, channel: Channel, choices: U8) -> U8:
+        """The raw rows t_j, shape (count, 16): the peer gets q_j = t_j xor r_j * s."""
+        parts = [rows for _, rows in self._rows(channel, choices)]
+        return np.concatenate(parts) if parts else np.empty((0, 16), dtype=np.uint8)
+
+    def random_ot(self, channel: Channel, choices: U8, width: int) -> U64:
+        """K^{r_j} = H(j, t_j) for choice bits ``choices`` (0/1 uint8)."""
+        _check(int(choices.size), width)
+        out = np.empty(int(choices.size), dtype=np.uint64)
+        for start, rows in self._rows(channel, choices):
+            m = rows.shape[0]
+            tw = tweaks(self._counter, m, self._domain)
+            self._counter += m
+            out[start : start + m] = crhash_u64(np.ascontiguousarray(rows), tw, width)
+        return out
+
+
+class SoftSpokenSender:
+    """OT sender (VOLE receiver, PPRF receiver): holds s = (Delta_i) and every leaf
+    seed except the one at x = Delta_i in each instance."""
+
+    __slots__ = ("_counter", "_delta", "_dmask", "_domain", "_k", "_prgs", "_s_bits", "_seeds")
+
+    def __init__(self, s_bits: U8, seeds: U8, *, domain: int, k: int = DEFAULT_K) -> None:
+        if s_bits.shape != (KAPPA,) or seeds.shape != (KAPPA, SEED_BYTES):
+            raise SnniError("SoftSpokenOT sender needs 128 choice bits and 128 seeds")
+        self._k = check_k(k)
+        bits = s_bits.astype(np.uint8)
+        if int(bits.max()) > 1:
+            raise SnniError("base-OT choice bits must be bits")
+        self._s_bits = bits
+        self._seeds = seeds.copy()
+        self._dmask = (bits * np.uint8(0xFF)).reshape(KAPPA // k, k, 1)
+        self._delta = np.packbits(bits, bitorder="little")[None, :]
+        self._prgs: list[list[_StreamPrg]] | None = None
+        self._counter = 0
+        self._domain = domain
+
+    def setup(self, channel: Channel) -> None:
+        """Receive the peer's level sums and rebuild the punctured leaves."""
+        k, n = self._k, KAPPA // self._k
+        raw = channel.recv_exact(setup_message_size(k))
+        msg = np.frombuffer(raw, dtype=np.uint8).reshape(n, k, 2, SEED_BYTES)
+        self._prgs = []
+        for i in range(n):
+            delta_bits = self._s_bits[i * k : (i + 1) * k]
+            alpha = int(sum(int(delta_bits[b]) << b for b in range(k)))
+            level = np.zeros((1, SEED_BYTES), dtype=np.uint8)
+            path = 0  # index of the unknown node at the current depth
+            for d in range(k):
+                b = k - 1 - d
+                a_bit = (alpha >> b) & 1
+                nxt = np.zeros((2 * level.shape[0], SEED_BYTES), dtype=np.uint8)
+                known = [a for a in range(level.shape[0]) if a != path]
+                if known:
+                    kids = _children(level[known])
+                    idx = np.array([[2 * a, 2 * a + 1] for a in known]).reshape(-1)
+                    nxt[idx] = kids
+                side = 1 - a_bit  # the off-path child, whose level sum we can unmask
+                # msg[., ., side] is masked with base seed 1 - side = a_bit: the one we hold.
+                level_sum = msg[i, d, side] ^ _level_mask(self._seeds[i * k + b])
+                nxt[2 * path + side] = level_sum ^ np.bitwise_xor.reduce(nxt[side::2], axis=0)
+                path = 2 * path + a_bit
+                level = nxt
+            # Leaf y of this instance is x = y xor Delta_i; y = 0 (x = Delta_i) is unknown.
+            self._prgs.append([_StreamPrg(level[y ^ alpha].tobytes()) for y in range(1, 1 << k)])
+
+    def _rows(self, channel: Channel, count: int) -> Iterator[tuple[int, U8]]:
+        """(start, q rows) chunk by chunk; reads one correction message per chunk."""
+        if self._prgs is None:
+            raise SnniError("SoftSpokenOT used before setup()")
+        _check(count, 64)
+        k, n = self._k, KAPPA // self._k
+        chunk = chunk_size(k)
+        for start in range(0, count, chunk):
+            m = min(chunk, count - start)
+            mb, mb8 = (m + 7) // 8, (m + 63) // 64 * 8
+            corr = np.frombuffer(channel.recv_exact(n * mb), dtype=np.uint8).reshape(n, 1, mb)
+            g = _expand(self._prgs, 1, 1 << k, mb8)
+            planes, _ = _fold(g.view(np.uint64))
+            q = planes.view(np.uint8).reshape(n, k, mb8)
+            q[:, :, :mb] ^= corr & self._dmask
+            yield start, transpose_rows(q.reshape(KAPPA, mb8))[:m]
+
+    def extend(self, channel: Channel, count: int) -> U8:
+        """The raw rows q_j = t_j xor r_j * s, shape (count, 16)."""
+        parts = [rows for _, rows in self._rows(channel, count)]
+        return np.concatenate(parts) if parts else np.empty((0, 16), dtype=np.uint8)
+
+    def random_ot(self, channel: Channel, count: int, width: int) -> tuple[U64, U64]:
+        """Both outputs (K^0, K^1) = (H(j, q_j), H(j, q_j xor s)), ``width`` bits each."""
+        _check(count, width)
+        k0 = np.empty(count, dtype=np.uint64)
+        k1 = np.empty(count, dtype=np.uint64)
+        for start, rows in self._rows(channel, count):
+            m = rows.shape[0]
+            tw = tweaks(self._counter, m, self._domain)
+            self._counter += m
+            k0[start : start + m] = crhash_u64(rows, tw, width)
+            rows ^= self._delta
+            k1[start : start + m] = crhash_u64(rows, tw, width)
+        return k0, k1

@@ -1,0 +1,256 @@
+"""SoftSpokenOT: IKNP's correlation for 128/k bits per OT, over both transports."""
+
+from __future__ import annotations
+
+import queue
+import secrets
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.channel import Channel, ChannelError, MemoryChannel, memory_pair, run_pair
+from secfepas_sdk.snni.ot import softspoken as ss
+from secfepas_sdk.snni.ot.softspoken import SoftSpokenReceiver, SoftSpokenSender
+from secfepas_sdk.snni.prg import Prg
+
+Runner = Callable[..., tuple[Any, Any]]
+# 255 degrees of freedom: the 0.9999 quantile is about 340.
+CHI2_LIMIT = 340.0
+
+
+class BaseOts:
+    """What 128 base OTs leave behind: the OT receiver holds both seeds, the OT
+    sender holds s (its base-OT choices) and the seed it chose."""
+
+    def __init__(self) -> None:
+        self.s_bits = np.frombuffer(secrets.token_bytes(128), dtype=np.uint8) & np.uint8(1)
+        self.seeds0 = np.frombuffer(secrets.token_bytes(2048), dtype=np.uint8).reshape(128, 16)
+        self.seeds1 = np.frombuffer(secrets.token_bytes(2048), dtype=np.uint8).reshape(128, 16)
+        self.chosen = np.where(self.s_bits[:, None] == 1, self.seeds1, self.seeds0)
+        self.s = np.packbits(self.s_bits, bitorder="little")
+
+    def receiver(self, k: int, domain: int = 0) -> SoftSpokenReceiver:
+        return SoftSpokenReceiver(self.seeds0, self.seeds1, domain=domain, k=k)
+
+    def sender(self, k: int, domain: int = 0) -> SoftSpokenSender:
+        return SoftSpokenSender(self.s_bits, self.chosen, domain=domain, k=k)
+
+
+def run_extension(
+    run: Runner,
+    k: int,
+    receiver_fn: Callable[[SoftSpokenReceiver, Channel], Any],
+    sender_fn: Callable[[SoftSpokenSender, Channel], Any],
+) -> tuple[BaseOts, Any, Any]:
+    base = BaseOts()
+
+    def client(ch: Channel) -> Any:
+        r = base.receiver(k)
+        r.setup(ch)
+        return receiver_fn(r, ch)
+
+    def server(ch: Channel) -> Any:
+        s = base.sender(k)
+        s.setup(ch)
+        return sender_fn(s, ch)
+
+    a, b = run(client, server)
+    return base, a, b
+
+
+def expect_correlation(base: BaseOts, choices: np.ndarray, t: np.ndarray, q: np.ndarray) -> None:
+    assert t.shape == q.shape == (choices.size, 16)
+    expected = t ^ (choices.astype(np.uint8)[:, None] * base.s[None, :])
+    np.testing.assert_array_equal(q, expected)
+
+
+@pytest.mark.parametrize("k", [1, 2, 4, 8])
+def test_correlation_random_choices(run_parties: Runner, k: int) -> None:
+    choices = np.frombuffer(secrets.token_bytes(5000), dtype=np.uint8) & np.uint8(1)
+    base, t, q = run_extension(
+        run_parties, k, lambda r, ch: r.extend(ch, choices), lambda s, ch: s.extend(ch, 5000)
+    )
+    expect_correlation(base, choices, t, q)
+    assert len({bytes(row) for row in t[:64]}) == 64  # rows are not degenerate
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_edge_choices_and_batches_in_step(run_parties: Runner, k: int) -> None:
+    """All-0 and all-1 choices, sizes around 8/64/chunk boundaries, many batches in a
+    row: a single PRG stream out of step would break every later batch."""
+    chunk = ss.chunk_size(k)
+    sizes = [1, 7, 63, 64, 65, 127, 129, 0, chunk + 3, 2 * chunk, 1000]
+    batches = []
+    for i, m in enumerate(sizes):
+        fill = {0: 0, 1: 1}.get(i % 3)
+        if fill is None:
+            batches.append(np.frombuffer(secrets.token_bytes(m), dtype=np.uint8) & np.uint8(1))
+        else:
+            batches.append(np.full(m, fill, dtype=np.uint8))
+
+    def receiver(r: SoftSpokenReceiver, ch: Channel) -> list[np.ndarray]:
+        return [r.extend(ch, c) for c in batches]
+
+    def sender(s: SoftSpokenSender, ch: Channel) -> list[np.ndarray]:
+        return [s.extend(ch, c.size) for c in batches]
+
+    base, ts, qs = run_extension(run_parties, k, receiver, sender)
+    for c, t, q in zip(batches, ts, qs, strict=True):
+        expect_correlation(base, c, t, q)
+
+
+@pytest.mark.parametrize("k", [1, 4, 8])
+def test_random_ot_through_crhash(run_parties: Runner, k: int) -> None:
+    n = 3001
+    choices = np.frombuffer(secrets.token_bytes(n), dtype=np.uint8) & np.uint8(1)
+
+    def receiver(r: SoftSpokenReceiver, ch: Channel) -> tuple[np.ndarray, np.ndarray]:
+        return r.random_ot(ch, choices, 64), r.random_ot(ch, choices[:100], 5)
+
+    def sender(s: SoftSpokenSender, ch: Channel) -> Any:
+        return s.random_ot(ch, n, 64), s.random_ot(ch, 100, 5)
+
+    _, (k64, k5), ((a0, a1), (b0, b1)) = run_extension(run_parties, k, receiver, sender)
+    np.testing.assert_array_equal(k64, np.where(choices == 1, a1, a0))
+    np.testing.assert_array_equal(k5, np.where(choices[:100] == 1, b1, b0))
+    assert (a0 != a1).all()
+    assert int(max(b0.max(), b1.max())) < 32
+    assert len(np.unique(a0)) == n  # the hash tweaks differ per OT
+
+
+@pytest.mark.parametrize("k", [1, 2, 4, 8])
+def test_bytes_on_wire(k: int) -> None:
+    """count * 128 / k bits of corrections (rounded up to bytes per message), nothing back;
+    setup is one 4 KiB message."""
+    count = 3 * ss.chunk_size(k) + 5
+
+    def receiver(r: SoftSpokenReceiver, ch: Channel) -> tuple[int, int, int]:
+        before = ch.stats.bytes_sent
+        r.random_ot(ch, np.ones(count, dtype=np.uint8), 32)
+        return before, ch.stats.bytes_sent - before, ch.stats.bytes_received
+
+    def sender(s: SoftSpokenSender, ch: Channel) -> int:
+        s.random_ot(ch, count, 32)
+        return ch.stats.bytes_sent
+
+    _, (setup, extension, back), sent_by_sender = run_extension(run_pair, k, receiver, sender)
+    assert setup == ss.setup_message_size(k) == 4096
+    n = 128 // k
+    messages = 4
+    assert count * n / 8 <= extension <= count * n / 8 + n * messages
+    assert back == sent_by_sender == 0
+
+
+class Recording(MemoryChannel):
+    """A memory channel end that keeps every payload it receives (a party's view)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.view: list[bytes] = []
+
+    def _recv_message(self, max_bytes: int) -> bytes:
+        payload = super()._recv_message(max_bytes)
+        self.view.append(payload)
+        return payload
+
+
+def chi_square(data: bytes) -> float:
+    counts = np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256)
+    expected = len(data) / 256
+    return float(((counts - expected) ** 2 / expected).sum())
+
+
+@pytest.mark.parametrize(("k", "fill"), [(1, 0), (4, 0), (4, 1), (8, 1)])
+def test_sender_view_is_uniform(k: int, fill: int) -> None:
+    """What the OT sender receives (setup sums, corrections) looks uniform even for
+    constant choices: each correction is masked by the PRG output of its unknown seed."""
+    a_to_b: queue.Queue[Any] = queue.Queue()
+    b_to_a: queue.Queue[Any] = queue.Queue()
+    cl = Recording(a_to_b, b_to_a, timeout_s=60)
+    sv = Recording(b_to_a, a_to_b, timeout_s=60)
+    base = BaseOts()
+    choices = np.full(1 << 15, fill, dtype=np.uint8)
+
+    def client() -> None:
+        r = base.receiver(k)
+        r.setup(cl)
+        r.random_ot(cl, choices, 16)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    s = base.sender(k)
+    s.setup(sv)
+    s.random_ot(sv, choices.size, 16)
+    thread.join(60)
+    setup_msg, *corrections = sv.view
+    assert chi_square(setup_msg) < CHI2_LIMIT
+    assert chi_square(b"".join(corrections)) < CHI2_LIMIT
+
+
+def test_rejects_bad_parameters_and_messages() -> None:
+    base = BaseOts()
+    for k in (0, 3, 5, 16):
+        with pytest.raises(SnniError):
+            base.receiver(k)
+        with pytest.raises(SnniError):
+            base.sender(k)
+    with pytest.raises(SnniError):
+        SoftSpokenReceiver(base.seeds0[:64], base.seeds1, domain=0)
+    cl, sv = memory_pair(timeout_s=5)
+    with pytest.raises(SnniError):  # before setup
+        base.sender(4).random_ot(sv, 10, 8)
+    with pytest.raises(SnniError):
+        base.receiver(4).random_ot(cl, np.zeros(10, np.uint8), 8)
+    r = base.receiver(4)
+    r.setup(cl)
+    with pytest.raises(SnniError):
+        r.random_ot(cl, np.full(10, 2, np.uint8), 8)
+    with pytest.raises(SnniError):
+        r.random_ot(cl, np.zeros(10, np.uint8), 65)
+    cl.send(b"short")  # a truncated setup message from a faulty peer
+    s = base.sender(4)
+    s.setup(sv)  # consumes the genuine setup message
+    with pytest.raises(ChannelError):
+        base.sender(4).setup(sv)
+
+
+def test_stream_prg_is_the_prg() -> None:
+    seed = secrets.token_bytes(16)
+    fast = ss._StreamPrg(seed)
+    ref = Prg(seed)
+    buf = np.zeros(1000 + 15, dtype=np.uint8)
+    for n in (8, 100, 1000):
+        fast.stream_into(np.zeros(n, np.uint8).data, buf, 0)
+        np.testing.assert_array_equal(buf[:n], ref.stream(n))
+    with pytest.raises(SnniError):
+        fast.stream_into(np.zeros(1000, np.uint8).data, buf, 10)
+
+
+@settings(max_examples=20, deadline=None)
+@given(k=st.sampled_from([1, 2, 4, 8]), w=st.integers(1, 5), n=st.integers(1, 3))
+def test_fold_matches_definition(k: int, w: int, n: int) -> None:
+    g = np.frombuffer(secrets.token_bytes(n * (8 << k) * w), dtype=np.uint64).reshape(n, 1 << k, w)
+    planes, total = ss._fold(g)
+    p2 = np.empty_like(planes)
+    t2 = np.empty_like(total)
+    ss._fold_numpy(g, p2, t2)
+    x = np.arange(1 << k)
+    for b in range(k):
+        ref = np.bitwise_xor.reduce(g[:, ((x >> b) & 1) == 1], axis=1)
+        np.testing.assert_array_equal(planes[:, b], ref)
+        np.testing.assert_array_equal(p2[:, b], ref)
+    np.testing.assert_array_equal(total, np.bitwise_xor.reduce(g, axis=1))
+    np.testing.assert_array_equal(t2, total)
+
+
+def test_chunk_sizes() -> None:
+    for k in ss.SUPPORTED_K:
+        c = ss.chunk_size(k)
+        assert c % 64 == 0
+        assert (128 // k << k) * c // 8 <= 8 << 20  # the PRG array of one chunk
