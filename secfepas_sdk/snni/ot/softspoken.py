@@ -52,6 +52,7 @@ DEFAULT_K = 4
 _WORK_BYTES = 1 << 22  # PRG output held per chunk: the (n, 2^k, bytes) array stays near 4 MB
 _MAX_CHUNK = 1 << 16
 _MIN_CHUNK = 1 << 14
+_MAGIC = b"secfepas/ssot/1"  # 15 bytes, then k: a 16-byte header
 
 
 def check_k(k: int) -> int:
@@ -61,11 +62,15 @@ def check_k(k: int) -> int:
     return k
 
 
+def _header(k: int) -> bytes:
+    """Names the extension and k, so that parties configured differently fail clearly."""
+    return _MAGIC + bytes([check_k(k)])
+
+
 def setup_message_size(k: int) -> int:
-    """Bytes of the one setup message: two masked 16-byte sums per tree level, and
-    the n = 128/k instances have k levels each, so 4 KiB whatever k."""
-    check_k(k)
-    return KAPPA * 2 * SEED_BYTES
+    """Bytes of the one setup message: a 16-byte header, then two masked 16-byte sums
+    per tree level; the n = 128/k instances have k levels each, so 4 KiB whatever k."""
+    return len(_header(k)) + KAPPA * 2 * SEED_BYTES
 
 
 def chunk_size(k: int) -> int:
@@ -210,7 +215,7 @@ class SoftSpokenReceiver:
                 msg[i, d, 0] = np.bitwise_xor.reduce(level[0::2], axis=0) ^ _level_mask(seeds1[p])
                 msg[i, d, 1] = np.bitwise_xor.reduce(level[1::2], axis=0) ^ _level_mask(seeds0[p])
             self._prgs.append([_StreamPrg(leaf.tobytes()) for leaf in level])
-        self._setup_msg: bytes | None = msg.tobytes()
+        self._setup_msg: bytes | None = _header(k) + msg.tobytes()
         self._counter = 0
         self._domain = domain
 
@@ -284,7 +289,10 @@ class SoftSpokenSender:
         """Receive the peer's level sums and rebuild the punctured leaves."""
         k, n = self._k, KAPPA // self._k
         raw = channel.recv_exact(setup_message_size(k))
-        msg = np.frombuffer(raw, dtype=np.uint8).reshape(n, k, 2, SEED_BYTES)
+        head = _header(k)
+        if raw[: len(head)] != head:
+            raise SnniError(f"the peer is not running SoftSpokenOT with k = {k}")
+        msg = np.frombuffer(raw[len(head) :], dtype=np.uint8).reshape(n, k, 2, SEED_BYTES)
         self._prgs = []
         for i in range(n):
             delta_bits = self._s_bits[i * k : (i + 1) * k]

@@ -140,7 +140,7 @@ def test_bytes_on_wire(k: int) -> None:
         return ch.stats.bytes_sent
 
     _, (setup, extension, back), sent_by_sender = run_extension(run_pair, k, receiver, sender)
-    assert setup == ss.setup_message_size(k) == 4096
+    assert setup == ss.setup_message_size(k) == 4096 + 16
     n = 128 // k
     messages = 4
     assert count * n / 8 <= extension <= count * n / 8 + n * messages
@@ -217,6 +217,9 @@ def test_rejects_bad_parameters_and_messages() -> None:
     s = base.sender(4)
     s.setup(sv)  # consumes the genuine setup message
     with pytest.raises(ChannelError):
+        base.sender(4).setup(sv)
+    base.receiver(2).setup(cl)  # the peer configured with another k
+    with pytest.raises(SnniError, match="k = 4"):
         base.sender(4).setup(sv)
 
 

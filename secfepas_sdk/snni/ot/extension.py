@@ -1,0 +1,74 @@
+"""Which OT extension an :class:`~secfepas_sdk.snni.ot.session.OtSession` runs on top
+of its 128 base OTs per direction: IKNP (16 bytes per OT) or SoftSpokenOT (16/k bytes
+per OT, about 2^k/k times IKNP's PRG work). Both give the same correlation
+q_j = t_j xor r_j * s and the same hashed random OTs, so nothing above changes.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.channel import Channel
+from secfepas_sdk.snni.ot.iknp import IknpReceiver, IknpSender
+from secfepas_sdk.snni.ot.softspoken import (
+    DEFAULT_K,
+    SoftSpokenReceiver,
+    SoftSpokenSender,
+    check_k,
+)
+
+U64 = NDArray[np.uint64]
+U8 = NDArray[np.uint8]
+
+EXTENSIONS = ("iknp", "softspoken")
+DEFAULT_EXTENSION = "iknp"
+
+__all__ = ["DEFAULT_EXTENSION", "DEFAULT_K", "EXTENSIONS", "build", "check_extension"]
+
+
+class ExtensionSender(Protocol):
+    """The OT sender's half: both random-OT outputs."""
+
+    def random_ot(self, channel: Channel, count: int, width: int) -> tuple[U64, U64]: ...
+
+
+class ExtensionReceiver(Protocol):
+    """The OT receiver's half: the output of its choice."""
+
+    def random_ot(self, channel: Channel, choices: U8, width: int) -> U64: ...
+
+
+def check_extension(extension: str, k: int) -> None:
+    if extension not in EXTENSIONS:
+        raise SnniError(f"unknown OT extension {extension!r}; expected one of {EXTENSIONS}")
+    if extension == "softspoken":
+        check_k(k)
+
+
+def build(
+    channel: Channel,
+    *,
+    extension: str,
+    k: int,
+    base: tuple[U8, U8, U8, U8],
+    domains: tuple[int, int],
+) -> tuple[ExtensionSender, ExtensionReceiver]:
+    """Both roles of one party from its base-OT results. ``base`` is (s_bits, chosen
+    seeds) from the OTs it received and (seeds0, seeds1) from those it sent;
+    ``domains`` is (mine, peer's) for the hash tweaks. SoftSpokenOT exchanges one
+    setup message each way here (both parties call this at the same point)."""
+    check_extension(extension, k)
+    s_bits, chosen, seeds0, seeds1 = base
+    mine, peer = domains
+    if extension == "iknp":
+        return IknpSender(s_bits, chosen, domain=peer), IknpReceiver(seeds0, seeds1, domain=mine)
+    receiver = SoftSpokenReceiver(seeds0, seeds1, domain=mine, k=k)
+    sender = SoftSpokenSender(s_bits, chosen, domain=peer, k=k)
+    with channel.label("ot-setup"):
+        receiver.setup(channel)  # our PPRF level sums to the peer
+        sender.setup(channel)  # the peer's, to rebuild our punctured leaves
+    return sender, receiver
