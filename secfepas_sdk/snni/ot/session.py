@@ -28,8 +28,9 @@ from numpy.typing import NDArray
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import Channel
 from secfepas_sdk.snni.ot import base
+from secfepas_sdk.snni.ot import extension as extension_mod
 from secfepas_sdk.snni.ot.bits import pack_bits, packed_size, unpack_bits, warm_up
-from secfepas_sdk.snni.ot.iknp import KAPPA, IknpReceiver, IknpSender
+from secfepas_sdk.snni.ot.iknp import KAPPA
 from secfepas_sdk.snni.party import Party
 
 U64 = NDArray[np.uint64]
@@ -43,14 +44,24 @@ def _mask(width: int) -> np.uint64:
 
 
 class OtSession:
-    """Both IKNP roles of one party. Call :meth:`setup` once (both parties)."""
+    """Both OT-extension roles of one party. Call :meth:`setup` once (both parties).
+    ``extension`` is "iknp" or "softspoken" (with ``k`` bits per VOLE instance, see
+    :mod:`.extension`); both parties must pick the same."""
 
-    __slots__ = ("_receiver", "_sender", "party")
+    __slots__ = ("_extension", "_k", "_receiver", "_sender", "party")
 
-    def __init__(self, party: Party) -> None:
+    def __init__(
+        self,
+        party: Party,
+        *,
+        extension: str = extension_mod.DEFAULT_EXTENSION,
+        k: int = extension_mod.DEFAULT_K,
+    ) -> None:
+        extension_mod.check_extension(extension, k)
         self.party = party
-        self._sender: IknpSender | None = None
-        self._receiver: IknpReceiver | None = None
+        self._extension, self._k = extension, k
+        self._sender: extension_mod.ExtensionSender | None = None
+        self._receiver: extension_mod.ExtensionReceiver | None = None
 
     @property
     def ready(self) -> bool:
@@ -71,10 +82,15 @@ class OtSession:
                 chosen = base.receive(channel, s_bits)
                 seeds0, seeds1 = base.send_finish(channel, state, KAPPA)
         warm_up()  # compile the optional numba kernel now, not inside the first layer
-        self._receiver = IknpReceiver(seeds0, seeds1, domain=my_domain)
-        self._sender = IknpSender(s_bits, chosen, domain=peer_domain)
+        self._sender, self._receiver = extension_mod.build(
+            channel,
+            extension=self._extension,
+            k=self._k,
+            base=(s_bits, chosen, seeds0, seeds1),
+            domains=(my_domain, peer_domain),
+        )
 
-    def _need(self) -> tuple[IknpSender, IknpReceiver]:
+    def _need(self) -> tuple[extension_mod.ExtensionSender, extension_mod.ExtensionReceiver]:
         if self._sender is None or self._receiver is None:
             raise SnniError("OT session used before setup()")
         return self._sender, self._receiver
