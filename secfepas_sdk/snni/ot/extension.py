@@ -19,6 +19,7 @@ from secfepas_sdk.snni.ot.softspoken import (
     SoftSpokenReceiver,
     SoftSpokenSender,
     check_k,
+    warm_up,
 )
 
 U64 = NDArray[np.uint64]
@@ -66,6 +67,7 @@ def build(
     mine, peer = domains
     if extension == "iknp":
         return IknpSender(s_bits, chosen, domain=peer), IknpReceiver(seeds0, seeds1, domain=mine)
+    warm_up()
     receiver = SoftSpokenReceiver(seeds0, seeds1, domain=mine, k=k)
     sender = SoftSpokenSender(s_bits, chosen, domain=peer, k=k)
     with channel.label("ot-setup"):

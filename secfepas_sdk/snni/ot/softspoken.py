@@ -167,6 +167,11 @@ def _fold(g: U64) -> tuple[U64, U64]:
     return planes, total
 
 
+def warm_up() -> None:
+    """Load (and if needed compile) the numba fold ahead of the first batch."""
+    _fold(np.zeros((1, 2, 1), dtype=np.uint64))
+
+
 def _expand(prgs: list[list[_StreamPrg]], offset: int, n_rows: int, nbytes: int) -> U8:
     """(n, n_rows, nbytes): row (i, offset + j) holds the next ``nbytes`` of prgs[i][j];
     rows before ``offset`` are zero."""
