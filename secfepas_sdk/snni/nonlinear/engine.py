@@ -29,6 +29,7 @@ from secfepas_sdk.snni.channel import Channel
 from secfepas_sdk.snni.nonlinear.millionaire import greater_than
 from secfepas_sdk.snni.nonlinear.pooling import pool_output_hw, window_indices
 from secfepas_sdk.snni.ot.bits import pack_bits, packed_size, unpack_bits
+from secfepas_sdk.snni.ot.extension import DEFAULT_EXTENSION, DEFAULT_K
 from secfepas_sdk.snni.ot.session import OtSession, one_of_n_decode, one_of_n_payload, slot_width
 from secfepas_sdk.snni.party import Party
 from secfepas_sdk.snni.prg import Prg
@@ -52,6 +53,8 @@ class NonlinearEngine:
         ring: Ring,
         prg: Prg | None = None,
         batch_size: int = DEFAULT_BATCH,
+        ot_extension: str = DEFAULT_EXTENSION,
+        ot_k: int = DEFAULT_K,
     ) -> None:
         if batch_size < 8:
             raise SnniError("batch_size must be at least 8")
@@ -60,7 +63,7 @@ class NonlinearEngine:
         self.ring = ring
         self.prg = prg if prg is not None else Prg()
         self.batch_size = batch_size
-        self.ot = OtSession(self.party)
+        self.ot = OtSession(self.party, extension=ot_extension, k=ot_k)  # both parties alike
 
     # -- session ------------------------------------------------------------
     def setup(self) -> None:
