@@ -257,3 +257,73 @@ def test_chunk_sizes() -> None:
         c = ss.chunk_size(k)
         assert c % 64 == 0
         assert (128 // k << k) * c // 8 <= 8 << 20  # the PRG array of one chunk
+
+
+def test_session_flavours_over_softspoken(run_parties: Runner) -> None:
+    """OtSession(extension="softspoken"): every OT flavour, both directions."""
+    from secfepas_sdk.snni.ot import OtSession
+    from secfepas_sdk.snni.party import Party
+
+    n = 2000
+    rng = np.random.default_rng(7)
+    c = rng.integers(0, 2, n).astype(np.uint8)
+    m0 = rng.integers(0, 1 << 37, n, dtype=np.uint64)
+    m1 = rng.integers(0, 1 << 37, n, dtype=np.uint64)
+    delta = rng.integers(0, 1 << 20, n, dtype=np.uint64)
+    c16 = rng.integers(0, 16, n).astype(np.uint64)
+    msgs = rng.integers(0, 4, (n, 16), dtype=np.uint64)
+
+    def client(ch: Channel) -> Any:
+        ot = OtSession(Party.CLIENT, extension="softspoken", k=4)
+        ot.setup(ch)
+        out = ot.chosen_recv(ch, c, 37), ot.cot_recv(ch, c, 20), ot.one_of_n_recv(ch, c16, 4, 2)
+        ot.chosen_send(ch, m0, m1, 37)
+        return out
+
+    def server(ch: Channel) -> Any:
+        ot = OtSession(Party.SERVER, extension="softspoken", k=4)
+        ot.setup(ch)
+        ot.chosen_send(ch, m0, m1, 37)
+        x = ot.cot_send(ch, delta, 20)
+        ot.one_of_n_send(ch, msgs, 4, 2)
+        return x, ot.chosen_recv(ch, c, 37)
+
+    (chosen, corr, one16), (x, back) = run_parties(client, server)
+    np.testing.assert_array_equal(chosen, np.where(c == 1, m1, m0))
+    np.testing.assert_array_equal(back, np.where(c == 1, m1, m0))
+    np.testing.assert_array_equal(corr, (x + c * delta) & np.uint64((1 << 20) - 1))
+    np.testing.assert_array_equal(one16, msgs[np.arange(n), c16.astype(int)])
+
+
+def test_session_rejects_unknown_extension() -> None:
+    from secfepas_sdk.snni.ot import OtSession
+    from secfepas_sdk.snni.party import Party
+
+    with pytest.raises(SnniError):
+        OtSession(Party.CLIENT, extension="ferret")
+    with pytest.raises(SnniError):
+        OtSession(Party.CLIENT, extension="softspoken", k=3)
+
+
+def test_relu_over_softspoken() -> None:
+    from secfepas_sdk.snni.nonlinear import NonlinearEngine
+    from secfepas_sdk.snni.party import Party
+    from secfepas_sdk.snni.ring import Ring
+
+    ring = Ring(bits=37, frac_bits=12)
+    rng = np.random.default_rng(3)
+    x = ring.from_signed(rng.integers(-(1 << 30), 1 << 30, 3000))
+    x0 = ring.random(Prg(), x.shape)
+
+    def party(who: Party, share: np.ndarray) -> Callable[[Channel], np.ndarray]:
+        def run(ch: Channel) -> np.ndarray:
+            eng = NonlinearEngine(ch, party=who, ring=ring, ot_extension="softspoken", ot_k=4)
+            eng.setup()
+            return eng.relu(share)
+
+        return run
+
+    y0, y1 = run_pair(party(Party.CLIENT, x0), party(Party.SERVER, ring.sub(x, x0)))
+    np.testing.assert_array_equal(
+        ring.to_signed(ring.add(y0, y1)), np.maximum(ring.to_signed(x), 0)
+    )
