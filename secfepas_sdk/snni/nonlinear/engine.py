@@ -6,14 +6,15 @@ tensor, and each gets back its own share of the result. Both parties call the
 same methods in the same order with same-shaped arrays; shapes are public.
 Semi-honest security, as in CrypTFlow2 and Cheetah.
 
-- ``drelu``: XOR shares of 1{x >= 0}. MSB(x) = MSB(x0) xor MSB(x1) xor carry,
-  where carry = 1{(x0 mod 2^(l-1)) > 2^(l-1) - 1 - (x1 mod 2^(l-1))} comes from
-  the millionaires' protocol on l-1 bits.
+- ``drelu``: XOR shares of 1{x >= 0}. With y = x + 2^k (k = l - 1, or a
+  caller's ``bound_bits``), DReLU is bit k of y = bit_k(y0) xor bit_k(y1) xor
+  carry, and the carry of the low k bits comes from the millionaires' protocol.
 - ``relu``: x * DReLU(x) with the OT multiplexer (one random OT each way).
-- ``truncate``: exact arithmetic shift up to -1 ulp, never a wrap error: see
-  :meth:`NonlinearEngine.truncate`.
-- ``maxpool2d``: a log-depth tree of max(a, b) = b + ReLU(a - b), with every
-  comparison of one tree level packed into a single call.
+- ``truncate``: exact arithmetic shift up to -1 ulp, from the exact wrap of the
+  locally shifted shares (a comparison on l - s bits): see ``_truncate_flat``.
+- ``relu_truncate``: the sign read from the shifted shares (l - s - 1 bits).
+- ``maxpool2d``: separable log-depth trees of max(a, b) = b + ReLU(a - b), with
+  every comparison of one tree level packed into a single call.
 Large tensors run in batches of ``batch_size`` elements to bound memory.
 """
 
