@@ -105,12 +105,16 @@ class _StreamPrg(Prg):
 
     __slots__ = ()
 
-    def stream_into(self, zeros: memoryview, out: U8, offset: int) -> None:
-        """Write len(zeros) stream bytes at out[offset:]; out needs 15 bytes of slack."""
-        end = offset + len(zeros) + 15
-        if end > out.size:
+    @staticmethod
+    def fill_rows(prgs: list[_StreamPrg], zeros: memoryview, out: U8, offset: int) -> None:
+        """Write the next len(zeros) bytes of prgs[j] at out[offset + j * len(zeros):];
+        ``out`` needs 15 bytes of slack after the last row (AES-CTR's update_into)."""
+        nbytes = len(zeros)
+        if offset + len(prgs) * nbytes + 15 > out.size:
             raise SnniError("stream buffer lacks the 15 bytes of slack AES-CTR needs")
-        self._encryptor.update_into(zeros, out[offset:end].data)
+        for j, prg in enumerate(prgs):
+            lo = offset + j * nbytes
+            prg._encryptor.update_into(zeros, out[lo : lo + nbytes + 15].data)
 
 
 def _fold_numpy(g: U64, planes: U64, total: U64) -> None:
@@ -178,9 +182,7 @@ def _expand(prgs: list[list[_StreamPrg]], offset: int, n_rows: int, nbytes: int)
     flat = np.empty(len(prgs) * n_rows * nbytes + 16, dtype=np.uint8)
     zeros = _zeros(nbytes).data
     for i, row in enumerate(prgs):
-        base = (i * n_rows + offset) * nbytes
-        for j, prg in enumerate(row):
-            prg.stream_into(zeros, flat, base + j * nbytes)
+        _StreamPrg.fill_rows(row, zeros, flat, (i * n_rows + offset) * nbytes)
     g = flat[:-16].reshape(len(prgs), n_rows, nbytes)
     if offset:
         g[:, :offset] = 0

@@ -224,15 +224,16 @@ def test_rejects_bad_parameters_and_messages() -> None:
 
 
 def test_stream_prg_is_the_prg() -> None:
-    seed = secrets.token_bytes(16)
-    fast = ss._StreamPrg(seed)
-    ref = Prg(seed)
-    buf = np.zeros(1000 + 15, dtype=np.uint8)
+    seeds = [secrets.token_bytes(16) for _ in range(3)]
+    fast = [ss._StreamPrg(seed) for seed in seeds]
+    refs = [Prg(seed) for seed in seeds]
+    buf = np.zeros(3 * 1000 + 15, dtype=np.uint8)
     for n in (8, 100, 1000):
-        fast.stream_into(np.zeros(n, np.uint8).data, buf, 0)
-        np.testing.assert_array_equal(buf[:n], ref.stream(n))
+        ss._StreamPrg.fill_rows(fast, np.zeros(n, np.uint8).data, buf, 0)
+        for j, ref in enumerate(refs):
+            np.testing.assert_array_equal(buf[j * n : (j + 1) * n], ref.stream(n))
     with pytest.raises(SnniError):
-        fast.stream_into(np.zeros(1000, np.uint8).data, buf, 10)
+        ss._StreamPrg.fill_rows(fast, np.zeros(1000, np.uint8).data, buf, 10)
 
 
 @settings(max_examples=20, deadline=None)
