@@ -234,7 +234,10 @@ class HeServer:
             source = kernels
         flood, _sigma = check_layer_noise(s.params, s.ring.bits, l1_bound)
         if cache:
-            plains = [self._ntt_plain(source(k)) for k in range(layout.n_kernels)]
+            plains: list[Any] = []
+            for k in range(layout.n_kernels):
+                poly = source(k)
+                plains.append(self._ntt_plain(poly) if poly.any() else None)
             return PreparedLayer(layout=layout, plains=plains, source=None, flood_bits=flood)
         return PreparedLayer(layout=layout, plains=None, source=source, flood_bits=flood)
 
@@ -312,23 +315,21 @@ class HeServer:
         masks = np.zeros((layout.n_out, layout.n), dtype=np.uint64)
         replies = []
         tmp = s.seal.Ciphertext(s.context)
-        zero = s.seal.Ciphertext(s.context)
         for k, terms in enumerate(layout.terms):
+            # Start from a fresh encryption of zero, u * pk (re-randomisation), in NTT form;
+            # all-zero kernels (structural or pruned) are skipped: SEAL refuses them.
             acc = s.seal.Ciphertext(s.context)
-            for j, (i, kern) in enumerate(terms):
-                plain = (
-                    layer.plains[kern]
-                    if layer.plains is not None
-                    else self._ntt_plain(layer.source(kern))  # type: ignore[misc]
-                )
-                if j == 0:
-                    ev.multiply_plain(cts[i], plain, acc)
+            ev.multiply_plain(self._pk_ct, self._ternary_ntt(), acc)
+            for i, kern in terms:
+                if layer.plains is not None:
+                    plain = layer.plains[kern]
                 else:
-                    ev.multiply_plain(cts[i], plain, tmp)
-                    ev.add_inplace(acc, tmp)
-            # Re-randomise: + u * pk (fresh ternary u), still in NTT form.
-            ev.multiply_plain(self._pk_ct, self._ternary_ntt(), zero)
-            ev.add_inplace(acc, zero)
+                    poly = layer.source(kern)  # type: ignore[misc]
+                    plain = self._ntt_plain(poly) if poly.any() else None
+                if plain is None:
+                    continue
+                ev.multiply_plain(cts[i], plain, tmp)
+                ev.add_inplace(acc, tmp)
             ev.transform_from_ntt_inplace(acc)
             r = s.ring.random(self._prg, layout.n)
             masks[k] = r

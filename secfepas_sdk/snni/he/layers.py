@@ -62,9 +62,15 @@ class ConvSpec:
         )
 
     @property
+    def phases(self) -> tuple[int, int]:
+        """Polyphase components kept per axis: phase a >= k would hold only zero weights
+        (a 1x1 stride-2 conv keeps one phase, i.e. it just subsamples)."""
+        return min(self.stride[0], self.kernel[0]), min(self.stride[1], self.kernel[1])
+
+    @property
     def group_in_channels(self) -> int:
         """Channels of one group after polyphase stacking."""
-        return self.in_shape[0] // self.groups * self.stride[0] * self.stride[1]
+        return self.in_shape[0] // self.groups * self.phases[0] * self.phases[1]
 
     @property
     def phase_size(self) -> tuple[int, int]:
@@ -85,6 +91,7 @@ class ConvSpec:
         cols = min(w, wp * sw - left)
         big[:, t : t + rows, left : left + cols] = x[:, :rows, :cols]
         ph = big.reshape(c, hp, sh, wp, sw).transpose(0, 2, 4, 1, 3)  # (C, sh, sw, H', W')
+        ph = ph[:, : self.phases[0], : self.phases[1]]
         return np.ascontiguousarray(ph.reshape(self.groups, self.group_in_channels, hp, wp))
 
     def phase_weights(self, w: I64) -> I64:
@@ -98,6 +105,7 @@ class ConvSpec:
         big = np.zeros((m, cg, kh2 * sh, kw2 * sw), dtype=np.int64)
         big[:, :, : self.kernel[0], : self.kernel[1]] = w
         ph = big.reshape(m, cg, kh2, sh, kw2, sw).transpose(0, 1, 3, 5, 2, 4)
+        ph = ph[:, :, : self.phases[0], : self.phases[1]]
         return np.ascontiguousarray(
             ph.reshape(self.groups, m // self.groups, self.group_in_channels, kh2, kw2)
         )

@@ -202,3 +202,18 @@ def test_kernel_source_matches_full_array_and_uncached_run(parties) -> None:
         lambda ch: server.linear(ch, prepared, layer.pack(x1)),
     )
     assert np.array_equal(RING.add(y0, y1).reshape(spec.out_shape), ref_conv(x, w, spec))
+
+
+def test_strided_pointwise_conv_and_zero_kernels(parties) -> None:
+    """A 1x1 stride-2 conv keeps one polyphase component; all-zero kernels are skipped."""
+    rng = np.random.default_rng(11)
+    spec = ConvSpec(in_shape=(8, 9, 9), out_channels=6, kernel=(1, 1), stride=(2, 2))
+    layer = ConvLayer(spec, N)
+    assert spec.group_in_channels == 8
+    w = weights(rng, (6, 8, 1, 1))
+    w[:3] = 0  # a pruned block of output channels
+    x = RING.random(Prg(), spec.in_shape)
+    got = secure(parties, layer, w, x).reshape(spec.out_shape)
+    assert np.array_equal(got, ref_conv(x, w, spec))
+    w[:] = 0
+    assert np.array_equal(secure(parties, layer, w, x), np.zeros(6 * 5 * 5, dtype=np.uint64))
