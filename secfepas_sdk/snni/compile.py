@@ -220,6 +220,37 @@ class _Compiler:
         self.raw[out] = self.frac_bits
         self.alias[node.output[0]] = out
 
+    def add(self, node: Any, name: str) -> None:
+        """Add two activations. If one is still at a raw (2f) scale, the other is
+        lifted by a local shift and the sum stays raw, so one truncation (often
+        fused into the next ReLU) replaces two: ResNet's residual adds."""
+        a, b = (self.name(i) for i in node.input)
+        for t in (a, b):
+            if t not in self.shapes:
+                raise UnsupportedModelError(f"{name}: Add of a constant is unsupported")
+        if self.shapes[a] != self.shapes[b]:
+            raise UnsupportedModelError(f"{name}: Add with broadcasting is unsupported")
+        shifts = {self.raw[t] for t in (a, b) if t in self.raw}
+        out = f"{name}:out"
+        if len(shifts) == 1:
+            shift = shifts.pop()
+            ins = []
+            for t in (a, b):
+                if t not in self.raw:
+                    lifted = f"{t}@<<{shift}"
+                    if lifted not in self.shapes:
+                        self.emit(
+                            "shift_left", f"{t}/lift", (t,), lifted, self.shapes[t], shift=shift
+                        )
+                    t = lifted
+                ins.append(t)
+            self.emit("add", name, (ins[0], ins[1]), out, self.shapes[a])
+            self.raw[out] = shift
+        else:
+            x, y = self.act(a), self.act(b)
+            self.emit("add", name, (x, y), out, self.shapes[x])
+        self.alias[node.output[0]] = out
+
     def pool(self, node: Any, kind: str) -> None:
         a = _attrs(node)
         x = self.act(node.input[0])
@@ -320,12 +351,7 @@ class _Compiler:
             self.raw[out] = self.pool_shift
             self.alias[node.output[0]] = out
         elif op == "Add":
-            x, y = (self.act(i) for i in node.input)
-            if self.shapes[x] != self.shapes[y]:
-                raise UnsupportedModelError(f"{name}: Add with broadcasting is unsupported")
-            out = f"{name}:out"
-            self.emit("add", name, (x, y), out, self.shapes[x])
-            self.alias[node.output[0]] = out
+            self.add(node, name)
         elif op == "Concat":
             xs = tuple(self.act(i) for i in node.input)
             axis = int(a["axis"])

@@ -40,6 +40,7 @@ OP_ATTRS: dict[str, tuple[str, ...]] = {
     "avgpool": ("kernel", "stride", "pads", "count_include_pad", "shift"),
     "global_avgpool": ("shift",),
     "add": (),
+    "shift_left": ("shift",),
     "concat": ("axis",),
     "reshape": (),
 }

@@ -156,6 +156,8 @@ class _Runner:
             y = ring.mul(total, const).reshape(c, 1, 1)
         elif k == "add":
             y = ring.add(xs[0], xs[1])
+        elif k == "shift_left":
+            y = xs[0] << np.uint64(int(op.attrs["shift"]))
         elif k == "concat":
             y = np.concatenate(xs, axis=int(op.attrs["axis"]))
         elif k == "reshape":

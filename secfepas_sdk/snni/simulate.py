@@ -104,6 +104,8 @@ def simulate(plan: Plan, weights: ModelWeights, x: NDArray[np.float32]) -> F64:
             y = xs[0].reshape(c, -1).sum(axis=1).reshape(c, 1, 1) * const
         elif k == "add":
             y = xs[0] + xs[1]
+        elif k == "shift_left":
+            y = xs[0] * 2.0 ** int(op.attrs["shift"])
         elif k == "concat":
             y = np.concatenate(xs, axis=int(op.attrs["axis"]))
         elif k == "reshape":

@@ -83,3 +83,44 @@ def test_client_refuses_wrong_input_shape() -> None:
     client = ClientRuntime(public.plan)
     with pytest.raises(SnniError):
         client.infer(None, np.zeros((1, 3, 8, 8), dtype=np.float32))  # type: ignore[arg-type]
+
+
+def _residual_model() -> bytes:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(7)
+    w1 = (rng.standard_normal((4, 3, 3, 3)) * 0.4).astype(np.float32)
+    w2 = (rng.standard_normal((4, 4, 3, 3)) * 0.3).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], name="c1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="r1"),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], name="c2", pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["c2", "r1"], ["s"], name="add"),  # raw + activation
+        helper.make_node("Relu", ["s"], ["r2"], name="r2"),
+        helper.make_node("GlobalAveragePool", ["r2"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["y"], name="flat"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "residual",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def test_residual_add_stays_raw_and_matches() -> None:
+    import onnx
+
+    raw = _residual_model()
+    plan, weights = compile_onnx(onnx.load_from_string(raw))
+    kinds = [op.kind for op in plan.ops]
+    assert "shift_left" in kinds and kinds.count("truncate") == 1  # only after the pool
+    x = np.random.default_rng(8).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    (y,), _, _ = secure(plan, weights, [x])
+    ref = plain_logits(raw, x)
+    assert np.abs(y - ref).max() < 0.01
