@@ -379,6 +379,7 @@ class SecureInferenceClient:
                 with contextlib.suppress(BaseException):
                     async with asyncio.timeout(5.0):
                         await asyncio.shield(work)
+            await self._tell_edge(stream, exc)
             await self._abort()
             if isinstance(exc, TimeoutError):
                 raise ConnectionLostError(
@@ -399,6 +400,21 @@ class SecureInferenceClient:
             sent=stream.conn.bytes_sent - sent0,
             received=stream.conn.bytes_received - recv0,
         )
+
+    @staticmethod
+    async def _tell_edge(stream: FramedStream, exc: BaseException) -> None:
+        """Say why we end the session, when the cause is on our side (best effort)."""
+        if isinstance(exc, asyncio.CancelledError):
+            error = Error(code="cancelled", message="the camera cancelled the inference")
+        elif isinstance(exc, TimeoutError):
+            error = Error(code="timeout", message="the camera's inference timeout expired")
+        elif isinstance(exc, SecfepasError) and not isinstance(exc, ProtocolError):
+            error = Error(code="inference_failed", message="the camera's computation failed")
+        else:
+            return  # the edge or the network ended it: nothing to tell
+        with contextlib.suppress(ProtocolError, TimeoutError):
+            async with asyncio.timeout(1.0):
+                await stream.send(error)
 
     async def _pump(self, stream: FramedStream, chan: ThreadChannel, seq: int) -> None:
         """Edge -> thread: reassemble DATA into messages until InferenceEnd."""

@@ -200,6 +200,7 @@ class SessionRelay:
     async def _inference(self, link: _Relay, begin: InferenceBegin) -> None:
         s = self.settings
         start = time.monotonic()
+        done_before = self.inferences
         await link.write(relay.BEGIN, b"\x01" if begin.setup else b"\x00")
         assembler = MessageAssembler(s.max_message)
 
@@ -221,6 +222,11 @@ class SessionRelay:
                 if tag == relay.DATA:
                     await self.stream.send_message(payload)
                 elif tag == relay.END:
+                    # Counted before the camera can see the end (metrics never lag it).
+                    elapsed = time.monotonic() - start
+                    self.inferences += 1
+                    self.metrics.inferences["ok"] += 1
+                    self.metrics.observe_latency(elapsed)
                     await self.stream.send(InferenceEnd(seq=begin.seq))
                     return
                 elif tag == relay.FAIL:
@@ -241,14 +247,12 @@ class SessionRelay:
             self.metrics.inferences["timeout"] += 1
             raise WorkerFailed(f"inference exceeded {s.inference_timeout_s} s", "timeout") from None
         except BaseException:
-            self.metrics.inferences["failed"] += 1
+            if self.inferences == done_before:  # not yet counted as ok
+                self.metrics.inferences["failed"] += 1
             raise
         finally:
             for task in (up, down):
                 task.cancel()
             await asyncio.gather(up, down, return_exceptions=True)
-        self.inferences += 1
         elapsed = time.monotonic() - start
-        self.metrics.inferences["ok"] += 1
-        self.metrics.observe_latency(elapsed)
         log.info("session %s inference %d done in %.2f s", self.session_id, begin.seq, elapsed)

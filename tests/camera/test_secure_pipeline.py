@@ -62,8 +62,10 @@ def edge_address(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     asyncio.run_coroutine_threadsafe(server.start(), loop).result(60)
     yield server.address
     asyncio.run_coroutine_threadsafe(server.stop(5.0), loop).result(60)
+    asyncio.run_coroutine_threadsafe(loop.shutdown_default_executor(), loop).result(60)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)
+    loop.close()  # no event loop may be left for the garbage collector
 
 
 def _frame(i: int) -> Frame:
