@@ -86,7 +86,9 @@ def _party(
     mine = x0 if party is Party.CLIENT else ring.sub(x, x0)
     mine_pool = p0 if party is Party.CLIENT else ring.sub(pool, p0)
     mine_pool_b = pb0 if party is Party.CLIENT else ring.sub(pool_b, pb0)
-    engine = NonlinearEngine(channel, party=party, ring=ring)
+    engine = NonlinearEngine(
+        channel, party=party, ring=ring, ot_extension=args.ot_extension, ot_k=args.ot_k
+    )
     rows = []
     _, row = _measure(channel, "setup (base OTs)", engine.setup)
     rows.append(row)
@@ -148,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-ot", type=int, default=22, help="random OTs for throughput")
     parser.add_argument("--bits", type=int, default=37)
     parser.add_argument("--frac", type=int, default=12)
+    parser.add_argument("--ot-extension", default="iknp", choices=["iknp", "softspoken"])
+    parser.add_argument("--ot-k", type=int, default=4, help="SoftSpokenOT's k")
     args = parser.parse_args(argv)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -195,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         doc = {
             "machine": {"python": sys.version.split()[0], "arch": platform.machine()},
             "ring": {"bits": args.bits, "frac_bits": args.frac},
+            "ot_extension": args.ot_extension,
+            "ot_k": args.ot_k if args.ot_extension == "softspoken" else None,
             "ops": table,
             "peak_rss_mb": {"client": client["peak_rss_mb"], "server": server["peak_rss_mb"]},
         }
