@@ -26,7 +26,7 @@ U64 = NDArray[np.uint64]
 U8 = NDArray[np.uint8]
 
 EXTENSIONS = ("iknp", "softspoken")
-DEFAULT_EXTENSION = "iknp"
+DEFAULT_EXTENSION = "softspoken"  # measured: see docs/snni-core.md, "SoftSpokenOT"
 
 __all__ = ["DEFAULT_EXTENSION", "DEFAULT_K", "EXTENSIONS", "build", "check_extension"]
 
