@@ -1,11 +1,87 @@
-"""`secfepas bench`: subcommands (registered by secfepas_sdk.cli.main)."""
+"""`secfepas bench`: time secure inference of a model package on this machine.
+
+The client and the server run as two processes over loopback TCP (as in
+`secfepas snni selftest`), once per repeat, on a seeded random input of the
+model's shape. The full benchmark scripts (Table III, camera, edge load) live
+in the repository's benchmarks/ directory.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
+from pathlib import Path
 from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add this command's parser. Nothing registered yet for `bench`."""
-    del subparsers
+    parser = subparsers.add_parser(
+        "bench", help="time secure inference of a model package (two local processes)"
+    )
+    parser.add_argument("--model", help="model package directory (default: the bundled demo model)")
+    parser.add_argument("--repeat", type=int, default=3, help="inferences to run (default 3)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.set_defaults(handler=_bench)
+
+
+def _row(run: Any) -> dict[str, float]:
+    c, s = run.client, run.server
+    return {
+        "seconds": float(c["total"]),
+        "setup_seconds": float(c["setup_seconds"]),
+        "infer_seconds": float(c["infer_seconds"]),
+        "mb_client_to_server": c["bytes_sent"] / 1e6,
+        "mb_server_to_client": c["bytes_received"] / 1e6,
+        "rounds": float(c["rounds"]),
+        "client_rss_mb": float(c["peak_rss_mb"]),
+        "server_rss_mb": float(s["peak_rss_mb"]),
+    }
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from secfepas_sdk.errors import ConfigError
+    from secfepas_sdk.models.bundled import demo_model_path
+    from secfepas_sdk.models.package import load_public
+    from secfepas_sdk.snni.selftest import run_two_processes
+
+    if args.repeat < 1:
+        raise ConfigError("--repeat must be at least 1")
+    package = Path(args.model) if args.model else demo_model_path()
+    model = load_public(package)
+    shape = tuple(int(d) for d in model.manifest.input_shape)
+    # A public, seeded test input: benchmarking needs no secret randomness.
+    x = np.random.default_rng(0).random(shape, dtype=np.float32)
+    rows = []
+    header = (
+        f"{'run':>4} {'total s':>8} {'setup s':>8} {'infer s':>8} "
+        f"{'MB up':>8} {'MB down':>8} {'rounds':>7} {'RSS c/s MB':>12}"
+    )
+    print(f"model {model.manifest.model_id} {model.manifest.version}, input {shape}")
+    print(header)
+    for i in range(args.repeat):
+        row = _row(run_two_processes(package, x))
+        rows.append(row)
+        print(
+            f"{i + 1:>4} {row['seconds']:>8.2f} {row['setup_seconds']:>8.2f} "
+            f"{row['infer_seconds']:>8.2f} {row['mb_client_to_server']:>8.1f} "
+            f"{row['mb_server_to_client']:>8.1f} {row['rounds']:>7.0f} "
+            f"{row['client_rss_mb']:>5.0f}/{row['server_rss_mb']:<5.0f}",
+            flush=True,
+        )
+    median = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+    print(
+        f"median: {median['seconds']:.2f} s per inference including setup, "
+        f"{median['mb_client_to_server'] + median['mb_server_to_client']:.1f} MB"
+    )
+    if args.json:
+        result = {
+            "model_id": model.manifest.model_id,
+            "version": model.manifest.version,
+            "runs": rows,
+            "median": median,
+        }
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0
