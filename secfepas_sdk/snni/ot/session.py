@@ -74,13 +74,11 @@ class OtSession:
         my_domain = int(self.party)
         peer_domain = 1 - my_domain
         with channel.label("ot-setup"):
+            # Each side sends its (C, R) first, then answers the peer's, then reads
+            # the peer's answer: 3 flights, never two large sends at once.
             state = base.send_first(channel)
-            if self.party is Party.CLIENT:
-                chosen = base.receive(channel, s_bits)
-                seeds0, seeds1 = base.send_finish(channel, state, KAPPA)
-            else:
-                chosen = base.receive(channel, s_bits)
-                seeds0, seeds1 = base.send_finish(channel, state, KAPPA)
+            chosen = base.receive(channel, s_bits)
+            seeds0, seeds1 = base.send_finish(channel, state, KAPPA)
         warm_up()  # compile the optional numba kernel now, not inside the first layer
         self._sender, self._receiver = extension_mod.build(
             channel,
