@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import secrets
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -14,12 +15,69 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from secfepas_sdk.errors import SnniError
-from secfepas_sdk.snni.channel import Channel, ChannelError, MemoryChannel, memory_pair, run_pair
+from secfepas_sdk.snni.channel import (
+    Channel,
+    ChannelError,
+    MemoryChannel,
+    SocketChannel,
+    memory_pair,
+    run_pair,
+)
 from secfepas_sdk.snni.ot import softspoken as ss
 from secfepas_sdk.snni.ot.softspoken import SoftSpokenReceiver, SoftSpokenSender
 from secfepas_sdk.snni.prg import Prg
 
 Runner = Callable[..., tuple[Any, Any]]
+
+
+def tcp_pair() -> tuple[socket.socket, socket.socket]:
+    """Two ends of a real loopback TCP connection."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname()[:2])
+        server, _ = listener.accept()
+    return client, server
+
+
+def run_sockets(
+    make: Callable[[], tuple[socket.socket, socket.socket]],
+) -> Runner:
+    """Both parties in threads, each on a SocketChannel over sockets from ``make``."""
+
+    def run(client: Callable[[Channel], Any], server: Callable[[Channel], Any]) -> Any:
+        a, b = make()
+        results: list[Any] = [None, None]
+        errors: list[BaseException] = []
+
+        def serve() -> None:
+            with SocketChannel(b, timeout_s=60) as ch:
+                try:
+                    results[1] = server(ch)
+                except BaseException as exc:
+                    errors.append(exc)
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        with SocketChannel(a, timeout_s=60) as ch:
+            try:
+                results[0] = client(ch)
+            except BaseException as exc:
+                errors.append(exc)
+        thread.join(60)
+        if errors:
+            raise errors[0]
+        return results[0], results[1]
+
+    return run
+
+
+@pytest.fixture(params=["memory", "socketpair", "tcp"])
+def run_parties(request: pytest.FixtureRequest) -> Runner:
+    """The in-memory pair, a socketpair SocketChannel, and loopback TCP."""
+    if request.param == "memory":
+        return run_pair
+    return run_sockets(socket.socketpair if request.param == "socketpair" else tcp_pair)
+
+
 # 255 degrees of freedom: the 0.9999 quantile is about 340.
 CHI2_LIMIT = 340.0
 
@@ -78,6 +136,30 @@ def test_correlation_random_choices(run_parties: Runner, k: int) -> None:
     )
     expect_correlation(base, choices, t, q)
     assert len({bytes(row) for row in t[:64]}) == 64  # rows are not degenerate
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    k=st.sampled_from([1, 2, 4, 8]),
+    sizes=st.lists(st.integers(0, 700), min_size=1, max_size=4),
+    fill=st.sampled_from([None, 0, 1]),
+)
+def test_correlation_property(k: int, sizes: list[int], fill: int | None) -> None:
+    """q = t xor r*s for any batch sizes (in a row) and any choices."""
+    batches = [
+        np.full(m, fill, dtype=np.uint8)
+        if fill is not None
+        else np.frombuffer(secrets.token_bytes(m), dtype=np.uint8) & np.uint8(1)
+        for m in sizes
+    ]
+    base, ts, qs = run_extension(
+        run_pair,
+        k,
+        lambda r, ch: [r.extend(ch, c) for c in batches],
+        lambda s, ch: [s.extend(ch, c.size) for c in batches],
+    )
+    for c, t, q in zip(batches, ts, qs, strict=True):
+        expect_correlation(base, c, t, q)
 
 
 @pytest.mark.parametrize("k", [2, 4])
