@@ -40,6 +40,7 @@ U64 = NDArray[np.uint64]
 U8 = NDArray[np.uint8]
 
 DEFAULT_BATCH = 1 << 18
+BitTable = Callable[[NDArray[np.uint8], NDArray[np.uint8], int, int], NDArray[np.uint8]]
 MAX_SHIFT = 32  # the truncation OT carries the wrap share mod 2^shift in a 64-bit slot pair
 
 
@@ -230,59 +231,75 @@ class NonlinearEngine:
         return ((y >> k) & np.uint64(1)).astype(np.uint8) ^ carry
 
     def _mux(self, d: U8, x: U64) -> U64:
-        """Share of d * x for XOR-shared bit d and additively shared x.
+        return self._mux_with(d, x, None)[0]
+
+    def _mux_with(
+        self, d: U8, x: U64, extra: tuple[U8, int, BitTable] | None
+    ) -> tuple[U64, U64 | None]:
+        """Share of d * x for XOR-shared bit d and additively shared x; optionally
+        also shares of a function of (m, d) (:meth:`_bf_client`), in the same flights.
 
         Each party is the sender for its own x_i: with random-OT keys (k0, k1) it
         keeps r = d_i x_i - k0 and sends y = (1 - d_i) x_i - r - k1, so a receiver
         choosing c = d_peer obtains (d_i xor c) x_i - r. One random OT each way
-        plus one l-bit word each way per element."""
+        plus one l-bit word each way per element. Flights: client u; server u, y
+        (and the 1-of-4 u); client y (and the 1-of-4 messages)."""
         n = int(x.size)
         width = self.ring.bits
         mask = self.ring.mask
         dd = d.astype(np.uint64)
         ch = self.channel
+        f_share: U64 | None = None
         if self._client:
             k = self.ot.rot_recv(ch, d, width)
             k0, k1 = self.ot.rot_send(ch, n, width)
             peer = unpack_bits(ch.recv_exact(packed_size(n, width)), n, width)
+            r = (dd * x - k0) & mask
+            y = ((np.uint64(1) - dd) * x - r - k1) & mask
+            ch.send(pack_bits(y, width))
+            if extra is not None:
+                f_share = self._bf_client(extra[0], d, extra[1], extra[2])
         else:
             k0, k1 = self.ot.rot_send(ch, n, width)
             k = self.ot.rot_recv(ch, d, width)
-        r = (dd * x - k0) & mask
-        y = ((np.uint64(1) - dd) * x - r - k1) & mask
-        ch.send(pack_bits(y, width))
-        if not self._client:
+            r = (dd * x - k0) & mask
+            y = ((np.uint64(1) - dd) * x - r - k1) & mask
+            ch.send(pack_bits(y, width))
+            opened = self._bf_server_open(extra[0], d, extra[1]) if extra is not None else None
             peer = unpack_bits(ch.recv_exact(packed_size(n, width)), n, width)
+            if extra is not None and opened is not None:
+                f_share = self._bf_server_close(opened, n, extra[1])
         got = (k + dd * np.asarray(peer, dtype=np.uint64)) & mask
-        return np.asarray((r + got) & mask, dtype=np.uint64)
+        return np.asarray((r + got) & mask, dtype=np.uint64), f_share
 
     def _relu_flat(self, x: U64, bound: int) -> U64:
         return self._mux(self._drelu_flat(x, bound), x)
 
-    def _bit_function_share(
-        self, m: U8, d: U8, shift: int, table: Callable[[U8, U8, int, int], U8]
-    ) -> U64:
+    def _bf_client(self, m: U8, d: U8, shift: int, table: BitTable) -> U64:
         """Additive shares mod 2^shift of f(m0, d0, m1, d1) for bits held as
         (m0, d0) by the client and (m1, d1) by the server: one 1-of-4 OT in which
         the server chooses by (m1, d1) and the client offers f(m0, d0, u, e) - rho
-        (``table(m0, d0, u, e)``) for its random rho. The client's share is rho."""
+        (``table(m0, d0, u, e)``) for its random rho. The client's share is rho;
+        the server's side is :meth:`_bf_server_open` then :meth:`_bf_server_close`."""
         n = int(m.size)
-        ch = self.channel
         s_mask = np.uint64((1 << shift) - 1)
-        kw = slot_width(2, shift)
-        if self._client:
-            rho = self.prg.uint64(n, shift)
-            msgs = np.empty((n, 4), dtype=np.uint64)
-            for u in (0, 1):
-                for e in (0, 1):
-                    msgs[:, u + 2 * e] = (table(m, d, u, e).astype(np.uint64) - rho) & s_mask
-            keys = self.ot.rot_send(ch, 2 * n, kw)
-            ch.send(one_of_n_payload(keys, msgs, 2, shift))
-            return rho
+        rho = self.prg.uint64(n, shift)
+        msgs = np.empty((n, 4), dtype=np.uint64)
+        for u in (0, 1):
+            for e in (0, 1):
+                msgs[:, u + 2 * e] = (table(m, d, u, e).astype(np.uint64) - rho) & s_mask
+        keys = self.ot.rot_send(self.channel, 2 * n, slot_width(2, shift))
+        self.channel.send(one_of_n_payload(keys, msgs, 2, shift))
+        return rho
+
+    def _bf_server_open(self, m: U8, d: U8, shift: int) -> tuple[U64, U64]:
         choice = (m.astype(np.uint64) | (d.astype(np.uint64) << np.uint64(1))).reshape(-1)
         bits = np.stack([m, d], axis=1).reshape(-1)
-        key = self.ot.rot_recv(ch, bits, kw)
-        raw = ch.recv_exact(packed_size(4 * n, shift))
+        return self.ot.rot_recv(self.channel, bits, slot_width(2, shift)), choice
+
+    def _bf_server_close(self, opened: tuple[U64, U64], n: int, shift: int) -> U64:
+        key, choice = opened
+        raw = self.channel.recv_exact(packed_size(4 * n, shift))
         return one_of_n_decode(key, raw, choice, 2, shift)
 
     def _truncate_flat(self, x: U64, shift: int) -> U64:
@@ -344,12 +361,13 @@ class NonlinearEngine:
         )
         d = ((u >> np.uint64(bits)) & np.uint64(1)).astype(np.uint8) ^ carry
         local = u - np.uint64(1 << (ring.bits - 1 - shift)) if self._client else u
-        out = self._mux(d, local & ring.mask)
         m = ((xp >> top) & np.uint64(1)).astype(np.uint8)
 
         def d_and_wrap(m0: U8, d0: U8, m1: int, d1: int) -> U8:
             return (d0 ^ np.uint8(d1)) & m0 & np.uint8(m1)
 
-        g_share = self._bit_function_share(m, d, shift, d_and_wrap)
+        out, g_share = self._mux_with(d, local & ring.mask, (m, shift, d_and_wrap))
+        if g_share is None:  # pragma: no cover - _mux_with always fills it here
+            raise SnniError("internal: missing wrap share")
         out = out - (g_share << np.uint64(ring.bits - shift))
         return np.asarray(out & ring.mask, dtype=np.uint64)
