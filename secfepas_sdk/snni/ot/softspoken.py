@@ -285,7 +285,7 @@ class SoftSpokenSender:
         if int(bits.max()) > 1:
             raise SnniError("base-OT choice bits must be bits")
         self._s_bits = bits
-        self._seeds = seeds.copy()
+        self._seeds: U8 | None = seeds.copy()  # dropped once the leaves are rebuilt
         self._dmask = (bits * np.uint8(0xFF)).reshape(KAPPA // k, k, 1)
         self._delta = np.packbits(bits, bitorder="little")[None, :]
         self._prgs: list[list[_StreamPrg]] | None = None
@@ -295,12 +295,15 @@ class SoftSpokenSender:
     def setup(self, channel: Channel) -> None:
         """Receive the peer's level sums and rebuild the punctured leaves."""
         k, n = self._k, KAPPA // self._k
+        seeds = self._seeds
+        if seeds is None:
+            raise SnniError("SoftSpokenOT setup already done")
         raw = channel.recv_exact(setup_message_size(k))
         head = _header(k)
         if raw[: len(head)] != head:
             raise SnniError(f"the peer is not running SoftSpokenOT with k = {k}")
         msg = np.frombuffer(raw[len(head) :], dtype=np.uint8).reshape(n, k, 2, SEED_BYTES)
-        self._prgs = []
+        prgs: list[list[_StreamPrg]] = []
         for i in range(n):
             delta_bits = self._s_bits[i * k : (i + 1) * k]
             alpha = int(sum(int(delta_bits[b]) << b for b in range(k)))
@@ -317,12 +320,13 @@ class SoftSpokenSender:
                     nxt[idx] = kids
                 side = 1 - a_bit  # the off-path child, whose level sum we can unmask
                 # msg[., ., side] is masked with base seed 1 - side = a_bit: the one we hold.
-                level_sum = msg[i, d, side] ^ _level_mask(self._seeds[i * k + b])
+                level_sum = msg[i, d, side] ^ _level_mask(seeds[i * k + b])
                 nxt[2 * path + side] = level_sum ^ np.bitwise_xor.reduce(nxt[side::2], axis=0)
                 path = 2 * path + a_bit
                 level = nxt
             # Leaf y of this instance is x = y xor Delta_i; y = 0 (x = Delta_i) is unknown.
-            self._prgs.append([_StreamPrg(level[y ^ alpha].tobytes()) for y in range(1, 1 << k)])
+            prgs.append([_StreamPrg(level[y ^ alpha].tobytes()) for y in range(1, 1 << k)])
+        self._prgs, self._seeds = prgs, None
 
     def _rows(self, channel: Channel, count: int) -> Iterator[tuple[int, U8]]:
         """(start, q rows) chunk by chunk; reads one correction message per chunk."""

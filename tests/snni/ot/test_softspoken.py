@@ -298,6 +298,8 @@ def test_rejects_bad_parameters_and_messages() -> None:
     cl.send(b"short")  # a truncated setup message from a faulty peer
     s = base.sender(4)
     s.setup(sv)  # consumes the genuine setup message
+    with pytest.raises(SnniError, match="already"):
+        s.setup(sv)  # base seeds are dropped after the first setup
     with pytest.raises(ChannelError):
         base.sender(4).setup(sv)
     base.receiver(2).setup(cl)  # the peer configured with another k
