@@ -16,6 +16,7 @@ import shutil
 import struct
 import tempfile
 import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -134,6 +135,8 @@ class ShmDir:
         base = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 - RAM-backed tmp
         self.path = tempfile.mkdtemp(prefix="secfepas-he-", dir=base)
         self._local = threading.local()
+        # Removed on close(), on garbage collection or at interpreter exit, whichever is first.
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self.path, ignore_errors=True)
 
     def file(self, name: str) -> str:
         ident = getattr(self._local, "ident", None)
@@ -143,7 +146,7 @@ class ShmDir:
         return os.path.join(self.path, f"{ident}-{name}")
 
     def close(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        self._finalizer()
 
     def save(self, obj: Any, name: str) -> bytes:
         """Bytes of a SEAL object or Serializable (via ``save``)."""
