@@ -254,11 +254,13 @@ class NonlinearEngine:
             k = self.ot.rot_recv(ch, d, width)
             k0, k1 = self.ot.rot_send(ch, n, width)
             peer = unpack_bits(ch.recv_exact(packed_size(n, width)), n, width)
+            # Read the 1-of-4 OT's u (already on its way) before answering.
+            keys = None if extra is None else self._bf_client_keys(n, extra[1])
             r = (dd * x - k0) & mask
             y = ((np.uint64(1) - dd) * x - r - k1) & mask
             ch.send(pack_bits(y, width))
             if extra is not None:
-                f_share = self._bf_client(extra[0], d, extra[1], extra[2])
+                f_share = self._bf_client(extra[0], d, extra[1], extra[2], keys)
         else:
             k0, k1 = self.ot.rot_send(ch, n, width)
             k = self.ot.rot_recv(ch, d, width)
@@ -275,7 +277,17 @@ class NonlinearEngine:
     def _relu_flat(self, x: U64, bound: int) -> U64:
         return self._mux(self._drelu_flat(x, bound), x)
 
-    def _bf_client(self, m: U8, d: U8, shift: int, table: BitTable) -> U64:
+    def _bf_client_keys(self, n: int, shift: int) -> tuple[U64, U64]:
+        return self.ot.rot_send(self.channel, 2 * n, slot_width(2, shift))
+
+    def _bf_client(
+        self,
+        m: U8,
+        d: U8,
+        shift: int,
+        table: BitTable,
+        keys: tuple[U64, U64] | None = None,
+    ) -> U64:
         """Additive shares mod 2^shift of f(m0, d0, m1, d1) for bits held as
         (m0, d0) by the client and (m1, d1) by the server: one 1-of-4 OT in which
         the server chooses by (m1, d1) and the client offers f(m0, d0, u, e) - rho
@@ -288,7 +300,8 @@ class NonlinearEngine:
         for u in (0, 1):
             for e in (0, 1):
                 msgs[:, u + 2 * e] = (table(m, d, u, e).astype(np.uint64) - rho) & s_mask
-        keys = self.ot.rot_send(self.channel, 2 * n, slot_width(2, shift))
+        if keys is None:
+            keys = self._bf_client_keys(n, shift)
         self.channel.send(one_of_n_payload(keys, msgs, 2, shift))
         return rho
 
