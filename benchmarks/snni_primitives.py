@@ -23,6 +23,7 @@ import numpy as np
 
 from secfepas_sdk.snni.channel import Channel, SocketChannel
 from secfepas_sdk.snni.nonlinear import NonlinearEngine
+from secfepas_sdk.snni.ot.extension import DEFAULT_EXTENSION, DEFAULT_K, EXTENSIONS
 from secfepas_sdk.snni.party import Party
 from secfepas_sdk.snni.prg import Prg
 from secfepas_sdk.snni.ring import Ring
@@ -150,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-ot", type=int, default=22, help="random OTs for throughput")
     parser.add_argument("--bits", type=int, default=37)
     parser.add_argument("--frac", type=int, default=12)
-    parser.add_argument("--ot-extension", default="iknp", choices=["iknp", "softspoken"])
-    parser.add_argument("--ot-k", type=int, default=4, help="SoftSpokenOT's k")
+    parser.add_argument("--ot-extension", default=DEFAULT_EXTENSION, choices=list(EXTENSIONS))
+    parser.add_argument("--ot-k", type=int, default=DEFAULT_K, help="SoftSpokenOT's k")
     args = parser.parse_args(argv)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
