@@ -1,7 +1,10 @@
-"""Real media for the camera tests: scikit-image stills and the bundled clip."""
+"""Real media for the camera tests (scikit-image stills, the bundled clip) and the PKI
+for the tests against a real edge; helpers live in camera_testkit (this folder is put
+on sys.path)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +15,11 @@ from numpy.typing import NDArray
 from skimage import data
 
 from secfepas_sdk.camera.detection import FaceDetector
+from secfepas_sdk.certs import Pki, init_pki
 from secfepas_sdk.models.bundled import sample_video_path
+from secfepas_sdk.protocol.transport import TlsFiles
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +59,14 @@ def _write_video(path: Path, frames: list[NDArray[np.uint8]], fps: float = 10.0)
 @pytest.fixture(scope="session")
 def write_video() -> VideoWriter:
     return _write_video
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return init_pki(tmp_path_factory.mktemp("pki") / "site")
+
+
+@pytest.fixture(scope="module")
+def tls(pki: Pki) -> TlsFiles:
+    cam = pki.camera("camera-1")
+    return TlsFiles(ca=pki.ca_cert, cert=cam.cert, key=cam.key)

@@ -4,13 +4,13 @@ secure inference): address parsing, back-off, cancellation and timeouts."""
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from camera_testkit import BackgroundEdge, demo_edge
 
 from secfepas_sdk.camera.client import (
     ClientTimeouts,
@@ -18,72 +18,16 @@ from secfepas_sdk.camera.client import (
     SecureInferenceClient,
     parse_address,
 )
-from secfepas_sdk.certs import Pki, init_pki
+from secfepas_sdk.certs import Pki
 from secfepas_sdk.errors import ConnectionLostError
 from secfepas_sdk.protocol.transport import TlsFiles
 
 MODEL = "demo-pain-cnn"
 
 
-class BackgroundEdge:
-    """A real edge Server running on its own event loop in a thread."""
-
-    def __init__(self, settings: Any) -> None:
-        from secfepas_sdk.edge.server import Server
-
-        self.server = Server(settings)
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def __enter__(self) -> BackgroundEdge:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(60)
-        return self
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self.server.address
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(5.0), self.loop).result(60)
-        asyncio.run_coroutine_threadsafe(self.loop.shutdown_default_executor(), self.loop).result(
-            60
-        )
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return init_pki(tmp_path_factory.mktemp("pki") / "site")
-
-
-@pytest.fixture(scope="module")
-def tls(pki: Pki) -> TlsFiles:
-    cam = pki.camera("camera-1")
-    return TlsFiles(ca=pki.ca_cert, cert=cam.cert, key=cam.key)
-
-
 @pytest.fixture(scope="module")
 def edge(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundEdge]:
-    from secfepas_sdk.edge.settings import load_settings
-    from secfepas_sdk.models.bundled import demo_model_path
-
-    models = tmp_path_factory.mktemp("models")
-    (models / "demo").symlink_to(demo_model_path(), target_is_directory=True)
-    settings = load_settings(
-        None,
-        model_dir=models,
-        ca=pki.ca_cert,
-        cert=pki.edge_cert,
-        key=pki.edge_key,
-        port=0,
-        metrics_port=None,
-        max_sessions=2,
-    )
-    with BackgroundEdge(settings) as running:
-        yield running
+    yield from demo_edge(pki, tmp_path_factory.mktemp("edge"), max_sessions=2)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from camera_testkit import demo_edge
 
 from secfepas_sdk.alerts.assessment import PainAssessment
 from secfepas_sdk.camera.client import SecureInferenceClient
@@ -20,52 +21,16 @@ from secfepas_sdk.camera.frames import Frame
 from secfepas_sdk.camera.pipeline import CameraPipeline, DropOldestQueue, PipelineConfig
 from secfepas_sdk.camera.selection import default_chain
 from secfepas_sdk.camera.sources import SyntheticSource, open_source
-from secfepas_sdk.certs import Pki, init_pki
+from secfepas_sdk.certs import Pki
 from secfepas_sdk.protocol.transport import TlsFiles
 
 MODEL = "demo-pain-cnn"
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return init_pki(tmp_path_factory.mktemp("pki") / "site")
-
-
-@pytest.fixture(scope="module")
-def tls(pki: Pki) -> TlsFiles:
-    cam = pki.camera("camera-1")
-    return TlsFiles(ca=pki.ca_cert, cert=cam.cert, key=cam.key)
-
-
-@pytest.fixture(scope="module")
 def edge_address(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    from secfepas_sdk.edge.server import Server
-    from secfepas_sdk.edge.settings import load_settings
-    from secfepas_sdk.models.bundled import demo_model_path
-
-    models = tmp_path_factory.mktemp("models")
-    (models / "demo").symlink_to(demo_model_path(), target_is_directory=True)
-    settings = load_settings(
-        None,
-        model_dir=models,
-        ca=pki.ca_cert,
-        cert=pki.edge_cert,
-        key=pki.edge_key,
-        port=0,
-        metrics_port=None,
-        max_sessions=1,
-    )
-    server = Server(settings)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(server.start(), loop).result(60)
-    yield server.address
-    asyncio.run_coroutine_threadsafe(server.stop(5.0), loop).result(60)
-    asyncio.run_coroutine_threadsafe(loop.shutdown_default_executor(), loop).result(60)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
-    loop.close()  # no event loop may be left for the garbage collector
+    for running in demo_edge(pki, tmp_path_factory.mktemp("edge"), max_sessions=1):
+        yield running.address
 
 
 def _frame(i: int) -> Frame:
