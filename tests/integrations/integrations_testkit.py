@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import os
 import shutil
@@ -18,11 +16,9 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from paho.mqtt.enums import CallbackAPIVersion
+
+from secfepas_sdk.certs import init_pki
 
 
 def free_port() -> int:
@@ -52,109 +48,19 @@ class Pki:
     other_ca: Path
 
 
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    path.chmod(0o600)
-
-
-def _ca(name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = _key()
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
-
-
-def _leaf(
-    ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, name: str, *, server: bool
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = _key()
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-    )
-    if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-    return builder.sign(ca_key, hashes.SHA256()), key
-
-
 def make_pki(root: Path) -> Pki:
-    """A test CA, a server certificate for 127.0.0.1, a camera client certificate."""
-    root.mkdir(parents=True, exist_ok=True)
-    ca, ca_key = _ca("secfepas test CA")
-    server, server_key = _leaf(ca, ca_key, "127.0.0.1", server=True)
-    client, client_key = _leaf(ca, ca_key, "camera bed-1", server=False)
-    other, _ = _ca("someone else's CA")
-    pem = serialization.Encoding.PEM
-    (root / "ca.pem").write_bytes(ca.public_bytes(pem))
-    (root / "other-ca.pem").write_bytes(other.public_bytes(pem))
-    (root / "server.pem").write_bytes(server.public_bytes(pem))
-    (root / "client.pem").write_bytes(client.public_bytes(pem))
-    _write_key(server_key, root / "server.key")
-    _write_key(client_key, root / "client.key")
+    """The SDK's own site PKI (``secfepas_sdk.certs``): a CA, a server certificate for
+    127.0.0.1, a camera client certificate; plus an unrelated CA."""
+    site = init_pki(root / "site", edge_hosts=["127.0.0.1", "localhost"], camera="bed-1")
+    other = init_pki(root / "other", site="someone else's CA")
+    camera = site.camera("bed-1")
     return Pki(
-        ca=root / "ca.pem",
-        server_cert=root / "server.pem",
-        server_key=root / "server.key",
-        client_cert=root / "client.pem",
-        client_key=root / "client.key",
-        other_ca=root / "other-ca.pem",
+        ca=site.ca_cert,
+        server_cert=site.edge_cert,
+        server_key=site.edge_key,
+        client_cert=camera.cert,
+        client_key=camera.key,
+        other_ca=other.ca_cert,
     )
 
 
