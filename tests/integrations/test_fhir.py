@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -169,3 +172,40 @@ def test_mutual_tls(tmp_path: Path, pki: Pki) -> None:
 def test_bad_uris_fail_at_load(uri: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_sink(uri)
+
+
+class _EndlessErrorHandler(BaseHTTPRequestHandler):
+    """A broken server: HTTP 500 with a chunked body that never ends."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(500)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        chunk = b"x" * 65536
+        with contextlib.suppress(OSError):  # the sink hangs up once it has read enough
+            while True:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+def test_an_endless_error_body_is_read_only_up_to_the_bound() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EndlessErrorHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        sink = load_sink(f"fhir+http://127.0.0.1:{server.server_port}/fhir?timeout=5")
+        start = time.monotonic()
+        with pytest.raises(TransientSinkError, match="HTTP 500") as exc:
+            sink.deliver(make_alert())
+        assert time.monotonic() - start < 5
+        assert "xxxx" in str(exc.value) and len(str(exc.value)) < 500
+        sink.close()
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -9,6 +9,7 @@ drop a re-delivered alert by its id.
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import os
 import ssl
@@ -29,6 +30,9 @@ _QUERY = frozenset({"token_env", "ca", "cert", "key", "timeout", "code_system", 
 _STATUSES = frozenset({"registered", "preliminary", "final", "amended"})
 _RETRY_4XX = frozenset({408, 425, 429})
 _MAX_DETAIL = 300
+# The server is a peer: read at most this much of a response body (FHIR answers to a
+# create are one resource or one OperationOutcome, far smaller).
+_MAX_BODY = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,18 +116,28 @@ def parse_fhir_uri(uri: str) -> FhirSinkConfig:
     )
 
 
-def _detail(response: httpx.Response) -> str:
+def _read_body(response: httpx.Response) -> bytes:
+    """At most ``_MAX_BODY`` bytes of the body; a longer one is cut there."""
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) >= _MAX_BODY:
+            break
+    return bytes(body[:_MAX_BODY])
+
+
+def _detail(body: bytes) -> str:
     """A short reason from an OperationOutcome, or the start of the body."""
     try:
-        body = response.json()
-        issues = body.get("issue", []) if isinstance(body, dict) else []
+        parsed = json.loads(body)
+        issues = parsed.get("issue", []) if isinstance(parsed, dict) else []
         text = "; ".join(
             str(i.get("diagnostics") or i.get("details", {}).get("text") or i.get("code"))
             for i in issues
             if isinstance(i, dict)
         )
     except (ValueError, AttributeError):
-        text = response.text
+        text = body.decode("utf-8", "replace")
     return text[:_MAX_DETAIL]
 
 
@@ -172,15 +186,16 @@ class FhirSink:
             headers["Authorization"] = f"Bearer {token}"
         url = f"{self.config.base_url}/Observation"
         try:
-            response = self._client.post(url, content=body.encode(), headers=headers)
+            with self._client.stream("POST", url, content=body.encode(), headers=headers) as resp:
+                code = resp.status_code
+                answer = _read_body(resp)
         except httpx.TimeoutException as exc:
             raise TransientSinkError(f"FHIR server timed out: {exc!r}") from exc
         except httpx.TransportError as exc:
             raise TransientSinkError(f"FHIR server unreachable: {exc!r}") from exc
-        code = response.status_code
         if 200 <= code < 300:
             return
-        reason = f"HTTP {code} from {url}: {_detail(response)}"
+        reason = f"HTTP {code} from {url}: {_detail(answer)}"
         if code >= 500 or code in _RETRY_4XX:
             raise TransientSinkError(reason)
         raise PermanentSinkError(reason)
