@@ -54,9 +54,6 @@ class FrameType(enum.IntEnum):
     CLOSE = 0x07
 
 
-CONTROL_TYPES = frozenset(t for t in FrameType if t is not FrameType.DATA)
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FrameLimits:
     """Largest payload accepted per frame kind (bytes). Both sides enforce them."""
@@ -74,6 +71,11 @@ class FrameLimits:
         return self.max_data if frame_type is FrameType.DATA else self.max_control
 
 
+def _flags_valid(frame_type: FrameType, flags: int) -> bool:
+    """Only MORE exists, and only DATA may carry it."""
+    return not (flags & ~FLAG_MORE or (flags and frame_type is not FrameType.DATA))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FrameHeader:
     frame_type: FrameType
@@ -85,7 +87,7 @@ def encode_frame(
     frame_type: FrameType, payload: bytes, *, flags: int = 0, limits: FrameLimits
 ) -> bytes:
     """Header + payload. Raises LocalProtocolError if our own frame is invalid."""
-    if flags & ~FLAG_MORE or (flags and frame_type is not FrameType.DATA):
+    if not _flags_valid(frame_type, flags):
         raise LocalProtocolError(
             f"flags {flags:#x} are not valid on {frame_type.name}", "bad_flags"
         )
@@ -112,7 +114,7 @@ def parse_header(raw: bytes | bytearray | memoryview, limits: FrameLimits) -> Fr
         frame_type = FrameType(type_code)
     except ValueError:
         raise RemoteProtocolError(f"unknown frame type {type_code:#04x}", "unknown_type") from None
-    if flags & ~FLAG_MORE or (flags and frame_type is not FrameType.DATA):
+    if not _flags_valid(frame_type, flags):
         raise RemoteProtocolError(
             f"flags {flags:#x} are not valid on {frame_type.name}", "bad_flags"
         )

@@ -39,6 +39,7 @@ class MessageAssembler:
         self._size += len(chunk.payload)
         if self._size > self.max_message:
             self._parts.clear()
+            self._size = 0
             raise RemoteProtocolError(
                 f"SNNI message exceeds the {self.max_message}-byte bound", "frame_too_large"
             )
