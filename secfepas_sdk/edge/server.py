@@ -26,6 +26,7 @@ from secfepas_sdk.errors import (
     PeerError,
     ProtocolError,
     RemoteProtocolError,
+    SecfepasError,
 )
 from secfepas_sdk.protocol.connection import Connection, Role
 from secfepas_sdk.protocol.events import (
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 SUITES: tuple[str, ...] = (SUITE_CHEETAH_V1,)
 
 
-class _Refused(Exception):
+class _Refused(SecfepasError):
     """Internal: end the session with this protocol error code."""
 
     def __init__(self, code: str, message: str) -> None:
