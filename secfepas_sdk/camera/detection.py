@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from secfepas_sdk._extras import require
-from secfepas_sdk.errors import DetectionError
+from secfepas_sdk.errors import DetectionError, ModelPackageError
 
 __all__ = ["DetectorConfig", "Face", "FaceDetector", "iou", "nms"]
 
@@ -160,7 +160,7 @@ class FaceDetector:
 
             try:
                 paths = mtcnn_paths()
-            except Exception as exc:
+            except ModelPackageError as exc:
                 raise DetectionError(str(exc)) from exc
             files = (paths.pnet, paths.rnet, paths.onet)
         else:

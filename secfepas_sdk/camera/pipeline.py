@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from secfepas_sdk.alerts.assessment import PainAssessment
@@ -53,6 +53,8 @@ class PipelineConfig:
 
 @dataclass(slots=True)
 class PipelineStats:
+    """Counters of one pipeline run (mutable: the pipeline threads update them)."""
+
     captured: int = 0
     selected: int = 0
     dropped: int = 0  # selected frames dropped by the full queue (oldest first)
@@ -61,14 +63,7 @@ class PipelineStats:
     errors: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {
-            "captured": self.captured,
-            "selected": self.selected,
-            "dropped": self.dropped,
-            "no_face": self.no_face,
-            "analysed": self.analysed,
-            "errors": self.errors,
-        }
+        return asdict(self)
 
 
 class _End:
