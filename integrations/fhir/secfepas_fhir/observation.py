@@ -74,7 +74,7 @@ def build_observation(
         "device": {"identifier": camera, "display": f"secfepas camera, {model}"},
         "valueCodeableConcept": {
             "coding": [_class_coding(code_system, alert.level)],
-            "text": PAIN_LEVELS[alert.level],
+            "text": alert.level_label,
         },
         "component": [
             {
