@@ -65,19 +65,16 @@ async def _demo(args: argparse.Namespace) -> int:
     from secfepas_sdk.cli.camera_run import assessment_line
     from secfepas_sdk.edge.server import Server
     from secfepas_sdk.edge.settings import load_settings
-    from secfepas_sdk.models.bundled import demo_model_path, sample_video_path
+    from secfepas_sdk.models.bundled import demo_model_dir, sample_video_path
     from secfepas_sdk.protocol.transport import TlsFiles
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="secfepas-demo-") as tmp:
         root = Path(tmp)
         pki = init_pki(root / "pki")
-        models = root / "models"
-        models.mkdir()
-        (models / "demo").symlink_to(demo_model_path(), target_is_directory=True)
         settings = load_settings(
             None,
-            model_dir=models,
+            model_dir=demo_model_dir(root / "models"),
             ca=pki.ca_cert,
             cert=pki.edge_cert,
             key=pki.edge_key,

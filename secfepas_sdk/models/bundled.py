@@ -46,3 +46,12 @@ def demo_model_path() -> Path:
     path = DATA_DIR / "demo"
     _existing(path / "manifest.json")
     return path
+
+
+def demo_model_dir(root: Path) -> Path:
+    """Create ``root`` as an edge ``model_dir`` holding only a link to the demo package
+    (the demo and tests serve it without copying the weights)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "demo").symlink_to(demo_model_path(), target_is_directory=True)
+    return root

@@ -43,14 +43,11 @@ class BackgroundEdge:
 def demo_edge(pki: Pki, workdir: Path, *, max_sessions: int) -> Iterator[BackgroundEdge]:
     """Run a real edge serving the bundled demo model for as long as the caller iterates."""
     from secfepas_sdk.edge.settings import load_settings
-    from secfepas_sdk.models.bundled import demo_model_path
+    from secfepas_sdk.models.bundled import demo_model_dir
 
-    models = workdir / "models"
-    models.mkdir()
-    (models / "demo").symlink_to(demo_model_path(), target_is_directory=True)
     settings = load_settings(
         None,
-        model_dir=models,
+        model_dir=demo_model_dir(workdir / "models"),
         ca=pki.ca_cert,
         cert=pki.edge_cert,
         key=pki.edge_key,

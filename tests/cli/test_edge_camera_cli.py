@@ -12,7 +12,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from secfepas_sdk.models.bundled import demo_model_path, sample_video_path
+from secfepas_sdk.models.bundled import demo_model_dir, sample_video_path
 
 
 def _secfepas() -> list[str]:
@@ -32,9 +32,7 @@ def test_operator_and_camera_commands(tmp_path: Path) -> None:
     subprocess.run(
         [*_secfepas(), "certs", "init", str(tmp_path / "pki")], check=True, capture_output=True
     )
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / "demo").symlink_to(demo_model_path(), target_is_directory=True)
+    demo_model_dir(tmp_path / "models")
     port, metrics_port = _free_port(), _free_port()
     (tmp_path / "edge.toml").write_text(
         f'model_dir = "models"\nca = "pki/ca.pem"\ncert = "pki/edge.pem"\nkey = "pki/edge.key"\n'

@@ -56,11 +56,9 @@ def make_settings(pki: Pki, tmp_path: Path) -> Any:
 @pytest.fixture(scope="session")
 def demo_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model directory holding the bundled demo package (verified by the registry)."""
-    from secfepas_sdk.models.bundled import demo_model_path
+    from secfepas_sdk.models.bundled import demo_model_dir
 
-    root = tmp_path_factory.mktemp("models")
-    (root / "demo").symlink_to(demo_model_path(), target_is_directory=True)
-    return root
+    return demo_model_dir(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="session")

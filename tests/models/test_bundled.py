@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 
-from secfepas_sdk.models.bundled import DATA_DIR, mtcnn_paths, sample_video_path
+from secfepas_sdk.models.bundled import (
+    DATA_DIR,
+    demo_model_dir,
+    demo_model_path,
+    mtcnn_paths,
+    sample_video_path,
+)
 
 # sha256 printed by tools/export_mtcnn_onnx.py; update both if the export changes.
 SHA256 = {
@@ -44,3 +51,10 @@ def test_stage_io(name: str, shape: tuple[int, ...], outputs: dict[str, tuple[in
     got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"input": x}), strict=True))
     assert {k: v.shape for k, v in got.items()} == outputs
     assert np.allclose(got["prob"].sum(axis=1), 1.0, atol=1e-5)  # softmax over face/no-face
+
+
+def test_demo_model_dir_links_the_bundled_package(tmp_path: Path) -> None:
+    root = demo_model_dir(tmp_path / "models")
+    assert [p.name for p in root.iterdir()] == ["demo"]
+    assert (root / "demo").resolve() == demo_model_path().resolve()
+    assert (root / "demo" / "manifest.json").is_file()
