@@ -16,17 +16,21 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Literal, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
 
 from secfepas_sdk.alerts.assessment import PainAssessment
 from secfepas_sdk.camera.client import FATAL_CODES, SecureInferenceClient
+from secfepas_sdk.camera.detection import Face
 from secfepas_sdk.camera.frames import Frame
 from secfepas_sdk.camera.preprocess import PreprocessConfig, preprocess_face
 from secfepas_sdk.camera.selection import SelectorChain
 from secfepas_sdk.camera.sources import FrameSource
 from secfepas_sdk.errors import PeerError, ProtocolError, SecfepasError, SourceError
 
-__all__ = ["CameraPipeline", "DropOldestQueue", "PipelineConfig", "PipelineStats"]
+__all__ = ["CameraPipeline", "DropOldestQueue", "FaceFinder", "PipelineConfig", "PipelineStats"]
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +112,12 @@ class DropOldestQueue:
             await self._ready.wait()
 
 
+class FaceFinder(Protocol):
+    """What the pipeline needs of a detector (the MTCNN ``FaceDetector`` is one)."""
+
+    def best(self, pixels: NDArray[np.uint8]) -> Face | None: ...
+
+
 class CameraPipeline:
     """Analyse a source's selected frames through secure inference.
 
@@ -123,7 +133,7 @@ class CameraPipeline:
         client: SecureInferenceClient,
         *,
         selector: SelectorChain | None = None,
-        detector: Any = None,
+        detector: FaceFinder | None = None,
         preprocess: PreprocessConfig | None = None,
         on_assessment: Callable[[PainAssessment], object] | None = None,
         config: PipelineConfig | None = None,
@@ -168,7 +178,7 @@ class CameraPipeline:
         finally:
             queue.put(_End(error))
 
-    async def _tensor(self, frame: Frame) -> Any:
+    async def _tensor(self, frame: Frame) -> NDArray[np.float32] | None:
         pixels = frame.pixels
         cfg = self.preprocess or self._manifest_preprocess()
         if self.detector is None:
