@@ -16,7 +16,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -50,6 +50,9 @@ from secfepas_sdk.protocol.transport import (
     client_context,
     open_client,
 )
+
+if TYPE_CHECKING:  # the runtime itself is imported when a session starts
+    from secfepas_sdk.snni.runtime import ClientRuntime
 
 __all__ = ["ClientTimeouts", "RetryPolicy", "SecureInferenceClient", "parse_address"]
 
@@ -150,7 +153,7 @@ class SecureInferenceClient:
         self.max_message = max_message
         self._ctx = client_context(tls)
         self._stream: FramedStream | None = None
-        self._runtime: Any = None
+        self._runtime: ClientRuntime | None = None
         self._hello: ServerHello | None = None
         self._setup_done = False
         self._seq = 0
@@ -246,7 +249,7 @@ class SecureInferenceClient:
         self._setup_done = False
         log.info("session %s with edge %s (model %s)", event.session_id, stream.peer, self.model_id)
 
-    def _make_runtime(self, hello: ServerHello) -> Any:
+    def _make_runtime(self, hello: ServerHello) -> ClientRuntime:
         from secfepas_sdk.errors import SnniError
         from secfepas_sdk.snni.plan import Plan
         from secfepas_sdk.snni.runtime import ClientRuntime
