@@ -13,16 +13,19 @@ import contextlib
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from secfepas_sdk.edge import relay
 from secfepas_sdk.snni.channel import Channel, ChannelError
+
+if TYPE_CHECKING:  # imported in the worker process, when the first session starts
+    from secfepas_sdk.snni.runtime import ServerRuntime
 
 __all__ = ["RelayChannel", "serve_session"]
 
 # Per worker process: model path -> ServerRuntime (weights encoded once, reused by
 # successive sessions; each session's setup() replaces all per-session state).
-_RUNTIMES: dict[str, Any] = {}
+_RUNTIMES: dict[str, ServerRuntime] = {}
 
 
 class RelayChannel(Channel):
@@ -77,7 +80,7 @@ class RelayChannel(Channel):
         self._sock.close()
 
 
-def _runtime(model_path: str) -> Any:
+def _runtime(model_path: str) -> ServerRuntime:
     runtime = _RUNTIMES.get(model_path)
     if runtime is None:
         from secfepas_sdk.models.package import load_private
