@@ -108,6 +108,38 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
+def _builder(
+    *, subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey, days: int, ca: bool
+) -> x509.CertificateBuilder:
+    """What the CA and the leaves share: validity, serial, basic constraints, key usage.
+    A CA only signs certificates; a leaf only signs TLS handshakes."""
+    now = _now()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=not ca,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=ca,
+                crl_sign=ca,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+    )
+
+
 def _leaf(
     *,
     subject: str,
@@ -117,30 +149,8 @@ def _leaf(
     ca_key: ec.EllipticCurvePrivateKey,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = _now()
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=LEAF_DAYS))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        _builder(subject=_name(subject), issuer=ca_cert.subject, key=key, days=LEAF_DAYS, ca=False)
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(
@@ -169,36 +179,15 @@ def init_pki(
     site: str = "secfepas site CA",
 ) -> Pki:
     """Create CA, edge certificate (SANs ``edge_hosts``) and one camera certificate."""
+    _check_name(camera)  # before anything is written: no half-made site on a bad name
     pki = Pki(root=Path(root))
     if pki.ca_key.exists() or pki.ca_cert.exists():
         raise ConfigError(f"{pki.root} already holds a CA; refusing to overwrite it")
     hosts = edge_hosts or ["localhost", "127.0.0.1", "::1"]
     pki.root.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    now = _now()
     ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(site))
-        .issuer_name(_name(site))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=CA_DAYS))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        _builder(subject=_name(site), issuer=_name(site), key=ca_key, days=CA_DAYS, ca=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
         .sign(ca_key, hashes.SHA256())
     )

@@ -59,6 +59,14 @@ def test_issue_camera_and_refusals(tmp_path: Path) -> None:
         issue_camera(tmp_path / "no-such-site", "cam")
 
 
+def test_a_bad_first_camera_name_writes_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "site"
+    with pytest.raises(ConfigError, match="camera name"):
+        init_pki(root, camera="bad name")
+    assert not root.exists()
+    init_pki(root, camera="good-name")  # the directory is still free for a correct init
+
+
 def test_cli_init_and_issue(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "pki"
     assert main(["certs", "init", str(root), "--camera", "cam-1"]) == 0
