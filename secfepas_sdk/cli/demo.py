@@ -80,9 +80,10 @@ async def _demo(args: argparse.Namespace) -> int:
             key=pki.edge_key,
             host="127.0.0.1",
             port=0,
-            metrics_port=None,
             max_sessions=1,
-        )
+        ).model_copy(update={"metrics_port": None})
+        # No metrics listener: load_settings drops None overrides, so passing
+        # metrics_port=None there would bind 9464 and clash with an edge on this host.
         server = Server(settings)
         await server.start()
         host, port = server.address

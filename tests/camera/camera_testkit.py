@@ -52,8 +52,7 @@ def demo_edge(pki: Pki, workdir: Path, *, max_sessions: int) -> Iterator[Backgro
         cert=pki.edge_cert,
         key=pki.edge_key,
         port=0,
-        metrics_port=None,
         max_sessions=max_sessions,
-    )
+    ).model_copy(update={"metrics_port": None})  # no metrics listener (None overrides are dropped)
     with BackgroundEdge(settings) as running:
         yield running
