@@ -3,6 +3,7 @@ point), compile the plan and strip the weights from the public architecture."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from secfepas_sdk.snni.he.params import DEFAULT_PARAMS
 
 DEFAULT_RING_BITS = 37
 DEFAULT_FRAC_BITS = 12
+DEFAULT_OT_K: dict[str, int] = {}  # per op kind; see docs/snni-he.md
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -39,6 +41,15 @@ def strip_weights(model_bytes: bytes) -> bytes:
     return out
 
 
+def pixel_input_bound(mean: Sequence[float], std: Sequence[float]) -> float:
+    """Public |x| bound of (p - mean) / std over pixels p in [0, 1], rounded up to
+    1/1024 (so float32 preprocessing never lands just above it)."""
+    if not mean or len(mean) != len(std) or min(abs(float(s)) for s in std) == 0:
+        raise ModelPackageError("mean and std must be non-empty, of equal length, std != 0")
+    worst = max(max(abs(m), abs(1.0 - m)) / abs(s) for m, s in zip(mean, std, strict=True))
+    return math.ceil(worst * 1024 + 1) / 1024
+
+
 def import_onnx(
     onnx_path: str | Path,
     out_dir: str | Path,
@@ -53,15 +64,28 @@ def import_onnx(
     std: Sequence[float] = IMAGENET_STD,
     description: str = "",
     keep_reference: bool = True,
+    pixel_bound: bool = True,
+    ot_k: dict[str, int] | None = None,
 ) -> Manifest:
-    """Compile ``onnx_path`` and write a model package to ``out_dir``."""
+    """Compile ``onnx_path`` and write a model package to ``out_dir``.
+
+    ``pixel_bound``: the input is pixels in [0, 1] normalised by (mean, std), so
+    |x| <= max((1 - mean) / std, mean / std) is public; the plan then carries the
+    provable activation bounds of snni.bounds (cheaper comparisons) and the
+    client refuses inputs outside that range.
+    ``ot_k``: SoftSpokenOT k per op kind (default ``DEFAULT_OT_K``)."""
     try:
         raw = Path(onnx_path).read_bytes()
     except OSError as exc:
         raise ModelPackageError(f"cannot read {onnx_path}: {exc}") from exc
     onnx = require("onnx", "edge")
     plan, weights = compile_onnx(
-        onnx.load_from_string(raw), ring_bits=ring_bits, frac_bits=frac_bits, he_params=he_params
+        onnx.load_from_string(raw),
+        ring_bits=ring_bits,
+        frac_bits=frac_bits,
+        he_params=he_params,
+        input_bound=pixel_input_bound(mean, std) if pixel_bound else None,
+        ot_k=DEFAULT_OT_K if ot_k is None else ot_k,
     )
     return write_package(
         out_dir,

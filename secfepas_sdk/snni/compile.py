@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from numpy.typing import NDArray
 
 from secfepas_sdk._extras import require
 from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.bounds import bound_bits, input_bound_units, tensor_bounds
 from secfepas_sdk.snni.he.params import check_layer_noise, get_params
 from secfepas_sdk.snni.plan import ModelWeights, Op, Plan, he_layer
 
@@ -63,6 +65,10 @@ def _pool_geometry(h: int, k: int, s: int, p0: int, p1: int, ceil_mode: bool) ->
     return out, extra
 
 
+def _pow2(v: int) -> bool:
+    return v > 0 and v & (v - 1) == 0
+
+
 def quantise(values: F64, frac_bits: int) -> NDArray[np.int64]:
     """FP16 rounding first (the storage precision), then fixed point."""
     half = np.asarray(values, dtype=np.float16).astype(np.float64)
@@ -70,7 +76,14 @@ def quantise(values: F64, frac_bits: int) -> NDArray[np.int64]:
 
 
 class _Compiler:
-    def __init__(self, model: Any, ring_bits: int, frac_bits: int, he_params: str) -> None:
+    def __init__(
+        self,
+        model: Any,
+        ring_bits: int,
+        frac_bits: int,
+        he_params: str,
+        input_bound: float | None = None,
+    ) -> None:
         onnx = require("onnx", "edge")
         self.numpy_helper = onnx.numpy_helper
         self.model = model
@@ -79,6 +92,7 @@ class _Compiler:
         self.frac_bits = frac_bits
         self.he = get_params(he_params)
         self.he_name = he_params
+        self.input_bound = input_bound
         self.consts: dict[str, F64] = {
             i.name: self.numpy_helper.to_array(i).astype(np.float64) for i in self.graph.initializer
         }
@@ -213,8 +227,17 @@ class _Compiler:
             check_layer_noise(self.he, self.ring_bits, 2.0**l1_log2)
         except SnniError as exc:
             raise SnniError(f"layer {name!r}: {exc}") from exc
+        # Public activation bounds (snni.bounds): the largest L1 norm of one output's
+        # kernel and the largest bias, as powers of two in ring units.
+        row_l1 = int(np.abs(wq).reshape(wq.shape[0], -1).sum(axis=1).max())
+        w_l1_log2 = max(row_l1, 1).bit_length() - (1 if _pow2(row_l1) else 0)
+        b_max = int(np.abs(bq).max(initial=0))
+        b_log2 = max(b_max, 1).bit_length() - (1 if _pow2(b_max) else 0)
         out = f"{name}:out"
-        self.emit(kind, name, (x,), out, shape, **attrs, l1_log2=l1_log2, tiling=layer.tiling)
+        self.emit(
+            kind, name, (x,), out, shape, **attrs, l1_log2=l1_log2, tiling=layer.tiling,
+            w_l1_log2=w_l1_log2, b_log2=b_log2,
+        )  # fmt: skip
         self.weights[f"{name}/w"] = wq
         self.weights[f"{name}/b"] = bq
         self.raw[out] = self.frac_bits
@@ -412,6 +435,10 @@ class _Compiler:
             raise UnsupportedModelError("the model must have exactly one output")
         out = self.act(self.graph.output[0].name)
         self.ops = pool_before_relu(self.ops, keep={out})
+        if self.input_bound is not None:
+            self.ops = annotate_bounds(
+                self.ops, inp.name, self.shapes, self.input_bound, self.ring_bits, self.frac_bits
+            )
         plan = Plan(
             input_name=inp.name,
             input_shape=(1, *dims[1:]),
@@ -421,6 +448,7 @@ class _Compiler:
             ops=tuple(self.ops),
             output=out,
             softmax=self.softmax,
+            input_bound=self.input_bound,
         )
         weights = ModelWeights(self.weights)
         weights.check_against(plan)
@@ -428,13 +456,62 @@ class _Compiler:
 
 
 def compile_onnx(
-    model: Any, *, ring_bits: int = 37, frac_bits: int = 12, he_params: str = "bfv-n8192-q180"
+    model: Any,
+    *,
+    ring_bits: int = 37,
+    frac_bits: int = 12,
+    he_params: str = "bfv-n8192-q180",
+    input_bound: float | None = None,
+    ot_k: dict[str, int] | None = None,
 ) -> tuple[Plan, ModelWeights]:
-    """ONNX ModelProto (or path) -> (public plan, private quantised weights)."""
+    """ONNX ModelProto (or path) -> (public plan, private quantised weights).
+
+    ``input_bound``: a public bound on |input| (e.g. from the normalisation of
+    pixels in [0, 1]); with it, the plan carries provable activation bounds that
+    shorten the comparisons (snni.bounds), and the client refuses inputs beyond it.
+    ``ot_k``: op kind -> SoftSpokenOT k for that kind's ops (e.g. {"maxpool": 8}:
+    half the OT bytes, several times the OT compute); other ops use the default."""
     onnx = require("onnx", "edge")
     if isinstance(model, str | bytes) or hasattr(model, "__fspath__"):
         model = onnx.load(model)
-    return _Compiler(model, ring_bits, frac_bits, he_params).run()
+    plan, weights = _Compiler(model, ring_bits, frac_bits, he_params, input_bound).run()
+    if ot_k:
+        ops = tuple(
+            _with_attr(op, "ot_k", int(ot_k[op.kind])) if op.kind in ot_k else op for op in plan.ops
+        )
+        plan = replace(plan, ops=ops)
+    return plan, weights
+
+
+def _with_attr(op: Op, key: str, value: Any) -> Op:
+    return replace(op, attrs={**op.attrs, key: value})
+
+
+def annotate_bounds(
+    ops: list[Op],
+    input_name: str,
+    shapes: dict[str, tuple[int, ...]],
+    input_bound: float,
+    ring_bits: int,
+    frac_bits: int,
+) -> list[Op]:
+    """Set ``bound_bits`` on maxpool and relu ops whose input has a provable public
+    bound below the ring's (snni.bounds); Plan re-checks every claim."""
+    shapes = {input_name: shapes[input_name], **{op.output: op.shape for op in ops}}
+    bounds = tensor_bounds(input_name, input_bound_units(input_bound, frac_bits), shapes, ops)
+    out = []
+    for op in ops:
+        limit = {
+            "maxpool": ring_bits - (3 if op.attrs.get("drop_bits") else 2),
+            "relu": ring_bits - 1,
+        }
+        k = (
+            bound_bits(bounds[op.inputs[0]], ring_bits, limit[op.kind])
+            if op.kind in limit
+            else None
+        )
+        out.append(op if k is None else _with_attr(op, "bound_bits", k))
+    return out
 
 
 def pool_before_relu(ops: list[Op], keep: set[str]) -> list[Op]:
@@ -482,6 +559,13 @@ def pool_before_relu(ops: list[Op], keep: set[str]) -> list[Op]:
             )
             drop.add(src.name)
         raw_out = f"{op.output}@raw"
+        # The pool runs on raw values (scale f + shift) and truncation by `shift`
+        # follows: comparisons may ignore the low drop bits as long as the error,
+        # at most levels * (2^drop - 1) (engine.maxpool2d), stays below 2^shift,
+        # one ulp of the truncated output.
+        kh, kw = op.attrs["kernel"]
+        levels = math.ceil(math.log2(kh)) + math.ceil(math.log2(kw))
+        dropped = max(0, int(relus[0].attrs["shift"]) - math.ceil(math.log2(max(levels, 1))))
         new.append(
             Op(
                 kind="maxpool",
@@ -489,7 +573,7 @@ def pool_before_relu(ops: list[Op], keep: set[str]) -> list[Op]:
                 inputs=(pool_in,),
                 output=raw_out,
                 shape=op.shape,
-                attrs=op.attrs,
+                attrs={**op.attrs, "drop_bits": dropped} if dropped else op.attrs,
             )
         )
         new.append(

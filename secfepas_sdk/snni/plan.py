@@ -23,11 +23,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.bounds import input_bound_units, tensor_bounds
 from secfepas_sdk.snni.he.layers import ConvLayer, ConvSpec, MatmulLayer
 from secfepas_sdk.snni.he.params import get_params
 from secfepas_sdk.snni.ring import Ring
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2  # 2: public activation bounds (input_bound, bound_bits, drop_bits)
+READABLE_VERSIONS = (1, 2)  # a plan without input_bound is written as version 1
 
 # kind -> attributes it must carry
 OP_ATTRS: dict[str, tuple[str, ...]] = {
@@ -45,6 +47,9 @@ OP_ATTRS: dict[str, tuple[str, ...]] = {
     "reshape": (),
 }
 LINEAR_KINDS = ("conv", "gemm")
+NONLINEAR_KINDS = ("truncate", "relu", "relu_truncate", "maxpool")
+OT_KS = (2, 4, 8)  # SoftSpokenOT k an op may select (attr "ot_k"); the default is 4
+V2_ATTRS = ("bound_bits", "drop_bits", "ot_k")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,9 +112,13 @@ class Plan:
     ops: tuple[Op, ...]
     output: str
     softmax: bool = False
+    # Public |x| bound of the (normalised) input; enables the bounds of snni.bounds.
+    input_bound: float | None = None
 
     def __post_init__(self) -> None:
         Ring(bits=self.ring_bits, frac_bits=self.frac_bits)  # validates
+        if self.input_bound is not None and not 0 < self.input_bound < 2.0**20:
+            raise SnniError(f"plan input_bound must be positive and finite, got {self.input_bound}")
         if len(self.input_shape) < 2 or self.input_shape[0] != 1:
             raise SnniError(f"plan input shape must have batch 1, got {self.input_shape}")
         known = {self.input_name}
@@ -120,6 +129,52 @@ class Plan:
             known.add(op.output)
         if self.output not in known:
             raise SnniError(f"plan output {self.output!r} is never produced")
+        self._check_bounds()
+
+    def _check_bounds(self) -> None:
+        """Every promised bound must follow from the public data (snni.bounds), so
+        a plan can never make the parties promise more than is provable."""
+        claimed = [op for op in self.ops if "bound_bits" in op.attrs]
+        for op in self.ops:
+            if "ot_k" in op.attrs:
+                k = op.attrs["ot_k"]
+                if op.kind not in NONLINEAR_KINDS or not isinstance(k, int) or k not in OT_KS:
+                    raise SnniError(
+                        f"op {op.name!r}: ot_k must be one of {OT_KS} on {NONLINEAR_KINDS}"
+                    )
+            drop = op.attrs.get("drop_bits", 0)
+            if "drop_bits" in op.attrs and (op.kind != "maxpool" or not isinstance(drop, int)):
+                raise SnniError(f"op {op.name!r}: drop_bits only on maxpool, as an int")
+            if not 0 <= drop <= self.frac_bits:
+                raise SnniError(f"op {op.name!r}: drop_bits {drop} out of 0..{self.frac_bits}")
+        if not claimed:
+            return
+        if self.input_bound is None:
+            raise SnniError("plan claims activation bounds but has no input_bound")
+        derived = tensor_bounds(
+            self.input_name,
+            input_bound_units(self.input_bound, self.frac_bits),
+            self.shapes,
+            self.ops,
+        )
+        for op in claimed:
+            k = op.attrs["bound_bits"]
+            if op.kind not in ("maxpool", "relu") or not isinstance(k, int):
+                raise SnniError(f"op {op.name!r}: bound_bits only on maxpool/relu, as an int")
+            if derived[op.inputs[0]] >= 1 << k:
+                raise SnniError(f"op {op.name!r}: bound_bits {k} is not implied by the plan")
+
+    @property
+    def needs_v2(self) -> bool:
+        """Older readers would ignore these fields and fall out of step with the peer."""
+        return self.input_bound is not None or any(
+            a in op.attrs for op in self.ops for a in V2_ATTRS
+        )
+
+    @property
+    def ot_ks(self) -> tuple[int, ...]:
+        """The SoftSpokenOT k values ops select (both parties set up one session each)."""
+        return tuple(sorted({int(op.attrs["ot_k"]) for op in self.ops if "ot_k" in op.attrs}))
 
     @property
     def ring(self) -> Ring:
@@ -136,8 +191,12 @@ class Plan:
         return self.shapes[self.output]
 
     def to_dict(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.input_bound is not None:
+            extra["input_bound"] = self.input_bound
         return {
-            "version": PLAN_VERSION,
+            "version": PLAN_VERSION if self.needs_v2 else 1,
+            **extra,
             "input_name": self.input_name,
             "input_shape": list(self.input_shape),
             "ring": {"bits": self.ring_bits, "frac_bits": self.frac_bits},
@@ -153,8 +212,9 @@ class Plan:
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Plan:
         try:
-            if d["version"] != PLAN_VERSION:
-                raise SnniError(f"plan version {d['version']} is not {PLAN_VERSION}")
+            if d["version"] not in READABLE_VERSIONS:
+                raise SnniError(f"plan version {d['version']} is not one of {READABLE_VERSIONS}")
+            bound = d.get("input_bound")
             return Plan(
                 input_name=str(d["input_name"]),
                 input_shape=tuple(int(s) for s in d["input_shape"]),
@@ -164,6 +224,7 @@ class Plan:
                 ops=tuple(Op.from_dict(o) for o in d["ops"]),
                 output=str(d["output"]),
                 softmax=bool(d.get("softmax", False)),
+                input_bound=None if bound is None else float(bound),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SnniError(f"malformed plan: {exc}") from exc
@@ -217,6 +278,13 @@ class ModelWeights:
             layer = he_layer(op, shapes[op.inputs[0]], get_params(plan.he_params).poly_degree)
             if layer.l1_bound(w) > 2.0 ** int(op.attrs["l1_log2"]):
                 raise SnniError(f"weights of {op.name!r} exceed the plan's public L1 bound")
+            b = self.arrays[f"{op.name}/b"]
+            row_l1 = int(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max())
+            if "w_l1_log2" in op.attrs and (
+                row_l1 > 1 << int(op.attrs["w_l1_log2"])
+                or int(np.abs(b).max(initial=0)) > 1 << int(op.attrs.get("b_log2", 0))
+            ):
+                raise SnniError(f"weights of {op.name!r} exceed the plan's activation bounds")
 
 
 def weight_shape(op: Op, in_shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -17,6 +17,7 @@ import logging
 import os
 import time
 from collections import defaultdict
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -92,18 +93,22 @@ def _separable_maxpool(
     kernel: tuple[int, int],
     stride: tuple[int, int],
     pads: tuple[int, int, int, int],
+    bound_bits: int | None = None,
+    drop_bits: int = 0,
 ) -> U64:
     """Max over rows, then over columns: max is separable, and for a 3x3 stride-2
-    pool this needs 6 instead of 8 comparisons per output (padding stays ignored)."""
+    pool this needs 6 instead of 8 comparisons per output (padding stays ignored).
+    ``bound_bits``/``drop_bits`` come from the plan (see snni.bounds, compile)."""
     (kh, kw), (sh, sw), (t, left, b, r) = kernel, stride, pads
     ho = (x.shape[1] + t + b - kh) // sh + 1
     direct = (kh * kw - 1) * ho
     separable = (kw - 1) * x.shape[1] + (kh - 1) * ho  # both per output column
+    opts: dict[str, Any] = {"bound_bits": bound_bits, "drop_bits": drop_bits}
     if kh == 1 or kw == 1 or separable >= direct:
-        out: U64 = nl.maxpool2d(x[None], kernel, stride, pads)[0]
+        out: U64 = nl.maxpool2d(x[None], kernel, stride, pads, **opts)[0]
         return out
-    rows = nl.maxpool2d(x[None], (1, kw), (1, sw), (0, left, 0, r))
-    out = nl.maxpool2d(rows, (kh, 1), (sh, 1), (t, 0, b, 0))[0]
+    rows = nl.maxpool2d(x[None], (1, kw), (1, sw), (0, left, 0, r), **opts)
+    out = nl.maxpool2d(rows, (kh, 1), (sh, 1), (t, 0, b, 0), **opts)[0]
     return out
 
 
@@ -137,14 +142,17 @@ class _Runner:
         elif k == "truncate":
             y = nl.truncate(xs[0], int(op.attrs["shift"]))
         elif k == "relu":
-            y = nl.relu(xs[0])
+            y = nl.relu(xs[0], bound_bits=op.attrs.get("bound_bits"))
         elif k == "relu_truncate":
             y = nl.relu_truncate(xs[0], int(op.attrs["shift"]))
         elif k == "maxpool":
             kh, kw = op.attrs["kernel"]
             sh, sw = op.attrs["stride"]
             t, left, b, r = op.attrs["pads"]
-            y = _separable_maxpool(nl, xs[0], (kh, kw), (sh, sw), (t, left, b, r))
+            y = _separable_maxpool(
+                nl, xs[0], (kh, kw), (sh, sw), (t, left, b, r),
+                op.attrs.get("bound_bits"), int(op.attrs.get("drop_bits", 0)),
+            )  # fmt: skip
         elif k == "avgpool":
             counts = avgpool_divisors(op, self.shapes[op.inputs[0]])
             consts = ring.reduce(np.rint(2.0 ** int(op.attrs["shift"]) / counts).astype(np.int64))
@@ -168,13 +176,25 @@ class _Runner:
             raise SnniError(f"op {op.name!r} produced {y.shape}, plan says {op.shape}")
         return y & ring.mask
 
+    @staticmethod
+    def ot_for(op: Op, nl: NonlinearEngine) -> AbstractContextManager[None]:
+        """The op's public choice of SoftSpokenOT k (plan attr ``ot_k``), if any."""
+        return nl.using_ot_k(int(op.attrs["ot_k"])) if "ot_k" in op.attrs else nullcontext()
+
+    def new_engine(self, channel: Channel, party: Party, prg: Prg) -> NonlinearEngine:
+        self.nl = NonlinearEngine(
+            channel, party=party, ring=self.ring, prg=prg, extra_ot_k=self.plan.ot_ks
+        )
+        self.nl.setup()
+        return self.nl
+
     def execute(self, x: U64, channel: Channel, linear: Any) -> U64:
         nl = self.engine(channel)
         env = {self.plan.input_name: x}
         self.timings.clear()
         for op in self.plan.ops:
             t0 = time.perf_counter()
-            with channel.label(op.kind):
+            with channel.label(op.kind), self.ot_for(op, nl):
                 env[op.output] = self.run_op(op, [env[i] for i in op.inputs], nl, linear)
             self.timings[op.kind] += time.perf_counter() - t0
         return env[self.plan.output]
@@ -195,8 +215,7 @@ class ClientRuntime:
         if self._he is None:
             self._he = HeClient(r.params, r.ring)
         self._he.setup(channel)
-        r.nl = NonlinearEngine(channel, party=Party.CLIENT, ring=r.ring, prg=self._prg.fork())
-        r.nl.setup()
+        r.new_engine(channel, Party.CLIENT, self._prg.fork())
 
     def infer(self, channel: Channel, x: NDArray[np.float32]) -> NDArray[np.float64]:
         """Securely evaluate the model on one NCHW image; returns the logits."""
@@ -206,6 +225,10 @@ class ClientRuntime:
             raise SnniError(f"input shape {x.shape} != plan input {self.plan.input_shape}")
         if not np.all(np.isfinite(x)):
             raise SnniError("input has NaN or infinite values")
+        bound = self.plan.input_bound
+        if bound is not None and float(np.abs(x).max(initial=0.0)) > bound:
+            # The plan's activation bounds (both parties rely on them) assume this.
+            raise SnniError(f"input exceeds the plan's public range |x| <= {bound:.4g}")
         r = self._run
         he = self._he
 
@@ -268,8 +291,7 @@ class ServerRuntime:
     def setup(self, channel: Channel) -> None:
         r = self._run
         self._he.setup(channel)
-        r.nl = NonlinearEngine(channel, party=Party.SERVER, ring=r.ring, prg=self._prg.fork())
-        r.nl.setup()
+        r.new_engine(channel, Party.SERVER, self._prg.fork())
 
     def infer(self, channel: Channel) -> None:
         """Serve one inference; the server learns nothing about input or output."""

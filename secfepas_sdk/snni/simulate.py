@@ -58,8 +58,15 @@ def _maxpool(x: F64, op: Op) -> F64:
     return out
 
 
-def simulate(plan: Plan, weights: ModelWeights, x: NDArray[np.float32]) -> F64:
-    """Logits of the fixed-point computation on one NCHW image (batch 1)."""
+def simulate(
+    plan: Plan,
+    weights: ModelWeights,
+    x: NDArray[np.float32],
+    *,
+    keep: dict[str, F64] | None = None,
+) -> F64:
+    """Logits of the fixed-point computation on one NCHW image (batch 1); ``keep``
+    (if given) receives every tensor, in ring units (tests of snni.bounds)."""
     ring = plan.ring
     limit = float(ring.max_signed)
     shapes = plan.shapes
@@ -117,5 +124,7 @@ def simulate(plan: Plan, weights: ModelWeights, x: NDArray[np.float32]) -> F64:
         if np.abs(y).max(initial=0.0) >= 2.0**52:
             raise Overflow(f"op {op.name!r} exceeds exact float64 simulation")
         env[op.output] = y
+    if keep is not None:
+        keep.update(env)
     out: F64 = env[plan.output] / 2.0**f
     return out

@@ -20,7 +20,8 @@ Large tensors run in batches of ``batch_size`` elements to bound memory.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from numpy.typing import NDArray
@@ -57,6 +58,7 @@ class NonlinearEngine:
         batch_size: int = DEFAULT_BATCH,
         ot_extension: str = DEFAULT_EXTENSION,
         ot_k: int = DEFAULT_K,
+        extra_ot_k: tuple[int, ...] = (),
     ) -> None:
         if batch_size < 8:
             raise SnniError("batch_size must be at least 8")
@@ -66,11 +68,32 @@ class NonlinearEngine:
         self.prg = prg if prg is not None else Prg()
         self.batch_size = batch_size
         self.ot = OtSession(self.party, extension=ot_extension, k=ot_k)  # both parties alike
+        # Further SoftSpokenOT sessions (own base OTs, own hash domain) that
+        # :meth:`using_ot_k` selects per op: a larger k trades compute for bytes.
+        self._ots: dict[int, OtSession] = {ot_k: self.ot}
+        extra = sorted(set(extra_ot_k) - {ot_k})
+        if extra and ot_extension != "softspoken":
+            raise SnniError("extra_ot_k needs the softspoken OT extension")
+        for i, k in enumerate(extra, start=1):
+            self._ots[k] = OtSession(self.party, extension=ot_extension, k=k, domain_base=i)
 
     # -- session ------------------------------------------------------------
     def setup(self) -> None:
-        """Base OTs for both IKNP directions; once per session, both parties."""
-        self.ot.setup(self.channel)
+        """Base OTs for both directions of every OT session; once, both parties."""
+        for session in self._ots.values():  # the same order on both sides
+            session.setup(self.channel)
+
+    @contextmanager
+    def using_ot_k(self, k: int) -> Iterator[None]:
+        """Run the enclosed calls on the SoftSpokenOT session with this k (one of
+        ``ot_k``/``extra_ot_k``; both parties must select the same)."""
+        if k not in self._ots:
+            raise SnniError(f"no OT session with k = {k}; have {sorted(self._ots)}")
+        previous, self.ot = self.ot, self._ots[k]
+        try:
+            yield
+        finally:
+            self.ot = previous
 
     @property
     def _client(self) -> bool:
@@ -79,7 +102,7 @@ class NonlinearEngine:
     def _check(self, x: NDArray[np.generic]) -> U64:
         if not isinstance(x, np.ndarray) or x.dtype != np.uint64:
             raise SnniError("shares must be numpy uint64 arrays")
-        if not self.ot.ready:
+        if not all(session.ready for session in self._ots.values()):
             raise SnniError("NonlinearEngine.setup() must run before any protocol")
         return np.ascontiguousarray(x) & self.ring.mask
 
@@ -147,6 +170,7 @@ class NonlinearEngine:
         pads: tuple[int, int, int, int] = (0, 0, 0, 0),
         *,
         bound_bits: int | None = None,
+        drop_bits: int = 0,
     ) -> U64:
         """Share of max-pooling over (kh, kw) windows; padding is ignored (-inf).
 
@@ -156,21 +180,35 @@ class NonlinearEngine:
         max(a, b) is computed from a - b, so inputs must lie in [-2^(l-2), 2^(l-2))
         (a fixed-point range the plan's choice of l must guarantee anyway).
         ``bound_bits=k`` promises -2^k <= x < 2^k (k <= l - 2), so that each
-        comparison runs on k + 1 bits (k = l - 1 - s after ``relu_truncate(., s)``)."""
+        comparison runs on k + 1 bits (k = l - 1 - s after ``relu_truncate(., s)``).
+
+        ``drop_bits=s > 0`` makes each comparison approximate: it reads the sign of
+        a - b from the shares shifted right by s (see :meth:`_drelu_flat`), so it
+        runs on s fewer bits (k + 2 - s), and may pick b when 0 <= a - b < 2^s.
+        The result is still one of the window's values, and at most
+        levels * (2^s - 1) below the true maximum (levels = tree depth, 4 for
+        3x3): callers choose s so that this is below the output's final ulp.
+        With ``drop_bits`` the default (and largest) k is l - 3."""
         xs = self._check(x_nchw)
-        if bound_bits is not None and not 1 <= bound_bits <= self.ring.bits - 2:
-            raise SnniError(f"maxpool2d bound_bits must be in 1..{self.ring.bits - 2}")
-        diff_bound = self.ring.bits - 1 if bound_bits is None else bound_bits + 1
+        top_k = self.ring.bits - (3 if drop_bits else 2)
+        if bound_bits is not None and not 1 <= bound_bits <= top_k:
+            raise SnniError(f"maxpool2d bound_bits must be in 1..{top_k}")
+        k = top_k if bound_bits is None else bound_bits
+        # a - b lies in (-2^(k+1), 2^(k+1)); with a drop, one more bit keeps it
+        # >= -2^K + 2^s as _drelu_flat needs (s <= k + 1).
+        diff_bound = k + 1 + (1 if drop_bits else 0)
+        if not 0 <= drop_bits <= k + 1:
+            raise SnniError(f"maxpool2d drop_bits must be in 0..{k + 1}")
         if xs.ndim != 4:
             raise SnniError(f"maxpool2d needs an NCHW tensor, got shape {xs.shape}")
         top, left, bottom, right = pads
         pool_output_hw((xs.shape[2], xs.shape[3]), kernel, stride, pads)  # validates the geometry
         with self.channel.label("maxpool"):
             rows = self._pool_1d(
-                xs, (1, kernel[1]), (1, stride[1]), (0, left, 0, right), diff_bound
+                xs, (1, kernel[1]), (1, stride[1]), (0, left, 0, right), diff_bound, drop_bits
             )
             return self._pool_1d(
-                rows, (kernel[0], 1), (stride[0], 1), (top, 0, bottom, 0), diff_bound
+                rows, (kernel[0], 1), (stride[0], 1), (top, 0, bottom, 0), diff_bound, drop_bits
             )
 
     def _pool_1d(
@@ -180,6 +218,7 @@ class NonlinearEngine:
         stride: tuple[int, int],
         pads: tuple[int, int, int, int],
         diff_bound: int,
+        drop_bits: int = 0,
     ) -> U64:
         """Max over windows of one axis: a log-depth tree with each level's pairs
         packed into a single ReLU call (max(a, b) = b + ReLU(a - b))."""
@@ -193,7 +232,7 @@ class NonlinearEngine:
             a = np.concatenate(level[0 : 2 * pairs : 2])
             b = np.concatenate(level[1 : 2 * pairs : 2])
             diff = self.ring.sub(a, b)
-            relu = self._batched(diff, lambda v: self._relu_flat(v, diff_bound))
+            relu = self._batched(diff, lambda v: self._relu_flat(v, diff_bound, drop_bits))
             best = self.ring.add(b, relu.astype(np.uint64))
             merged = np.split(best, pairs)
             if len(level) % 2:
@@ -214,21 +253,32 @@ class NonlinearEngine:
             raise SnniError(f"bound_bits must be in 1..{full}, got {bound_bits}")
         return int(bound_bits)
 
-    def _drelu_flat(self, x: U64, bound: int) -> U8:
+    def _drelu_flat(self, x: U64, bound: int, drop: int = 0) -> U8:
         """1{x >= 0} for -2^k <= x < 2^k (k = bound; k = l - 1 is the whole ring).
 
         y = x + 2^k lies in [0, 2^(k+1)), so DReLU(x) is bit k of y, and the
         shares reduced mod 2^(k+1) still share y. Bit k of y0 + y1 is
         bit_k(y0) xor bit_k(y1) xor carry, where the carry of the low k bits is
         1{(y0 mod 2^k) > 2^k - 1 - (y1 mod 2^k)}: the millionaires' protocol
-        on k bits (client's a against server's b)."""
-        k = np.uint64(bound)
-        y = (x + (np.uint64(1) << k)) if self._client else x
-        low_mask = np.uint64((1 << bound) - 1)
+        on k bits (client's a against server's b).
+
+        ``drop = s > 0`` (approximate, for max-pooling): each party shifts its
+        reduced share right by s, u_i = (y_i mod 2^(k+1)) >> s. Then
+        u0 + u1 = floor(y / 2^s) - c mod 2^(k+1-s) (c in {0, 1} the dropped
+        carry), which for y >= 2^s lies in [0, 2^(k+1-s)), so its bit k - s is
+        exact for x < 0 (floor(y/2^s) < 2^(k-s)) and for x >= 2^s (floor(y/2^s)
+        >= 2^(k-s) + 1), and may be 0 for 0 <= x < 2^s. The millionaires' protocol
+        runs on k - s bits. Needs -2^k + 2^s <= x < 2^k. The parties' inputs to
+        it are still functions of their own shares only: same security."""
+        y = (x + (np.uint64(1) << np.uint64(bound))) if self._client else x
+        if drop:
+            y = (y & np.uint64((1 << (bound + 1)) - 1)) >> np.uint64(drop)
+        bits = bound - drop
+        low_mask = np.uint64((1 << bits) - 1)
         low = y & low_mask
         value = low if self._client else low_mask - low
-        carry = greater_than(self.channel, self.party, self.ot, value, bound)
-        return ((y >> k) & np.uint64(1)).astype(np.uint8) ^ carry
+        carry = greater_than(self.channel, self.party, self.ot, value, bits)
+        return ((y >> np.uint64(bits)) & np.uint64(1)).astype(np.uint8) ^ carry
 
     def _mux(self, d: U8, x: U64) -> U64:
         return self._mux_with(d, x, None)[0]
@@ -274,8 +324,8 @@ class NonlinearEngine:
         got = (k + dd * np.asarray(peer, dtype=np.uint64)) & mask
         return np.asarray((r + got) & mask, dtype=np.uint64), f_share
 
-    def _relu_flat(self, x: U64, bound: int) -> U64:
-        return self._mux(self._drelu_flat(x, bound), x)
+    def _relu_flat(self, x: U64, bound: int, drop: int = 0) -> U64:
+        return self._mux(self._drelu_flat(x, bound, drop), x)
 
     def _bf_client_keys(self, n: int, shift: int) -> tuple[U64, U64]:
         return self.ot.rot_send(self.channel, 2 * n, slot_width(2, shift))

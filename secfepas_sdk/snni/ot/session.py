@@ -48,7 +48,7 @@ class OtSession:
     ``extension`` is "iknp" or "softspoken" (with ``k`` bits per VOLE instance, see
     :mod:`.extension`); both parties must pick the same."""
 
-    __slots__ = ("_extension", "_k", "_receiver", "_sender", "party")
+    __slots__ = ("_domain_base", "_extension", "_k", "_receiver", "_sender", "party")
 
     def __init__(
         self,
@@ -56,10 +56,16 @@ class OtSession:
         *,
         extension: str = extension_mod.DEFAULT_EXTENSION,
         k: int = extension_mod.DEFAULT_K,
+        domain_base: int = 0,
     ) -> None:
+        """``domain_base`` separates the hash tweaks of several sessions of one
+        pair of parties (each session has its own base OTs as well)."""
         extension_mod.check_extension(extension, k)
+        if not 0 <= domain_base < 1 << 30:
+            raise SnniError("domain_base out of range")
         self.party = party
         self._extension, self._k = extension, k
+        self._domain_base = domain_base
         self._sender: extension_mod.ExtensionSender | None = None
         self._receiver: extension_mod.ExtensionReceiver | None = None
 
@@ -71,8 +77,8 @@ class OtSession:
         """Run the 2 x 128 base OTs (roles reversed for IKNP). Both parties call it."""
         s_bits = np.frombuffer(secrets.token_bytes(KAPPA), dtype=np.uint8) & np.uint8(1)
         # Tweak domains: 0 for the instance where the client receives, 1 for the other.
-        my_domain = int(self.party)
-        peer_domain = 1 - my_domain
+        my_domain = 2 * self._domain_base + int(self.party)
+        peer_domain = 2 * self._domain_base + 1 - int(self.party)
         with channel.label("ot-setup"):
             # Each side sends its (C, R) first, then answers the peer's, then reads
             # the peer's answer: 3 flights, never two large sends at once.

@@ -164,3 +164,35 @@ def test_empty_and_bad_inputs() -> None:
 
     a, b = run_pair(party(Party.CLIENT), party(Party.SERVER))
     assert a.shape == (0, 3) and b.shape == (0, 3)
+
+
+@pytest.mark.parametrize(("bound", "drop"), [(None, 10), (28, 10), (20, 3)])
+def test_maxpool_dropped_bits(
+    run_parties: Callable[..., tuple[Any, Any]], bound: int | None, drop: int
+) -> None:
+    """With drop_bits = s each output is one of its window's values and at most
+    4 (2^s - 1) below the true maximum (3x3: two levels per axis); ties within 2^s
+    and the range ends are forced in."""
+    ring = RINGS[0]
+    k = ring.bits - 3 if bound is None else bound
+    rng = np.random.default_rng(11)
+    vals = rng.integers(-(1 << k), 1 << k, (1, 2, 9, 9))
+    flat = vals.reshape(-1)
+    flat[:6] = [(1 << k) - 1, -(1 << k), (1 << k) - 2, -(1 << k) + 1, 0, 1]
+    flat[10:40] = flat[10] + rng.integers(0, 1 << drop, 30)  # near-ties
+    a, b = secure(
+        run_parties,
+        ring,
+        lambda e, x: e.maxpool2d(x, (3, 3), (2, 2), (1, 1, 1, 1), bound_bits=bound, drop_bits=drop),
+        vals,
+    )
+    got = ring.to_signed(ring.add(a, b))
+    want = maxpool_ref(vals, (3, 3), (2, 2), (1, 1, 1, 1))
+    assert np.all(got <= want) and np.all(want - got <= 4 * ((1 << drop) - 1))
+    # Every output is a value of its own window (max-pooling of got's indicator).
+    windows = np.lib.stride_tricks.sliding_window_view(
+        np.pad(vals, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=ring.min_signed),
+        (3, 3),
+        axis=(2, 3),
+    )[:, :, ::2, ::2]
+    assert np.all(np.any(windows == got[..., None, None], axis=(-2, -1)))
