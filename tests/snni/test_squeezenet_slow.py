@@ -31,7 +31,11 @@ def test_squeezenet_secure_matches_plaintext(squeezenet_model, tmp_path: Path) -
     img = tmp_path / "astronaut.png"
     cv2.imwrite(str(img), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
     face = preprocess_image(str(img), manifest.input_shape, manifest.mean, manifest.std)
-    rand = np.random.default_rng(1).standard_normal(manifest.input_shape).astype(np.float32)
+    # A random image: uniform pixels, normalised (the plan's public input range).
+    mean = np.asarray(manifest.mean).reshape(1, -1, 1, 1)
+    std = np.asarray(manifest.std).reshape(1, -1, 1, 1)
+    pixels = np.random.default_rng(1).random(manifest.input_shape)
+    rand = ((pixels - mean) / std).astype(np.float32)
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     for x in (face, rand):
         plain = sess.run(None, {"input": x})[0].reshape(-1)
