@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal, Protocol
 
 import numpy as np
@@ -28,7 +28,13 @@ from secfepas_sdk.camera.frames import Frame
 from secfepas_sdk.camera.preprocess import PreprocessConfig, preprocess_face
 from secfepas_sdk.camera.selection import SelectorChain
 from secfepas_sdk.camera.sources import FrameSource
-from secfepas_sdk.errors import PeerError, ProtocolError, SecfepasError, SourceError
+from secfepas_sdk.errors import (
+    ModelPackageError,
+    PeerError,
+    ProtocolError,
+    SecfepasError,
+    SourceError,
+)
 
 __all__ = ["CameraPipeline", "DropOldestQueue", "FaceFinder", "PipelineConfig", "PipelineStats"]
 
@@ -191,10 +197,15 @@ class CameraPipeline:
         return await asyncio.to_thread(preprocess_face, pixels, face.box, cfg)
 
     def _manifest_preprocess(self) -> PreprocessConfig:
-        m = self.client.manifest
-        self.preprocess = PreprocessConfig.from_manifest(
-            input_shape=m["input_shape"], mean=m["mean"], std=m["std"]
-        )
+        m = self.client.manifest  # sent by the edge: a peer, so checked here
+        try:
+            self.preprocess = PreprocessConfig.from_manifest(
+                input_shape=m["input_shape"], mean=m["mean"], std=m["std"]
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelPackageError(
+                f"the edge's manifest gives no usable input_shape/mean/std: {exc!r}"
+            ) from exc
         return self.preprocess
 
     async def run(self) -> AsyncIterator[PainAssessment]:
@@ -251,4 +262,4 @@ class CameraPipeline:
 
 
 def _no_margin(cfg: PreprocessConfig) -> PreprocessConfig:
-    return PreprocessConfig(size=cfg.size, margin=0.0, mean=cfg.mean, std=cfg.std)
+    return replace(cfg, margin=0.0)

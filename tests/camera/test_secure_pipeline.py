@@ -22,6 +22,7 @@ from secfepas_sdk.camera.pipeline import CameraPipeline, DropOldestQueue, Pipeli
 from secfepas_sdk.camera.selection import default_chain
 from secfepas_sdk.camera.sources import SyntheticSource, open_source
 from secfepas_sdk.certs import Pki
+from secfepas_sdk.errors import ModelPackageError
 from secfepas_sdk.protocol.transport import TlsFiles
 
 MODEL = "demo-pain-cnn"
@@ -122,3 +123,18 @@ def test_real_clip_with_face_detection_and_alerts(
     for a in got:
         assert a.model_id == MODEL and a.camera_id == "camera-1"
         assert a.frame_time == pytest.approx(a.frame_index / 10.0)
+
+
+class _EdgeWithBadManifest(SecureInferenceClient):
+    """As if the edge had sent a ServerHello whose manifest lacks mean/std."""
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return {"model_id": MODEL, "input_shape": [1, 3, 64, 64], "std": [1.0, 1.0, 1.0]}
+
+
+def test_a_manifest_without_normalisation_is_a_clear_error(tls: TlsFiles) -> None:
+    client = _EdgeWithBadManifest(("127.0.0.1", 1), tls, MODEL)
+    pipeline = CameraPipeline(SyntheticSource(count=1), client, detector=None)
+    with pytest.raises(ModelPackageError, match="input_shape/mean/std"):
+        asyncio.run(pipeline._tensor(_frame(0)))
