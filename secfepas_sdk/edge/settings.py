@@ -30,8 +30,11 @@ class EdgeSettings(BaseSettings):
     cert: Path = Field(description="the edge's certificate (PEM)")
     key: Path = Field(description="the edge's private key (PEM)")
     metrics_host: str = "127.0.0.1"
+    # None (no metrics listener) can only be set from code, e.g. with
+    # load_settings(...).model_copy(update={"metrics_port": None}): load_settings drops
+    # None overrides, and neither TOML nor the environment can express None.
     metrics_port: int | None = Field(
-        9464, ge=0, le=65535, description="Prometheus/health HTTP port; unset to disable"
+        9464, ge=0, le=65535, description="Prometheus/health HTTP port (0 = any free port)"
     )
     max_sessions: int = Field(2, ge=1, le=256, description="concurrent sessions (= workers)")
     max_queue: int = Field(8, ge=0, le=10_000, description="cameras that may wait for a slot")
