@@ -15,7 +15,11 @@ from secfepas_sdk.snni.he.params import DEFAULT_PARAMS
 
 DEFAULT_RING_BITS = 37
 DEFAULT_FRAC_BITS = 12
-DEFAULT_OT_K: dict[str, int] = {}  # per op kind; see docs/snni-he.md
+# SoftSpokenOT k per op kind: k = 6 sends 22 bits per OT instead of 32 (k = 4), for
+# about 2.7x the PRG work; measured on SqueezeNet in docs/snni-he.md.
+DEFAULT_OT_K: dict[str, int] = {
+    kind: 6 for kind in ("truncate", "relu", "relu_truncate", "maxpool")
+}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -48,7 +48,7 @@ OP_ATTRS: dict[str, tuple[str, ...]] = {
 }
 LINEAR_KINDS = ("conv", "gemm")
 NONLINEAR_KINDS = ("truncate", "relu", "relu_truncate", "maxpool")
-OT_KS = (2, 4, 8)  # SoftSpokenOT k an op may select (attr "ot_k"); the default is 4
+OT_KS = (2, 4, 6, 8)  # SoftSpokenOT k an op may select (attr "ot_k"); the default is 4
 V2_ATTRS = ("bound_bits", "drop_bits", "ot_k")
 
 

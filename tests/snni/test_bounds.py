@@ -52,7 +52,7 @@ def test_plan_refuses_unprovable_bounds(make_small_cnn) -> None:
         replace(plan, ops=(*ops[:pool], tight, *ops[pool + 1 :]))
     with pytest.raises(SnniError, match="no input_bound"):
         replace(plan, input_bound=None)
-    bad_k = replace(ops[pool], attrs={**ops[pool].attrs, "ot_k": 6})
+    bad_k = replace(ops[pool], attrs={**ops[pool].attrs, "ot_k": 5})
     with pytest.raises(SnniError, match="ot_k"):
         replace(plan, ops=(*ops[:pool], bad_k, *ops[pool + 1 :]))
     # Without a bound nor per-op choices the plan stays version 1 (old packages load).

@@ -47,7 +47,7 @@ from secfepas_sdk.snni.prg import SEED_BYTES, Prg
 U64 = NDArray[np.uint64]
 U8 = NDArray[np.uint8]
 
-SUPPORTED_K = (1, 2, 4, 8)
+SUPPORTED_K = (1, 2, 4, 6, 8)
 DEFAULT_K = 4
 _WORK_BYTES = 1 << 22  # PRG output held per chunk: the (n, 2^k, bytes) array stays near 4 MB
 _MAX_CHUNK = 1 << 16
@@ -56,10 +56,42 @@ _MAGIC = b"secfepas/ssot/1"  # 15 bytes, then k: a 16-byte header
 
 
 def check_k(k: int) -> int:
-    """k must divide 128 so every instance has the same size."""
     if k not in SUPPORTED_K:
         raise SnniError(f"SoftSpokenOT needs k in {SUPPORTED_K}, got {k}")
     return k
+
+
+def instance_sizes(k: int) -> tuple[int, ...]:
+    """Bits per VOLE instance: floor(128/k) instances of k bits, then one of 128 mod k
+    (k = 6: 21 x 6 + 1 x 2, 22 bits per OT). Instance i uses base OTs
+    offset_i .. offset_i + k_i - 1; s is still the concatenation of the Delta_i."""
+    check_k(k)
+    return (k,) * (KAPPA // k) + ((KAPPA % k,) if KAPPA % k else ())
+
+
+def _offsets(sizes: tuple[int, ...]) -> list[int]:
+    return [sum(sizes[:i]) for i in range(len(sizes))]
+
+
+def _fold_groups(
+    prgs: list[list[_StreamPrg]], sizes: tuple[int, ...], first: int, nbytes: int
+) -> tuple[U64, U64]:
+    """Expand and fold instances of equal size together (sizes are grouped in order):
+    planes as (128, words) rows in base-OT order, totals as (n, words)."""
+    planes: list[U64] = []
+    totals: list[U64] = []
+    start = 0
+    while start < len(sizes):
+        size = sizes[start]
+        end = start
+        while end < len(sizes) and sizes[end] == size:
+            end += 1
+        g = _expand(prgs[start:end], first, 1 << size, nbytes)
+        p, t = _fold(g.view(np.uint64))
+        planes.append(p.reshape(-1, p.shape[-1]))
+        totals.append(t)
+        start = end
+    return np.concatenate(planes), np.concatenate(totals)
 
 
 def _header(k: int) -> bytes:
@@ -75,7 +107,7 @@ def setup_message_size(k: int) -> int:
 
 def chunk_size(k: int) -> int:
     """OTs per wire message: a multiple of 64, smaller for large k to bound memory."""
-    per_seed = _WORK_BYTES // ((KAPPA // check_k(k)) << k)
+    per_seed = _WORK_BYTES // sum(1 << size for size in instance_sizes(k))
     return max(_MIN_CHUNK, min(_MAX_CHUNK, 8 * per_seed)) // 64 * 64
 
 
@@ -210,17 +242,22 @@ class SoftSpokenReceiver:
         if seeds0.shape != (KAPPA, SEED_BYTES) or seeds1.shape != (KAPPA, SEED_BYTES):
             raise SnniError("SoftSpokenOT receiver needs 128 seed pairs")
         self._k = check_k(k)
-        n = KAPPA // k
+        sizes = instance_sizes(k)
+        n = len(sizes)
         roots = np.frombuffer(Prg().random_bytes(n * SEED_BYTES), dtype=np.uint8)
-        msg = np.empty((n, k, 2, SEED_BYTES), dtype=np.uint8)
+        msg = np.empty((KAPPA, 2, SEED_BYTES), dtype=np.uint8)  # row offset_i + depth
         self._prgs: list[list[_StreamPrg]] = []
-        for i in range(n):
+        for i, (ki, off) in enumerate(zip(sizes, _offsets(sizes), strict=True)):
             level = roots[i * SEED_BYTES : (i + 1) * SEED_BYTES].reshape(1, SEED_BYTES)
-            for d in range(k):
+            for d in range(ki):
                 level = _children(level)
-                p = i * k + (k - 1 - d)  # depth d branches on leaf bit k-1-d
-                msg[i, d, 0] = np.bitwise_xor.reduce(level[0::2], axis=0) ^ _level_mask(seeds1[p])
-                msg[i, d, 1] = np.bitwise_xor.reduce(level[1::2], axis=0) ^ _level_mask(seeds0[p])
+                p = off + (ki - 1 - d)  # depth d branches on leaf bit ki-1-d
+                msg[off + d, 0] = np.bitwise_xor.reduce(level[0::2], axis=0) ^ _level_mask(
+                    seeds1[p]
+                )
+                msg[off + d, 1] = np.bitwise_xor.reduce(level[1::2], axis=0) ^ _level_mask(
+                    seeds0[p]
+                )
             self._prgs.append([_StreamPrg(leaf.tobytes()) for leaf in level])
         self._setup_msg: bytes | None = _header(k) + msg.tobytes()
         self._counter = 0
@@ -247,8 +284,7 @@ class SoftSpokenReceiver:
         for start in range(0, count, chunk):
             m = min(chunk, count - start)
             mb, mb8 = (m + 7) // 8, (m + 63) // 64 * 8
-            g = _expand(self._prgs, 0, 1 << k, mb8)
-            planes, total = _fold(g.view(np.uint64))
+            planes, total = _fold_groups(self._prgs, instance_sizes(k), 0, mb8)
             corr = total.view(np.uint8)[:, :mb]
             corr ^= np.packbits(flat[start : start + m], bitorder="little")[None, :]
             channel.send(np.ascontiguousarray(corr))
@@ -286,7 +322,7 @@ class SoftSpokenSender:
             raise SnniError("base-OT choice bits must be bits")
         self._s_bits = bits
         self._seeds: U8 | None = seeds.copy()  # dropped once the leaves are rebuilt
-        self._dmask = (bits * np.uint8(0xFF)).reshape(KAPPA // k, k, 1)
+        self._dmask = (bits * np.uint8(0xFF)).reshape(KAPPA, 1)  # per plane row
         self._delta = np.packbits(bits, bitorder="little")[None, :]
         self._prgs: list[list[_StreamPrg]] | None = None
         self._counter = 0
@@ -294,7 +330,8 @@ class SoftSpokenSender:
 
     def setup(self, channel: Channel) -> None:
         """Receive the peer's level sums and rebuild the punctured leaves."""
-        k, n = self._k, KAPPA // self._k
+        k = self._k
+        sizes = instance_sizes(k)
         seeds = self._seeds
         if seeds is None:
             raise SnniError("SoftSpokenOT setup already done")
@@ -302,10 +339,11 @@ class SoftSpokenSender:
         head = _header(k)
         if raw[: len(head)] != head:
             raise SnniError(f"the peer is not running SoftSpokenOT with k = {k}")
-        msg = np.frombuffer(raw[len(head) :], dtype=np.uint8).reshape(n, k, 2, SEED_BYTES)
+        msg = np.frombuffer(raw[len(head) :], dtype=np.uint8).reshape(KAPPA, 2, SEED_BYTES)
         prgs: list[list[_StreamPrg]] = []
-        for i in range(n):
-            delta_bits = self._s_bits[i * k : (i + 1) * k]
+        for ki, off in zip(sizes, _offsets(sizes), strict=True):
+            k = ki  # this instance's size (the loop body is per instance)
+            delta_bits = self._s_bits[off : off + k]
             alpha = int(sum(int(delta_bits[b]) << b for b in range(k)))
             level = np.zeros((1, SEED_BYTES), dtype=np.uint8)
             path = 0  # index of the unknown node at the current depth
@@ -320,7 +358,7 @@ class SoftSpokenSender:
                     nxt[idx] = kids
                 side = 1 - a_bit  # the off-path child, whose level sum we can unmask
                 # msg[., ., side] is masked with base seed 1 - side = a_bit: the one we hold.
-                level_sum = msg[i, d, side] ^ _level_mask(seeds[i * k + b])
+                level_sum = msg[off + d, side] ^ _level_mask(seeds[off + b])
                 nxt[2 * path + side] = level_sum ^ np.bitwise_xor.reduce(nxt[side::2], axis=0)
                 path = 2 * path + a_bit
                 level = nxt
@@ -333,17 +371,18 @@ class SoftSpokenSender:
         if self._prgs is None:
             raise SnniError("SoftSpokenOT used before setup()")
         _check(count, 64)
-        k, n = self._k, KAPPA // self._k
-        chunk = chunk_size(k)
+        sizes = instance_sizes(self._k)
+        n = len(sizes)
+        row_instance = np.repeat(np.arange(n), sizes)  # plane row -> its instance
+        chunk = chunk_size(self._k)
         for start in range(0, count, chunk):
             m = min(chunk, count - start)
             mb, mb8 = (m + 7) // 8, (m + 63) // 64 * 8
-            corr = np.frombuffer(channel.recv_exact(n * mb), dtype=np.uint8).reshape(n, 1, mb)
-            g = _expand(self._prgs, 1, 1 << k, mb8)
-            planes, _ = _fold(g.view(np.uint64))
-            q = planes.view(np.uint8).reshape(n, k, mb8)
-            q[:, :, :mb] ^= corr & self._dmask
-            yield start, transpose_rows(q.reshape(KAPPA, mb8))[:m]
+            corr = np.frombuffer(channel.recv_exact(n * mb), dtype=np.uint8).reshape(n, mb)
+            planes, _ = _fold_groups(self._prgs, sizes, 1, mb8)
+            q = planes.view(np.uint8).reshape(KAPPA, mb8)
+            q[:, :mb] ^= corr[row_instance] & self._dmask
+            yield start, transpose_rows(q)[:m]
 
     def extend(self, channel: Channel, count: int) -> U8:
         """The raw rows q_j = t_j xor r_j * s, shape (count, 16)."""

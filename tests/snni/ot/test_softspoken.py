@@ -128,7 +128,7 @@ def expect_correlation(base: BaseOts, choices: np.ndarray, t: np.ndarray, q: np.
     np.testing.assert_array_equal(q, expected)
 
 
-@pytest.mark.parametrize("k", [1, 2, 4, 8])
+@pytest.mark.parametrize("k", [1, 2, 4, 6, 8])
 def test_correlation_random_choices(run_parties: Runner, k: int) -> None:
     choices = np.frombuffer(secrets.token_bytes(5000), dtype=np.uint8) & np.uint8(1)
     base, t, q = run_extension(
@@ -140,7 +140,7 @@ def test_correlation_random_choices(run_parties: Runner, k: int) -> None:
 
 @settings(max_examples=12, deadline=None)
 @given(
-    k=st.sampled_from([1, 2, 4, 8]),
+    k=st.sampled_from([1, 2, 4, 6, 8]),
     sizes=st.lists(st.integers(0, 700), min_size=1, max_size=4),
     fill=st.sampled_from([None, 0, 1]),
 )
@@ -187,7 +187,7 @@ def test_edge_choices_and_batches_in_step(run_parties: Runner, k: int) -> None:
         expect_correlation(base, c, t, q)
 
 
-@pytest.mark.parametrize("k", [1, 4, 8])
+@pytest.mark.parametrize("k", [1, 4, 6, 8])
 def test_random_ot_through_crhash(run_parties: Runner, k: int) -> None:
     n = 3001
     choices = np.frombuffer(secrets.token_bytes(n), dtype=np.uint8) & np.uint8(1)
@@ -206,7 +206,7 @@ def test_random_ot_through_crhash(run_parties: Runner, k: int) -> None:
     assert len(np.unique(a0)) == n  # the hash tweaks differ per OT
 
 
-@pytest.mark.parametrize("k", [1, 2, 4, 8])
+@pytest.mark.parametrize("k", [1, 2, 4, 6, 8])
 def test_bytes_on_wire(k: int) -> None:
     """count * 128 / k bits of corrections (rounded up to bytes per message), nothing back;
     setup is one 4 KiB message."""
@@ -223,7 +223,8 @@ def test_bytes_on_wire(k: int) -> None:
 
     _, (setup, extension, back), sent_by_sender = run_extension(run_pair, k, receiver, sender)
     assert setup == ss.setup_message_size(k) == 4096 + 16
-    n = 128 // k
+    n = len(ss.instance_sizes(k))  # 128 / k, or 22 for k = 6 (21 x 6 bits + 1 x 2)
+    assert n == -(-128 // k)
     messages = 4
     assert count * n / 8 <= extension <= count * n / 8 + n * messages
     assert back == sent_by_sender == 0
@@ -248,7 +249,7 @@ def chi_square(data: bytes) -> float:
     return float(((counts - expected) ** 2 / expected).sum())
 
 
-@pytest.mark.parametrize(("k", "fill"), [(1, 0), (4, 0), (4, 1), (8, 1)])
+@pytest.mark.parametrize(("k", "fill"), [(1, 0), (4, 0), (4, 1), (6, 0), (8, 1)])
 def test_sender_view_is_uniform(k: int, fill: int) -> None:
     """What the OT sender receives (setup sums, corrections) looks uniform even for
     constant choices: each correction is masked by the PRG output of its unknown seed."""
@@ -277,7 +278,7 @@ def test_sender_view_is_uniform(k: int, fill: int) -> None:
 
 def test_rejects_bad_parameters_and_messages() -> None:
     base = BaseOts()
-    for k in (0, 3, 5, 16):
+    for k in (0, 3, 5, 7, 16):
         with pytest.raises(SnniError):
             base.receiver(k)
         with pytest.raises(SnniError):
@@ -341,7 +342,7 @@ def test_chunk_sizes() -> None:
     for k in ss.SUPPORTED_K:
         c = ss.chunk_size(k)
         assert c % 64 == 0
-        assert (128 // k << k) * c // 8 <= 8 << 20  # the PRG array of one chunk
+        assert sum(1 << size for size in ss.instance_sizes(k)) * c // 8 <= 8 << 20  # one chunk
 
 
 def test_session_flavours_over_softspoken(run_parties: Runner) -> None:
