@@ -1,6 +1,7 @@
-"""Per-session OT state for one party, and the batched OT flavours built on IKNP.
+"""Per-session OT state for one party, and the batched OT flavours built on OT
+extension (SoftSpokenOT by default, or IKNP: both give IKNP's correlation).
 
-Each party is the extension receiver in one IKNP instance and the sender in
+Each party is the extension receiver in one extension instance and the sender in
 the other, so either side can be the OT receiver in a protocol step. Setup
 runs 2 x 128 Naor-Pinkas base OTs once; every later call extends the same
 PRG streams.
@@ -74,7 +75,7 @@ class OtSession:
         return self._sender is not None and self._receiver is not None
 
     def setup(self, channel: Channel) -> None:
-        """Run the 2 x 128 base OTs (roles reversed for IKNP). Both parties call it."""
+        """Run the 2 x 128 base OTs (roles reversed for the extension). Both parties call it."""
         s_bits = np.frombuffer(secrets.token_bytes(KAPPA), dtype=np.uint8) & np.uint8(1)
         # Tweak domains: 0 for the instance where the client receives, 1 for the other.
         my_domain = 2 * self._domain_base + int(self.party)
