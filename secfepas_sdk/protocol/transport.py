@@ -24,7 +24,14 @@ from secfepas_sdk.protocol.connection import NEED_DATA, Connection, Role
 from secfepas_sdk.protocol.events import ControlEvent, Data, Event
 from secfepas_sdk.protocol.frames import FrameLimits
 from secfepas_sdk.protocol.messages import split_message
-from secfepas_sdk.snni.channel import DEFAULT_MAX_MESSAGE, Channel, ChannelError
+from secfepas_sdk.snni.channel import (
+    DEFAULT_MAX_MESSAGE,
+    Channel,
+    ChannelError,
+    EndOfChannel,
+    Inbox,
+    take_message,
+)
 
 __all__ = [
     "FramedStream",
@@ -214,13 +221,6 @@ async def open_client(
     return FramedStream(reader, writer, Connection(Role.CLIENT, limits=limits))
 
 
-class _Failed:
-    __slots__ = ("reason",)
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-
 class ThreadChannel(Channel):
     """Channel for SNNI code running in a thread; the event loop carries its bytes.
 
@@ -241,14 +241,14 @@ class ThreadChannel(Channel):
         self._loop = loop
         self._sender = sender
         self._timeout_s = timeout_s
-        self._inbox: queue.Queue[bytes | _Failed] = queue.Queue()
+        self._inbox: Inbox = queue.Queue()
 
     # loop side ------------------------------------------------------------
     def feed(self, message: bytes) -> None:
         self._inbox.put(message)
 
     def fail(self, reason: str) -> None:
-        self._inbox.put(_Failed(reason))
+        self._inbox.put(EndOfChannel(reason))
 
     # thread side ----------------------------------------------------------
     def _send_message(self, payload: bytes) -> None:
@@ -265,13 +265,4 @@ class ThreadChannel(Channel):
         return None
 
     def _recv_message(self, max_bytes: int) -> bytes:
-        try:
-            item = self._inbox.get(timeout=self._timeout_s)
-        except queue.Empty:
-            raise ChannelError(f"no message from the peer within {self._timeout_s} s") from None
-        if isinstance(item, _Failed):
-            self._inbox.put(item)
-            raise ChannelError(item.reason)
-        if len(item) > max_bytes:
-            raise ChannelError(f"peer message of {len(item)} bytes exceeds the {max_bytes} bound")
-        return item
+        return take_message(self._inbox, timeout_s=self._timeout_s, max_bytes=max_bytes)

@@ -168,8 +168,31 @@ class Channel(abc.ABC):
         self.close()
 
 
-class _Closed:
-    """Sentinel put on a queue when one end closes."""
+class EndOfChannel:
+    """Put on an inbox queue when the peer closes or the link fails; it stays
+    there, so every later ``recv`` fails with the same reason."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str = "the peer closed the channel") -> None:
+        self.reason = reason
+
+
+Inbox = queue.Queue[bytes | EndOfChannel]
+
+
+def take_message(inbox: Inbox, *, timeout_s: float, max_bytes: int) -> bytes:
+    """Next message from a queue-backed inbox, with the timeout and size bound."""
+    try:
+        item = inbox.get(timeout=timeout_s)
+    except queue.Empty:
+        raise ChannelError(f"no message from the peer within {timeout_s} s") from None
+    if isinstance(item, EndOfChannel):
+        inbox.put(item)
+        raise ChannelError(item.reason)
+    if len(item) > max_bytes:
+        raise ChannelError(f"peer message of {len(item)} bytes exceeds the {max_bytes} bound")
+    return item
 
 
 class MemoryChannel(Channel):
@@ -177,8 +200,8 @@ class MemoryChannel(Channel):
 
     def __init__(
         self,
-        outbox: queue.Queue[bytes | _Closed],
-        inbox: queue.Queue[bytes | _Closed],
+        outbox: Inbox,
+        inbox: Inbox,
         *,
         timeout_s: float,
         max_message: int = DEFAULT_MAX_MESSAGE,
@@ -198,27 +221,18 @@ class MemoryChannel(Channel):
         return None
 
     def _recv_message(self, max_bytes: int) -> bytes:
-        try:
-            item = self._inbox.get(timeout=self._timeout_s)
-        except queue.Empty:
-            raise ChannelError(f"no message from the peer within {self._timeout_s} s") from None
-        if isinstance(item, _Closed):
-            self._inbox.put(item)
-            raise ChannelError("the peer closed the channel")
-        if len(item) > max_bytes:
-            raise ChannelError(f"peer message of {len(item)} bytes exceeds the {max_bytes} bound")
-        return item
+        return take_message(self._inbox, timeout_s=self._timeout_s, max_bytes=max_bytes)
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._outbox.put(_Closed())
+            self._outbox.put(EndOfChannel())
 
 
 def memory_pair(*, timeout_s: float = 120.0) -> tuple[MemoryChannel, MemoryChannel]:
     """Two connected in-memory channel ends (client end first)."""
-    a_to_b: queue.Queue[bytes | _Closed] = queue.Queue()
-    b_to_a: queue.Queue[bytes | _Closed] = queue.Queue()
+    a_to_b: Inbox = queue.Queue()
+    b_to_a: Inbox = queue.Queue()
     return (
         MemoryChannel(a_to_b, b_to_a, timeout_s=timeout_s),
         MemoryChannel(b_to_a, a_to_b, timeout_s=timeout_s),
