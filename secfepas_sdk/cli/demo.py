@@ -81,9 +81,8 @@ async def _demo(args: argparse.Namespace) -> int:
             host="127.0.0.1",
             port=0,
             max_sessions=1,
-        ).model_copy(update={"metrics_port": None})
-        # No metrics listener: load_settings drops None overrides, so passing
-        # metrics_port=None there would bind 9464 and clash with an edge on this host.
+            metrics_enabled=False,  # never clash with an edge already on this host
+        )
         server = Server(settings)
         await server.start()
         host, port = server.address

@@ -23,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     serve.add_argument("--cert", type=Path, help="edge certificate (PEM)")
     serve.add_argument("--key", type=Path, help="edge private key (PEM)")
     serve.add_argument("--metrics-port", type=int, help="Prometheus/health HTTP port")
+    serve.add_argument(
+        "--no-metrics", action="store_true", help="serve no metrics or health endpoint"
+    )
     serve.add_argument("--max-sessions", type=int, help="concurrent sessions (worker processes)")
     serve.add_argument("--grace", type=float, default=30.0, help="seconds to finish on stop")
     serve.set_defaults(handler=_serve)
@@ -53,6 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
         cert=args.cert,
         key=args.key,
         metrics_port=args.metrics_port,
+        metrics_enabled=False if args.no_metrics else None,
         max_sessions=args.max_sessions,
     )
     asyncio.run(_run(settings, args.grace))

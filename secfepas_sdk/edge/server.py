@@ -89,7 +89,7 @@ class Server:
         self._slots = asyncio.Semaphore(s.max_sessions)
         self._executor = self._new_executor()
         self._listener = await asyncio.start_server(self._on_connect, s.host, s.port)
-        if s.metrics_port is not None:
+        if s.metrics_enabled:
             self._metrics_server = MetricsServer(
                 self.metrics, self._healthy, s.metrics_host, s.metrics_port
             )

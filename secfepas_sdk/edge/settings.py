@@ -29,11 +29,11 @@ class EdgeSettings(BaseSettings):
     ca: Path = Field(description="PEM of the site CA that signs camera certificates")
     cert: Path = Field(description="the edge's certificate (PEM)")
     key: Path = Field(description="the edge's private key (PEM)")
+    metrics_enabled: bool = Field(
+        True, description="serve Prometheus metrics and /healthz on metrics_host:metrics_port"
+    )
     metrics_host: str = "127.0.0.1"
-    # None (no metrics listener) can only be set from code, e.g. with
-    # load_settings(...).model_copy(update={"metrics_port": None}): load_settings drops
-    # None overrides, and neither TOML nor the environment can express None.
-    metrics_port: int | None = Field(
+    metrics_port: int = Field(
         9464, ge=0, le=65535, description="Prometheus/health HTTP port (0 = any free port)"
     )
     max_sessions: int = Field(2, ge=1, le=256, description="concurrent sessions (= workers)")

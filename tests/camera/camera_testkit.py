@@ -53,6 +53,7 @@ def demo_edge(pki: Pki, workdir: Path, *, max_sessions: int) -> Iterator[Backgro
         key=pki.edge_key,
         port=0,
         max_sessions=max_sessions,
-    ).model_copy(update={"metrics_port": None})  # no metrics listener (None overrides are dropped)
+        metrics_enabled=False,
+    )
     with BackgroundEdge(settings) as running:
         yield running

@@ -157,3 +157,16 @@ def test_connection_refused_is_retried_then_reported(camera_tls: Any) -> None:
             await client.connect()
 
     asyncio.run(main())
+
+
+def test_metrics_listener_follows_the_setting(make_settings: Any, tmp_path: Path) -> None:
+    async def main() -> tuple[int | None, int | None]:
+        async with running(make_settings(), broken_registry(tmp_path)) as on:
+            with_metrics = on.metrics_port
+        async with running(make_settings(metrics_enabled=False), broken_registry(tmp_path)) as off:
+            without = off.metrics_port
+        return with_metrics, without
+
+    with_metrics, without = asyncio.run(main())
+    assert with_metrics is not None and with_metrics > 0
+    assert without is None

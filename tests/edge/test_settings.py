@@ -54,3 +54,17 @@ def test_unknown_and_invalid_keys_are_refused(tmp_path: Path) -> None:
 def test_required_paths(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="model_dir"):
         load_settings(None, ca="a", cert="b", key="c")
+
+
+def test_metrics_can_be_switched_off_from_file_env_and_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "edge.toml").write_text(TOML)
+    assert load_settings(tmp_path / "edge.toml").metrics_enabled is True
+    (tmp_path / "edge.toml").write_text(TOML + "metrics_enabled = false\n")
+    assert load_settings(tmp_path / "edge.toml").metrics_enabled is False
+    (tmp_path / "edge.toml").write_text(TOML)
+    monkeypatch.setenv("SECFEPAS_EDGE_METRICS_ENABLED", "false")
+    assert load_settings(tmp_path / "edge.toml").metrics_enabled is False
+    monkeypatch.delenv("SECFEPAS_EDGE_METRICS_ENABLED")
+    assert load_settings(tmp_path / "edge.toml", metrics_enabled=False).metrics_enabled is False
