@@ -31,6 +31,20 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     imp.add_argument(
         "--no-reference", action="store_true", help="do not keep the float ONNX in private/"
     )
+    imp.add_argument(
+        "--ot-k",
+        type=int,
+        choices=(2, 4, 6, 8),
+        default=None,
+        help="SoftSpokenOT k for every non-linear op (default 6: 22 bits per OT; "
+        "8 sends less and computes more, 4 the reverse)",
+    )
+    imp.add_argument(
+        "--no-pixel-bound",
+        action="store_true",
+        help="the input is not normalised pixels: no public input range, so no "
+        "activation bounds (costlier comparisons) and no input range check",
+    )
     imp.set_defaults(handler=_import)
 
     ver = sub.add_parser("verify", help="check every hash and the plan/weights consistency")
@@ -43,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 def _import(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from secfepas_sdk.models.importer import import_onnx
+    from secfepas_sdk.models.importer import DEFAULT_OT_K, import_onnx
 
     manifest = import_onnx(
         args.onnx,
@@ -58,6 +72,8 @@ def _import(args: argparse.Namespace) -> int:
         std=args.std,
         description=args.description,
         keep_reference=not args.no_reference,
+        pixel_bound=not args.no_pixel_bound,
+        ot_k=None if args.ot_k is None else dict.fromkeys(DEFAULT_OT_K, args.ot_k),
     )
     print(json.dumps({"package": str(args.out_dir), "fingerprint": manifest.fingerprint}))
     return 0

@@ -113,6 +113,22 @@ def test_import_and_cli_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["model", "verify", "--public-only", str(out)]) == 0
 
 
+def test_cli_import_options_reach_the_plan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref = reference_onnx(demo_model_path())
+    assert ref is not None
+    default, custom = tmp_path / "default", tmp_path / "custom"
+    assert main(["model", "import", str(ref), str(default)]) == 0
+    assert main(["model", "import", str(ref), str(custom), "--ot-k", "4", "--no-pixel-bound"]) == 0
+    capsys.readouterr()
+    plan_default, plan_custom = load_public(default).plan, load_public(custom).plan
+    assert plan_default.input_bound is not None and plan_custom.input_bound is None
+    ks_default = {op.attrs["ot_k"] for op in plan_default.ops if "ot_k" in op.attrs}
+    ks_custom = {op.attrs["ot_k"] for op in plan_custom.ops if "ot_k" in op.attrs}
+    assert ks_default == {6} and ks_custom == {4}
+
+
 def test_import_refuses_unreadable(tmp_path: Path) -> None:
     with pytest.raises(ModelPackageError):
         import_onnx(tmp_path / "missing.onnx", tmp_path / "o", model_id="x", class_names=["a"])
