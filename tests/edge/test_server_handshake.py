@@ -74,7 +74,7 @@ def test_tls_refusals_are_logged_with_reason(
                     await stream.send(ClientHello(versions=(1,), model_id="ghost", suites=("x",)))
                     await stream.next_event(5)
                 assert not isinstance(exc.value, AssertionError)
-            for _ in range(50):
+            for _ in range(200):
                 if server.metrics.tls_refused == 2:
                     break
                 await asyncio.sleep(0.05)
