@@ -7,6 +7,7 @@ by firmware, or synthetic frames. Nothing touches hardware until ``open()``.
 
 from __future__ import annotations
 
+import abc
 import logging
 import math
 import sys
@@ -62,7 +63,7 @@ class SourceStats:
     """Frames discarded by a full queue (push source only)."""
 
 
-class FrameSource:
+class FrameSource(abc.ABC):
     """Base class: a context manager that iterates :class:`Frame` objects.
 
     Subclasses implement ``_open``, ``_close`` and ``_frames``. Iterating an
@@ -111,14 +112,14 @@ class FrameSource:
         return SourceStats(frames=self._delivered, corrupt=self._corrupt, dropped=0)
 
     # -- for subclasses --------------------------------------------------
-    def _open(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _open(self) -> None: ...
 
-    def _close(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _close(self) -> None: ...
 
-    def _frames(self) -> Iterator[Frame]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _frames(self) -> Iterator[Frame]: ...
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.source_id!r})"
