@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from secfepas_sdk.edge import relay
-from secfepas_sdk.snni.channel import Channel, ChannelError
+from secfepas_sdk.snni.channel import Channel, ChannelError, read_exact
 
 if TYPE_CHECKING:  # imported in the worker process, when the first session starts
     from secfepas_sdk.snni.runtime import ServerRuntime
@@ -45,18 +45,12 @@ class RelayChannel(Channel):
             raise ChannelError(f"session relay closed: {exc}") from exc
 
     def _read_exact(self, n: int) -> bytes:
-        buf = bytearray(n)
-        view = memoryview(buf)
-        got = 0
-        try:
-            while got < n:
-                k = self._sock.recv_into(view[got:], n - got)
-                if k == 0:
-                    raise ChannelError("the session ended (camera gone or server stopping)")
-                got += k
-        except OSError as exc:
-            raise ChannelError(f"session relay failed: {exc}") from exc
-        return bytes(buf)
+        return read_exact(
+            self._sock,
+            n,
+            closed="the session ended (camera gone or server stopping)",
+            failed="session relay failed",
+        )
 
     def read_frame(self, max_bytes: int) -> tuple[bytes, bytes]:
         tag, length = relay.HEADER.unpack(self._read_exact(relay.HEADER.size))

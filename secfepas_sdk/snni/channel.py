@@ -239,6 +239,28 @@ def memory_pair(*, timeout_s: float = 120.0) -> tuple[MemoryChannel, MemoryChann
     )
 
 
+def read_exact(
+    sock: socket.socket,
+    n: int,
+    *,
+    closed: str = "the peer closed the connection",
+    failed: str = "receive failed",
+) -> bytes:
+    """Exactly ``n`` bytes from a stream socket, or ChannelError (EOF, timeout, error)."""
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    try:
+        while got < n:
+            k = sock.recv_into(view[got:], n - got)
+            if k == 0:
+                raise ChannelError(closed)
+            got += k
+    except OSError as exc:  # includes socket.timeout
+        raise ChannelError(f"{failed}: {exc}") from exc
+    return bytes(buf)
+
+
 class SocketChannel(Channel):
     """Length-prefixed messages over a connected stream socket (benchmarks, selftest)."""
 
@@ -267,18 +289,7 @@ class SocketChannel(Channel):
         return None
 
     def _read_exact(self, n: int) -> bytes:
-        buf = bytearray(n)
-        view = memoryview(buf)
-        got = 0
-        try:
-            while got < n:
-                k = self._sock.recv_into(view[got:], n - got)
-                if k == 0:
-                    raise ChannelError("the peer closed the connection")
-                got += k
-        except OSError as exc:  # includes socket.timeout
-            raise ChannelError(f"receive failed: {exc}") from exc
-        return bytes(buf)
+        return read_exact(self._sock, n)
 
     def _recv_message(self, max_bytes: int) -> bytes:
         (length,) = _LEN.unpack(self._read_exact(_LEN.size))
