@@ -63,7 +63,7 @@ class AlertService:
         retry: RetryPolicy | None = None,
         max_alerts: int = 10_000,
     ) -> AlertService:
-        """Load sinks through their plugins (``log:``, ``mqtts://...``, ``fhir+https://...``)."""
+        """Load sinks through their plugins (``console:``, ``mqtts://...``, ``fhir+https://...``)."""
         sinks = load_sinks(uris, camera_id=camera_id)
         try:
             return cls(sinks, outbox=outbox, policy=policy, retry=retry, max_alerts=max_alerts)

@@ -3,7 +3,7 @@
 A plugin is a distribution that registers, in the entry-point group
 ``secfepas_sdk.alert_sinks``, one entry point per URI scheme it serves. The entry
 point names a factory ``(uri: str, context: SinkContext) -> AlertSink``. Built-in
-sinks (``log:``) are registered in the same way by this package's pyproject.
+sinks (``console:``) are registered in the same way by this package's pyproject.
 
 A plugin is checked when it loads, not when it first delivers: the factory must be
 callable with two arguments, and what it returns must satisfy :class:`AlertSink`
@@ -14,7 +14,7 @@ at start-up only delays delivery, the outbox keeps the alerts meanwhile.
 from __future__ import annotations
 
 import inspect
-import logging
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -27,13 +27,13 @@ from secfepas_sdk.errors import ConfigError
 __all__ = [
     "ENTRY_POINT_GROUP",
     "AlertSink",
-    "LogSink",
+    "ConsoleSink",
     "SinkContext",
     "SinkFactory",
     "available_schemes",
+    "console_sink_factory",
     "load_sink",
     "load_sinks",
-    "log_sink_factory",
     "redact_uri",
     "uri_scheme",
 ]
@@ -75,11 +75,11 @@ SinkFactory = Callable[[str, SinkContext], AlertSink]
 
 
 def uri_scheme(uri: str) -> str:
-    """The lower-case scheme of a sink URI (``fhir+https``, ``mqtts``, ``log``)."""
+    """The lower-case scheme of a sink URI (``fhir+https``, ``mqtts``, ``console``)."""
     scheme, sep, _ = uri.partition(":")
     scheme = scheme.lower()
     if not sep or not scheme or not set(scheme) <= _ID_CHARS or not scheme[0].isalpha():
-        raise ConfigError(f"sink URI {redact_uri(uri)!r} has no valid scheme (e.g. 'log:')")
+        raise ConfigError(f"sink URI {redact_uri(uri)!r} has no valid scheme (e.g. 'console:')")
     return scheme
 
 
@@ -183,16 +183,19 @@ def load_sinks(uris: Sequence[str], *, camera_id: str = "camera") -> list[AlertS
     return sinks
 
 
-class LogSink:
-    """Writes each alert, as JSON, to the ``secfepas.alerts`` logger at WARNING.
+class ConsoleSink:
+    """Writes each alert as one JSON line to standard error (``console:``) or
+    standard output (``console:stdout``).
 
-    This is an alert channel the operator chose (``--sink log:``), not diagnostics:
-    the SDK's own diagnostic logs never carry the level.
+    An alert channel the operator chose (``--sink console:``), kept apart from
+    logging on purpose: logs never carry results, and an alert is one.
     """
 
-    def __init__(self, uri: str = "log:", logger_name: str = "secfepas.alerts") -> None:
-        self._logger = logging.getLogger(logger_name)
-        self._name = f"log:{logger_name}" if logger_name != "secfepas.alerts" else "log:"
+    def __init__(self, uri: str = "console:", stream: str = "stderr") -> None:
+        if stream not in ("stderr", "stdout"):
+            raise ConfigError(f"console sink writes to stderr or stdout, not {stream!r}")
+        self._stream = stream
+        self._name = "console:" if stream == "stderr" else f"console:{stream}"
         self.uri = uri
 
     @property
@@ -200,16 +203,16 @@ class LogSink:
         return self._name
 
     def deliver(self, alert: Alert) -> None:
-        self._logger.warning("%s", alert.to_json())
+        # Looked up on each call, so a redirected sys.stderr/stdout is honoured.
+        out = sys.stderr if self._stream == "stderr" else sys.stdout
+        out.write(alert.to_json() + "\n")
+        out.flush()
 
     def close(self) -> None:
         return None
 
 
-def log_sink_factory(uri: str, context: SinkContext) -> LogSink:
-    """``log:`` or ``log:LOGGER.NAME``: the built-in sink, loaded like any plugin."""
+def console_sink_factory(uri: str, context: SinkContext) -> ConsoleSink:
+    """``console:`` (stderr) or ``console:stdout``: the built-in sink, loaded like any plugin."""
     del context
-    rest = uri.partition(":")[2].strip("/")
-    if rest and not all(part.isidentifier() for part in rest.split(".")):
-        raise ConfigError(f"log sink wants 'log:' or 'log:logger.name', got {uri!r}")
-    return LogSink(uri, rest or "secfepas.alerts")
+    return ConsoleSink(uri, uri.partition(":")[2].strip("/") or "stderr")

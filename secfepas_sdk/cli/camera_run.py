@@ -29,7 +29,7 @@ def register(camera_subparsers: argparse._SubParsersAction[Any]) -> None:
         action="append",
         default=[],
         metavar="URI",
-        help="alert sink (log:, mqtts://..., fhir+https://...; repeatable)",
+        help="alert sink (console:, mqtts://..., fhir+https://...; repeatable)",
     )
     run.add_argument("--outbox", type=Path, help="alert outbox file (default: ./alerts.sqlite)")
     run.add_argument("--json", action="store_true", help="one JSON object per analysed frame")

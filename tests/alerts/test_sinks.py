@@ -13,7 +13,7 @@ from secfepas_sdk.alerts import AlertService, load_sink, load_sinks
 from secfepas_sdk.alerts.models import Alert
 from secfepas_sdk.alerts.sinks import (
     AlertSink,
-    LogSink,
+    ConsoleSink,
     available_schemes,
     redact_uri,
     uri_scheme,
@@ -55,23 +55,30 @@ def refuses(uri, context):
 """
 
 
-def test_builtin_log_sink_loads_through_its_entry_point(caplog: pytest.LogCaptureFixture) -> None:
-    assert "log" in available_schemes()
-    sink = load_sink("log:")
-    assert isinstance(sink, LogSink) and isinstance(sink, AlertSink) and sink.name == "log:"
+def test_builtin_console_sink_loads_through_its_entry_point(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    assert "console" in available_schemes()
+    sink = load_sink("console:")
+    assert isinstance(sink, ConsoleSink) and isinstance(sink, AlertSink)
+    assert sink.name == "console:"
     alert = make_alert()
-    with caplog.at_level(logging.WARNING, logger="secfepas.alerts"):
+    with caplog.at_level(logging.DEBUG):
         sink.deliver(alert)
-    assert Alert.from_json(caplog.records[0].getMessage()) == alert
-    assert load_sink("log:nurse.station").name == "log:nurse.station"
+    assert Alert.from_json(capsys.readouterr().err) == alert
+    assert caplog.records == []  # alerts carry results: never through logging
+    to_stdout = load_sink("console:stdout")
+    to_stdout.deliver(alert)
+    assert Alert.from_json(capsys.readouterr().out) == alert
+    assert to_stdout.name == "console:stdout"
     with pytest.raises(ConfigError):
-        load_sink("log:not a logger")
+        load_sink("console:syslog")
 
 
 @pytest.mark.parametrize(
     ("uri", "scheme"),
     [
-        ("log:", "log"),
+        ("console:", "console"),
         ("MQTTS://h:8883/t", "mqtts"),
         ("fhir+https://h/fhir?token_env=T", "fhir+https"),
     ],
@@ -94,7 +101,7 @@ def test_redact_uri_drops_secrets() -> None:
 
 
 def test_unknown_scheme_names_installed_ones() -> None:
-    with pytest.raises(ConfigError, match=r"no alert sink plugin serves the scheme 'nope'.*log"):
+    with pytest.raises(ConfigError, match=r"no alert sink plugin serves the scheme 'nope'.*console"):
         load_sink("nope://x")
 
 
@@ -140,4 +147,4 @@ def test_two_plugins_claiming_one_scheme_is_an_error(fake_plugin: Install) -> No
 
 def test_duplicate_sink_names_are_refused() -> None:
     with pytest.raises(ConfigError, match="share the name"):
-        load_sinks(["log:", "log:"])
+        load_sinks(["console:", "console:"])

@@ -98,7 +98,7 @@ def test_real_clip_with_face_detection_and_alerts(
 
     async def main() -> tuple[list[PainAssessment], Any]:
         client = SecureInferenceClient(edge_address, tls, MODEL)
-        alerts = AlertService.from_uris(["log:"], outbox=tmp_path / "outbox.sqlite")
+        alerts = AlertService.from_uris(["console:"], outbox=tmp_path / "outbox.sqlite")
         submitted: list[PainAssessment] = []
 
         def on_assessment(a: PainAssessment) -> None:

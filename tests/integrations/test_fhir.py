@@ -91,7 +91,7 @@ def test_invalid_resource_is_rejected_by_the_server_as_permanent(
 def test_rejected_alert_goes_to_dead_letters(
     fhir_server: FhirServer, token: str, tmp_path: Path
 ) -> None:
-    sinks = load_sinks([f"{fhir_server.uri}?token_env=FHIR_TOKEN", "log:"])
+    sinks = load_sinks([f"{fhir_server.uri}?token_env=FHIR_TOKEN", "console:"])
     with AlertService(sinks, outbox=tmp_path / "o.db", retry=FAST_RETRY) as service:
         alert = _patient_alert("Patient/nobody")
         service.publish(alert)
