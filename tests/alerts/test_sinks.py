@@ -101,7 +101,9 @@ def test_redact_uri_drops_secrets() -> None:
 
 
 def test_unknown_scheme_names_installed_ones() -> None:
-    with pytest.raises(ConfigError, match=r"no alert sink plugin serves the scheme 'nope'.*console"):
+    with pytest.raises(
+        ConfigError, match=r"no alert sink plugin serves the scheme 'nope'.*console"
+    ):
         load_sink("nope://x")
 
 
