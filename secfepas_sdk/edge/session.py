@@ -29,6 +29,7 @@ from secfepas_sdk.errors import PeerError, RemoteProtocolError, SecfepasError
 from secfepas_sdk.protocol.events import Close, Data, Error, InferenceBegin, InferenceEnd
 from secfepas_sdk.protocol.messages import MessageAssembler
 from secfepas_sdk.protocol.transport import FramedStream
+from secfepas_sdk.snni.he.sealio import remove_scratch_of
 
 __all__ = ["SessionRelay", "WorkerFailed"]
 
@@ -157,6 +158,7 @@ class SessionRelay:
             log.warning("session %s: killing stuck worker pid %d", self.session_id, self.worker_pid)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.worker_pid, signal.SIGKILL)
+            remove_scratch_of(self.worker_pid)  # a killed worker cannot remove its own
 
     async def _next_or_stop(self) -> object | None:
         """The camera's next event, or None when the server is stopping."""

@@ -4,7 +4,9 @@ secure inference of the bundled demo model in worker processes."""
 from __future__ import annotations
 
 import asyncio
+import glob
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 from secfepas_sdk.camera.client import RetryPolicy, SecureInferenceClient
 from secfepas_sdk.edge.server import Server
 from secfepas_sdk.errors import ConnectionLostError, PeerError, ProtocolError
+from secfepas_sdk.snni.he.sealio import SCRATCH_PREFIX, scratch_base
 
 MODEL = "demo-pain-cnn"
 ONE_TRY = RetryPolicy(attempts=1)
@@ -187,6 +190,19 @@ def test_stop_with_short_grace_cuts_inflight_inference(
         assert exc.value.code in ("shutting_down", "connection_lost", "unexpected_eof")
 
     asyncio.run(main())
+    assert _orphaned_scratch_dirs() == []  # the killed worker's /dev/shm files went too
+
+
+def _orphaned_scratch_dirs() -> list[str]:
+    """HE scratch directories (named secfepas-he-PID-...) whose process is gone."""
+    orphans = []
+    for path in glob.glob(os.path.join(scratch_base(), f"{SCRATCH_PREFIX}*")):
+        pid = int(os.path.basename(path)[len(SCRATCH_PREFIX) :].split("-")[0])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            orphans.append(path)
+    return orphans
 
 
 def test_idle_timeout_then_transparent_reconnect(

@@ -11,12 +11,14 @@ zstd-compressed ones, which we inflate. Files live in /dev/shm (RAM).
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import struct
 import tempfile
 import threading
 import weakref
+from multiprocessing import util as mp_util
 from typing import Any
 
 import numpy as np
@@ -124,6 +126,21 @@ def ciphertext_polys(raw: bytes) -> tuple[bytes, bool, U64]:
     return parms, ntt, data.reshape(size, limbs, degree)
 
 
+SCRATCH_PREFIX = "secfepas-he-"
+
+
+def scratch_base() -> str:
+    """Where HE scratch directories live: /dev/shm (RAM) if present."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()  # noqa: S108
+
+
+def remove_scratch_of(pid: int) -> None:
+    """Remove the scratch directories of a process that cannot clean up any more
+    (the edge SIGKILLs a stuck worker); they are named after its pid."""
+    for path in glob.glob(os.path.join(scratch_base(), f"{SCRATCH_PREFIX}{pid}-*")):
+        shutil.rmtree(path, ignore_errors=True)
+
+
 class ShmDir:
     """A private scratch directory in /dev/shm (RAM) for SEAL save/load.
 
@@ -132,11 +149,15 @@ class ShmDir:
     """
 
     def __init__(self) -> None:
-        base = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 - RAM-backed tmp
-        self.path = tempfile.mkdtemp(prefix="secfepas-he-", dir=base)
+        self.path = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=scratch_base())
         self._local = threading.local()
         # Removed on close(), on garbage collection or at interpreter exit, whichever is first.
         self._finalizer = weakref.finalize(self, shutil.rmtree, self.path, ignore_errors=True)
+        # Pool workers (the edge's crypto processes) leave through os._exit, which skips
+        # atexit and so weakref.finalize; multiprocessing runs these finalizers first.
+        mp_util.Finalize(
+            self, shutil.rmtree, args=(self.path,), kwargs={"ignore_errors": True}, exitpriority=0
+        )
 
     def file(self, name: str) -> str:
         ident = getattr(self._local, "ident", None)
