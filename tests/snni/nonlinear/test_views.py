@@ -3,14 +3,13 @@ the plaintext: run a ReLU on a recognisable ramp and inspect the server's view."
 
 from __future__ import annotations
 
-import queue
 import threading
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from snni_testkit import CHI2_LIMIT, chi_square_uniform_bytes, recording_pair
 
-from secfepas_sdk.snni.channel import Channel, MemoryChannel
+from secfepas_sdk.snni.channel import Channel
 from secfepas_sdk.snni.nonlinear import NonlinearEngine
 from secfepas_sdk.snni.party import Party
 from secfepas_sdk.snni.prg import Prg
@@ -18,25 +17,10 @@ from secfepas_sdk.snni.ring import Ring
 
 RING = Ring(bits=37, frac_bits=12)
 N = 1 << 12
-CHI2_LIMIT = 340.0  # 255 degrees of freedom, about the 0.9999 quantile
-
-
-class Recording(MemoryChannel):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.view: list[bytes] = []
-
-    def _recv_message(self, max_bytes: int) -> bytes:
-        payload = super()._recv_message(max_bytes)
-        self.view.append(payload)
-        return payload
 
 
 def run_relu(values: NDArray[np.int64]) -> tuple[list[bytes], list[bytes], NDArray[np.int64]]:
-    a_to_b: queue.Queue[Any] = queue.Queue()
-    b_to_a: queue.Queue[Any] = queue.Queue()
-    client_end = Recording(a_to_b, b_to_a, timeout_s=60)
-    server_end = Recording(b_to_a, a_to_b, timeout_s=60)
+    client_end, server_end = recording_pair()
     x0, x1 = RING.share(RING.from_signed(values), Prg())
     outs: dict[str, NDArray[np.uint64]] = {}
 
@@ -54,12 +38,6 @@ def run_relu(values: NDArray[np.int64]) -> tuple[list[bytes], list[bytes], NDArr
     return client_end.view[2:], server_end.view[2:], result
 
 
-def chi2(data: bytes) -> float:
-    counts = np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256)
-    expected = len(data) / 256
-    return float(((counts - expected) ** 2 / expected).sum())
-
-
 def ramp() -> NDArray[np.int64]:
     return np.linspace(-8.0 * RING.scale, 8.0 * RING.scale, N).astype(np.int64)
 
@@ -68,7 +46,7 @@ def test_server_view_has_no_trace_of_the_ramp() -> None:
     values = ramp()
     _, server_view, result = run_relu(values)
     np.testing.assert_array_equal(result, np.maximum(values, 0))
-    assert chi2(b"".join(server_view)) < CHI2_LIMIT
+    assert chi_square_uniform_bytes(b"".join(server_view)) < CHI2_LIMIT
     signal = values.astype(np.float64)
     sign = (values >= 0).astype(np.float64)
     for message in server_view:
@@ -94,9 +72,9 @@ def test_server_view_same_distribution_for_ramp_and_zeros() -> None:
     _, view_ramp, _ = run_relu(ramp())
     _, view_zero, _ = run_relu(np.zeros(N, dtype=np.int64))
     assert [len(m) for m in view_ramp] == [len(m) for m in view_zero]
-    assert chi2(b"".join(view_zero)) < CHI2_LIMIT
+    assert chi_square_uniform_bytes(b"".join(view_zero)) < CHI2_LIMIT
 
 
 def test_client_view_is_uniform() -> None:
     client_view, _, _ = run_relu(ramp())
-    assert chi2(b"".join(client_view)) < CHI2_LIMIT
+    assert chi_square_uniform_bytes(b"".join(client_view)) < CHI2_LIMIT

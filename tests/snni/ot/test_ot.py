@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import queue
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
+from snni_testkit import CHI2_LIMIT, chi_square_uniform_bytes, recording_pair
 
 from secfepas_sdk.errors import SnniError
-from secfepas_sdk.snni.channel import Channel, MemoryChannel, run_pair
+from secfepas_sdk.snni.channel import Channel, run_pair
 from secfepas_sdk.snni.ot import OtSession
 from secfepas_sdk.snni.ot.session import words_decode, words_payload
 from secfepas_sdk.snni.party import Party
@@ -67,35 +67,6 @@ def test_all_flavours_both_directions(run_parties: Callable[..., tuple[Any, Any]
     np.testing.assert_array_equal(corr, (x + c * delta) & np.uint64((1 << 20) - 1))
     np.testing.assert_array_equal(one16, msgs[np.arange(N), c16.astype(int)])
     np.testing.assert_array_equal(one4, msgs4[np.arange(N), c4.astype(int)])
-
-
-def chi_square_uniform_bytes(data: bytes) -> float:
-    counts = np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256)
-    expected = len(data) / 256
-    return float(((counts - expected) ** 2 / expected).sum())
-
-
-# 255 degrees of freedom: the 0.9999 quantile is about 340.
-CHI2_LIMIT = 340.0
-
-
-class Recording(MemoryChannel):
-    """A memory channel end that keeps every payload it receives (a party's view)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.view: list[bytes] = []
-
-    def _recv_message(self, max_bytes: int) -> bytes:
-        payload = super()._recv_message(max_bytes)
-        self.view.append(payload)
-        return payload
-
-
-def recording_pair() -> tuple[Recording, Recording]:
-    a_to_b: queue.Queue[Any] = queue.Queue()
-    b_to_a: queue.Queue[Any] = queue.Queue()
-    return Recording(a_to_b, b_to_a, timeout_s=60), Recording(b_to_a, a_to_b, timeout_s=60)
 
 
 @pytest.mark.parametrize("choice", [0, 1])

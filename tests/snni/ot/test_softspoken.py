@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import queue
 import secrets
 import socket
 import threading
@@ -13,12 +12,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from snni_testkit import CHI2_LIMIT, chi_square_uniform_bytes, recording_pair
 
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import (
     Channel,
     ChannelError,
-    MemoryChannel,
     SocketChannel,
     memory_pair,
     run_pair,
@@ -79,7 +78,6 @@ def run_parties(request: pytest.FixtureRequest) -> Runner:
 
 
 # 255 degrees of freedom: the 0.9999 quantile is about 340.
-CHI2_LIMIT = 340.0
 
 
 class BaseOts:
@@ -230,33 +228,11 @@ def test_bytes_on_wire(k: int) -> None:
     assert back == sent_by_sender == 0
 
 
-class Recording(MemoryChannel):
-    """A memory channel end that keeps every payload it receives (a party's view)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.view: list[bytes] = []
-
-    def _recv_message(self, max_bytes: int) -> bytes:
-        payload = super()._recv_message(max_bytes)
-        self.view.append(payload)
-        return payload
-
-
-def chi_square(data: bytes) -> float:
-    counts = np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256)
-    expected = len(data) / 256
-    return float(((counts - expected) ** 2 / expected).sum())
-
-
 @pytest.mark.parametrize(("k", "fill"), [(1, 0), (4, 0), (4, 1), (6, 0), (8, 1)])
 def test_sender_view_is_uniform(k: int, fill: int) -> None:
     """What the OT sender receives (setup sums, corrections) looks uniform even for
     constant choices: each correction is masked by the PRG output of its unknown seed."""
-    a_to_b: queue.Queue[Any] = queue.Queue()
-    b_to_a: queue.Queue[Any] = queue.Queue()
-    cl = Recording(a_to_b, b_to_a, timeout_s=60)
-    sv = Recording(b_to_a, a_to_b, timeout_s=60)
+    cl, sv = recording_pair()
     base = BaseOts()
     choices = np.full(1 << 15, fill, dtype=np.uint8)
 
@@ -272,8 +248,8 @@ def test_sender_view_is_uniform(k: int, fill: int) -> None:
     s.random_ot(sv, choices.size, 16)
     thread.join(60)
     setup_msg, *corrections = sv.view
-    assert chi_square(setup_msg) < CHI2_LIMIT
-    assert chi_square(b"".join(corrections)) < CHI2_LIMIT
+    assert chi_square_uniform_bytes(setup_msg) < CHI2_LIMIT
+    assert chi_square_uniform_bytes(b"".join(corrections)) < CHI2_LIMIT
 
 
 def test_rejects_bad_parameters_and_messages() -> None:
