@@ -30,6 +30,7 @@ from secfepas_sdk.errors import (
     RemoteProtocolError,
     SecfepasError,
 )
+from secfepas_sdk.logsafe import safe_text
 from secfepas_sdk.protocol.events import (
     PROTOCOL_VERSIONS,
     SUITE_CHEETAH_V1,
@@ -196,7 +197,7 @@ class SecureInferenceClient:
                     "edge %s:%d unavailable (%s); retry %d in %.1f s",
                     self.host,
                     self.port,
-                    last,
+                    safe_text(last),
                     attempt,
                     delay,
                 )
@@ -247,7 +248,12 @@ class SecureInferenceClient:
             raise
         self._stream, self._hello, self._runtime = stream, event, runtime
         self._setup_done = False
-        log.info("session %s with edge %s (model %s)", event.session_id, stream.peer, self.model_id)
+        log.info(
+            "session %s with edge %s (model %s)",
+            safe_text(event.session_id),
+            safe_text(stream.peer),
+            self.model_id,
+        )
 
     def _make_runtime(self, hello: ServerHello) -> ClientRuntime:
         from secfepas_sdk.errors import SnniError
@@ -322,7 +328,7 @@ class SecureInferenceClient:
             stale = isinstance(exc, ConnectionLostError) or exc.code in ("timeout", "shutting_down")
             if not (reused and stale and not self._got_data):
                 raise
-            log.info("the edge had ended the idle session (%s); reconnecting", exc)
+            log.info("the edge had ended the idle session (%s); reconnecting", safe_text(exc))
             return await self._infer_once(tensor, frame_time=frame_time, frame_index=frame_index)
 
     async def _infer_once(

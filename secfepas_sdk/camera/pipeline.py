@@ -35,6 +35,7 @@ from secfepas_sdk.errors import (
     SecfepasError,
     SourceError,
 )
+from secfepas_sdk.logsafe import safe_text
 
 __all__ = ["CameraPipeline", "DropOldestQueue", "FaceFinder", "PipelineConfig", "PipelineStats"]
 
@@ -254,10 +255,10 @@ class CameraPipeline:
             if exc.code in FATAL_CODES:
                 raise
             self.stats.errors += 1
-            log.warning("frame %d not analysed: %s", frame.index, exc)
+            log.warning("frame %d not analysed: %s", frame.index, safe_text(exc))
         except ProtocolError as exc:  # connection lost, protocol error: reconnect next time
             self.stats.errors += 1
-            log.warning("frame %d not analysed: %s", frame.index, exc)
+            log.warning("frame %d not analysed: %s", frame.index, safe_text(exc))
         return None
 
 
