@@ -10,6 +10,7 @@ __all__ = [
     "ConfigError",
     "ConnectionLostError",
     "DetectionError",
+    "InvalidValueError",
     "LocalProtocolError",
     "MissingExtraError",
     "ModelPackageError",
@@ -31,6 +32,13 @@ class SecfepasError(Exception):
 
 class ConfigError(SecfepasError):
     """Settings or arguments that cannot work (bad path, bad value)."""
+
+
+class InvalidValueError(SecfepasError, ValueError):
+    """A value type was built with a field that cannot be right (shape, range, kind).
+
+    It is also a ``ValueError``, so code that caught the built-in one keeps working.
+    """
 
 
 class MissingExtraError(SecfepasError, ImportError):

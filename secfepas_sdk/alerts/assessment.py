@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from secfepas_sdk.errors import InvalidValueError
+
 PAIN_LEVELS: tuple[str, ...] = ("none", "little", "moderate", "extreme")
 """PSPI classes: 0 none, 1 little, 2 moderate, 3 extreme (PSPI >= 3)."""
 
@@ -30,15 +32,17 @@ class PainAssessment:
 
     def __post_init__(self) -> None:
         if not 0 <= self.level < len(PAIN_LEVELS):
-            raise ValueError(f"pain level must be 0..{len(PAIN_LEVELS) - 1}, got {self.level}")
+            raise InvalidValueError(
+                f"pain level must be 0..{len(PAIN_LEVELS) - 1}, got {self.level}"
+            )
         if len(self.probabilities) != len(PAIN_LEVELS):
-            raise ValueError(
+            raise InvalidValueError(
                 f"expected {len(PAIN_LEVELS)} probabilities, got {len(self.probabilities)}"
             )
         if not all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in self.probabilities):
-            raise ValueError("probabilities must be finite and within [0, 1]")
+            raise InvalidValueError("probabilities must be finite and within [0, 1]")
         if not math.isfinite(self.frame_time):
-            raise ValueError("frame_time must be finite")
+            raise InvalidValueError("frame_time must be finite")
 
     @property
     def label(self) -> str:

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from secfepas_sdk.alerts.models import Alert
 from secfepas_sdk.alerts.outbox import Outbox
 from secfepas_sdk.alerts.sinks import AlertSink
-from secfepas_sdk.errors import ConfigError, PermanentSinkError
+from secfepas_sdk.errors import ConfigError, InvalidValueError, PermanentSinkError
 
 __all__ = ["Dispatcher", "RetryPolicy"]
 
@@ -45,13 +45,13 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         values = (self.initial, self.factor, self.maximum, self.jitter)
         if not all(math.isfinite(v) for v in values):
-            raise ValueError("retry settings must be finite")
+            raise InvalidValueError("retry settings must be finite")
         if self.initial <= 0 or self.factor < 1 or self.maximum < self.initial:
-            raise ValueError("need initial > 0, factor >= 1 and maximum >= initial")
+            raise InvalidValueError("need initial > 0, factor >= 1 and maximum >= initial")
         if not 0 <= self.jitter <= 1:
-            raise ValueError("jitter must be within [0, 1]")
+            raise InvalidValueError("jitter must be within [0, 1]")
         if self.max_attempts is not None and self.max_attempts < 1:
-            raise ValueError("max_attempts must be >= 1 or None")
+            raise InvalidValueError("max_attempts must be >= 1 or None")
 
     def delay(self, attempts: int) -> float:
         """Seconds to wait after the ``attempts``-th failure (1 = first failure)."""

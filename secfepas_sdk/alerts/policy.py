@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 
 from secfepas_sdk.alerts.assessment import PAIN_LEVELS, PainAssessment
 from secfepas_sdk.alerts.models import Alert, AlertKind
+from secfepas_sdk.errors import InvalidValueError
 
 __all__ = ["AlertPolicy", "EpisodeState", "PolicyConfig", "decide"]
 
@@ -41,13 +42,13 @@ class PolicyConfig:
 
     def __post_init__(self) -> None:
         if not 1 <= self.threshold <= _MAX_LEVEL:
-            raise ValueError(f"threshold must be 1..{_MAX_LEVEL}, got {self.threshold}")
+            raise InvalidValueError(f"threshold must be 1..{_MAX_LEVEL}, got {self.threshold}")
         if self.consecutive < 1:
-            raise ValueError(f"consecutive must be >= 1, got {self.consecutive}")
+            raise InvalidValueError(f"consecutive must be >= 1, got {self.consecutive}")
         if self.resolve_after < 1:
-            raise ValueError(f"resolve_after must be >= 1, got {self.resolve_after}")
+            raise InvalidValueError(f"resolve_after must be >= 1, got {self.resolve_after}")
         if not (math.isfinite(self.cooldown_s) and self.cooldown_s >= 0.0):
-            raise ValueError(f"cooldown_s must be finite and >= 0, got {self.cooldown_s}")
+            raise InvalidValueError(f"cooldown_s must be finite and >= 0, got {self.cooldown_s}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -22,7 +22,7 @@ from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
 from secfepas_sdk.alerts.models import Alert
-from secfepas_sdk.errors import ConfigError
+from secfepas_sdk.errors import ConfigError, InvalidValueError
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -68,7 +68,7 @@ class SinkContext:
 
     def __post_init__(self) -> None:
         if not self.camera_id or len(self.camera_id) > 128:
-            raise ValueError("camera_id must be 1..128 characters")
+            raise InvalidValueError("camera_id must be 1..128 characters")
 
 
 SinkFactory = Callable[[str, SinkContext], AlertSink]

@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from secfepas_sdk.alerts.assessment import PAIN_LEVELS, PainAssessment
 from secfepas_sdk.errors import (
     ConnectionLostError,
+    InvalidValueError,
     ModelPackageError,
     PeerError,
     ProtocolError,
@@ -76,7 +77,7 @@ class ClientTimeouts:
     def __post_init__(self) -> None:
         for name in ("connect_s", "hello_s", "frame_s", "inference_s"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0")
+                raise InvalidValueError(f"{name} must be > 0")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,9 +91,9 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.attempts < 1 or self.initial_s < 0 or self.max_s < self.initial_s:
-            raise ValueError("attempts >= 1 and 0 <= initial_s <= max_s are required")
+            raise InvalidValueError("attempts >= 1 and 0 <= initial_s <= max_s are required")
         if self.multiplier < 1:
-            raise ValueError("multiplier must be >= 1")
+            raise InvalidValueError("multiplier must be >= 1")
 
     def delay(self, attempt: int) -> float:
         """Back-off before retry number ``attempt`` (1-based), with +-20 % jitter."""
@@ -108,11 +109,11 @@ def parse_address(address: str | tuple[str, int]) -> tuple[str, int]:
     else:
         host, sep, port_text = address.rpartition(":")
         if not sep or not port_text.isdigit():
-            raise ValueError(f"edge address must be HOST:PORT, got {address!r}")
+            raise InvalidValueError(f"edge address must be HOST:PORT, got {address!r}")
         port = int(port_text)
         host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if not host or not 0 < int(port) < 65536:
-        raise ValueError(f"bad edge address {address!r}")
+        raise InvalidValueError(f"bad edge address {address!r}")
     return str(host), int(port)
 
 

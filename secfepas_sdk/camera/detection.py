@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from secfepas_sdk._extras import require
-from secfepas_sdk.errors import DetectionError, ModelPackageError
+from secfepas_sdk.errors import DetectionError, InvalidValueError, ModelPackageError
 
 __all__ = ["DetectorConfig", "Face", "FaceDetector", "iou", "nms"]
 
@@ -40,11 +40,11 @@ class Face:
     def __post_init__(self) -> None:
         x1, y1, x2, y2 = self.box
         if not all(math.isfinite(v) for v in self.box) or x2 < x1 or y2 < y1:
-            raise ValueError(f"bad box {self.box}")
+            raise InvalidValueError(f"bad box {self.box}")
         if not (0.0 <= self.score <= 1.0):
-            raise ValueError(f"score must be in [0, 1], got {self.score}")
+            raise InvalidValueError(f"score must be in [0, 1], got {self.score}")
         if len(self.landmarks) != 5 or any(len(p) != 2 for p in self.landmarks):
-            raise ValueError("landmarks must be five (x, y) pairs")
+            raise InvalidValueError("landmarks must be five (x, y) pairs")
 
     @property
     def area(self) -> float:
@@ -78,13 +78,13 @@ class DetectorConfig:
 
     def __post_init__(self) -> None:
         if self.min_face_size < 12:
-            raise ValueError("min_face_size must be >= 12 (P-Net's window)")
+            raise InvalidValueError("min_face_size must be >= 12 (P-Net's window)")
         if not (0.1 <= self.scale_factor < 1.0):
-            raise ValueError("scale_factor must be in [0.1, 1)")
+            raise InvalidValueError("scale_factor must be in [0.1, 1)")
         if any(not (0.0 <= t <= 1.0) for t in (*self.thresholds, *self.nms_thresholds)):
-            raise ValueError("thresholds must be in [0, 1]")
+            raise InvalidValueError("thresholds must be in [0, 1]")
         if self.max_rnet_candidates < 1 or self.intra_op_threads < 1:
-            raise ValueError("max_rnet_candidates and intra_op_threads must be >= 1")
+            raise InvalidValueError("max_rnet_candidates and intra_op_threads must be >= 1")
 
 
 def iou(box: F32, boxes: F32) -> F32:

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from secfepas_sdk._extras import require
-from secfepas_sdk.errors import SourceError
+from secfepas_sdk.errors import InvalidValueError, SourceError
 
 __all__ = ["Frame", "as_bgr"]
 
@@ -35,17 +35,17 @@ class Frame:
     def __post_init__(self) -> None:
         px = self.pixels
         if not isinstance(px, np.ndarray) or px.dtype != np.uint8:
-            raise ValueError("Frame.pixels must be a uint8 numpy array")
+            raise InvalidValueError("Frame.pixels must be a uint8 numpy array")
         if px.ndim != 3 or px.shape[2] != 3 or px.shape[0] < 1 or px.shape[1] < 1:
-            raise ValueError(f"Frame.pixels must be HxWx3 BGR, got shape {px.shape}")
+            raise InvalidValueError(f"Frame.pixels must be HxWx3 BGR, got shape {px.shape}")
         if not px.flags.c_contiguous:
-            raise ValueError("Frame.pixels must be C-contiguous")
+            raise InvalidValueError("Frame.pixels must be C-contiguous")
         if not math.isfinite(self.timestamp):
-            raise ValueError(f"Frame.timestamp must be finite, got {self.timestamp!r}")
+            raise InvalidValueError(f"Frame.timestamp must be finite, got {self.timestamp!r}")
         if self.index < 0:
-            raise ValueError(f"Frame.index must be >= 0, got {self.index}")
+            raise InvalidValueError(f"Frame.index must be >= 0, got {self.index}")
         if not self.source_id:
-            raise ValueError("Frame.source_id must not be empty")
+            raise InvalidValueError("Frame.source_id must not be empty")
         px.flags.writeable = False
 
     @property
@@ -70,7 +70,7 @@ def as_bgr(pixels: object, *, source_id: str, assume: str = "bgr") -> Pixels:
     if pixels.dtype != np.uint8:
         raise SourceError(f"{source_id}: frame dtype {pixels.dtype} is not uint8")
     if assume not in ("bgr", "rgb"):
-        raise ValueError(f"assume must be 'bgr' or 'rgb', got {assume!r}")
+        raise InvalidValueError(f"assume must be 'bgr' or 'rgb', got {assume!r}")
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[:, :, 0]
     if pixels.ndim not in (2, 3) or pixels.shape[0] < 1 or pixels.shape[1] < 1:

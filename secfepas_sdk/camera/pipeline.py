@@ -29,6 +29,7 @@ from secfepas_sdk.camera.preprocess import PreprocessConfig, preprocess_face
 from secfepas_sdk.camera.selection import SelectorChain
 from secfepas_sdk.camera.sources import FrameSource
 from secfepas_sdk.errors import (
+    InvalidValueError,
     ModelPackageError,
     PeerError,
     ProtocolError,
@@ -55,11 +56,11 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         if self.queue_size < 1:
-            raise ValueError("queue_size must be >= 1")
+            raise InvalidValueError("queue_size must be >= 1")
         if self.pace not in ("source", "realtime"):
-            raise ValueError("pace must be 'source' or 'realtime'")
+            raise InvalidValueError("pace must be 'source' or 'realtime'")
         if self.max_frames is not None and self.max_frames < 1:
-            raise ValueError("max_frames must be >= 1")
+            raise InvalidValueError("max_frames must be >= 1")
 
 
 @dataclass(slots=True)

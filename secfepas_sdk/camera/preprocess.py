@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from secfepas_sdk._extras import require
+from secfepas_sdk.errors import InvalidValueError
 
 __all__ = ["PreprocessConfig", "crop_face", "preprocess_face", "square_box", "to_tensor"]
 
@@ -31,18 +32,18 @@ class PreprocessConfig:
 
     def __post_init__(self) -> None:
         if not (8 <= self.size <= 4096):
-            raise ValueError(f"size must be in [8, 4096], got {self.size}")
+            raise InvalidValueError(f"size must be in [8, 4096], got {self.size}")
         if not (math.isfinite(self.margin) and 0.0 <= self.margin <= 2.0):
-            raise ValueError(f"margin must be in [0, 2], got {self.margin}")
+            raise InvalidValueError(f"margin must be in [0, 2], got {self.margin}")
         if (self.mean is None) != (self.std is None):
-            raise ValueError("give both mean and std, or neither")
+            raise InvalidValueError("give both mean and std, or neither")
         if self.mean is not None and self.std is not None:
             if len(self.mean) != 3 or len(self.std) != 3:
-                raise ValueError("mean and std need three values (R, G, B)")
+                raise InvalidValueError("mean and std need three values (R, G, B)")
             if not all(math.isfinite(v) for v in self.mean):
-                raise ValueError("mean must be finite")
+                raise InvalidValueError("mean must be finite")
             if not all(math.isfinite(v) and v > 0 for v in self.std):
-                raise ValueError("std must be finite and > 0")
+                raise InvalidValueError("std must be finite and > 0")
 
     @classmethod
     def from_manifest(
@@ -50,10 +51,12 @@ class PreprocessConfig:
     ) -> PreprocessConfig:
         """Settings for a model whose manifest gives NCHW ``input_shape``, mean and std."""
         if len(input_shape) != 4 or input_shape[1] != 3 or input_shape[2] != input_shape[3]:
-            raise ValueError(f"expected a square NCHW RGB input shape, got {list(input_shape)}")
+            raise InvalidValueError(
+                f"expected a square NCHW RGB input shape, got {list(input_shape)}"
+            )
         m, s = tuple(float(v) for v in mean), tuple(float(v) for v in std)
         if len(m) != 3 or len(s) != 3:
-            raise ValueError("mean and std need three values (R, G, B)")
+            raise InvalidValueError("mean and std need three values (R, G, B)")
         return cls(size=int(input_shape[2]), mean=(m[0], m[1], m[2]), std=(s[0], s[1], s[2]))
 
 
@@ -69,7 +72,7 @@ def square_box(
     h, w = image_hw
     x1, y1, x2, y2 = (float(v) for v in box)
     if not all(math.isfinite(v) for v in (x1, y1, x2, y2)) or x2 <= x1 or y2 <= y1:
-        raise ValueError(f"bad box {tuple(box)}")
+        raise InvalidValueError(f"bad box {tuple(box)}")
     side = max(x2 - x1, y2 - y1) * (1.0 + 2.0 * margin)
     side_px = max(1, min(round(side), w, h))
     cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
@@ -90,7 +93,9 @@ def to_tensor(crop: NDArray[np.uint8], config: PreprocessConfig) -> NDArray[np.f
     """A BGR crop as a (1, 3, size, size) float32 RGB tensor in [0, 1] (then mean/std)."""
     cv2: Any = require("cv2", "camera")
     if crop.dtype != np.uint8 or crop.ndim != 3 or crop.shape[2] != 3 or crop.size == 0:
-        raise ValueError(f"expected a non-empty uint8 HxWx3 crop, got {crop.dtype} {crop.shape}")
+        raise InvalidValueError(
+            f"expected a non-empty uint8 HxWx3 crop, got {crop.dtype} {crop.shape}"
+        )
     n = config.size
     interp = cv2.INTER_AREA if min(crop.shape[:2]) > n else cv2.INTER_LINEAR
     resized = cv2.resize(np.ascontiguousarray(crop), (n, n), interpolation=interp)

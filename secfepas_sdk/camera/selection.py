@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from secfepas_sdk._extras import require
 from secfepas_sdk.camera.frames import Frame
+from secfepas_sdk.errors import InvalidValueError
 
 __all__ = [
     "DEFAULT_PERIOD_S",
@@ -69,7 +70,7 @@ class PeriodicSelector:
 
     def __init__(self, period_s: float = DEFAULT_PERIOD_S) -> None:
         if not (math.isfinite(period_s) and period_s >= 0.0):
-            raise ValueError(f"period_s must be >= 0, got {period_s!r}")
+            raise InvalidValueError(f"period_s must be >= 0, got {period_s!r}")
         self.period_s = period_s
         self._t0: float | None = None
         self._next_slot = 0
@@ -104,7 +105,9 @@ def dc_image(pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
     cv2: Any = require("cv2", "camera")
     h, w = pixels.shape[0] // BLOCK, pixels.shape[1] // BLOCK
     if h == 0 or w == 0:
-        raise ValueError(f"image {pixels.shape[:2]} is smaller than one {BLOCK}x{BLOCK} block")
+        raise InvalidValueError(
+            f"image {pixels.shape[:2]} is smaller than one {BLOCK}x{BLOCK} block"
+        )
     grey = cv2.cvtColor(pixels[: h * BLOCK, : w * BLOCK], cv2.COLOR_BGR2GRAY)
     # INTER_AREA with an exact integer factor is the block mean.
     dc = cv2.resize(grey.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
@@ -125,7 +128,7 @@ class RedundancySelector:
 
     def __init__(self, threshold: float = DEFAULT_REDUNDANCY_THRESHOLD) -> None:
         if not (math.isfinite(threshold) and threshold >= 0.0):
-            raise ValueError(f"threshold must be >= 0, got {threshold!r}")
+            raise InvalidValueError(f"threshold must be >= 0, got {threshold!r}")
         self.threshold = threshold
         self._reference: NDArray[np.float32] | None = None
         self._candidate: tuple[Frame, NDArray[np.float32]] | None = None
@@ -162,9 +165,9 @@ class SelectionStats:
 
     def __post_init__(self) -> None:
         if self.seen < 0 or self.selected < 0 or any(v < 0 for v in self.dropped.values()):
-            raise ValueError("counters must be >= 0")
+            raise InvalidValueError("counters must be >= 0")
         if self.selected + sum(self.dropped.values()) != self.seen:
-            raise ValueError("seen must equal selected plus all drops")
+            raise InvalidValueError("seen must equal selected plus all drops")
 
     def dropped_by(self, name: str) -> int:
         return int(self.dropped.get(name, 0))
@@ -180,7 +183,7 @@ class SelectorChain:
     def __init__(self, steps: Sequence[Selector]) -> None:
         names = [s.name for s in steps]
         if len(set(names)) != len(names):
-            raise ValueError(f"step names must be unique, got {names}")
+            raise InvalidValueError(f"step names must be unique, got {names}")
         self.steps = tuple(steps)
         self._seen = 0
         self._selected = 0

@@ -24,7 +24,7 @@ import numpy as np
 
 from secfepas_sdk._extras import require
 from secfepas_sdk.camera.frames import Frame, Pixels, as_bgr
-from secfepas_sdk.errors import SourceError
+from secfepas_sdk.errors import InvalidValueError, SourceError
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -72,7 +72,7 @@ class FrameSource(abc.ABC):
 
     def __init__(self, source_id: str) -> None:
         if not source_id:
-            raise ValueError("source_id must not be empty")
+            raise InvalidValueError("source_id must not be empty")
         self.source_id = source_id
         self._opened = False
         self._delivered = 0
@@ -241,7 +241,7 @@ class ImageFolderSource(FrameSource):
 
     def __init__(self, folder: str | Path, *, fps: float = 1.0, source_id: str | None = None):
         if not (math.isfinite(fps) and fps > 0):
-            raise ValueError(f"fps must be > 0, got {fps!r}")
+            raise InvalidValueError(f"fps must be > 0, got {fps!r}")
         self._folder = Path(folder)
         super().__init__(source_id or str(self._folder))
         self._fps = fps
@@ -289,9 +289,9 @@ class PushSource(FrameSource):
 
     def __init__(self, *, maxsize: int = 4, source_id: str = "push", assume: str = "bgr"):
         if maxsize < 1:
-            raise ValueError(f"maxsize must be >= 1, got {maxsize}")
+            raise InvalidValueError(f"maxsize must be >= 1, got {maxsize}")
         if assume not in ("bgr", "rgb"):
-            raise ValueError(f"assume must be 'bgr' or 'rgb', got {assume!r}")
+            raise InvalidValueError(f"assume must be 'bgr' or 'rgb', got {assume!r}")
         super().__init__(source_id)
         self._queue: deque[Frame] = deque()
         self._maxsize = maxsize
@@ -382,9 +382,9 @@ class SyntheticSource(FrameSource):
         source_id: str = "synthetic",
     ) -> None:
         if count < 0 or width < 1 or height < 1 or not (fps > 0):
-            raise ValueError("count >= 0, width >= 1, height >= 1 and fps > 0 are required")
+            raise InvalidValueError("count >= 0, width >= 1, height >= 1 and fps > 0 are required")
         if timestamps is not None and len(timestamps) != count:
-            raise ValueError("timestamps must have one entry per frame")
+            raise InvalidValueError("timestamps must have one entry per frame")
         super().__init__(source_id)
         self._count = count
         self._fps = fps

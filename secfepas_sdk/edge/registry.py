@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from secfepas_sdk.errors import ConfigError, ModelPackageError
+from secfepas_sdk.errors import ConfigError, InvalidValueError, ModelPackageError
 
 __all__ = ["ModelRegistry", "RegisteredModel"]
 
@@ -33,7 +33,7 @@ class RegisteredModel:
 
     def __post_init__(self) -> None:
         if not self.model_id:
-            raise ValueError("model_id must not be empty")
+            raise InvalidValueError("model_id must not be empty")
 
 
 class ModelRegistry:

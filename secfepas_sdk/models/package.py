@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from secfepas_sdk.errors import ModelPackageError, SecfepasError
+from secfepas_sdk.errors import InvalidValueError, ModelPackageError, SecfepasError
 from secfepas_sdk.snni.plan import ModelWeights, Plan
 
 MANIFEST = "manifest.json"
@@ -65,14 +65,14 @@ class Manifest(BaseModel):
         for name in PUBLIC_FILES:
             h = v.get(name, "")
             if len(h) != 64 or any(ch not in "0123456789abcdef" for ch in h):
-                raise ValueError(f"missing or malformed sha256 for {name}")
+                raise InvalidValueError(f"missing or malformed sha256 for {name}")
         return v
 
     @field_validator("std")
     @classmethod
     def _std(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
         if any(s <= 0 for s in v):
-            raise ValueError("std must be positive")
+            raise InvalidValueError("std must be positive")
         return v
 
     @property

@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
 
+from secfepas_sdk.errors import InvalidValueError
 from secfepas_sdk.protocol.frames import FrameType
 
 __all__ = [
@@ -109,7 +110,7 @@ def _check(model: type[_Wire], fields: dict[str, Any]) -> None:
     try:
         model.model_validate(fields)
     except ValidationError as exc:
-        raise ValueError(f"invalid {model.__name__.strip('_')[:-4]}: {exc}") from None
+        raise InvalidValueError(f"invalid {model.__name__.strip('_')[:-4]}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -205,9 +206,9 @@ class Data:
 
     def __post_init__(self) -> None:
         if not isinstance(self.payload, bytes):
-            raise ValueError("Data.payload must be bytes")
+            raise InvalidValueError("Data.payload must be bytes")
         if not isinstance(self.more, bool):
-            raise ValueError("Data.more must be a bool")
+            raise InvalidValueError("Data.more must be a bool")
 
     def __repr__(self) -> str:  # never print SNNI bytes (shares, ciphertexts)
         return f"Data(<{len(self.payload)} bytes>, more={self.more})"

@@ -19,7 +19,7 @@ import enum
 import struct
 from dataclasses import dataclass
 
-from secfepas_sdk.errors import LocalProtocolError, RemoteProtocolError
+from secfepas_sdk.errors import InvalidValueError, LocalProtocolError, RemoteProtocolError
 
 __all__ = [
     "FLAG_MORE",
@@ -65,7 +65,7 @@ class FrameLimits:
         for name in ("max_control", "max_data"):
             value = getattr(self, name)
             if not 1 <= value <= _MAX_U32:
-                raise ValueError(f"{name} must be within 1..{_MAX_U32}, got {value}")
+                raise InvalidValueError(f"{name} must be within 1..{_MAX_U32}, got {value}")
 
     def bound(self, frame_type: FrameType) -> int:
         return self.max_data if frame_type is FrameType.DATA else self.max_control

@@ -14,6 +14,8 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from numpy.typing import NDArray
 
+from secfepas_sdk.errors import InvalidValueError
+
 SEED_BYTES = 16
 _ZERO_NONCE = bytes(16)
 _CHUNK = 1 << 20
@@ -33,7 +35,7 @@ class Prg:
         if seed is None:
             seed = secrets.token_bytes(SEED_BYTES)
         if len(seed) != SEED_BYTES:
-            raise ValueError(f"PRG seed must be {SEED_BYTES} bytes, got {len(seed)}")
+            raise InvalidValueError(f"PRG seed must be {SEED_BYTES} bytes, got {len(seed)}")
         self._seed = bytes(seed)
         cipher = Cipher(algorithms.AES(self._seed), modes.CTR(_ZERO_NONCE))
         self._encryptor = cipher.encryptor()
@@ -61,7 +63,7 @@ class Prg:
     def uint64(self, shape: int | tuple[int, ...], bits: int = 64) -> NDArray[np.uint64]:
         """Uniform integers in [0, 2**bits) as uint64."""
         if not 1 <= bits <= 64:
-            raise ValueError(f"bits must be in 1..64, got {bits}")
+            raise InvalidValueError(f"bits must be in 1..64, got {bits}")
         count = int(np.prod(shape))
         out = self.stream(count * 8).view(np.uint64).reshape(shape)
         if bits < 64:

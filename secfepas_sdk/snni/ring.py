@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from secfepas_sdk.errors import InvalidValueError
 from secfepas_sdk.snni.prg import Prg
 
 U64 = NDArray[np.uint64]
@@ -29,9 +30,11 @@ class Ring:
 
     def __post_init__(self) -> None:
         if not 2 <= self.bits <= MAX_BITS:
-            raise ValueError(f"ring bits must be in 2..{MAX_BITS}, got {self.bits}")
+            raise InvalidValueError(f"ring bits must be in 2..{MAX_BITS}, got {self.bits}")
         if not 0 <= self.frac_bits < self.bits - 1:
-            raise ValueError(f"frac_bits must be in 0..{self.bits - 2}, got {self.frac_bits}")
+            raise InvalidValueError(
+                f"frac_bits must be in 0..{self.bits - 2}, got {self.frac_bits}"
+            )
 
     @property
     def mask(self) -> np.uint64:

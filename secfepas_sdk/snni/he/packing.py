@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from secfepas_sdk.errors import SnniError
+from secfepas_sdk.errors import InvalidValueError, SnniError
 
 U64 = NDArray[np.uint64]
 I64 = NDArray[np.int64]
@@ -62,11 +62,11 @@ class ConvPacking:
     def __post_init__(self) -> None:
         sizes = (self.channels, self.out_channels, self.kh, self.kw, self.cp, self.th, self.tw)
         if min(*sizes, self.no) < 1:
-            raise ValueError("conv packing sizes must be positive")
+            raise InvalidValueError("conv packing sizes must be positive")
         if self.kh > self.height or self.kw > self.width:
-            raise ValueError("kernel larger than the padded input")
+            raise InvalidValueError("kernel larger than the padded input")
         if self.no * self.span > self.n:
-            raise ValueError("a tile does not fit in one polynomial")
+            raise InvalidValueError("a tile does not fit in one polynomial")
 
     @property
     def span(self) -> int:
@@ -245,9 +245,9 @@ class MatmulPacking:
 
     def __post_init__(self) -> None:
         if min(self.in_features, self.out_features, self.kc) < 1:
-            raise ValueError("matmul packing sizes must be positive")
+            raise InvalidValueError("matmul packing sizes must be positive")
         if self.rows_per_poly < 1:
-            raise ValueError("matmul chunk too large for the polynomial degree")
+            raise InvalidValueError("matmul chunk too large for the polynomial degree")
 
     @property
     def rows_per_poly(self) -> int:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from secfepas_sdk._extras import require
-from secfepas_sdk.errors import SnniError
+from secfepas_sdk.errors import InvalidValueError, SnniError
 
 # SEAL: encryption noise is a clipped normal, sigma 3.2, clipped at 6 sigma.
 FRESH_NOISE_MAX = 19.2
@@ -35,9 +35,9 @@ class HeParams:
 
     def __post_init__(self) -> None:
         if self.poly_degree & (self.poly_degree - 1):
-            raise ValueError("poly_degree must be a power of two")
+            raise InvalidValueError("poly_degree must be a power of two")
         if sum(self.coeff_bits) > self.standard_max_logq:
-            raise ValueError(f"{self.name}: log q above the standard's bound")
+            raise InvalidValueError(f"{self.name}: log q above the standard's bound")
 
     @property
     def data_bits(self) -> int:
