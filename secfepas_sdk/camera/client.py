@@ -16,12 +16,14 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from secfepas_sdk.alerts.assessment import PAIN_LEVELS, PainAssessment
+from secfepas_sdk.camera.pinning import check_pinned, load_pin
 from secfepas_sdk.errors import (
     ConnectionLostError,
     InvalidValueError,
@@ -143,8 +145,11 @@ class SecureInferenceClient:
         retry: RetryPolicy | None = None,
         limits: FrameLimits | None = None,
         max_message: int = 1 << 30,
+        model_package: str | Path | None = None,
     ) -> None:
         self.host, self.port = parse_address(address)
+        # The operator's own copy of the model's public part, if any: the edge must match it.
+        self.pinned = None if model_package is None else load_pin(model_package, model_id)
         self.tls = tls
         self.model_id = model_id
         self.server_name = server_name
@@ -274,6 +279,8 @@ class SecureInferenceClient:
         got = hashlib.sha256(plan.to_json().encode("utf-8")).hexdigest()
         if want != got:
             raise ModelPackageError("the edge's plan does not match its manifest's plan hash")
+        if self.pinned is not None:
+            check_pinned(self.pinned, hello.manifest, plan)
         return ClientRuntime(plan)
 
     async def close(self) -> None:

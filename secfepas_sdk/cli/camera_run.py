@@ -42,6 +42,12 @@ def register(camera_subparsers: argparse._SubParsersAction[Any]) -> None:
         default="source",
         help="'realtime' plays files at their frame rate like a live camera",
     )
+    run.add_argument(
+        "--model-package",
+        type=Path,
+        metavar="DIR",
+        help="this model's public package: refuse an edge whose plan or manifest differs",
+    )
     run.add_argument("--no-detect", action="store_true", help="the source already gives face crops")
     run.set_defaults(handler=_run)
 
@@ -74,7 +80,13 @@ async def _main(args: argparse.Namespace) -> int:
     from secfepas_sdk.protocol.transport import TlsFiles
 
     tls = TlsFiles(ca=args.ca, cert=args.cert, key=args.key)
-    client = SecureInferenceClient(args.edge, tls, args.model, server_name=args.server_name)
+    client = SecureInferenceClient(
+        args.edge,
+        tls,
+        args.model,
+        server_name=args.server_name,
+        model_package=args.model_package,
+    )
     detector = None
     if not args.no_detect:
         from secfepas_sdk.camera.detection import FaceDetector
