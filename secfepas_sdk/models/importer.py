@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from secfepas_sdk._extras import require
 from secfepas_sdk.errors import ModelPackageError
@@ -24,23 +25,80 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def strip_weights(model_bytes: bytes) -> bytes:
-    """The graph with every initializer turned into a typed graph input (no values)."""
+def _constant_signature(onnx: Any, node: Any) -> tuple[int, list[int]]:
+    """(element type, dims) of a Constant node's value, read without keeping the value."""
+    (attr,) = node.attribute
+    kind = attr.name
+    if kind == "value":
+        return int(attr.t.data_type), [int(d) for d in attr.t.dims]
+    if kind == "sparse_value":
+        return int(attr.sparse_tensor.values.data_type), [int(d) for d in attr.sparse_tensor.dims]
+    scalar = {"value_float": onnx.TensorProto.FLOAT, "value_int": onnx.TensorProto.INT64}
+    lists = {
+        "value_floats": (onnx.TensorProto.FLOAT, attr.floats),
+        "value_ints": (onnx.TensorProto.INT64, attr.ints),
+        "value_strings": (onnx.TensorProto.STRING, attr.strings),
+    }
+    if kind in scalar:
+        return int(scalar[kind]), []
+    if kind == "value_string":
+        return int(onnx.TensorProto.STRING), []
+    dtype, values = lists[kind]
+    return int(dtype), [len(values)]
+
+
+_VALUE_ATTRS = ("TENSOR", "TENSORS", "SPARSE_TENSOR", "SPARSE_TENSORS", "GRAPH", "GRAPHS")
+
+
+def strip_weights(model_bytes: bytes, source: str = "the model") -> bytes:
+    """The graph with no parameter value left in it (the public architecture).
+
+    Every initializer (dense or sparse) and every Constant node becomes a typed
+    graph input: name, element type and shape, no value. So a bias or BN vector
+    given as a Constant never reaches a camera. Any other node attribute that
+    can hold a tensor or a subgraph is refused (the secure engine runs none)."""
     onnx = require("onnx", "edge")
-    model = onnx.load_from_string(model_bytes)
+    try:
+        model = onnx.load_from_string(model_bytes)
+    except Exception as exc:  # protobuf raises its own DecodeError
+        raise ModelPackageError(f"{source} is not an ONNX model: {exc}") from exc
     graph = model.graph
-    existing = {i.name for i in graph.input}
+    inputs = {i.name for i in graph.input}
+
+    def placeholder(name: str, dtype: int, dims: list[int]) -> None:
+        if name not in inputs:
+            graph.input.append(onnx.helper.make_tensor_value_info(name, dtype, dims))
+            inputs.add(name)
+
     for init in graph.initializer:
-        if init.name not in existing:
-            graph.input.append(
-                onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims))
-            )
+        placeholder(init.name, init.data_type, list(init.dims))
+    for sparse in graph.sparse_initializer:
+        placeholder(sparse.values.name, sparse.values.data_type, list(sparse.dims))
     del graph.initializer[:]
+    del graph.sparse_initializer[:]
+    kept, refused = [], []
     for node in graph.node:
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value" and attr.t.ByteSize() > 1024:
-                    raise ModelPackageError("large Constant nodes would leak weights; fold them")
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            if len(node.attribute) != 1 or len(node.output) != 1:
+                refused.append(f"{node.name or node.output[0]} (malformed Constant)")
+                continue
+            placeholder(node.output[0], *_constant_signature(onnx, node))
+            continue
+        names = {onnx.AttributeProto.AttributeType.Name(a.type) for a in node.attribute}
+        if names & set(_VALUE_ATTRS):
+            label = node.name or node.output[0]
+            refused.append(f"{label} ({node.op_type} with a tensor attribute)")
+        kept.append(node)
+    if refused:
+        raise ModelPackageError(
+            f"{source}: these nodes would put parameter values in the public part: "
+            + ", ".join(refused)
+        )
+    del graph.node[:]
+    graph.node.extend(kept)
+    keep_info = [v for v in graph.value_info if v.name not in inputs]
+    del graph.value_info[:]
+    graph.value_info.extend(keep_info)
     out: bytes = model.SerializeToString()
     return out
 
@@ -93,7 +151,7 @@ def import_onnx(
     )
     return write_package(
         out_dir,
-        architecture=strip_weights(raw),
+        architecture=strip_weights(raw, str(onnx_path)),
         plan=plan,
         weights=weights,
         meta={

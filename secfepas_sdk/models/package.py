@@ -3,10 +3,13 @@
 Layout of a package directory::
 
     manifest.json        public: id, version, input shape, mean/std, l, f, HE set,
-                         class names, sha256 of every file below
-    architecture.onnx    public: the ONNX graph with every initializer removed
+                         class names, sha256 of the two public files below
+    architecture.onnx    public: the ONNX graph with no parameter value (initializers
+                         and Constants are typed inputs: shapes only)
     plan.json            public: the compiled secure plan (shapes only)
     private/weights.npz  edge only: quantised int64 weights (numpy, no pickle)
+    private/weights.sha256  edge only: the weights' sha256 (public, it would let
+                         anyone confirm a guessed weights file)
     private/reference.onnx  edge only, optional: the original float model
 
 The camera needs only the public files; the edge verifies every hash before
@@ -33,6 +36,7 @@ MANIFEST = "manifest.json"
 ARCHITECTURE = "architecture.onnx"
 PLAN = "plan.json"
 WEIGHTS = "private/weights.npz"
+WEIGHTS_HASH = "private/weights.sha256"
 REFERENCE = "private/reference.onnx"
 PUBLIC_FILES = (ARCHITECTURE, PLAN)
 FORMAT_VERSION = 1
@@ -57,7 +61,6 @@ class Manifest(BaseModel):
     he_params: str
     class_names: tuple[str, ...] = Field(min_length=1)
     hashes: dict[str, str]
-    weights_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
 
     @field_validator("hashes")
     @classmethod
@@ -120,13 +123,30 @@ def _verified(root: Path, name: str, want: str, limit: int) -> bytes:
     return data
 
 
-def load_manifest(path: str | Path) -> Manifest:
-    root = Path(path)
+def _load_manifest(root: Path) -> tuple[Manifest, str | None]:
+    """The manifest, and the weights hash an older (format 1) manifest still carries."""
     raw = _read(root, MANIFEST, 1 << 20)
     try:
-        return Manifest.model_validate_json(raw)
-    except ValidationError as exc:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ModelPackageError(f"{root / MANIFEST} is invalid: not a JSON object")
+        legacy = data.pop("weights_hash", None)
+        return Manifest.model_validate(data), legacy if isinstance(legacy, str) else None
+    except (ValidationError, ValueError) as exc:
         raise ModelPackageError(f"{root / MANIFEST} is invalid: {exc}") from exc
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    return _load_manifest(Path(path))[0]
+
+
+def _weights_hash(root: Path, legacy: str | None) -> str:
+    """The private weights hash (private/weights.sha256, or an old manifest's field)."""
+    if (root / WEIGHTS_HASH).is_file() or legacy is None:
+        legacy = _read(root, WEIGHTS_HASH, 1024).decode("ascii", "replace").strip()
+    if len(legacy) != 64 or any(ch not in "0123456789abcdef" for ch in legacy):
+        raise ModelPackageError(f"{root / WEIGHTS_HASH}: not a sha256 hex digest")
+    return legacy
 
 
 def load_public(path: str | Path) -> PublicModel:
@@ -172,7 +192,8 @@ def load_private(path: str | Path) -> PrivateModel:
     """Edge side: public part plus weights, every sha256 verified."""
     root = Path(path)
     public = load_public(root)
-    data = _verified(root, WEIGHTS, public.manifest.weights_hash, _MAX_WEIGHTS_BYTES)
+    want = _weights_hash(root, _load_manifest(root)[1])
+    data = _verified(root, WEIGHTS, want, _MAX_WEIGHTS_BYTES)
     weights = load_weights_npz(data)
     try:
         weights.check_against(public.plan)
@@ -218,7 +239,6 @@ def write_package(
             frac_bits=plan.frac_bits,
             he_params=plan.he_params,
             hashes={ARCHITECTURE: sha256(architecture), PLAN: sha256(plan_raw)},
-            weights_hash=sha256(weights_raw),
             **meta,
         )
     except ValidationError as exc:
@@ -227,6 +247,7 @@ def write_package(
     (root / ARCHITECTURE).write_bytes(architecture)
     (root / PLAN).write_bytes(plan_raw)
     (root / WEIGHTS).write_bytes(weights_raw)
+    (root / WEIGHTS_HASH).write_text(sha256(weights_raw) + "\n")
     if reference is not None:
         (root / REFERENCE).write_bytes(reference)
     (root / MANIFEST).write_text(

@@ -148,6 +148,17 @@ class _Compiler:
             )
         return self.consts[t]
 
+    def constant_value(self, node: Any, a: dict[str, Any]) -> F64:
+        """A Constant node's value (private: the edge's copy of the model only)."""
+        if set(a) == {"value"}:
+            return np.asarray(self.numpy_helper.to_array(a["value"]), dtype=np.float64)
+        scalars = ("value_float", "value_floats", "value_int", "value_ints")
+        if len(a) == 1 and next(iter(a)) in scalars:
+            return np.asarray(next(iter(a.values())), dtype=np.float64)
+        raise UnsupportedModelError(
+            f"Constant {node.name or node.output[0]!r} with attributes {sorted(a)} is unsupported"
+        )
+
     # -- passes --------------------------------------------------------------
     def check_supported(self) -> None:
         opsets = [o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx")]
@@ -310,7 +321,7 @@ class _Compiler:
         a = _attrs(node)
         name = node.name or node.output[0]
         if op == "Constant":
-            self.consts[node.output[0]] = self.numpy_helper.to_array(a["value"]).astype(np.float64)
+            pass  # read by run() before BN folding
         elif op in ("Dropout", "Identity"):
             self.alias[node.output[0]] = self.name(node.input[0])
         elif op == "Conv":
@@ -427,6 +438,9 @@ class _Compiler:
         if len(dims) != 4:
             raise UnsupportedModelError(f"the input must be NCHW, got {len(dims)} dims")
         self.shapes[inp.name] = tuple(dims[1:])
+        for node in self.graph.node:
+            if node.op_type == "Constant":
+                self.consts[node.output[0]] = self.constant_value(node, _attrs(node))
         self.fold_batchnorm()
         for idx, node in enumerate(self.graph.node):
             if idx not in self.skip:
