@@ -10,13 +10,20 @@ from dataclasses import dataclass, field
 
 from secfepas_sdk.errors import InvalidValueError
 
+EARLIEST_FRAME_TIME = 946_684_800.0
+"""2000-01-01T00:00:00Z: an earlier ``frame_time`` is a media or monotonic time by mistake."""
+
 PAIN_LEVELS: tuple[str, ...] = ("none", "little", "moderate", "extreme")
 """PSPI classes: 0 none, 1 little, 2 moderate, 3 extreme (PSPI >= 3)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PainAssessment:
-    """One analysed frame's pain level with its provenance and cost."""
+    """One analysed frame's pain level with its provenance and cost.
+
+    ``frame_time`` is when the frame was captured, in UTC POSIX seconds (a
+    frame's ``wall_time``, never its media time): alerts carry it to receivers.
+    """
 
     level: int
     probabilities: tuple[float, ...]
@@ -41,8 +48,11 @@ class PainAssessment:
             )
         if not all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in self.probabilities):
             raise InvalidValueError("probabilities must be finite and within [0, 1]")
-        if not math.isfinite(self.frame_time):
-            raise InvalidValueError("frame_time must be finite")
+        if not (math.isfinite(self.frame_time) and self.frame_time >= EARLIEST_FRAME_TIME):
+            raise InvalidValueError(
+                "frame_time must be the capture time in UTC POSIX seconds (Frame.wall_time, "
+                f"time.time()), not a media or monotonic time; got {self.frame_time!r}"
+            )
 
     @property
     def label(self) -> str:

@@ -8,7 +8,8 @@ what was analysed behind its back.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -16,21 +17,32 @@ from numpy.typing import NDArray
 from secfepas_sdk._extras import require
 from secfepas_sdk.errors import InvalidValueError, SourceError
 
-__all__ = ["Frame", "as_bgr"]
+__all__ = ["EARLIEST_WALL_TIME", "Frame", "as_bgr"]
 
 Pixels = NDArray[np.uint8]
+
+EARLIEST_WALL_TIME = 946_684_800.0
+"""2000-01-01T00:00:00Z: a wall time before this is a media or monotonic time by mistake."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Frame:
-    """One captured image: uint8 BGR, HxWx3, C-contiguous, read-only."""
+    """One captured image: uint8 BGR, HxWx3, C-contiguous, read-only.
+
+    A frame has two clocks, as PyAV's ``pts``/``time_base`` sit beside the
+    time a packet arrived: ``timestamp`` is the media time, which orders frames
+    and drives selection and pacing; ``wall_time`` is when we captured it,
+    which is what alerts, nurses and the EHR see.
+    """
 
     pixels: Pixels
     timestamp: float
-    """Capture time in seconds (media time for files, monotonic for live sources)."""
+    """Media time in seconds: the position in a file, or seconds since open for live sources."""
     index: int
     """Position in the source's stream; gaps mean frames were dropped or skipped."""
     source_id: str
+    wall_time: float = field(default_factory=time.time)
+    """UTC POSIX seconds when the frame was captured (decoded, for files); default: now."""
 
     def __post_init__(self) -> None:
         px = self.pixels
@@ -42,6 +54,10 @@ class Frame:
             raise InvalidValueError("Frame.pixels must be C-contiguous")
         if not math.isfinite(self.timestamp):
             raise InvalidValueError(f"Frame.timestamp must be finite, got {self.timestamp!r}")
+        if not (math.isfinite(self.wall_time) and self.wall_time >= EARLIEST_WALL_TIME):
+            raise InvalidValueError(
+                f"Frame.wall_time must be UTC POSIX seconds (time.time()), got {self.wall_time!r}"
+            )
         if self.index < 0:
             raise InvalidValueError(f"Frame.index must be >= 0, got {self.index}")
         if not self.source_id:

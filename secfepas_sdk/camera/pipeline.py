@@ -250,7 +250,7 @@ class CameraPipeline:
             return None
         try:
             return await self.client.infer(
-                tensor, frame_time=frame.timestamp, frame_index=frame.index
+                tensor, frame_time=frame.wall_time, frame_index=frame.index
             )
         except PeerError as exc:
             if exc.code in FATAL_CODES:

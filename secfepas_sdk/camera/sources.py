@@ -129,7 +129,8 @@ class VideoCaptureSource(FrameSource):
     """OpenCV capture of a video file, a V4L2 device or a network stream.
 
     Files are timestamped with their media time (so selection is reproducible);
-    devices and streams with ``time.monotonic()`` when the frame is grabbed.
+    devices and streams with ``time.monotonic()`` since open, taken when the
+    frame is grabbed. Every frame's ``wall_time`` is ``time.time()`` at the grab.
     """
 
     def __init__(
@@ -219,6 +220,7 @@ class VideoCaptureSource(FrameSource):
                 index += failed
                 _log.warning("%s: skipped %d undecodable frame(s)", self.source_id, failed)
                 failed = 0
+            wall = time.time()
             t = self._timestamp(index, t0)
             ok, pixels = self._cap.retrieve()
             index += 1
@@ -233,11 +235,15 @@ class VideoCaptureSource(FrameSource):
                 timestamp=t,
                 index=index - 1,
                 source_id=self.source_id,
+                wall_time=wall,
             )
 
 
 class ImageFolderSource(FrameSource):
-    """The images of one folder in sorted name order, timestamped at ``i / fps``."""
+    """The images of one folder in sorted name order, timestamped at ``i / fps``.
+
+    ``wall_time`` is when each image was read.
+    """
 
     def __init__(self, folder: str | Path, *, fps: float = 1.0, source_id: str | None = None):
         if not (math.isfinite(fps) and fps > 0):
@@ -265,6 +271,7 @@ class ImageFolderSource(FrameSource):
     def _frames(self) -> Iterator[Frame]:
         cv2 = _cv2()
         for i, path in enumerate(list(self._files)):
+            wall = time.time()
             # IMREAD_COLOR turns grey, RGBA and 16-bit images into 8-bit BGR.
             pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if pixels is None:
@@ -276,6 +283,7 @@ class ImageFolderSource(FrameSource):
                 timestamp=i / self._fps,
                 index=i,
                 source_id=self.source_id,
+                wall_time=wall,
             )
 
 
@@ -301,6 +309,7 @@ class PushSource(FrameSource):
         self._dropped = 0
         self._pushed = 0
         self._last_t = -math.inf
+        self._t0: float | None = None  # monotonic time of the first push without a timestamp
 
     def _open(self) -> None:
         pass  # firmware may push before the consumer opens; nothing to acquire
@@ -308,8 +317,21 @@ class PushSource(FrameSource):
     def _close(self) -> None:
         self.end()
 
-    def push(self, pixels: Pixels, timestamp: float) -> None:
-        """Copy ``pixels`` (BGR, grey or BGRA uint8) into the queue with its capture time."""
+    def push(
+        self, pixels: Pixels, timestamp: float | None = None, *, wall_time: float | None = None
+    ) -> None:
+        """Copy ``pixels`` (BGR, grey or BGRA uint8) into the queue with its capture times.
+
+        ``timestamp`` is the media time (the sensor's clock, seconds, never going
+        back; default: seconds since the first push); ``wall_time`` is the UTC
+        POSIX capture time (default: ``time.time()`` now). Call it right at capture.
+        """
+        wall = time.time() if wall_time is None else float(wall_time)
+        if timestamp is None:
+            now = time.monotonic()
+            if self._t0 is None:
+                self._t0 = now
+            timestamp = now - self._t0
         if not math.isfinite(timestamp):
             raise SourceError(f"{self.source_id}: timestamp {timestamp!r} is not finite")
         owned = np.array(as_bgr(pixels, source_id=self.source_id, assume=self._assume), order="C")
@@ -320,10 +342,17 @@ class PushSource(FrameSource):
                 raise SourceError(
                     f"{self.source_id}: timestamp went back from {self._last_t} to {timestamp}"
                 )
+            try:
+                frame = Frame(
+                    pixels=owned,
+                    timestamp=timestamp,
+                    index=self._pushed,
+                    source_id=self.source_id,
+                    wall_time=wall,
+                )
+            except ValueError as exc:
+                raise SourceError(f"{self.source_id}: {exc}") from exc
             self._last_t = timestamp
-            frame = Frame(
-                pixels=owned, timestamp=timestamp, index=self._pushed, source_id=self.source_id
-            )
             self._pushed += 1
             if len(self._queue) >= self._maxsize:
                 self._queue.popleft()
@@ -365,7 +394,8 @@ class SyntheticSource(FrameSource):
     """Deterministic test frames: a textured scene per segment plus sensor noise.
 
     ``scene_changes`` are frame indices where a new scene starts; ``timestamps``
-    overrides the regular ``i / fps`` clock (to test variable frame rates).
+    overrides the regular ``i / fps`` clock (to test variable frame rates);
+    ``wall_time`` is when each frame was made.
     """
 
     def __init__(

@@ -1,7 +1,8 @@
 """`secfepas camera run`: analyse a source through secure inference with one edge.
 
 Prints one line per analysed frame; with --json exactly
-``{"index", "t", "level", "probabilities", "seconds", "bytes"}``.
+``{"index", "t", "level", "probabilities", "seconds", "bytes"}``, where ``t`` is
+the frame's capture time in UTC POSIX seconds.
 """
 
 from __future__ import annotations
@@ -64,6 +65,13 @@ def assessment_line(a: Any) -> dict[str, Any]:
     }
 
 
+def clock(posix: float) -> str:
+    """A capture time for humans: UTC time of day (the JSON keeps POSIX seconds)."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(posix, UTC).strftime("%H:%M:%S.%f")[:-4] + "Z"
+
+
 def _run(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -112,7 +120,7 @@ async def _main(args: argparse.Namespace) -> int:
                 print(json.dumps(assessment_line(a)), flush=True)
             else:
                 print(
-                    f"frame {a.frame_index:5d}  t={a.frame_time:8.2f}s  pain={a.label:<8s} "
+                    f"frame {a.frame_index:5d}  at {clock(a.frame_time)}  pain={a.label:<8s} "
                     f"p={max(a.probabilities):.2f}  {a.seconds:6.2f} s  "
                     f"{a.total_bytes / 1e6:7.1f} MB",
                     flush=True,

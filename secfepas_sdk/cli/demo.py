@@ -62,7 +62,7 @@ async def _demo(args: argparse.Namespace) -> int:
     from secfepas_sdk.camera.selection import default_chain
     from secfepas_sdk.camera.sources import open_source
     from secfepas_sdk.certs import init_pki
-    from secfepas_sdk.cli.camera_run import assessment_line
+    from secfepas_sdk.cli.camera_run import assessment_line, clock
     from secfepas_sdk.edge.server import Server
     from secfepas_sdk.edge.settings import load_settings
     from secfepas_sdk.models.bundled import demo_model_dir, sample_video_path
@@ -117,7 +117,7 @@ async def _demo(args: argparse.Namespace) -> int:
                 _emit(
                     args,
                     {"event": "frame", **assessment_line(a)},
-                    f"[{len(results):3d}] frame {a.frame_index:4d} t={a.frame_time:6.2f}s  "
+                    f"[{len(results):3d}] frame {a.frame_index:4d} at {clock(a.frame_time)}  "
                     f"pain={a.label:<8s} p={max(a.probabilities):.2f}  {a.seconds:5.2f} s  "
                     f"{a.total_bytes / 1e6:6.1f} MB   (captured {s.captured}, "
                     f"dropped {s.dropped}, no face {s.no_face})",

@@ -61,9 +61,9 @@ def test_infer_connects_lazily_and_reports_cost(
     async def main() -> None:
         client = SecureInferenceClient(edge.address, tls, MODEL)
         assert not client.connected
-        a = await client.infer(x, frame_time=12.5, frame_index=3)
+        a = await client.infer(x, frame_time=1_700_000_012.5, frame_index=3)
         assert client.connected
-        assert (a.frame_time, a.frame_index, a.camera_id) == (12.5, 3, "camera-1")
+        assert (a.frame_time, a.frame_index, a.camera_id) == (1_700_000_012.5, 3, "camera-1")
         assert a.bytes_sent > 0 and a.bytes_received > 0 and a.seconds > 0
         assert abs(sum(a.probabilities) - 1.0) < 1e-9
         await client.close()

@@ -37,6 +37,8 @@ def test_frame_takes_ownership_read_only() -> None:
         {"timestamp": math.inf},
         {"index": -1},
         {"source_id": ""},
+        {"wall_time": math.nan},
+        {"wall_time": 12.5},  # a media or monotonic time passed as the wall clock
     ],
 )
 def test_frame_rejects_bad_fields(kwargs: dict[str, object]) -> None:
@@ -44,6 +46,14 @@ def test_frame_rejects_bad_fields(kwargs: dict[str, object]) -> None:
     base.update(kwargs)
     with pytest.raises(ValueError):
         Frame(**base)  # type: ignore[arg-type]
+
+
+def test_frame_wall_time_defaults_to_now_beside_media_time() -> None:
+    import time
+
+    before = time.time()
+    f = Frame(pixels=_px(), timestamp=3.0, index=0, source_id="s")
+    assert before <= f.wall_time <= time.time() and f.timestamp == 3.0
 
 
 def test_as_bgr_converts_grey_alpha_and_rgb() -> None:

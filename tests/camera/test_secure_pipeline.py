@@ -118,11 +118,14 @@ def test_real_clip_with_face_detection_and_alerts(
         alerts.close()
         return got, submitted
 
+    before = time.time()
     got, submitted = asyncio.run(main())
+    after = time.time()
     assert len(got) == 2 and got == submitted
     for a in got:
         assert a.model_id == MODEL and a.camera_id == "camera-1"
-        assert a.frame_time == pytest.approx(a.frame_index / 10.0)
+        # A file's media time orders frames; the assessment carries when we decoded it.
+        assert before <= a.frame_time <= after
 
 
 class _EdgeWithBadManifest(SecureInferenceClient):

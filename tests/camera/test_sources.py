@@ -31,11 +31,15 @@ def test_video_file_frames_timestamps_and_clean_end(
     tmp_path: Path, write_video: Callable[..., Path]
 ) -> None:
     path = write_video(tmp_path / "v.avi", _frames(12), fps=4.0)
+    before = time.time()
     with open_source(path) as src:
         assert isinstance(src, VideoCaptureSource)
         frames = list(src)
+    after = time.time()
     assert [f.index for f in frames] == list(range(12))
     assert np.allclose([f.timestamp for f in frames], np.arange(12) / 4.0)
+    walls = [f.wall_time for f in frames]  # when we decoded them, not the file's clock
+    assert walls == sorted(walls) and before <= walls[0] and walls[-1] <= after
     assert all(f.pixels.shape == (48, 64, 3) and f.pixels.flags.c_contiguous for f in frames)
     assert src.stats.frames == 12 and src.stats.corrupt == 0
 
@@ -156,6 +160,22 @@ def test_push_source_drops_oldest_and_counts() -> None:
     assert src.stats.frames == 3
 
 
+def test_push_source_stamps_wall_and_media_time() -> None:
+    src = PushSource(maxsize=4)
+    px = _frames(1)[0]
+    before = time.time()
+    src.push(px)  # no clocks given: media time from the first push, wall time now
+    src.push(px)
+    src.push(px, timestamp=5.0, wall_time=1_800_000_000.0)
+    src.end()
+    first, second, given = list(src)
+    assert first.timestamp == 0.0 <= second.timestamp <= 5.0
+    assert before <= first.wall_time <= second.wall_time <= time.time()
+    assert (given.timestamp, given.wall_time) == (5.0, 1_800_000_000.0)
+    with pytest.raises(SourceError, match="wall_time"):
+        PushSource().push(px, wall_time=12.0)  # seconds since boot, not POSIX
+
+
 def test_push_source_copies_and_converts() -> None:
     src = PushSource(maxsize=2)
     px = np.full((8, 8), 9, np.uint8)
@@ -263,5 +283,6 @@ def test_mjpeg_http_stream_on_loopback() -> None:
     assert [f.index for f in frames] == list(range(25))
     ts = [f.timestamp for f in frames]
     assert ts == sorted(ts) and ts[0] >= 0.0  # live clock: monotonic since open
+    assert all(abs(f.wall_time - time.time()) < 60 for f in frames)  # wall clock: POSIX
     assert all(f.pixels.shape == (96, 128, 3) for f in frames)
     assert src.stats.corrupt == 0

@@ -11,6 +11,7 @@ import pytest
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "alerts"))
+sys.path.insert(0, str(HERE.parent / "camera"))  # camera_testkit: a real edge
 
 from integrations_testkit import FhirServer, Mosquitto, Pki, make_pki  # noqa: E402
 
