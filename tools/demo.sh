@@ -1,16 +1,13 @@
 #!/usr/bin/env bash
-# The README's main job on a fresh machine: install the SDK with every extra, then run
-# `secfepas demo` (an edge and a camera on loopback, bundled model and video).
+# The README's main job on a fresh machine: make (or reuse) .venv/, install the
+# SDK with every extra into it, then run `secfepas demo` from it (an edge and a
+# camera on loopback, bundled model and video).
 #   bash tools/demo.sh            # human output
 #   bash tools/demo.sh --json     # machine-readable lines
-# PYTHON selects the interpreter (default python3; it must be 3.11 or newer).
+# PYTHON selects the interpreter for a new .venv (default python3, 3.11 or newer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON="${PYTHON:-python3}"
-"$PYTHON" - <<'PY'
-import sys
-if sys.version_info < (3, 11):
-    sys.exit(f"secfepas needs Python 3.11 or newer, this is {sys.version.split()[0]}")
-PY
-"$PYTHON" -m pip install --disable-pip-version-check -q '.[all]'
-exec "$PYTHON" -m secfepas_sdk.cli.main demo "$@"
+. tools/_venv.sh
+secfepas_venv
+"$VENV_PY" -m pip install --disable-pip-version-check -q '.[all]'
+exec "$VENV_PY" -m secfepas_sdk.cli.main demo "$@"
