@@ -6,19 +6,24 @@ purpose; the branches let them tell a bad video file from a misbehaving peer.
 
 from __future__ import annotations
 
+import enum
+
 __all__ = [
     "ConfigError",
     "ConnectionLostError",
     "DetectionError",
+    "ErrorCode",
     "InvalidValueError",
     "LocalProtocolError",
     "MissingExtraError",
     "ModelPackageError",
+    "NegotiationError",
     "PeerError",
     "PermanentSinkError",
     "ProtocolError",
     "RemoteProtocolError",
     "SecfepasError",
+    "SessionError",
     "SinkError",
     "SnniError",
     "SourceError",
@@ -69,12 +74,66 @@ class ModelPackageError(SecfepasError):
     """A model package is missing, tampered with, or does not match its peer."""
 
 
-class ProtocolError(SecfepasError):
-    """Wire-protocol failure, carrying a machine-readable error code."""
+class ErrorCode(enum.StrEnum):
+    """Machine-readable codes of protocol and session failures.
 
-    def __init__(self, message: str, code: str = "protocol_error") -> None:
+    The first group may travel in an ``Error`` frame (docs/protocol.md §6); the
+    local-only group names failures that never go on the wire.
+    """
+
+    BAD_MAGIC = "bad_magic"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    UNKNOWN_TYPE = "unknown_type"
+    BAD_FLAGS = "bad_flags"
+    FRAME_TOO_LARGE = "frame_too_large"
+    BAD_JSON = "bad_json"
+    BAD_MESSAGE = "bad_message"
+    WRONG_STATE = "wrong_state"
+    UNEXPECTED_EOF = "unexpected_eof"
+    VERSION_MISMATCH = "version_mismatch"
+    NO_COMMON_SUITE = "no_common_suite"
+    UNKNOWN_MODEL = "unknown_model"
+    MODEL_MISMATCH = "model_mismatch"
+    BUSY = "busy"
+    TIMEOUT = "timeout"
+    SHUTTING_DOWN = "shutting_down"
+    INFERENCE_FAILED = "inference_failed"
+    CANCELLED = "cancelled"
+    INTERNAL = "internal"
+    # local only: never sent in an Error frame
+    PROTOCOL_ERROR = "protocol_error"
+    LOCAL_MISUSE = "local_misuse"
+    CLOSED = "closed"
+    CONNECTION_LOST = "connection_lost"
+
+    @property
+    def on_wire(self) -> bool:
+        """May this code be sent to (and accepted from) the peer?"""
+        return self not in _LOCAL_ONLY
+
+
+_LOCAL_ONLY = frozenset(
+    {
+        ErrorCode.PROTOCOL_ERROR,
+        ErrorCode.LOCAL_MISUSE,
+        ErrorCode.CLOSED,
+        ErrorCode.CONNECTION_LOST,
+    }
+)
+
+
+class _Coded(SecfepasError):
+    def __init__(self, message: str, code: ErrorCode | str = ErrorCode.PROTOCOL_ERROR) -> None:
         super().__init__(message)
-        self.code = code
+        self.code = ErrorCode(code)
+
+
+class ProtocolError(_Coded):
+    """The wire protocol was broken; ``code`` says how.
+
+    Only protocol violations are ProtocolErrors: ``except ProtocolError`` means
+    bad bytes (Remote) or a misused API (Local), never a network failure.
+    """
 
 
 class LocalProtocolError(ProtocolError):
@@ -85,11 +144,21 @@ class RemoteProtocolError(ProtocolError):
     """The peer sent bytes that break the protocol; the session must close."""
 
 
-class PeerError(ProtocolError):
+class NegotiationError(RemoteProtocolError):
+    """The hellos share no protocol version or suite (``version_mismatch``,
+    ``no_common_suite``): a well-formed but incompatible peer."""
+
+
+class SessionError(_Coded):
+    """The session ended for a reason outside the bytes: the peer said so, or
+    the transport failed. ``code`` says which."""
+
+
+class PeerError(SessionError):
     """The peer ended the session with an Error frame (e.g. ``busy``); ``code`` is its code."""
 
 
-class ConnectionLostError(ProtocolError):
+class ConnectionLostError(SessionError):
     """The transport failed (refused, reset, TLS failure, timeout); a retry may succeed."""
 
 

@@ -26,12 +26,14 @@ from secfepas_sdk.alerts.assessment import PAIN_LEVELS, PainAssessment
 from secfepas_sdk.camera.pinning import check_pinned, load_pin
 from secfepas_sdk.errors import (
     ConnectionLostError,
+    ErrorCode,
     InvalidValueError,
     ModelPackageError,
     PeerError,
     ProtocolError,
     RemoteProtocolError,
     SecfepasError,
+    SessionError,
 )
 from secfepas_sdk.logsafe import safe_text
 from secfepas_sdk.protocol.events import (
@@ -39,14 +41,13 @@ from secfepas_sdk.protocol.events import (
     SUITE_CHEETAH_V1,
     ClientHello,
     Close,
-    Data,
     Error,
     InferenceBegin,
     InferenceEnd,
     ServerHello,
 )
-from secfepas_sdk.protocol.frames import FrameLimits
-from secfepas_sdk.protocol.messages import MessageAssembler
+from secfepas_sdk.protocol.framing import FrameLimits
+from secfepas_sdk.protocol.pump import MessagePump, peer_error
 from secfepas_sdk.protocol.transport import (
     FramedStream,
     ThreadChannel,
@@ -238,16 +239,13 @@ class SecureInferenceClient:
                     ) from exc
                 raise
             if isinstance(event, Error):
-                raise PeerError(
-                    f"the edge refused the session ({event.code}): {event.message}", event.code
-                )
-            if not isinstance(event, ServerHello):
-                raise RemoteProtocolError("expected ServerHello", "wrong_state")
+                raise peer_error(event, "the edge")
+            assert isinstance(event, ServerHello)  # the table allows nothing else
             try:
                 runtime = self._make_runtime(event)
             except ModelPackageError as exc:
-                with contextlib.suppress(ProtocolError):
-                    await stream.send(Error(code="model_mismatch", message=str(exc)[:1000]))
+                with contextlib.suppress(ProtocolError, SessionError):
+                    await stream.send(Error(code=ErrorCode.MODEL_MISMATCH, message=str(exc)[:1000]))
                 raise
         except BaseException:
             await stream.aclose()
@@ -289,7 +287,7 @@ class SecureInferenceClient:
         self._drop_runtime()
         if stream is None:
             return
-        with contextlib.suppress(ProtocolError):
+        with contextlib.suppress(ProtocolError, SessionError):
             await stream.send(Close(reason="camera done"))
         await stream.aclose()
 
@@ -379,7 +377,7 @@ class SecureInferenceClient:
             await self._abort()
             raise
         work = asyncio.ensure_future(asyncio.to_thread(compute))
-        pump = asyncio.ensure_future(self._pump(stream, chan, seq))
+        pump = asyncio.ensure_future(self._pump(stream, chan))
         try:
             async with asyncio.timeout(self.timeouts.inference_s):
                 done, _ = await asyncio.wait({work, pump}, return_when=asyncio.FIRST_EXCEPTION)
@@ -402,7 +400,9 @@ class SecureInferenceClient:
                 raise ConnectionLostError(
                     f"inference exceeded {self.timeouts.inference_s} s", "timeout"
                 ) from None
-            if isinstance(exc, SecfepasError) and not isinstance(exc, ProtocolError):
+            if isinstance(exc, SecfepasError) and not isinstance(
+                exc, (ProtocolError, SessionError)
+            ):
                 raise ConnectionLostError(
                     f"secure inference failed: {exc}", "inference_failed"
                 ) from exc
@@ -422,45 +422,41 @@ class SecureInferenceClient:
     async def _tell_edge(stream: FramedStream, exc: BaseException) -> None:
         """Say why we end the session, when the cause is on our side (best effort)."""
         if isinstance(exc, asyncio.CancelledError):
-            error = Error(code="cancelled", message="the camera cancelled the inference")
+            error = Error(code=ErrorCode.CANCELLED, message="the camera cancelled the inference")
         elif isinstance(exc, TimeoutError):
-            error = Error(code="timeout", message="the camera's inference timeout expired")
-        elif isinstance(exc, SecfepasError) and not isinstance(exc, ProtocolError):
-            error = Error(code="inference_failed", message="the camera's computation failed")
+            error = Error(code=ErrorCode.TIMEOUT, message="the camera's inference timeout expired")
+        elif isinstance(exc, SecfepasError) and not isinstance(exc, (ProtocolError, SessionError)):
+            error = Error(
+                code=ErrorCode.INFERENCE_FAILED, message="the camera's computation failed"
+            )
         else:
             return  # the edge or the network ended it: nothing to tell
-        with contextlib.suppress(ProtocolError, TimeoutError):
+        with contextlib.suppress(ProtocolError, SessionError, TimeoutError):
             async with asyncio.timeout(1.0):
                 await stream.send(error)
 
-    async def _pump(self, stream: FramedStream, chan: ThreadChannel, seq: int) -> None:
-        """Edge -> thread: reassemble DATA into messages until InferenceEnd."""
-        assembler = MessageAssembler(self.max_message)
+    async def _pump(self, stream: FramedStream, chan: ThreadChannel) -> None:
+        """Edge -> thread: SNNI messages until InferenceEnd (whose seq the connection checks)."""
+        pump = MessagePump(
+            stream,
+            max_message=self.max_message,
+            frame_timeout=self.timeouts.frame_s,
+            peer="the edge",
+        )
+
+        async def feed(message: bytes) -> None:
+            chan.feed(message)
+
         try:
-            while True:
-                event = await stream.next_event(frame_timeout=self.timeouts.frame_s)
-                if isinstance(event, Data):
-                    self._got_data = True
-                    message = assembler.add(event)
-                    if message is not None:
-                        chan.feed(message)
-                elif isinstance(event, InferenceEnd):
-                    if event.seq != seq:
-                        raise RemoteProtocolError(
-                            f"InferenceEnd for {event.seq}, expected {seq}", "bad_message"
-                        )
-                    return
-                elif isinstance(event, Error):
-                    raise PeerError(
-                        f"the edge ended the session ({event.code}): {event.message}", event.code
-                    )
-                elif isinstance(event, Close):
-                    raise PeerError(f"the edge closed the session: {event.reason}", "shutting_down")
-                else:
-                    raise RemoteProtocolError(f"unexpected {type(event).__name__}", "wrong_state")
+            end = await pump.run(feed)
+            if isinstance(end, Close):
+                raise PeerError(f"the edge closed the session: {end.reason}", "shutting_down")
+            assert isinstance(end, InferenceEnd)  # the table allows nothing else
         except BaseException as exc:
             chan.fail(f"session ended: {exc}")
             raise
+        finally:
+            self._got_data = pump.chunks > 0
 
     def _assessment(
         self,

@@ -34,6 +34,7 @@ from secfepas_sdk.errors import (
     PeerError,
     ProtocolError,
     SecfepasError,
+    SessionError,
     SourceError,
 )
 from secfepas_sdk.logsafe import safe_text
@@ -257,7 +258,7 @@ class CameraPipeline:
                 raise
             self.stats.errors += 1
             log.warning("frame %d not analysed: %s", frame.index, safe_text(exc))
-        except ProtocolError as exc:  # connection lost, protocol error: reconnect next time
+        except (ProtocolError, SessionError) as exc:  # bad bytes, lost link: reconnect next time
             self.stats.errors += 1
             log.warning("frame %d not analysed: %s", frame.index, safe_text(exc))
         return None

@@ -23,20 +23,18 @@ from secfepas_sdk.edge.session import SessionRelay, WorkerFailed
 from secfepas_sdk.edge.settings import EdgeSettings
 from secfepas_sdk.errors import (
     ConnectionLostError,
+    ErrorCode,
+    NegotiationError,
     PeerError,
     ProtocolError,
     RemoteProtocolError,
     SecfepasError,
+    SessionError,
 )
 from secfepas_sdk.protocol.connection import Connection, Role
-from secfepas_sdk.protocol.events import (
-    PROTOCOL_VERSIONS,
-    SUITE_CHEETAH_V1,
-    ClientHello,
-    Error,
-    ServerHello,
-)
-from secfepas_sdk.protocol.frames import FrameLimits
+from secfepas_sdk.protocol.events import ClientHello, Error, ServerHello
+from secfepas_sdk.protocol.framing import FrameLimits
+from secfepas_sdk.protocol.pump import peer_error
 from secfepas_sdk.protocol.transport import (
     FramedStream,
     TlsFiles,
@@ -47,8 +45,6 @@ from secfepas_sdk.protocol.transport import (
 __all__ = ["Server"]
 
 log = logging.getLogger(__name__)
-
-SUITES: tuple[str, ...] = (SUITE_CHEETAH_V1,)
 
 
 class _Refused(SecfepasError):
@@ -183,11 +179,12 @@ class Server:
             log.warning("TLS handshake with %s refused: %s", addr, tls_failure_reason(exc))
             writer.transport.abort()
             return
-        stream = FramedStream(reader, writer, Connection(Role.SERVER, limits=self._limits))
+        conn = Connection(Role.SERVER, limits=self._limits, setup_once=True)
+        stream = FramedStream(reader, writer, conn)
         self.metrics.track(stream.conn)
         try:
             await self._session(stream)
-        except _Refused as exc:
+        except (_Refused, NegotiationError) as exc:
             self.metrics.errors[exc.code] += 1
             log.info("camera %s at %s refused (%s): %s", stream.peer, addr, exc.code, exc)
             await self._send_error(stream, exc.code, str(exc))
@@ -220,27 +217,19 @@ class Server:
 
     async def _send_error(self, stream: FramedStream, code: str, message: str) -> None:
         # If the peer is gone or the session already ended there is nothing more to say.
-        with contextlib.suppress(ProtocolError, ValueError):
-            await stream.send(Error(code=code, message=message[:1000]))
+        with contextlib.suppress(ProtocolError, SessionError, ValueError):
+            await stream.send(Error(code=ErrorCode(code), message=message[:1000]))
 
     async def _session(self, stream: FramedStream) -> None:
         s = self.settings
         event = await stream.next_event(s.handshake_timeout_s, frame_timeout=s.handshake_timeout_s)
         if isinstance(event, Error):
-            raise PeerError(f"camera reported {event.code}: {event.message}", event.code)
-        if not isinstance(event, ClientHello):  # the server table allows nothing else
-            raise RemoteProtocolError("expected ClientHello", "wrong_state")
+            raise peer_error(event, "the camera")
+        # The connection admits nothing else first, and has negotiated version and suite.
+        assert isinstance(event, ClientHello)
         hello = event
-        common = sorted(set(hello.versions) & set(PROTOCOL_VERSIONS))
-        if not common:
-            raise _Refused(
-                "version_mismatch",
-                f"the edge speaks protocol versions {list(PROTOCOL_VERSIONS)}; "
-                f"the camera offered {list(hello.versions)}",
-            )
-        suite = next((x for x in hello.suites if x in SUITES), None)
-        if suite is None:
-            raise _Refused("no_common_suite", f"the edge supports suites {list(SUITES)}")
+        version, suite = stream.conn.version, stream.conn.suite
+        assert version is not None and suite is not None
         assert self._registry is not None
         model = self._registry.get(hello.model_id)
         if model is None:
@@ -251,7 +240,7 @@ class Server:
             raise _Refused("shutting_down", "the edge is stopping")
         await self._admit()
         try:
-            await self._run_session(stream, model, common[-1], suite)
+            await self._run_session(stream, model, version, suite)
         finally:
             assert self._slots is not None
             self._slots.release()

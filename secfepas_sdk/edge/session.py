@@ -25,9 +25,9 @@ from secfepas_sdk.edge.metrics import EdgeMetrics
 from secfepas_sdk.edge.registry import RegisteredModel
 from secfepas_sdk.edge.settings import EdgeSettings
 from secfepas_sdk.edge.worker import serve_session
-from secfepas_sdk.errors import PeerError, RemoteProtocolError, SecfepasError
-from secfepas_sdk.protocol.events import Close, Data, Error, InferenceBegin, InferenceEnd
-from secfepas_sdk.protocol.messages import MessageAssembler
+from secfepas_sdk.errors import SecfepasError
+from secfepas_sdk.protocol.events import Close, Error, InferenceBegin, InferenceEnd
+from secfepas_sdk.protocol.pump import MessagePump, peer_error
 from secfepas_sdk.protocol.transport import FramedStream
 from secfepas_sdk.snni.he.sealio import remove_scratch_of
 
@@ -189,14 +189,9 @@ class SessionRelay:
                 await link.write(relay.QUIT)
                 return
             if isinstance(event, Error):
-                raise PeerError(f"camera reported {event.code}: {event.message}", event.code)
-            if not isinstance(event, InferenceBegin):  # the table allows nothing else
-                raise RemoteProtocolError(f"unexpected {type(event).__name__}", "wrong_state")
-            if event.setup != (self.inferences == 0):
-                raise RemoteProtocolError(
-                    "setup must be requested on the first inference of a session, and only then",
-                    "bad_message",
-                )
+                raise peer_error(event, "the camera")
+            # The connection admits nothing else here, and checked the setup flag.
+            assert isinstance(event, InferenceBegin)
             await self._inference(link, event)
 
     async def _inference(self, link: _Relay, begin: InferenceBegin) -> None:
@@ -204,19 +199,20 @@ class SessionRelay:
         start = time.monotonic()
         done_before = self.inferences
         await link.write(relay.BEGIN, b"\x01" if begin.setup else b"\x00")
-        assembler = MessageAssembler(s.max_message)
+        pump = MessagePump(
+            self.stream,
+            max_message=s.max_message,
+            frame_timeout=s.message_timeout_s,
+            peer="the camera",
+        )
+
+        async def to_worker(message: bytes) -> None:
+            await link.write(relay.DATA, message)
 
         async def camera_to_worker() -> None:
-            while True:
-                event = await self.stream.next_event(frame_timeout=s.message_timeout_s)
-                if isinstance(event, Data):
-                    message = assembler.add(event)
-                    if message is not None:
-                        await link.write(relay.DATA, message)
-                elif isinstance(event, Error):
-                    raise PeerError(f"camera reported {event.code}: {event.message}", event.code)
-                else:
-                    raise RemoteProtocolError(f"unexpected {type(event).__name__}", "wrong_state")
+            await pump.run(to_worker)
+            # The table lets the camera send only DATA (or Error) while inferring.
+            raise AssertionError("the camera's pump ended without an error")
 
         async def worker_to_camera() -> None:
             while True:

@@ -1,29 +1,32 @@
-"""Wire protocol v1: sans-IO framing and state machine, plus the one module
-(``transport``) that does I/O.
+"""Wire protocol v1: sans-IO framing and state machine, plus the modules that do I/O.
 
-``frames``, ``events`` and ``connection`` never touch a socket; import
-``secfepas_sdk.protocol.transport`` for the asyncio/TLS side.
+``framing``, ``events``, ``connection`` and ``messages`` never touch a socket;
+import ``secfepas_sdk.protocol.transport`` for the asyncio/TLS side and
+``secfepas_sdk.protocol.pump`` for the loop that feeds SNNI messages.
 """
 
 from secfepas_sdk.protocol.connection import NEED_DATA, Connection, NeedData, Role, State
 from secfepas_sdk.protocol.events import (
     PROTOCOL_VERSIONS,
     SUITE_CHEETAH_V1,
+    SUITES,
     ClientHello,
     Close,
     ConnectionClosed,
     Data,
     Error,
+    ErrorCode,
     Event,
     InferenceBegin,
     InferenceEnd,
     ServerHello,
 )
-from secfepas_sdk.protocol.frames import FrameLimits, FrameType
+from secfepas_sdk.protocol.framing import FrameLimits, FrameType
 
 __all__ = [
     "NEED_DATA",
     "PROTOCOL_VERSIONS",
+    "SUITES",
     "SUITE_CHEETAH_V1",
     "ClientHello",
     "Close",
@@ -31,6 +34,7 @@ __all__ = [
     "ConnectionClosed",
     "Data",
     "Error",
+    "ErrorCode",
     "Event",
     "FrameLimits",
     "FrameType",

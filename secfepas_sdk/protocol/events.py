@@ -1,24 +1,37 @@
 """Typed protocol events: what the state machine consumes and produces.
 
-Each event is a frozen value that validates itself when built, so a bad
-event can neither be sent by our caller nor come out of the parser. Control
-events map one-to-one onto a pydantic wire model (the JSON schema of
-docs/protocol.md); ``Data`` carries opaque SNNI bytes and never touches JSON.
+Each event is one frozen dataclass whose field annotations are its schema: a
+bad event can neither be built by our caller (LocalProtocolError) nor come
+out of the parser (RemoteProtocolError). The pydantic model that parses a
+control payload's JSON is generated from those annotations, never written
+twice. ``Data`` carries opaque SNNI bytes and never touches JSON.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar, TypeVar, dataclass_transform, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    ValidationError,
+    create_model,
+)
 
-from secfepas_sdk.errors import InvalidValueError
-from secfepas_sdk.protocol.frames import FrameType
+from secfepas_sdk.errors import ErrorCode, LocalProtocolError
+from secfepas_sdk.protocol.framing import FrameType
 
 __all__ = [
+    "ERROR_CODES",
     "PROTOCOL_VERSIONS",
+    "SUITES",
     "SUITE_CHEETAH_V1",
     "ClientHello",
     "Close",
@@ -41,159 +54,140 @@ PROTOCOL_VERSIONS: tuple[int, ...] = (1,)
 SUITE_CHEETAH_V1 = "snni-cheetah-v1"
 """Secure-inference suite: BFV linear layers + OT non-linear layers, as in snni.runtime."""
 
-ErrorCode = Literal[
-    "bad_magic",
-    "unsupported_version",
-    "unknown_type",
-    "bad_flags",
-    "frame_too_large",
-    "bad_json",
-    "bad_message",
-    "wrong_state",
-    "unexpected_eof",
-    "version_mismatch",
-    "no_common_suite",
-    "unknown_model",
-    "model_mismatch",
-    "busy",
-    "timeout",
-    "shutting_down",
-    "inference_failed",
-    "cancelled",
-    "internal",
-]
-ERROR_CODES: frozenset[str] = frozenset(ErrorCode.__args__)  # type: ignore[attr-defined]
+SUITES: tuple[str, ...] = (SUITE_CHEETAH_V1,)
+"""Secure-inference suites this implementation speaks, in order of preference."""
+
+ERROR_CODES: frozenset[str] = frozenset(code.value for code in ErrorCode)
+"""Every code a ProtocolError or an Error event can carry (wire and local-only)."""
+
+
+def _wire_code(code: ErrorCode) -> ErrorCode:
+    if not code.on_wire:
+        raise ValueError(f"{code.value!r} is a local-only code")
+    return code
+
+
+class _JsonObject:
+    """Annotation marker: a JSON object (validated as such, typed as a plain dict)."""
+
 
 _Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")]
 _Text = Annotated[str, StringConstraints(max_length=1024)]
 _Seq = Annotated[int, Field(ge=0, le=(1 << 53))]
 _Version = Annotated[int, Field(ge=1, le=255)]
+_WireCode = Annotated[ErrorCode, AfterValidator(_wire_code)]
+_Object = Annotated[dict[str, Any], _JsonObject]
+_WIRE_CONFIG = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+_E = TypeVar("_E")
+_BY_TYPE: dict[FrameType, type[ControlEvent]] = {}
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+@dataclass_transform(frozen_default=True, kw_only_default=True)
+def _control(frame_type: FrameType) -> Callable[[type[_E]], type[_E]]:
+    """Make a control event: a frozen dataclass plus the JSON schema its fields imply."""
+
+    def wrap(cls: type[_E]) -> type[_E]:
+        made = dataclasses.dataclass(frozen=True, slots=True, kw_only=True)(cls)
+        hints = get_type_hints(made, include_extras=True)
+        fields: dict[str, Any] = {}
+        for f in dataclasses.fields(made):  # type: ignore[arg-type]
+            hint = hints[f.name]
+            if _JsonObject in getattr(hint, "__metadata__", ()):
+                hint = dict[str, JsonValue]
+            default = ... if f.default is dataclasses.MISSING else f.default
+            fields[f.name] = (hint, default)
+        made.frame_type = frame_type  # type: ignore[attr-defined]
+        made.schema = create_model(  # type: ignore[attr-defined]
+            f"{cls.__name__}Payload", __config__=_WIRE_CONFIG, **fields
+        )
+        _BY_TYPE[frame_type] = made  # type: ignore[assignment]
+        return made
+
+    return wrap
 
 
-class _ClientHelloWire(_Wire):
-    versions: Annotated[list[_Version], Field(min_length=1, max_length=16)]
+class _Validated:
+    """Shared by control events: validate every field against the generated schema."""
+
+    __slots__ = ()
+    frame_type: ClassVar[FrameType]
+    schema: ClassVar[type[BaseModel]]
+
+    def __post_init__(self) -> None:
+        try:
+            self.schema.model_validate(_fields(self))
+        except ValidationError as exc:
+            raise LocalProtocolError(
+                f"invalid {type(self).__name__}: {_first_line(exc)}", ErrorCode.BAD_MESSAGE
+            ) from None
+
+
+@_control(FrameType.CLIENT_HELLO)
+class ClientHello(_Validated):
+    """Camera → edge: protocol versions and suites it speaks, and the model it wants."""
+
+    versions: Annotated[tuple[_Version, ...], Field(min_length=1, max_length=16)]
     model_id: _Token
-    suites: Annotated[list[_Token], Field(min_length=1, max_length=16)]
+    suites: Annotated[tuple[_Token, ...], Field(min_length=1, max_length=16)]
 
 
-class _ServerHelloWire(_Wire):
+@_control(FrameType.SERVER_HELLO)
+class ServerHello(_Validated):
+    """Edge → camera: the chosen version and suite, the model's public manifest and plan."""
+
     version: _Version
     suite: _Token
     session_id: _Token
-    manifest: dict[str, JsonValue]
-    plan: dict[str, JsonValue]
+    manifest: _Object = dataclasses.field(hash=False)
+    plan: _Object = dataclasses.field(hash=False)
 
 
-class _InferenceBeginWire(_Wire):
-    seq: _Seq
-    setup: bool
-
-
-class _InferenceEndWire(_Wire):
-    seq: _Seq
-
-
-class _ErrorWire(_Wire):
-    code: ErrorCode
-    message: _Text
-
-
-class _CloseWire(_Wire):
-    reason: _Text
-
-
-def _check(model: type[_Wire], fields: dict[str, Any]) -> None:
-    try:
-        model.model_validate(fields)
-    except ValidationError as exc:
-        raise InvalidValueError(f"invalid {model.__name__.strip('_')[:-4]}: {exc}") from None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ClientHello:
-    """Camera → edge: protocol versions and suites it speaks, and the model it wants."""
-
-    versions: tuple[int, ...]
-    model_id: str
-    suites: tuple[str, ...]
-    frame_type: ClassVar[FrameType] = FrameType.CLIENT_HELLO
-    wire: ClassVar[type[_Wire]] = _ClientHelloWire
-
-    def __post_init__(self) -> None:
-        _check(self.wire, _fields(self))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServerHello:
-    """Edge → camera: the chosen version and suite, the model's public manifest and plan."""
-
-    version: int
-    suite: str
-    session_id: str
-    manifest: dict[str, Any] = field(hash=False)
-    plan: dict[str, Any] = field(hash=False)
-    frame_type: ClassVar[FrameType] = FrameType.SERVER_HELLO
-    wire: ClassVar[type[_Wire]] = _ServerHelloWire
-
-    def __post_init__(self) -> None:
-        _check(self.wire, _fields(self))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class InferenceBegin:
+@_control(FrameType.INFERENCE_BEGIN)
+class InferenceBegin(_Validated):
     """Camera → edge: one inference starts; ``setup`` asks for the once-per-session setup first."""
 
-    seq: int
+    seq: _Seq
     setup: bool
-    frame_type: ClassVar[FrameType] = FrameType.INFERENCE_BEGIN
-    wire: ClassVar[type[_Wire]] = _InferenceBeginWire
-
-    def __post_init__(self) -> None:
-        _check(self.wire, _fields(self))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class InferenceEnd:
+@_control(FrameType.INFERENCE_END)
+class InferenceEnd(_Validated):
     """Edge → camera: the edge's half of inference ``seq`` is complete."""
 
-    seq: int
-    frame_type: ClassVar[FrameType] = FrameType.INFERENCE_END
-    wire: ClassVar[type[_Wire]] = _InferenceEndWire
+    seq: _Seq
+
+
+@_control(FrameType.ERROR)
+class Error(_Validated):
+    """Either side: a fatal error; the session is over once it is sent or received.
+
+    ``code`` is a wire code of :class:`ErrorCode` (a plain string naming one is
+    accepted and converted).
+    """
+
+    code: _WireCode
+    message: _Text
 
     def __post_init__(self) -> None:
-        _check(self.wire, _fields(self))
+        if not isinstance(self.code, ErrorCode):
+            try:
+                object.__setattr__(self, "code", ErrorCode(self.code))
+            except ValueError:
+                raise LocalProtocolError(
+                    f"invalid Error: unknown code {self.code!r}", ErrorCode.BAD_MESSAGE
+                ) from None
+        _Validated.__post_init__(self)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Error:
-    """Either side: a fatal error; the session is over once it is sent or received."""
-
-    code: str
-    message: str
-    frame_type: ClassVar[FrameType] = FrameType.ERROR
-    wire: ClassVar[type[_Wire]] = _ErrorWire
-
-    def __post_init__(self) -> None:
-        _check(self.wire, _fields(self))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Close:
+@_control(FrameType.CLOSE)
+class Close(_Validated):
     """Either side, between inferences: orderly end of the session."""
 
-    reason: str = ""
-    frame_type: ClassVar[FrameType] = FrameType.CLOSE
-    wire: ClassVar[type[_Wire]] = _CloseWire
-
-    def __post_init__(self) -> None:
-        _check(self.wire, _fields(self))
+    reason: _Text = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Data:
     """Either side, during an inference: one chunk of an SNNI message (opaque bytes).
 
@@ -206,15 +200,15 @@ class Data:
 
     def __post_init__(self) -> None:
         if not isinstance(self.payload, bytes):
-            raise InvalidValueError("Data.payload must be bytes")
+            raise LocalProtocolError("Data.payload must be bytes", ErrorCode.BAD_MESSAGE)
         if not isinstance(self.more, bool):
-            raise InvalidValueError("Data.more must be a bool")
+            raise LocalProtocolError("Data.more must be a bool", ErrorCode.BAD_MESSAGE)
 
     def __repr__(self) -> str:  # never print SNNI bytes (shares, ciphertexts)
         return f"Data(<{len(self.payload)} bytes>, more={self.more})"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ConnectionClosed:
     """Not a wire message: the peer closed the byte stream after an orderly end."""
 
@@ -222,33 +216,30 @@ class ConnectionClosed:
 ControlEvent = ClientHello | ServerHello | InferenceBegin | InferenceEnd | Error | Close
 Event = ControlEvent | Data | ConnectionClosed
 
-_BY_TYPE: dict[FrameType, type[ControlEvent]] = {
-    cls.frame_type: cls
-    for cls in (ClientHello, ServerHello, InferenceBegin, InferenceEnd, Error, Close)
-}
 
-
-def _fields(event: ControlEvent) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name in event.wire.model_fields:
-        value = getattr(event, name)
-        out[name] = list(value) if isinstance(value, tuple) else value
-    return out
+def _fields(event: object) -> dict[str, Any]:
+    return {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}  # type: ignore[arg-type]
 
 
 def encode_control(event: ControlEvent) -> bytes:
     """Canonical JSON: UTF-8, sorted keys, no whitespace, ASCII escapes, no NaN."""
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in _fields(event).items()}
     return json.dumps(
-        _fields(event), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+        values, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
     ).encode("ascii")
 
 
 def decode_control(frame_type: FrameType, payload: bytes) -> ControlEvent:
-    """Parse and validate a control payload. Raises ValueError (bad JSON or schema)."""
+    """Parse and validate a control payload. Raises pydantic's ValidationError."""
     cls = _BY_TYPE[frame_type]
-    wire = cls.wire.model_validate_json(payload)
-    values: dict[str, Any] = {}
-    for name in cls.wire.model_fields:
-        value = getattr(wire, name)
-        values[name] = tuple(value) if name in ("versions", "suites") else value
-    return cls(**values)
+    parsed = cls.schema.model_validate_json(payload)
+    # Validated by the very schema __post_init__ would apply: build without re-checking.
+    event = object.__new__(cls)
+    for name in type(parsed).model_fields:
+        object.__setattr__(event, name, getattr(parsed, name))
+    return event
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()
+    return " ".join(text[:3])[:300]

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import ssl
 from collections.abc import Callable, Coroutine
@@ -19,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from secfepas_sdk.errors import ConfigError, ConnectionLostError
+from secfepas_sdk.errors import ConfigError, ConnectionLostError, ErrorCode
 from secfepas_sdk.protocol.connection import NEED_DATA, Connection, Role
 from secfepas_sdk.protocol.events import ControlEvent, Data, Event
-from secfepas_sdk.protocol.frames import FrameLimits
+from secfepas_sdk.protocol.framing import FrameLimits
 from secfepas_sdk.protocol.messages import split_message
 from secfepas_sdk.snni.channel import (
     DEFAULT_MAX_MESSAGE,
@@ -47,17 +48,27 @@ __all__ = [
 READ_CHUNK = 1 << 16
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, init=False)
 class TlsFiles:
-    """PEM files of one party: the CA it trusts, its own certificate and key."""
+    """PEM files of one party: the CA it trusts, its own certificate and key.
+
+    Paths may be given as ``str`` or any ``os.PathLike``; they are kept as Paths.
+    """
 
     ca: Path
     cert: Path
     key: Path
 
-    def __post_init__(self) -> None:
-        for name in ("ca", "cert", "key"):
-            object.__setattr__(self, name, Path(getattr(self, name)))
+    def __init__(
+        self,
+        *,
+        ca: str | os.PathLike[str],
+        cert: str | os.PathLike[str],
+        key: str | os.PathLike[str],
+    ) -> None:
+        object.__setattr__(self, "ca", Path(ca))
+        object.__setattr__(self, "cert", Path(cert))
+        object.__setattr__(self, "key", Path(key))
 
 
 def _base_context(purpose: int, files: TlsFiles) -> ssl.SSLContext:
@@ -139,7 +150,9 @@ class FramedStream:
                 self.writer.write(payload)
                 await self.writer.drain()
             except (OSError, ssl.SSLError) as exc:
-                raise ConnectionLostError(f"write failed: {exc}", "connection_lost") from exc
+                raise ConnectionLostError(
+                    f"write failed: {exc}", ErrorCode.CONNECTION_LOST
+                ) from exc
 
     async def send_message(self, message: bytes) -> None:
         """One SNNI message as DATA frames (split at the frame limit)."""
@@ -169,12 +182,13 @@ class FramedStream:
                             chunk = await self.reader.read(READ_CHUNK)
                     except (OSError, ssl.SSLError) as exc:
                         raise ConnectionLostError(
-                            f"connection lost: {tls_failure_reason(exc)}", "connection_lost"
+                            f"connection lost: {tls_failure_reason(exc)}", ErrorCode.CONNECTION_LOST
                         ) from exc
                     self.conn.receive_data(chunk)
         except TimeoutError:
             raise ConnectionLostError(
-                f"no complete message from the peer within {timeout or frame_timeout} s", "timeout"
+                f"no complete message from the peer within {timeout or frame_timeout} s",
+                ErrorCode.TIMEOUT,
             ) from None
 
     async def aclose(self) -> None:
@@ -216,9 +230,10 @@ async def open_client(
             )
     except (OSError, ssl.SSLError, TimeoutError) as exc:
         raise ConnectionLostError(
-            f"cannot reach the edge at {host}:{port}: {tls_failure_reason(exc)}", "connection_lost"
+            f"cannot reach the edge at {host}:{port}: {tls_failure_reason(exc)}",
+            ErrorCode.CONNECTION_LOST,
         ) from exc
-    return FramedStream(reader, writer, Connection(Role.CLIENT, limits=limits))
+    return FramedStream(reader, writer, Connection(Role.CLIENT, limits=limits, setup_once=True))
 
 
 class ThreadChannel(Channel):

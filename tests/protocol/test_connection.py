@@ -4,8 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-from secfepas_sdk.errors import LocalProtocolError, RemoteProtocolError
-from secfepas_sdk.protocol.connection import NEED_DATA, Connection, Role, State
+from secfepas_sdk.errors import (
+    ConnectionLostError,
+    ErrorCode,
+    LocalProtocolError,
+    NegotiationError,
+    PeerError,
+    ProtocolError,
+    RemoteProtocolError,
+)
+from secfepas_sdk.protocol.connection import (
+    NEED_DATA,
+    SESSION_TABLE,
+    Connection,
+    Direction,
+    Role,
+    State,
+    role_table,
+)
 from secfepas_sdk.protocol.events import (
     ClientHello,
     Close,
@@ -16,8 +32,9 @@ from secfepas_sdk.protocol.events import (
     InferenceBegin,
     InferenceEnd,
     ServerHello,
+    encode_control,
 )
-from secfepas_sdk.protocol.frames import HEADER, MAGIC, FrameLimits, FrameType
+from secfepas_sdk.protocol.framing import HEADER, MAGIC, FrameLimits, FrameType, encode_frame
 
 HELLO = ClientHello(versions=(1,), model_id="m1", suites=("snni-cheetah-v1",))
 SHELLO = ServerHello(
@@ -99,7 +116,7 @@ def test_client_may_not_send_inference_end_nor_data_outside_inference() -> None:
 def test_wrong_state_frame_from_peer_is_remote_error_and_sticky() -> None:
     c, _s = ready_pair()
     # A server that sends DATA while no inference runs breaks the protocol.
-    from secfepas_sdk.protocol.frames import encode_frame
+    from secfepas_sdk.protocol.framing import encode_frame
 
     c.receive_data(encode_frame(FrameType.DATA, b"zz", limits=c.limits))
     with pytest.raises(RemoteProtocolError) as exc:
@@ -160,7 +177,7 @@ def test_server_close_crossing_client_begin() -> None:
 
 
 def test_invalid_json_and_schema_violations_have_codes() -> None:
-    from secfepas_sdk.protocol.frames import encode_frame
+    from secfepas_sdk.protocol.framing import encode_frame
 
     for payload, code in [
         (b"{not json", "bad_json"),
@@ -179,13 +196,15 @@ def test_invalid_json_and_schema_violations_have_codes() -> None:
 
 
 def test_events_validate_their_fields() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(LocalProtocolError):
         ClientHello(versions=(), model_id="m", suites=("s",))
-    with pytest.raises(ValueError):
-        Error(code="not_a_code", message="x")
-    with pytest.raises(ValueError):
+    with pytest.raises(LocalProtocolError):
+        Error(code="not_a_code", message="x")  # type: ignore[arg-type]
+    with pytest.raises(LocalProtocolError):
+        Error(code=ErrorCode.CONNECTION_LOST, message="x")  # local-only: never on the wire
+    with pytest.raises(LocalProtocolError):
         InferenceBegin(seq=-1, setup=False)
-    with pytest.raises(ValueError):
+    with pytest.raises(LocalProtocolError):
         Data(payload="text")  # type: ignore[arg-type]
     assert "secret" not in repr(Data(payload=b"secret"))
 
@@ -194,3 +213,112 @@ def test_caller_must_drain_before_feeding_more() -> None:
     s = Connection(Role.SERVER, limits=FrameLimits(max_control=16, max_data=16))
     with pytest.raises(LocalProtocolError):
         s.receive_data(b"\x00" * (s.max_buffer + 1))
+
+
+def test_the_two_roles_tables_mirror_each_other() -> None:
+    """What one side may send is exactly what the other may receive, bar the listed
+    exceptions: the crossed Close, and the one Error after a failure."""
+    client, server = role_table(Role.CLIENT), role_table(Role.SERVER)
+    flip = {Direction.SEND: Direction.RECEIVE, Direction.RECEIVE: Direction.SEND}
+    mirrored = {(st, flip[d], t): after for (st, d, t), after in client.items()}
+    extra_client = set(client) - {(st, flip[d], t) for (st, d, t) in server}
+    assert extra_client == {
+        (State.INFERRING, Direction.RECEIVE, FrameType.CLOSE),
+        (State.FAILED, Direction.SEND, FrameType.ERROR),
+    }
+    for key, after in server.items():
+        if key[0] is not State.FAILED:
+            assert mirrored[key] is after, key
+    for state in (State.START, State.AWAIT_SERVER_HELLO, State.READY, State.INFERRING):
+        for role in Role:
+            assert SESSION_TABLE[(state, role, FrameType.ERROR)] is State.CLOSED
+
+
+def test_inference_end_must_name_the_running_inference() -> None:
+    c, s = ready_pair()
+    deliver(c, s, InferenceBegin(seq=4, setup=True))
+    with pytest.raises(LocalProtocolError) as local:
+        s.send(InferenceEnd(seq=5))
+    assert local.value.code == "bad_message"
+    forged = encode_frame(
+        FrameType.INFERENCE_END, encode_control(InferenceEnd(seq=5)), limits=s.limits
+    )
+    c.receive_data(forged)
+    with pytest.raises(RemoteProtocolError) as remote:
+        c.next_event()
+    assert remote.value.code == "bad_message"
+    assert "expected 4" in str(remote.value)
+
+
+@pytest.mark.parametrize("setups", [(False,), (True, True)])
+def test_setup_once_is_enforced_on_both_sides(setups: tuple[bool, ...]) -> None:
+    c = Connection(Role.CLIENT, setup_once=True)
+    s = Connection(Role.SERVER, setup_once=True)
+    deliver(c, s, HELLO)
+    deliver(s, c, SHELLO)
+    for i, setup in enumerate(setups[:-1]):
+        deliver(c, s, InferenceBegin(seq=i, setup=setup))
+        deliver(s, c, InferenceEnd(seq=i))
+    last = InferenceBegin(seq=len(setups), setup=setups[-1])
+    with pytest.raises(LocalProtocolError) as local:
+        c.send(last)
+    assert local.value.code == "bad_message"
+    s.receive_data(encode_frame(FrameType.INFERENCE_BEGIN, encode_control(last), limits=s.limits))
+    with pytest.raises(RemoteProtocolError) as remote:
+        s.next_event()
+    assert remote.value.code == "bad_message"
+
+
+def test_the_edge_negotiates_and_must_answer_with_what_it_chose() -> None:
+    c, s = Connection(Role.CLIENT), Connection(Role.SERVER, versions=(1, 2, 3), suites=("b", "a"))
+    deliver(c, s, ClientHello(versions=(1, 2), model_id="m", suites=("a", "b")))
+    assert (s.version, s.suite) == (2, "a")  # highest common version, camera's first suite
+    wrong = ServerHello(version=1, suite="a", session_id="s", manifest={}, plan={})
+    with pytest.raises(LocalProtocolError):
+        s.send(wrong)
+    assert s.state is State.AWAIT_SERVER_HELLO
+    deliver(s, c, ServerHello(version=2, suite="a", session_id="s", manifest={}, plan={}))
+    assert (c.version, c.suite) == (2, "a")
+
+
+@pytest.mark.parametrize(
+    ("hello", "code"),
+    [
+        (
+            ClientHello(versions=(2, 3), model_id="m", suites=("snni-cheetah-v1",)),
+            "version_mismatch",
+        ),
+        (ClientHello(versions=(1,), model_id="m", suites=("other",)), "no_common_suite"),
+    ],
+)
+def test_a_hello_without_common_ground_is_a_negotiation_error(
+    hello: ClientHello, code: str
+) -> None:
+    s = Connection(Role.SERVER)
+    s.receive_data(Connection(Role.CLIENT).send(hello))
+    with pytest.raises(NegotiationError) as exc:
+        s.next_event()
+    assert exc.value.code == code
+    assert s.state is State.FAILED
+    s.send(Error(code=ErrorCode(code), message=str(exc.value)))  # the edge may still say why
+    assert s.state is State.CLOSED
+
+
+@pytest.mark.parametrize(("version", "suite"), [(2, "snni-cheetah-v1"), (1, "other-suite")])
+def test_the_camera_refuses_a_version_or_suite_it_did_not_offer(version: int, suite: str) -> None:
+    c = Connection(Role.CLIENT)
+    c.send(HELLO)
+    hello = ServerHello(version=version, suite=suite, session_id="s", manifest={}, plan={})
+    c.receive_data(encode_frame(FrameType.SERVER_HELLO, encode_control(hello), limits=c.limits))
+    with pytest.raises(NegotiationError) as exc:
+        c.next_event()
+    assert exc.value.code == ("version_mismatch" if version != 1 else "no_common_suite")
+    assert c.version is None
+
+
+def test_session_outcomes_are_not_protocol_errors() -> None:
+    """``except ProtocolError`` means bad bytes or API misuse, never a lost link."""
+    assert not issubclass(PeerError, ProtocolError)
+    assert not issubclass(ConnectionLostError, ProtocolError)
+    assert issubclass(NegotiationError, RemoteProtocolError)
+    assert PeerError("x", "busy").code is ErrorCode.BUSY

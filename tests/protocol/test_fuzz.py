@@ -22,7 +22,7 @@ from secfepas_sdk.protocol.events import (
     InferenceEnd,
     ServerHello,
 )
-from secfepas_sdk.protocol.frames import HEADER, MAGIC, FrameLimits, FrameType
+from secfepas_sdk.protocol.framing import HEADER, MAGIC, FrameLimits, FrameType
 
 LIMITS = FrameLimits(max_control=2048, max_data=4096)
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -31,9 +31,13 @@ FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCh
 def _ready(role: Role) -> Connection:
     """A connection of ``role`` that has completed the handshake."""
     c, s = Connection(Role.CLIENT, limits=LIMITS), Connection(Role.SERVER, limits=LIMITS)
-    s.receive_data(c.send(ClientHello(versions=(1,), model_id="m", suites=("x",))))
+    s.receive_data(c.send(ClientHello(versions=(1,), model_id="m", suites=("snni-cheetah-v1",))))
     assert isinstance(s.next_event(), ClientHello)
-    c.receive_data(s.send(ServerHello(version=1, suite="x", session_id="s", manifest={}, plan={})))
+    c.receive_data(
+        s.send(
+            ServerHello(version=1, suite="snni-cheetah-v1", session_id="s", manifest={}, plan={})
+        )
+    )
     assert isinstance(c.next_event(), ServerHello)
     return c if role is Role.CLIENT else s
 
@@ -127,8 +131,11 @@ def test_oversized_data_frame_refused_before_payload(length: int) -> None:
 
 def _session_frames() -> list[tuple[Role, object]]:
     return [
-        (Role.CLIENT, ClientHello(versions=(1,), model_id="m", suites=("x",))),
-        (Role.SERVER, ServerHello(version=1, suite="x", session_id="s", manifest={}, plan={})),
+        (Role.CLIENT, ClientHello(versions=(1,), model_id="m", suites=("snni-cheetah-v1",))),
+        (
+            Role.SERVER,
+            ServerHello(version=1, suite="snni-cheetah-v1", session_id="s", manifest={}, plan={}),
+        ),
         (Role.CLIENT, InferenceBegin(seq=0, setup=True)),
         (Role.CLIENT, Data(payload=b"a" * 40, more=True)),
         (Role.SERVER, Data(payload=b"b" * 30)),
@@ -211,8 +218,8 @@ def test_full_sessions_in_any_chunking_end_cleanly(sender: Role, cuts: list[int]
 
 _ANY_EVENT = st.sampled_from(
     [
-        ClientHello(versions=(1,), model_id="m", suites=("x",)),
-        ServerHello(version=1, suite="x", session_id="s", manifest={}, plan={}),
+        ClientHello(versions=(1,), model_id="m", suites=("snni-cheetah-v1",)),
+        ServerHello(version=1, suite="snni-cheetah-v1", session_id="s", manifest={}, plan={}),
         InferenceBegin(seq=3, setup=False),
         Data(payload=b"q"),
         InferenceEnd(seq=3),
@@ -228,7 +235,7 @@ def test_wrong_state_sequences_are_refused_by_the_table(events: list[object], ro
     """Frames made by a permissive encoder in arbitrary order: the receiver accepts
     exactly what its table allows and otherwise fails with wrong_state."""
     from secfepas_sdk.protocol.events import encode_control
-    from secfepas_sdk.protocol.frames import encode_frame
+    from secfepas_sdk.protocol.framing import encode_frame
 
     receiver = Connection(role, limits=LIMITS)
     for event in events:

@@ -20,7 +20,7 @@ from secfepas_sdk.protocol.events import (
     ServerHello,
     encode_control,
 )
-from secfepas_sdk.protocol.frames import FLAG_MORE, FrameLimits, encode_frame
+from secfepas_sdk.protocol.framing import FLAG_MORE, FrameLimits, encode_frame
 
 GOLDEN_DIR = Path(__file__).parent / "golden" / "v1"
 

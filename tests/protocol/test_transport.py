@@ -15,7 +15,7 @@ from secfepas_sdk.certs import Pki
 from secfepas_sdk.errors import ConfigError, ConnectionLostError, RemoteProtocolError
 from secfepas_sdk.protocol.connection import Connection, Role
 from secfepas_sdk.protocol.events import ClientHello, Data, InferenceBegin, ServerHello
-from secfepas_sdk.protocol.frames import FrameLimits
+from secfepas_sdk.protocol.framing import FrameLimits
 from secfepas_sdk.protocol.messages import MessageAssembler
 from secfepas_sdk.protocol.transport import (
     FramedStream,

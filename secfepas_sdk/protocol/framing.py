@@ -1,4 +1,4 @@
-"""Binary framing of wire protocol v1.
+"""Binary framing of wire protocol v1 (wire frames; video frames are camera.frames).
 
 Every frame is a fixed 12-byte big-endian header followed by the payload::
 
