@@ -1,6 +1,8 @@
 """Which OT extension an :class:`~secfepas_sdk.snni.ot.session.OtSession` runs on top
-of its 128 base OTs per direction: IKNP (16 bytes per OT) or SoftSpokenOT (16/k bytes
-per OT, about 2^k/k times IKNP's PRG work). Both give the same correlation
+of its 128 base OTs per direction: IKNP (16 bytes per OT), SoftSpokenOT (16/k bytes
+per OT, about 2^k/k times IKNP's PRG work) or Ferret silent OT bootstrapped from
+SoftSpokenOT (1 bit per chosen-choice OT, 0 for a random-choice one, plus about
+0.45 bits of LPN iteration traffic). All give the same correlation
 q_j = t_j xor r_j * s and the same hashed random OTs, so nothing above changes.
 """
 
@@ -13,6 +15,8 @@ from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import Channel
+from secfepas_sdk.snni.ot import lpn
+from secfepas_sdk.snni.ot.ferret import FerretReceiver, FerretSender
 from secfepas_sdk.snni.ot.iknp import IknpReceiver, IknpSender
 from secfepas_sdk.snni.ot.softspoken import (
     DEFAULT_K,
@@ -25,7 +29,7 @@ from secfepas_sdk.snni.ot.softspoken import (
 U64 = NDArray[np.uint64]
 U8 = NDArray[np.uint8]
 
-EXTENSIONS = ("iknp", "softspoken")
+EXTENSIONS = ("iknp", "softspoken", "ferret")
 DEFAULT_EXTENSION = "softspoken"  # measured: see docs/snni-core.md, "SoftSpokenOT"
 
 __all__ = ["DEFAULT_EXTENSION", "DEFAULT_K", "EXTENSIONS", "build", "check_extension"]
@@ -46,7 +50,7 @@ class ExtensionReceiver(Protocol):
 def check_extension(extension: str, k: int) -> None:
     if extension not in EXTENSIONS:
         raise SnniError(f"unknown OT extension {extension!r}; expected one of {EXTENSIONS}")
-    if extension == "softspoken":
+    if extension in ("softspoken", "ferret"):
         check_k(k)
 
 
@@ -57,11 +61,13 @@ def build(
     k: int,
     base: tuple[U8, U8, U8, U8],
     domains: tuple[int, int],
+    client: bool = True,
 ) -> tuple[ExtensionSender, ExtensionReceiver]:
     """Both roles of one party from its base-OT results. ``base`` is (s_bits, chosen
     seeds) from the OTs it received and (seeds0, seeds1) from those it sent;
     ``domains`` is (mine, peer's) for the hash tweaks. SoftSpokenOT exchanges one
-    setup message each way here (both parties call this at the same point)."""
+    setup message each way here (both parties call this at the same point); Ferret
+    then bootstraps both directions, the ``client`` sending first in each step."""
     check_extension(extension, k)
     s_bits, chosen, seeds0, seeds1 = base
     mine, peer = domains
@@ -73,4 +79,15 @@ def build(
     with channel.label("ot-setup"):
         receiver.setup(channel)  # our PPRF level sums to the peer
         sender.setup(channel)  # the peer's, to rebuild our punctured leaves
-    return sender, receiver
+    if extension != "ferret":
+        return sender, receiver
+    lpn.warm_up()
+    f_sender = FerretSender(sender, s_bits, domain=peer)
+    f_receiver = FerretReceiver(receiver, domain=mine)
+    with channel.label("ot-setup"):
+        # Each bootstrap is two one-way flights (SoftSpokenOT rows, then the SPCOT
+        # message); the client's receiver starts, so no two large sends overlap.
+        first, second = (f_receiver, f_sender) if client else (f_sender, f_receiver)
+        first.bootstrap(channel)
+        second.bootstrap(channel)
+    return f_sender, f_receiver

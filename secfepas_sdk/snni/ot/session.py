@@ -31,6 +31,7 @@ from secfepas_sdk.snni.channel import Channel
 from secfepas_sdk.snni.ot import base
 from secfepas_sdk.snni.ot import extension as extension_mod
 from secfepas_sdk.snni.ot.bits import pack_bits, packed_size, unpack_bits, warm_up
+from secfepas_sdk.snni.ot.ferret import FerretReceiver, FerretSender
 from secfepas_sdk.snni.ot.iknp import KAPPA
 from secfepas_sdk.snni.party import Party
 
@@ -46,8 +47,9 @@ def _mask(width: int) -> np.uint64:
 
 class OtSession:
     """Both OT-extension roles of one party. Call :meth:`setup` once (both parties).
-    ``extension`` is "iknp" or "softspoken" (with ``k`` bits per VOLE instance, see
-    :mod:`.extension`); both parties must pick the same."""
+    ``extension`` is "iknp", "softspoken" (with ``k`` bits per VOLE instance, see
+    :mod:`.extension`) or "ferret" (silent OT bootstrapped from SoftSpokenOT with
+    that ``k``); both parties must pick the same."""
 
     __slots__ = ("_domain_base", "_extension", "_k", "_receiver", "_sender", "party")
 
@@ -93,6 +95,7 @@ class OtSession:
             k=self._k,
             base=(s_bits, chosen, seeds0, seeds1),
             domains=(my_domain, peer_domain),
+            client=self.party is Party.CLIENT,
         )
 
     def _need(self) -> tuple[extension_mod.ExtensionSender, extension_mod.ExtensionReceiver]:
@@ -108,6 +111,24 @@ class OtSession:
     def rot_recv(self, channel: Channel, choices: U8, width: int) -> U64:
         """Receiver: K_c for each choice bit (sends the u matrix)."""
         return self._need()[1].random_ot(channel, choices, width)
+
+    # -- random OT with random choices (bit triples, masks) --------------------
+    def rot_send_random(self, channel: Channel, count: int, width: int) -> tuple[U64, U64]:
+        """Sender: (K0, K1) of random OTs whose choices the receiver does not pick.
+        Ferret sends nothing for these; the other extensions run :meth:`rot_send`."""
+        sender = self._need()[0]
+        if isinstance(sender, FerretSender):
+            return sender.random_choice_ot(channel, count, width)
+        return sender.random_ot(channel, count, width)
+
+    def rot_recv_random(self, channel: Channel, count: int, width: int) -> tuple[U8, U64]:
+        """Receiver: (c, K_c) for uniformly random choice bits c (Ferret's own COT bits)."""
+        receiver = self._need()[1]
+        if isinstance(receiver, FerretReceiver):
+            return receiver.random_choice_ot(channel, count, width)
+        raw = np.frombuffer(secrets.token_bytes((count + 7) // 8), dtype=np.uint8)
+        choices = np.unpackbits(raw, count=count, bitorder="little")
+        return choices, receiver.random_ot(channel, choices, width)
 
     # -- chosen-message OT ---------------------------------------------------
     def chosen_send(self, channel: Channel, m0: U64, m1: U64, width: int) -> None:

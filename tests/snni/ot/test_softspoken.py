@@ -362,7 +362,7 @@ def test_session_rejects_unknown_extension() -> None:
     from secfepas_sdk.snni.party import Party
 
     with pytest.raises(SnniError):
-        OtSession(Party.CLIENT, extension="ferret")
+        OtSession(Party.CLIENT, extension="silver")
     with pytest.raises(SnniError):
         OtSession(Party.CLIENT, extension="softspoken", k=3)
 

@@ -1,0 +1,213 @@
+"""Ferret silent OT: the COT correlation on every output, uniformity, and its parts
+(GGM punctured trees, LPN encoding, parameter sets)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from snni_testkit import CHI2_LIMIT, chi_square_uniform_bytes, recording_pair
+
+from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.channel import Channel
+from secfepas_sdk.snni.ot import OtSession, ggm, lpn
+from secfepas_sdk.snni.ot.ferret import FerretReceiver, FerretSender
+from secfepas_sdk.snni.party import Party
+
+# Past the setup iteration's 43,069 spare COTs: the first main iteration runs too.
+SPARE_AFTER_SETUP = lpn.SETUP.n - lpn.MAIN.reserve
+COUNT = SPARE_AFTER_SETUP + 5003
+
+
+def _sessions(ch: Channel, party: Party) -> tuple[FerretSender, FerretReceiver]:
+    ot = OtSession(party, extension="ferret")
+    ot.setup(ch)
+    sender, receiver = ot._need()
+    assert isinstance(sender, FerretSender) and isinstance(receiver, FerretReceiver)
+    return sender, receiver
+
+
+def test_cot_correlation_on_every_output(run_parties: Callable[..., tuple[Any, Any]]) -> None:
+    """q = t xor x * Delta on every COT, both directions, across an iteration boundary."""
+
+    def client(ch: Channel) -> Any:
+        sender, receiver = _sessions(ch, Party.CLIENT)
+        x, t = receiver.extend(ch, COUNT)
+        q = sender.extend(ch, 1000)
+        return x, t, q, sender._delta
+
+    def server(ch: Channel) -> Any:
+        sender, receiver = _sessions(ch, Party.SERVER)
+        q = sender.extend(ch, COUNT)
+        x, t = receiver.extend(ch, 1000)
+        return q, sender._delta, x, t
+
+    (x, t, q_back, delta_c), (q, delta_s, x_back, t_back) = run_parties(client, server)
+    for bits, rows, qs, delta in ((x, t, q, delta_s), (x_back, t_back, q_back, delta_c)):
+        np.testing.assert_array_equal(rows, qs ^ ((bits * np.uint8(0xFF))[:, None] & delta))
+    # Uniformity: the receiver's bits are balanced; every block byte is uniform.
+    assert abs(float(x.mean()) - 0.5) < 4 * 0.5 / np.sqrt(x.size)
+    assert chi_square_uniform_bytes(t.tobytes()) < CHI2_LIMIT
+    assert chi_square_uniform_bytes(q.tobytes()) < CHI2_LIMIT
+    # No two outputs collide (a broken GGM or LPN would repeat blocks).
+    assert np.unique(q.view(np.uint64).reshape(-1, 2), axis=0).shape[0] == q.shape[0]
+    # The punctured positions are one per tree: the setup iteration's spare COTs
+    # straddle many trees, so the bits have no structure a test of pairs would show.
+    assert abs(float((x[1:] ^ x[:-1]).mean()) - 0.5) < 4 * 0.5 / np.sqrt(x.size)
+
+
+def test_random_ot_flavours(run_parties: Callable[..., tuple[Any, Any]]) -> None:
+    """Chosen-choice and random-choice random OTs, and the flavours of OtSession."""
+    rng = np.random.default_rng(9)
+    n = 3001
+    c = rng.integers(0, 2, n).astype(np.uint8)
+    m0 = rng.integers(0, 1 << 37, n, dtype=np.uint64)
+    m1 = rng.integers(0, 1 << 37, n, dtype=np.uint64)
+
+    def client(ch: Channel) -> Any:
+        ot = OtSession(Party.CLIENT, extension="ferret")
+        ot.setup(ch)
+        k = ot.rot_recv(ch, c, 64)
+        xr, kr = ot.rot_recv_random(ch, n, 40)
+        chosen = ot.chosen_recv(ch, c, 37)
+        return k, xr, kr, chosen
+
+    def server(ch: Channel) -> Any:
+        ot = OtSession(Party.SERVER, extension="ferret")
+        ot.setup(ch)
+        k0, k1 = ot.rot_send(ch, n, 64)
+        r0, r1 = ot.rot_send_random(ch, n, 40)
+        ot.chosen_send(ch, m0, m1, 37)
+        return k0, k1, r0, r1
+
+    (k, xr, kr, chosen), (k0, k1, r0, r1) = run_parties(client, server)
+    np.testing.assert_array_equal(k, np.where(c == 1, k1, k0))
+    np.testing.assert_array_equal(kr, np.where(xr == 1, r1, r0))
+    assert (k0 != k1).mean() > 0.99 and int(r0.max()) < 1 << 40
+    np.testing.assert_array_equal(chosen, np.where(c == 1, m1, m0))
+
+
+@pytest.mark.parametrize("choice", [0, 1])
+def test_views_are_uniform_whatever_the_choices(choice: int) -> None:
+    """Constant choices: the derandomisation bits the sender sees are uniform, and so
+    is the receiver's view of the SPCOT message and of the masked message pairs."""
+    cl, sv = recording_pair()
+    n = 1 << 15
+    choices = np.full(n, choice, dtype=np.uint8)
+    messages = (np.zeros(n, dtype=np.uint64), np.full(n, 255, dtype=np.uint64))
+    out: list[Any] = []
+
+    def client(ch: Channel) -> None:
+        ot = OtSession(Party.CLIENT, extension="ferret")
+        ot.setup(ch)
+        out.append(ot.chosen_recv(ch, choices, 8))
+
+    thread = threading.Thread(target=client, args=(cl,))
+    thread.start()
+    ot = OtSession(Party.SERVER, extension="ferret")
+    ot.setup(sv)
+    ot.chosen_send(sv, messages[0], messages[1], 8)
+    thread.join(60)
+    np.testing.assert_array_equal(out[0], messages[choice])
+    assert len(sv.view[-1]) == n // 8  # one bit per OT
+    assert chi_square_uniform_bytes(sv.view[-1]) < CHI2_LIMIT
+    spcot = [m for m in cl.view if len(m) == lpn.SETUP.spcot_message_bytes]
+    assert len(spcot) == 1 and chi_square_uniform_bytes(spcot[0]) < CHI2_LIMIT
+    pairs = np.frombuffer(cl.view[-1], dtype=np.uint8).reshape(-1, 2)
+    for col in range(2):
+        assert chi_square_uniform_bytes(pairs[:, col].tobytes()) < CHI2_LIMIT
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    depth=st.integers(1, 9),
+    trees=st.integers(1, 5),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_punctured_tree_matches_the_full_one_off_its_point(
+    depth: int, trees: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    roots = rng.integers(0, 256, (trees, 16), dtype=np.uint8)
+    leaves, sums = ggm.expand_full(roots, depth)
+    sides = rng.integers(0, 2, (trees, depth)).astype(np.uint8)
+    known = sums[np.arange(trees)[:, None], np.arange(depth)[None, :], sides]
+    got, alpha = ggm.expand_punctured(known, sides, depth)
+    bits = (1 - sides.astype(np.int64)) << np.arange(depth - 1, -1, -1)
+    np.testing.assert_array_equal(alpha, bits.sum(axis=1))
+    mask = np.ones(leaves.shape[:2], dtype=bool)
+    mask[np.arange(trees), alpha] = False
+    np.testing.assert_array_equal(got[mask], leaves[mask])
+    assert not got[np.arange(trees), alpha].any()
+    # The sums are consistent with the leaves' parents: level `depth` holds the leaves.
+    np.testing.assert_array_equal(sums[:, -1, 0], np.bitwise_xor.reduce(leaves[:, 0::2], axis=1))
+
+
+@settings(max_examples=20, deadline=None)
+@given(k=st.integers(1, 300), n=st.integers(1, 700), seed=st.integers(0, 2**32 - 1))
+def test_lpn_encoding_is_linear_and_numba_matches_numpy(k: int, n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    key = lpn.matrix_key(seed % 7, seed % 5)
+    a = rng.integers(0, 256, (k, 16), dtype=np.uint8)
+    b = rng.integers(0, 256, (k, 16), dtype=np.uint8)
+    bits = rng.integers(0, 2, k).astype(np.uint8)
+    outs = []
+    for use_numba in (True, False):
+        out = np.zeros((n, 16), dtype=np.uint8)
+        out_bits = np.zeros(n, dtype=np.uint8)
+        lpn.encode(key, a, out, base_bits=bits, out_bits=out_bits, first_row=3, use_numba=use_numba)
+        outs.append((out, out_bits))
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])
+    np.testing.assert_array_equal(outs[0][1], outs[1][1])
+    ea, eb, eab = (np.zeros((n, 16), np.uint8) for _ in range(3))
+    lpn.encode(key, a, ea)
+    lpn.encode(key, b, eb)
+    lpn.encode(key, a ^ b, eab)
+    np.testing.assert_array_equal(eab, ea ^ eb)
+    # The bit encoding is the block encoding of the bits (bit 0 of byte 0).
+    np.testing.assert_array_equal(outs[0][1], (lambda z: z[:, 0])(_encode_bits(key, bits, n)))
+
+
+def _encode_bits(key: bytes, bits: np.ndarray, n: int) -> np.ndarray:
+    base = np.zeros((bits.size, 16), dtype=np.uint8)
+    base[:, 0] = bits
+    out = np.zeros((n, 16), dtype=np.uint8)
+    lpn.encode(key, base, out, first_row=3)
+    return out
+
+
+def test_lpn_rows_start_anywhere() -> None:
+    """Encoding rows 0..n in one call equals encoding them in two slices."""
+    key = lpn.matrix_key(1, 2)
+    base = np.random.default_rng(1).integers(0, 256, (1000, 16), dtype=np.uint8)
+    whole = np.zeros((70_000, 16), dtype=np.uint8)
+    lpn.encode(key, base, whole)
+    parts = np.zeros((70_000, 16), dtype=np.uint8)
+    lpn.encode(key, base, parts[:12_345], first_row=0)
+    lpn.encode(key, base, parts[12_345:], first_row=12_345)
+    np.testing.assert_array_equal(whole, parts)
+
+
+def test_parameter_sets_bootstrap_each_other() -> None:
+    for p in (lpn.SETUP, lpn.MAIN):
+        assert p.n == p.t << p.log_leaves and p.reserve < p.n
+    assert lpn.SETUP.n > lpn.MAIN.reserve  # the setup iteration feeds the first main one
+    # Amortised iteration traffic per usable COT, well under one bit.
+    per_cot = 8 * lpn.MAIN.spcot_message_bytes / (lpn.MAIN.n - lpn.MAIN.reserve)
+    assert per_cot < 0.5
+    with pytest.raises(SnniError):
+        lpn.LpnParams(name="bad", n=1000, k=10, t=3, log_leaves=8)
+
+
+def test_misuse_is_rejected() -> None:
+    with pytest.raises(SnniError):
+        lpn.encode(lpn.matrix_key(0, 0), np.zeros((2, 16), np.uint8), np.zeros((3, 8), np.uint8))
+    with pytest.raises(SnniError):
+        ggm.expand_full(np.zeros((2, 16), np.uint8), 0)
+    with pytest.raises(SnniError):
+        ggm.expand_punctured(np.zeros((2, 3, 16), np.uint8), np.zeros((2, 4), np.uint8), 4)
