@@ -7,8 +7,11 @@ the bundled sample video; prints each analysed frame, then a summary.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import signal
 import sys
+import threading
 from typing import Any
 
 
@@ -34,8 +37,6 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import asyncio
-
     return asyncio.run(_demo(args))
 
 
@@ -44,6 +45,24 @@ def _emit(args: argparse.Namespace, record: dict[str, Any], text: str) -> None:
         print(json.dumps(record), flush=True)
     else:
         print(text, flush=True)
+
+
+def _stop_on_ctrl_c(pipeline: Any) -> threading.Event:
+    """On Ctrl-C, stop capturing, finish the frame in flight and close the session.
+
+    The edge's workers ignore SIGINT (a terminal sends it to the whole process
+    group), so this process alone stops, gracefully. A second Ctrl-C interrupts at once.
+    """
+    loop = asyncio.get_running_loop()
+    interrupted = threading.Event()
+
+    def on_interrupt() -> None:
+        interrupted.set()
+        pipeline.stop()
+        loop.remove_signal_handler(signal.SIGINT)  # back to KeyboardInterrupt
+
+    loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    return interrupted
 
 
 async def _demo(args: argparse.Namespace) -> int:
@@ -110,6 +129,7 @@ async def _demo(args: argparse.Namespace) -> int:
             config=PipelineConfig(pace=args.pace, max_frames=args.max_frames),
         )
         results = []
+        interrupted = _stop_on_ctrl_c(pipeline)
         try:
             async for a in pipeline.run():
                 results.append(a)
@@ -125,8 +145,12 @@ async def _demo(args: argparse.Namespace) -> int:
         finally:
             await client.close()
             await server.stop(5.0)
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
     stats = pipeline.stats
     if not results:
+        if interrupted.is_set():
+            print("secfepas: interrupted before any frame was analysed", file=sys.stderr)
+            return 130
         print("secfepas demo: no frame was analysed", file=sys.stderr)
         return 1
     latencies = sorted(a.seconds for a in results)
@@ -140,11 +164,13 @@ async def _demo(args: argparse.Namespace) -> int:
         "median_seconds": round(steady[len(steady) // 2], 3),
         "mean_megabytes": round(sum(a.total_bytes for a in results) / len(results) / 1e6, 2),
         "wall_seconds": round(time.monotonic() - started, 1),
+        "interrupted": interrupted.is_set(),
     }
     _emit(
         args,
         summary,
-        f"\nsummary: {summary['analysed']} frame(s) analysed securely of {stats.captured} "
+        ("\ninterrupted (Ctrl-C): the session was closed" if interrupted.is_set() else "")
+        + f"\nsummary: {summary['analysed']} frame(s) analysed securely of {stats.captured} "
         f"captured ({stats.selected} selected, {stats.dropped} dropped by the bounded queue, "
         f"{stats.no_face} without a face, {stats.errors} errors)\n"
         f"  levels: {summary['levels']}\n"

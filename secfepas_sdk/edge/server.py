@@ -21,6 +21,7 @@ from secfepas_sdk.edge.metrics import EdgeMetrics, MetricsServer
 from secfepas_sdk.edge.registry import ModelRegistry, RegisteredModel
 from secfepas_sdk.edge.session import SessionRelay, WorkerFailed
 from secfepas_sdk.edge.settings import EdgeSettings
+from secfepas_sdk.edge.worker import ignore_interrupts
 from secfepas_sdk.errors import (
     ConnectionLostError,
     ErrorCode,
@@ -102,7 +103,9 @@ class Server:
 
     def _new_executor(self) -> ProcessPoolExecutor:
         ctx = multiprocessing.get_context(self.settings.worker_start_method)
-        return ProcessPoolExecutor(max_workers=self.settings.max_sessions, mp_context=ctx)
+        return ProcessPoolExecutor(
+            max_workers=self.settings.max_sessions, mp_context=ctx, initializer=ignore_interrupts
+        )
 
     @property
     def address(self) -> tuple[str, int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +22,7 @@ from secfepas_sdk.snni.channel import Channel, ChannelError, read_exact
 if TYPE_CHECKING:  # imported in the worker process, when the first session starts
     from secfepas_sdk.snni.runtime import ServerRuntime
 
-__all__ = ["RelayChannel", "serve_session"]
+__all__ = ["RelayChannel", "ignore_interrupts", "serve_session"]
 
 # Per worker process: model path -> ServerRuntime (weights encoded once, reused by
 # successive sessions; each session's setup() replaces all per-session state).
@@ -72,6 +73,17 @@ class RelayChannel(Channel):
 
     def close(self) -> None:
         self._sock.close()
+
+
+def ignore_interrupts() -> None:
+    """Pool initializer: workers ignore SIGINT.
+
+    A terminal's Ctrl-C reaches the whole foreground process group. Only the
+    main process acts on it, with the graceful stop (idle sessions get Close,
+    in-flight inferences finish within the grace period); a worker interrupted
+    mid-inference would instead cut its session with a traceback.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _runtime(model_path: str) -> ServerRuntime:
