@@ -79,8 +79,7 @@ def bench_model(name: str, onnx_path: Path, tmp: Path, args: argparse.Namespace)
     shape = tuple(public.manifest.input_shape)
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
-    inputs = {"astronaut": preprocess_image(str(args.image), shape, public.manifest.mean,
-                                            public.manifest.std)}  # fmt: skip
+    inputs = {"astronaut": preprocess_image(str(args.image), public.manifest)}
     mean = np.asarray(public.manifest.mean, dtype=np.float64).reshape(1, -1, 1, 1)
     std = np.asarray(public.manifest.std, dtype=np.float64).reshape(1, -1, 1, 1)
     for i in range(args.random_inputs):

@@ -30,7 +30,6 @@ from secfepas_sdk.camera.selection import SelectorChain
 from secfepas_sdk.camera.sources import FrameSource
 from secfepas_sdk.errors import (
     InvalidValueError,
-    ModelPackageError,
     PeerError,
     ProtocolError,
     SecfepasError,
@@ -200,15 +199,10 @@ class CameraPipeline:
         return await asyncio.to_thread(preprocess_face, pixels, face.box, cfg)
 
     def _manifest_preprocess(self) -> PreprocessConfig:
-        m = self.client.manifest  # sent by the edge: a peer, so checked here
-        try:
-            self.preprocess = PreprocessConfig.from_manifest(
-                input_shape=m["input_shape"], mean=m["mean"], std=m["std"]
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelPackageError(
-                f"the edge's manifest gives no usable input_shape/mean/std: {exc!r}"
-            ) from exc
+        # Sent by the edge: a peer, so validated (ModelPackageError if unusable).
+        self.preprocess = PreprocessConfig.from_manifest(
+            self.client.manifest, "the edge's manifest"
+        )
         return self.preprocess
 
     async def run(self) -> AsyncIterator[PainAssessment]:

@@ -52,8 +52,12 @@ def _bench(args: argparse.Namespace) -> int:
     package = Path(args.model) if args.model else demo_model_path()
     model = load_public(package)
     shape = tuple(int(d) for d in model.manifest.input_shape)
-    # A public, seeded test input: benchmarking needs no secret randomness.
-    x = np.random.default_rng(0).random(shape, dtype=np.float32)
+    # A public, seeded test image, made into the model's input by its manifest's
+    # preprocessing contract (benchmarking needs no secret randomness).
+    from secfepas_sdk.camera.preprocess import PreprocessConfig, to_tensor
+
+    image = np.random.default_rng(0).integers(0, 256, (shape[2], shape[3], 3), dtype=np.uint8)
+    x = to_tensor(image, PreprocessConfig.from_manifest(model.manifest))
     rows = []
     header = (
         f"{'run':>4} {'total s':>8} {'setup s':>8} {'infer s':>8} "

@@ -25,8 +25,47 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         default=["none", "little", "moderate", "extreme"],
         help="class names in output order",
     )
-    imp.add_argument("--mean", nargs=3, type=float, default=[0.485, 0.456, 0.406])
-    imp.add_argument("--std", nargs=3, type=float, default=[0.229, 0.224, 0.225])
+    con = imp.add_argument_group(
+        "preprocessing contract (public, in the manifest; defaults from the ONNX input)"
+    )
+    con.add_argument(
+        "--colour-order",
+        metavar="ORDER",
+        help="RGB, BGR or GRAY (default: RGB for 3 channels, GRAY for 1)",
+    )
+    con.add_argument(
+        "--size",
+        metavar="HxW",
+        help="input height x width, e.g. 64x64 (default: the ONNX input's; "
+        "required if it is dynamic)",
+    )
+    con.add_argument(
+        "--mean",
+        nargs="+",
+        type=float,
+        help="per-channel mean on pixels in [0, 1] (default: ImageNet's for RGB/BGR, 0 for GRAY)",
+    )
+    con.add_argument(
+        "--std", nargs="+", type=float, help="per-channel std (default: ImageNet's, 1 for GRAY)"
+    )
+    con.add_argument(
+        "--crop-margin",
+        type=float,
+        default=0.2,
+        help="added on each side of the face box, as a fraction of its longer side (0.2)",
+    )
+    con.add_argument(
+        "--no-square-crop",
+        action="store_true",
+        help="crop the grown face box as it is and stretch it (default: a crop with the "
+        "input's aspect ratio, never stretched)",
+    )
+    con.add_argument(
+        "--interpolation",
+        default="area",
+        help="area (default: area averaging when shrinking, bilinear when enlarging), "
+        "linear, cubic or nearest",
+    )
     imp.add_argument("--description", default="")
     imp.add_argument(
         "--no-reference", action="store_true", help="do not keep the float ONNX in private/"
@@ -70,6 +109,11 @@ def _import(args: argparse.Namespace) -> int:
         class_names=args.classes,
         mean=args.mean,
         std=args.std,
+        colour_order=args.colour_order,
+        size=None if args.size is None else parse_size(args.size),
+        crop_margin=args.crop_margin,
+        crop_square=not args.no_square_crop,
+        interpolation=args.interpolation,
         description=args.description,
         keep_reference=not args.no_reference,
         pixel_bound=not args.no_pixel_bound,
@@ -77,6 +121,20 @@ def _import(args: argparse.Namespace) -> int:
     )
     print(json.dumps({"package": str(args.out_dir), "fingerprint": manifest.fingerprint}))
     return 0
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'64x64' or '64' -> (height, width)."""
+    from secfepas_sdk.errors import ConfigError
+
+    parts = text.lower().split("x")
+    try:
+        dims = [int(p) for p in parts]
+    except ValueError:
+        dims = []
+    if len(dims) not in (1, 2) or min(dims) < 1:
+        raise ConfigError(f"--size {text!r}: expected HEIGHTxWIDTH, e.g. 64x64")
+    return (dims[0], dims[-1])
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -99,6 +157,7 @@ def _verify(args: argparse.Namespace) -> int:
                 "ring_bits": m.ring_bits,
                 "frac_bits": m.frac_bits,
                 "he_params": m.he_params,
+                "preprocess": m.preprocess.model_dump(mode="json"),
                 "ops": ops,
                 "weights_checked": not args.public_only,
             }

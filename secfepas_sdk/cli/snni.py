@@ -4,13 +4,11 @@ compared with plaintext onnxruntime."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import logging
 import tempfile
 from pathlib import Path
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -30,44 +28,28 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.set_defaults(handler=lambda _a: parser.print_help() or 2)
 
 
-def preprocess_image(path: str, input_shape: tuple[int, ...], mean: Any, std: Any) -> Any:
-    """The model input for an image: the most confident face if one is found
-    (MTCNN from secfepas_sdk.camera), else a centre crop, resized and normalised."""
-    import numpy as np
-
+def preprocess_image(path: str, manifest: Any, *, detect: bool = True) -> Any:
+    """The model input for an image, built from the manifest's preprocessing contract:
+    the most confident face if one is found (MTCNN), else the whole image (a centre
+    crop when the contract asks for the input's aspect ratio)."""
     from secfepas_sdk._extras import require
+    from secfepas_sdk.camera.preprocess import PreprocessConfig, preprocess_face
     from secfepas_sdk.errors import ConfigError
 
     cv2: Any = require("cv2", "camera")
     pixels = cv2.imread(path, cv2.IMREAD_COLOR)
     if pixels is None:
         raise ConfigError(f"cannot read the image {path}")
-    try:
+    config = PreprocessConfig.from_manifest(manifest)
+    if detect:
         from secfepas_sdk.camera.detection import FaceDetector
-        from secfepas_sdk.camera.preprocess import PreprocessConfig, preprocess_face, to_tensor
-    except ImportError:  # pragma: no cover - the camera package ships with the SDK
-        FaceDetector = None  # type: ignore[assignment,misc]
-    if FaceDetector is not None and input_shape[2] == input_shape[3] and input_shape[1] == 3:
-        config = PreprocessConfig.from_manifest(input_shape=input_shape, mean=mean, std=std)
+
         faces = FaceDetector().detect(pixels)
         if faces:
-            log.info("face found (score %.3f)", faces[0].score)
             return preprocess_face(pixels, faces[0].box, config)
-        h, w = pixels.shape[:2]
-        side = min(h, w)
-        top, left = (h - side) // 2, (w - side) // 2
-        return to_tensor(pixels[top : top + side, left : left + side], config)
-    # Generic fallback: centre crop and resize with cv2.
     h, w = pixels.shape[:2]
-    side = min(h, w)
-    crop = pixels[
-        (h - side) // 2 : (h - side) // 2 + side, (w - side) // 2 : (w - side) // 2 + side
-    ]
-    rgb = cv2.cvtColor(cv2.resize(crop, (input_shape[3], input_shape[2])), cv2.COLOR_BGR2RGB)
-    x = (rgb.astype(np.float32) / 255.0 - np.asarray(mean, np.float32)) / np.asarray(
-        std, np.float32
-    )
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+    whole = dataclasses.replace(config, margin=0.0)
+    return preprocess_face(pixels, (0.0, 0.0, float(w), float(h)), whole)
 
 
 def _selftest(args: argparse.Namespace) -> int:
@@ -103,7 +85,7 @@ def _selftest(args: argparse.Namespace) -> int:
             raise ConfigError(f"no such model file or package: {model}")
         public = load_public(package)
         m = public.manifest
-        x = preprocess_image(args.input, tuple(m.input_shape), m.mean, m.std)
+        x = preprocess_image(args.input, m)
         sess = ort.InferenceSession(str(ref), providers=["CPUExecutionProvider"])
         plain = np.asarray(sess.run(None, {sess.get_inputs()[0].name: x})[0], np.float64)
         plain = plain.reshape(-1)

@@ -8,8 +8,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from secfepas_sdk._extras import require
-from secfepas_sdk.errors import ModelPackageError
+from secfepas_sdk.errors import ModelPackageError, SnniError
+from secfepas_sdk.models.contract import (
+    DEFAULT_MARGIN,
+    PreprocessContract,
+    default_contract,
+)
 from secfepas_sdk.models.package import Manifest, write_package
 from secfepas_sdk.snni.compile import compile_onnx
 from secfepas_sdk.snni.he.params import DEFAULT_PARAMS
@@ -21,8 +28,6 @@ DEFAULT_FRAC_BITS = 12
 DEFAULT_OT_K: dict[str, int] = {
     kind: 6 for kind in ("truncate", "relu", "relu_truncate", "maxpool")
 }
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _constant_signature(onnx: Any, node: Any) -> tuple[int, list[int]]:
@@ -112,6 +117,85 @@ def pixel_input_bound(mean: Sequence[float], std: Sequence[float]) -> float:
     return math.ceil(worst * 1024 + 1) / 1024
 
 
+def _load_model(path: Path) -> tuple[Any, bytes]:
+    """The ONNX ModelProto of ``path`` and its bytes, or one clear error naming the file."""
+    onnx = require("onnx", "edge")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ModelPackageError(f"cannot read {path}: {exc}") from exc
+    try:
+        model = onnx.load_from_string(raw)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise ModelPackageError(f"{path} is not an ONNX model ({type(exc).__name__})") from exc
+    if not model.graph.node or not model.graph.input or not model.opset_import:
+        raise ModelPackageError(f"{path} is not an ONNX model (no graph, inputs or opset)")
+    return model, raw
+
+
+def _input_dims(model: Any, path: Path) -> tuple[Any, list[int]]:
+    """The model's one data input (not an initializer) and its dims (0 = dynamic)."""
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        raise ModelPackageError(f"{path}: the model must have one input, it has {len(inputs)}")
+    dims = [int(d.dim_value) for d in inputs[0].type.tensor_type.shape.dim]
+    if len(dims) != 4:
+        raise ModelPackageError(
+            f"{path}: the input {inputs[0].name!r} has rank {len(dims)}; "
+            "need 4 (NCHW: batch 1, channels, height, width)"
+        )
+    return inputs[0], dims
+
+
+def resolve_contract(
+    model: Any,
+    path: Path,
+    *,
+    size: tuple[int, int] | None = None,
+    colour_order: str | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    crop_margin: float = DEFAULT_MARGIN,
+    crop_square: bool = True,
+    interpolation: str = "area",
+) -> PreprocessContract:
+    """The preprocessing contract: each option given, else read from the ONNX input.
+
+    A dynamic height or width is fixed to ``size`` in ``model`` (so the plan is
+    compiled for it); a ``size`` that differs from a fixed ONNX size is an error."""
+    inp, dims = _input_dims(model, path)
+    channels = dims[1]
+    if channels == 0:
+        raise ModelPackageError(f"{path}: the input's channel count is dynamic; fix it in the ONNX")
+    if size is not None:
+        for axis, (have, want) in enumerate(zip(dims[2:], size, strict=True)):
+            if have and have != want:
+                raise ModelPackageError(
+                    f"{path}: --size {size[0]}x{size[1]} does not match the ONNX input "
+                    f"{dims[2]}x{dims[3]} (height x width)"
+                )
+            if not have:
+                inp.type.tensor_type.shape.dim[axis + 2].dim_value = want
+                dims[axis + 2] = want
+    if not dims[2] or not dims[3]:
+        raise ModelPackageError(
+            f"{path}: the input's height or width is dynamic; give --size HEIGHTxWIDTH"
+        )
+    if dims[0] not in (0, 1):
+        raise ModelPackageError(f"{path}: the input's batch is {dims[0]}; need 1")
+    return default_contract(
+        [1, *dims[1:]],
+        colour_order=colour_order,
+        mean=mean,
+        std=std,
+        crop_margin=crop_margin,
+        crop_square=crop_square,
+        interpolation=interpolation,
+        source=str(path),
+    )
+
+
 def import_onnx(
     onnx_path: str | Path,
     out_dir: str | Path,
@@ -122,45 +206,70 @@ def import_onnx(
     frac_bits: int = DEFAULT_FRAC_BITS,
     he_params: str = DEFAULT_PARAMS,
     class_names: Sequence[str],
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    colour_order: str | None = None,
+    size: tuple[int, int] | None = None,
+    crop_margin: float = DEFAULT_MARGIN,
+    crop_square: bool = True,
+    interpolation: str = "area",
     description: str = "",
     keep_reference: bool = True,
     pixel_bound: bool = True,
     ot_k: dict[str, int] | None = None,
 ) -> Manifest:
-    """Compile ``onnx_path`` and write a model package to ``out_dir``.
+    """Compile ``onnx_path`` and write a model package to ``out_dir`` (atomically:
+    a failed import leaves nothing behind, and an older package stays whole).
 
+    The preprocessing contract (``mean`` ... ``interpolation``) defaults from the
+    ONNX input: 3 channels -> RGB with ImageNet mean/std, 1 channel -> GRAY in [0, 1].
     ``pixel_bound``: the input is pixels in [0, 1] normalised by (mean, std), so
     |x| <= max((1 - mean) / std, mean / std) is public; the plan then carries the
     provable activation bounds of snni.bounds (cheaper comparisons) and the
     client refuses inputs outside that range.
     ``ot_k``: SoftSpokenOT k per op kind (default ``DEFAULT_OT_K``)."""
-    try:
-        raw = Path(onnx_path).read_bytes()
-    except OSError as exc:
-        raise ModelPackageError(f"cannot read {onnx_path}: {exc}") from exc
-    onnx = require("onnx", "edge")
-    plan, weights = compile_onnx(
-        onnx.load_from_string(raw),
-        ring_bits=ring_bits,
-        frac_bits=frac_bits,
-        he_params=he_params,
-        input_bound=pixel_input_bound(mean, std) if pixel_bound else None,
-        ot_k=DEFAULT_OT_K if ot_k is None else ot_k,
+    path = Path(onnx_path)
+    model, _raw = _load_model(path)
+    contract = resolve_contract(
+        model,
+        path,
+        size=size,
+        colour_order=colour_order,
+        mean=mean,
+        std=std,
+        crop_margin=crop_margin,
+        crop_square=crop_square,
+        interpolation=interpolation,
     )
+    try:
+        plan, weights = compile_onnx(
+            model,
+            ring_bits=ring_bits,
+            frac_bits=frac_bits,
+            he_params=he_params,
+            input_bound=pixel_input_bound(contract.mean, contract.std) if pixel_bound else None,
+            ot_k=DEFAULT_OT_K if ot_k is None else ot_k,
+        )
+    except SnniError as exc:
+        raise ModelPackageError(f"{path}: {exc}") from exc
+    outputs = int(np.prod(plan.output_shape))
+    if outputs != len(class_names):
+        raise ModelPackageError(
+            f"{path}: the model has {outputs} outputs but {len(class_names)} class names "
+            f"were given ({', '.join(class_names)})"
+        )
+    resolved = model.SerializeToString()  # with any dynamic size fixed
     return write_package(
         out_dir,
-        architecture=strip_weights(raw, str(onnx_path)),
+        architecture=strip_weights(resolved, str(path)),
         plan=plan,
         weights=weights,
         meta={
             "model_id": model_id,
             "version": version,
             "description": description,
-            "mean": tuple(mean),
-            "std": tuple(std),
+            "preprocess": contract,
             "class_names": tuple(class_names),
         },
-        reference=raw if keep_reference else None,
+        reference=resolved if keep_reference else None,
     )

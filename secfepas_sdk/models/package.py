@@ -21,15 +21,19 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import shutil
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from secfepas_sdk.errors import InvalidValueError, ModelPackageError, SecfepasError
+from secfepas_sdk.models.contract import PreprocessContract, contract_from_manifest
 from secfepas_sdk.snni.plan import ModelWeights, Plan
 
 MANIFEST = "manifest.json"
@@ -39,7 +43,7 @@ WEIGHTS = "private/weights.npz"
 WEIGHTS_HASH = "private/weights.sha256"
 REFERENCE = "private/reference.onnx"
 PUBLIC_FILES = (ARCHITECTURE, PLAN)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the preprocessing contract; 1 (top-level mean/std) still loads
 _MAX_PUBLIC_BYTES = 64 << 20
 _MAX_WEIGHTS_BYTES = 2 << 30
 
@@ -54,8 +58,7 @@ class Manifest(BaseModel):
     version: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.+\-]+$")
     description: str = ""
     input_shape: tuple[int, int, int, int]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    preprocess: PreprocessContract
     ring_bits: int = Field(ge=8, le=60)
     frac_bits: int = Field(ge=1, le=30)
     he_params: str
@@ -71,12 +74,38 @@ class Manifest(BaseModel):
                 raise InvalidValueError(f"missing or malformed sha256 for {name}")
         return v
 
-    @field_validator("std")
+    @model_validator(mode="before")
     @classmethod
-    def _std(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
-        if any(s <= 0 for s in v):
-            raise InvalidValueError("std must be positive")
-        return v
+    def _upgrade(cls, data: Any) -> Any:
+        """Format 1 had top-level mean/std and an implied RGB square-crop contract."""
+        if isinstance(data, dict) and "preprocess" not in data and "mean" in data:
+            data = dict(data)
+            try:
+                data["preprocess"] = contract_from_manifest(data, "format-1 manifest")
+            except ModelPackageError as exc:
+                raise InvalidValueError(str(exc)) from exc
+            data.pop("mean", None)
+            data.pop("std", None)
+        return data
+
+    @model_validator(mode="after")
+    def _contract_fits(self) -> Manifest:
+        if self.preprocess.input_shape != tuple(self.input_shape):
+            raise InvalidValueError(
+                f"the preprocessing contract's input {list(self.preprocess.input_shape)} "
+                f"differs from input_shape {list(self.input_shape)}"
+            )
+        if self.format_version > FORMAT_VERSION:
+            raise InvalidValueError(f"format {self.format_version} is newer than this SDK's")
+        return self
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self.preprocess.mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self.preprocess.std
 
     @property
     def fingerprint(self) -> str:
@@ -225,9 +254,8 @@ def write_package(
     meta: dict[str, Any],
     reference: bytes | None = None,
 ) -> Manifest:
-    """Write a package directory; ``meta`` holds model_id, version, mean, std, class_names."""
+    """Write a package directory; ``meta`` holds model_id, version, preprocess, class_names."""
     root = Path(out_dir)
-    (root / "private").mkdir(parents=True, exist_ok=True)
     plan_raw = plan.to_json().encode("utf-8")
     buf = io.BytesIO()
     np.savez_compressed(buf, **weights.arrays)  # type: ignore[arg-type]
@@ -244,13 +272,46 @@ def write_package(
     except ValidationError as exc:
         raise ModelPackageError(f"invalid package metadata: {exc}") from exc
     _check_plan_matches(manifest, plan)
-    (root / ARCHITECTURE).write_bytes(architecture)
-    (root / PLAN).write_bytes(plan_raw)
-    (root / WEIGHTS).write_bytes(weights_raw)
-    (root / WEIGHTS_HASH).write_text(sha256(weights_raw) + "\n")
+    files = {
+        ARCHITECTURE: architecture,
+        PLAN: plan_raw,
+        WEIGHTS: weights_raw,
+        WEIGHTS_HASH: (sha256(weights_raw) + "\n").encode("ascii"),
+        MANIFEST: (
+            json.dumps(manifest.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+        ).encode("utf-8"),
+    }
     if reference is not None:
-        (root / REFERENCE).write_bytes(reference)
-    (root / MANIFEST).write_text(
-        json.dumps(manifest.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
-    )
+        files[REFERENCE] = reference
+    _write_atomically(root, files)
     return manifest
+
+
+def _write_atomically(root: Path, files: dict[str, bytes]) -> None:
+    """Write ``files`` into a fresh sibling folder, then rename it to ``root``: no
+    half-written package ever exists. An older package at ``root`` is replaced
+    whole; any other non-empty folder there is refused."""
+    foreign = root.exists() and not (root / MANIFEST).is_file()
+    if foreign and (not root.is_dir() or any(root.iterdir())):
+        raise ModelPackageError(f"{root} exists and is not a model package; not replacing it")
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
+    except OSError as exc:
+        raise ModelPackageError(f"cannot write the package {root}: {exc}") from exc
+    old = tmp.with_suffix(".old")
+    try:
+        os.chmod(tmp, 0o755)  # noqa: S103 - the public part is meant to be readable
+        (tmp / "private").mkdir(mode=0o700)
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+        if root.exists():
+            os.replace(root, old)
+        os.replace(tmp, root)
+    except OSError as exc:
+        if old.exists() and not root.exists():
+            os.replace(old, root)
+        raise ModelPackageError(f"cannot write the package {root}: {exc}") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)

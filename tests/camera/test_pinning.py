@@ -61,11 +61,15 @@ def test_matching_pin_runs_inference(edge: BackgroundEdge, tls: TlsFiles, tmp_pa
 def test_manifest_mismatch_is_refused_and_the_edge_is_told(
     edge: BackgroundEdge, tls: TlsFiles, tmp_path: Path
 ) -> None:
-    package = _public_copy(tmp_path / "pkg", version="9.9.9", mean=[0.0, 0.0, 0.0])
+    contract = json.loads((demo_model_path() / MANIFEST).read_text())["preprocess"]
+    contract["mean"] = [0.0, 0.0, 0.0]
+    package = _public_copy(tmp_path / "pkg", version="9.9.9", preprocess=contract)
 
     async def main() -> None:
         client = _connect(edge, tls, package)
-        with pytest.raises(ModelPackageError, match="differs from the pinned package in: mean"):
+        with pytest.raises(
+            ModelPackageError, match="differs from the pinned package in: preprocess, version"
+        ):
             await client.connect()
         assert not client.connected
         errors = edge.server.metrics.errors

@@ -9,11 +9,13 @@ from hypothesis import strategies as st
 
 from secfepas_sdk.camera.preprocess import (
     PreprocessConfig,
+    crop_box,
     crop_face,
     preprocess_face,
     square_box,
     to_tensor,
 )
+from secfepas_sdk.errors import ModelPackageError
 
 
 def test_tensor_layout_colour_order_and_scale() -> None:
@@ -25,18 +27,53 @@ def test_tensor_layout_colour_order_and_scale() -> None:
     assert np.allclose(x[0, 0], 0.2) and np.allclose(x[0, 1], 0.0) and np.allclose(x[0, 2], 1.0)
 
 
+def _manifest(**contract: object) -> dict[str, object]:
+    fields: dict[str, object] = {"channels": 3, "colour_order": "RGB", "height": 96, "width": 96}
+    fields.update(contract)
+    return {"preprocess": fields}
+
+
 def test_mean_std_and_size_from_manifest() -> None:
-    cfg = PreprocessConfig.from_manifest(
-        input_shape=[1, 3, 96, 96], mean=[0.5, 0.5, 0.5], std=[0.25, 0.5, 1.0]
-    )
+    cfg = PreprocessConfig.from_manifest(_manifest(mean=[0.5, 0.5, 0.5], std=[0.25, 0.5, 1.0]))
     px = np.full((50, 50, 3), 255, np.uint8)
     x = to_tensor(px, cfg)
     assert x.shape == (1, 3, 96, 96)
     assert np.allclose(x[0, :, 0, 0], [2.0, 1.0, 0.5])
-    with pytest.raises(ValueError):
-        PreprocessConfig.from_manifest(input_shape=[1, 3, 96, 64], mean=[0] * 3, std=[1] * 3)
-    with pytest.raises(ValueError):
-        PreprocessConfig.from_manifest(input_shape=[1, 3, 96, 96], mean=[0] * 2, std=[1] * 3)
+    with pytest.raises(ModelPackageError, match="mean and std need 3"):
+        PreprocessConfig.from_manifest(_manifest(mean=[0] * 2, std=[1] * 3))
+    with pytest.raises(ModelPackageError, match="colour_order"):
+        PreprocessConfig.from_manifest(_manifest(colour_order="YUV", mean=[0] * 3, std=[1] * 3))
+
+
+def test_format_1_manifest_gives_the_old_rgb_contract() -> None:
+    cfg = PreprocessConfig.from_manifest(
+        {"input_shape": [1, 3, 64, 64], "mean": [0.5] * 3, "std": [0.25] * 3}
+    )
+    assert (cfg.height, cfg.width, cfg.colour_order, cfg.margin, cfg.square) == (
+        64, 64, "RGB", 0.2, True,
+    )  # fmt: skip
+    with pytest.raises(ModelPackageError):
+        PreprocessConfig.from_manifest({"input_shape": [1, 3, 64], "mean": [0.5] * 3})
+
+
+def test_grey_and_bgr_tensors() -> None:
+    px = np.zeros((40, 40, 3), np.uint8)
+    px[..., 0], px[..., 1], px[..., 2] = 255, 0, 51  # B, G, R
+    grey = to_tensor(px, PreprocessConfig(height=16, width=16, colour_order="GRAY"))
+    assert grey.shape == (1, 1, 16, 16)
+    # OpenCV's BT.601 luma: 0.299 R + 0.587 G + 0.114 B.
+    assert np.allclose(grey, (0.299 * 51 + 0.114 * 255) / 255, atol=1 / 255)
+    bgr = to_tensor(px, PreprocessConfig(height=16, width=16, colour_order="BGR"))
+    assert np.allclose(bgr[0, :, 0, 0], [1.0, 0.0, 0.2])
+
+
+def test_crop_keeps_the_input_aspect_or_takes_the_box() -> None:
+    px = np.zeros((480, 640, 3), np.uint8)
+    wide = PreprocessConfig(height=32, width=64, margin=0.0)
+    assert crop_box(px, (100, 100, 140, 160), wide).shape == (60, 120, 3)
+    as_is = PreprocessConfig(height=32, width=64, margin=0.0, square=False)
+    assert crop_box(px, (100, 100, 140, 160), as_is).shape == (60, 40, 3)
+    assert to_tensor(crop_box(px, (100, 100, 140, 160), as_is), as_is).shape == (1, 3, 32, 64)
 
 
 def test_crop_is_square_with_margin() -> None:
@@ -73,7 +110,9 @@ def test_square_box_always_inside_and_square(
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"size": 4},
+        {"height": 4},
+        {"colour_order": "YUV"},
+        {"interpolation": "lanczos"},
         {"margin": -0.1},
         {"mean": (0.5, 0.5, 0.5)},
         {"mean": (0.5, 0.5, 0.5), "std": (1.0, 0.0, 1.0)},

@@ -139,5 +139,5 @@ class _EdgeWithBadManifest(SecureInferenceClient):
 def test_a_manifest_without_normalisation_is_a_clear_error(tls: TlsFiles) -> None:
     client = _EdgeWithBadManifest(("127.0.0.1", 1), tls, MODEL)
     pipeline = CameraPipeline(SyntheticSource(count=1), client, detector=None)
-    with pytest.raises(ModelPackageError, match="input_shape/mean/std"):
+    with pytest.raises(ModelPackageError, match="bad preprocessing contract: mean"):
         asyncio.run(pipeline._tensor(_frame(0)))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import pytest
+from cli_testkit import tiny_cnn
 from skimage import data
 
 from secfepas_sdk.cli.main import main
@@ -66,3 +67,14 @@ def test_selftest_missing_image(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     )
     assert code == 1
     assert "cannot read the image" in capsys.readouterr().err
+
+
+def test_selftest_builds_a_grey_models_input_from_its_contract(
+    astronaut: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tiny_cnn(tmp_path / "grey.onnx", channels=1, size=(64, 64))
+    assert main(["model", "import", str(src), str(tmp_path / "pkg")]) == 0
+    capsys.readouterr()
+    code = main(["snni", "selftest", "--model", str(tmp_path / "pkg"), "--input", str(astronaut)])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["argmax_match"] is True and report["max_abs_err"] < 0.05

@@ -132,3 +132,25 @@ def test_cli_import_options_reach_the_plan(
 def test_import_refuses_unreadable(tmp_path: Path) -> None:
     with pytest.raises(ModelPackageError):
         import_onnx(tmp_path / "missing.onnx", tmp_path / "o", model_id="x", class_names=["a"])
+
+
+def test_format_1_manifest_loads_with_the_rgb_contract(package: Path) -> None:
+    manifest = json.loads((package / MANIFEST).read_text())
+    contract = manifest.pop("preprocess")
+    manifest.update(format_version=1, mean=contract["mean"], std=contract["std"])
+    (package / MANIFEST).write_text(json.dumps(manifest))
+    loaded = load_private(package).manifest
+    assert loaded.preprocess.model_dump(mode="json") == contract
+    assert loaded.mean == (0.485, 0.456, 0.406)
+    manifest["mean"] = [0.5, 0.5]
+    (package / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ModelPackageError, match="mean and std need 3"):
+        load_public(package)
+
+
+def test_contract_must_fit_the_input_shape(package: Path) -> None:
+    manifest = json.loads((package / MANIFEST).read_text())
+    manifest["preprocess"]["height"] = 96
+    (package / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ModelPackageError, match="contract's input"):
+        load_public(package)
