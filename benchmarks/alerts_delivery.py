@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from secfepas_sdk.alerts import AlertService, PainAssessment, PolicyConfig, load_sinks
-from secfepas_sdk.alerts.models import Alert, AlertKind
+from secfepas_sdk.alerts.alert import Alert, AlertKind
 
 
 class NullSink:

@@ -25,6 +25,7 @@ __all__ = [
     "SecfepasError",
     "SessionError",
     "SinkError",
+    "SinkPluginError",
     "SnniError",
     "SourceError",
     "TransientSinkError",
@@ -160,6 +161,14 @@ class PeerError(SessionError):
 
 class ConnectionLostError(SessionError):
     """The transport failed (refused, reset, TLS failure, timeout); a retry may succeed."""
+
+
+class SinkPluginError(ConfigError):
+    """An alert sink plugin failed to load or to build its sink; names the distribution."""
+
+    def __init__(self, message: str, distribution: str) -> None:
+        super().__init__(message)
+        self.distribution = distribution
 
 
 class SinkError(SecfepasError):

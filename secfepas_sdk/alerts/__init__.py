@@ -2,11 +2,13 @@
 
 The camera pipeline uses :class:`AlertService` (``submit(assessment)``, ``close()``)
 built with :meth:`AlertService.from_uris`, or sinks from :func:`load_sinks`.
+Plugin authors need :class:`Alert`, :class:`SinkContext`, :func:`redact_uri`
+(for URIs in messages) and the sink errors in :mod:`secfepas_sdk.errors`.
 """
 
+from secfepas_sdk.alerts.alert import SCHEMA_VERSION, Alert, AlertKind
 from secfepas_sdk.alerts.assessment import PAIN_LEVELS, PainAssessment
 from secfepas_sdk.alerts.dispatcher import RetryPolicy
-from secfepas_sdk.alerts.models import SCHEMA_VERSION, Alert, AlertKind
 from secfepas_sdk.alerts.outbox import DeadLetter, Outbox
 from secfepas_sdk.alerts.policy import AlertPolicy, EpisodeState, PolicyConfig, decide
 from secfepas_sdk.alerts.service import AlertService
@@ -17,17 +19,15 @@ from secfepas_sdk.alerts.sinks import (
     available_schemes,
     load_sink,
     load_sinks,
+    redact_uri,
 )
-
-AlertDispatcher = AlertService
-"""Alias: the brief names the facade either way."""
+from secfepas_sdk.errors import SinkPluginError
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "PAIN_LEVELS",
     "SCHEMA_VERSION",
     "Alert",
-    "AlertDispatcher",
     "AlertKind",
     "AlertPolicy",
     "AlertService",
@@ -39,8 +39,10 @@ __all__ = [
     "PolicyConfig",
     "RetryPolicy",
     "SinkContext",
+    "SinkPluginError",
     "available_schemes",
     "decide",
     "load_sink",
     "load_sinks",
+    "redact_uri",
 ]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from secfepas_sdk.alerts.models import Alert
+from secfepas_sdk.alerts.alert import Alert
 from secfepas_sdk.alerts.outbox import Outbox
 from secfepas_sdk.alerts.sinks import AlertSink
 from secfepas_sdk.errors import ConfigError, InvalidValueError, PermanentSinkError

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from secfepas_sdk.alerts.models import Alert
+from secfepas_sdk.alerts.alert import Alert
 from secfepas_sdk.errors import ConfigError, SinkError
 
 __all__ = ["DeadLetter", "Outbox", "PendingDelivery"]

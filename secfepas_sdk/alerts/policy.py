@@ -21,8 +21,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from secfepas_sdk.alerts.alert import Alert, AlertKind
 from secfepas_sdk.alerts.assessment import PAIN_LEVELS, PainAssessment
-from secfepas_sdk.alerts.models import Alert, AlertKind
 from secfepas_sdk.errors import InvalidValueError
 
 __all__ = ["AlertPolicy", "EpisodeState", "PolicyConfig", "decide"]

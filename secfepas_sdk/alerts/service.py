@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from secfepas_sdk.alerts.alert import Alert
 from secfepas_sdk.alerts.assessment import PainAssessment
 from secfepas_sdk.alerts.dispatcher import Dispatcher, RetryPolicy
-from secfepas_sdk.alerts.models import Alert
 from secfepas_sdk.alerts.outbox import Outbox
 from secfepas_sdk.alerts.policy import AlertPolicy, PolicyConfig
 from secfepas_sdk.alerts.sinks import AlertSink, load_sinks

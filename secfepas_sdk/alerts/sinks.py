@@ -21,8 +21,8 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
-from secfepas_sdk.alerts.models import Alert
-from secfepas_sdk.errors import ConfigError, InvalidValueError
+from secfepas_sdk.alerts.alert import Alert
+from secfepas_sdk.errors import ConfigError, InvalidValueError, SinkPluginError
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -107,13 +107,16 @@ def available_schemes() -> list[str]:
     return sorted(_entry_points())
 
 
-def _origin(ep: EntryPoint) -> str:
+def _distribution(ep: EntryPoint) -> str:
     dist = ep.dist
-    where = f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
-    return f"entry point {ep.name!r} = {ep.value!r} ({where})"
+    return f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
 
 
-def _load_factory(scheme: str) -> tuple[SinkFactory, str]:
+def _origin(ep: EntryPoint) -> str:
+    return f"entry point {ep.name!r} = {ep.value!r} ({_distribution(ep)})"
+
+
+def _load_factory(scheme: str) -> tuple[SinkFactory, EntryPoint]:
     candidates = _entry_points().get(scheme, [])
     # The same distribution seen twice on sys.path (e.g. editable + site) is one plugin.
     distinct = {ep.value: ep for ep in candidates}
@@ -126,43 +129,51 @@ def _load_factory(scheme: str) -> tuple[SinkFactory, str]:
         names = "; ".join(_origin(ep) for ep in distinct.values())
         raise ConfigError(f"several plugins claim the sink scheme {scheme!r}: {names}")
     ep = next(iter(distinct.values()))
-    origin = _origin(ep)
+    origin, dist = _origin(ep), _distribution(ep)
     try:
         factory = ep.load()
     except Exception as exc:  # a broken plugin must say which one it is
-        raise ConfigError(f"cannot import alert sink plugin {origin}: {exc!r}") from exc
+        raise SinkPluginError(f"cannot import alert sink plugin {origin}: {exc!r}", dist) from exc
     if not callable(factory):
-        raise ConfigError(f"alert sink plugin {origin} is not callable")
+        raise SinkPluginError(f"alert sink plugin {origin} is not callable", dist)
     try:
         inspect.signature(factory).bind("uri", SinkContext())
     except (TypeError, ValueError) as exc:
-        raise ConfigError(
-            f"alert sink plugin {origin} must accept (uri: str, context: SinkContext)"
+        raise SinkPluginError(
+            f"alert sink plugin {origin} must accept (uri: str, context: SinkContext)", dist
         ) from exc
-    return factory, origin
+    return factory, ep
 
 
 def load_sink(uri: str, *, context: SinkContext | None = None) -> AlertSink:
-    """Build the sink for ``uri`` through its plugin's entry point, and check it."""
+    """Build the sink for ``uri`` through its plugin's entry point, and check it.
+
+    A plugin that fails to import or to build its sink raises SinkPluginError
+    (a ConfigError) naming its distribution.
+    """
     scheme = uri_scheme(uri)
-    factory, origin = _load_factory(scheme)
+    factory, ep = _load_factory(scheme)
+    origin, dist = _origin(ep), _distribution(ep)
     ctx = context if context is not None else SinkContext()
     try:
         sink = factory(uri, ctx)
-    except ConfigError:
+    except SinkPluginError:
         raise
+    except ConfigError as exc:  # the plugin refused the URI: say which plugin did
+        raise SinkPluginError(str(exc), dist) from exc
     except Exception as exc:  # a plugin's own error becomes a config error naming it
-        raise ConfigError(
-            f"alert sink plugin {origin} rejected {redact_uri(uri)!r}: {exc}"
+        raise SinkPluginError(
+            f"alert sink plugin {origin} rejected {redact_uri(uri)!r}: {exc}", dist
         ) from exc
     if not isinstance(sink, AlertSink):
-        raise ConfigError(
+        raise SinkPluginError(
             f"alert sink plugin {origin} returned {type(sink).__name__}, which lacks "
-            "name/deliver(alert)/close()"
+            "name/deliver(alert)/close()",
+            dist,
         )
     name = sink.name
     if not isinstance(name, str) or not name or len(name) > 256:
-        raise ConfigError(f"alert sink plugin {origin} gave an invalid name {name!r}")
+        raise SinkPluginError(f"alert sink plugin {origin} gave an invalid name {name!r}", dist)
     return sink
 
 

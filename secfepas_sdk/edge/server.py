@@ -1,7 +1,7 @@
 """The edge server: TLS listener, admission control, sessions, worker pool.
 
 ``Server(settings)``; ``await start()``, ``await serve_forever()``,
-``await stop(grace_s)``. One asyncio loop accepts cameras and relays bytes;
+``await stop(grace_s)``. One asyncio loop accepts cameras and forwards bytes;
 the crypto runs in a process pool with one worker per session slot, so the
 loop never blocks. Further cameras wait in a bounded queue and are then told
 ``busy``.
@@ -19,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 from secfepas_sdk.edge.metrics import EdgeMetrics, MetricsServer
 from secfepas_sdk.edge.registry import ModelRegistry, RegisteredModel
-from secfepas_sdk.edge.session import SessionRelay, WorkerFailed
+from secfepas_sdk.edge.session import EdgeSession, WorkerFailed
 from secfepas_sdk.edge.settings import EdgeSettings
 from secfepas_sdk.edge.worker import ignore_interrupts
 from secfepas_sdk.errors import (
@@ -69,7 +69,7 @@ class Server:
         self._executor: ProcessPoolExecutor | None = None
         self._slots: asyncio.Semaphore | None = None
         self._connections: set[asyncio.Task[None]] = set()
-        self._relays: set[SessionRelay] = set()
+        self._sessions: set[EdgeSession] = set()
         self._stop_requested: asyncio.Event | None = None
         self._stopped: asyncio.Event | None = None
         self._limits = FrameLimits(max_data=settings.max_data_frame)
@@ -141,8 +141,8 @@ class Server:
         pending = set(self._connections)
         if pending:
             _, pending = await asyncio.wait(pending, timeout=grace_s)
-        for relay in list(self._relays):
-            relay.kill_worker()
+        for session in list(self._sessions):
+            session.kill_worker()
         for task in pending:
             task.cancel()
         if pending:
@@ -290,7 +290,7 @@ class Server:
     ) -> None:
         assert self._executor is not None and self._stop_requested is not None
         session_id = secrets.token_hex(8)
-        relay = SessionRelay(
+        session = EdgeSession(
             stream=stream,
             model=model,
             version=version,
@@ -320,17 +320,17 @@ class Server:
                 model.version,
             )
 
-        self._relays.add(relay)
+        self._sessions.add(session)
         try:
-            await relay.run(send_hello)
+            await session.run(send_hello)
         except WorkerFailed:
             if self._executor is not None and _broken(self._executor):
                 log.warning("worker pool broken (a worker died); starting a new one")
                 self._executor = self._new_executor()
             raise
         finally:
-            self._relays.discard(relay)
-        log.info("session %s ended after %d inference(s)", session_id, relay.inferences)
+            self._sessions.discard(session)
+        log.info("session %s ended after %d inference(s)", session_id, session.inferences)
 
 
 def _broken(executor: ProcessPoolExecutor) -> bool:

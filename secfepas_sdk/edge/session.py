@@ -1,4 +1,4 @@
-"""One camera session on the edge: relay SNNI frames between TLS and a worker.
+"""One camera session on the edge: forward SNNI messages between TLS and a worker.
 
 The event loop only moves bytes: DATA frames from the camera are reassembled
 into SNNI messages and written to the worker's socketpair; the worker's
@@ -20,7 +20,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from secfepas_sdk.edge import relay
+from secfepas_sdk.edge import worker_link
 from secfepas_sdk.edge.metrics import EdgeMetrics
 from secfepas_sdk.edge.registry import RegisteredModel
 from secfepas_sdk.edge.settings import EdgeSettings
@@ -31,7 +31,7 @@ from secfepas_sdk.protocol.pump import MessagePump, peer_error
 from secfepas_sdk.protocol.transport import FramedStream
 from secfepas_sdk.snni.he.sealio import remove_scratch_of
 
-__all__ = ["SessionRelay", "WorkerFailed"]
+__all__ = ["EdgeSession", "WorkerFailed"]
 
 log = logging.getLogger(__name__)
 
@@ -45,30 +45,30 @@ class WorkerFailed(SecfepasError):
 
 
 @dataclass(slots=True)
-class _Relay:
+class _WorkerLink:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     max_message: int
 
     async def read(self) -> tuple[bytes, bytes]:
         try:
-            head = await self.reader.readexactly(relay.HEADER.size)
-            tag, length = relay.HEADER.unpack(head)
-            if tag not in relay.TAGS or length > self.max_message:
-                raise WorkerFailed("worker sent a malformed relay frame", "internal")
+            head = await self.reader.readexactly(worker_link.HEADER.size)
+            tag, length = worker_link.HEADER.unpack(head)
+            if tag not in worker_link.TAGS or length > self.max_message:
+                raise WorkerFailed("worker sent a malformed worker-link frame", "internal")
             return tag, await self.reader.readexactly(length)
         except (asyncio.IncompleteReadError, OSError) as exc:
             raise WorkerFailed("the worker process ended unexpectedly", "internal") from exc
 
     async def write(self, tag: bytes, payload: bytes = b"") -> None:
-        self.writer.write(relay.frame(tag, payload))
+        self.writer.write(worker_link.frame(tag, payload))
         try:
             await self.writer.drain()
         except OSError as exc:
             raise WorkerFailed("the worker process ended unexpectedly", "internal") from exc
 
 
-class SessionRelay:
+class EdgeSession:
     """Runs one admitted session: worker start, ServerHello, then inferences."""
 
     def __init__(
@@ -114,7 +114,7 @@ class SessionRelay:
             child.close()
             raise WorkerFailed(f"cannot start a worker: {type(exc).__name__}", "internal") from exc
         reader, writer = await asyncio.open_unix_connection(sock=parent, limit=1 << 20)
-        link = _Relay(reader, writer, s.max_message)
+        link = _WorkerLink(reader, writer, s.max_message)
         try:
             ready = asyncio.ensure_future(link.read())
             waiters: set[asyncio.Future[Any]] = {ready, future}
@@ -130,9 +130,9 @@ class SessionRelay:
                 raise WorkerFailed(f"the worker process {problem}", "internal")
             tag, payload = ready.result()
             child.close()  # the worker holds its own duplicate now
-            if tag == relay.FAIL:
+            if tag == worker_link.FAIL:
                 raise WorkerFailed(f"model could not be loaded: {payload.decode()}", "internal")
-            if tag != relay.READY:
+            if tag != worker_link.READY:
                 raise WorkerFailed("worker did not start properly", "internal")
             self.worker_pid = int(payload) if payload.isdigit() else None
             await send_hello()
@@ -143,7 +143,7 @@ class SessionRelay:
             await self._reap(future)
 
     async def _reap(self, future: asyncio.Future[str]) -> None:
-        """Wait for the worker task to end (it sees the closed relay), killing it if stuck."""
+        """Wait for the worker task to end (it sees the closed link), killing it if stuck."""
         try:
             async with asyncio.timeout(self.settings.message_timeout_s):
                 outcome = await asyncio.shield(future)
@@ -178,15 +178,15 @@ class SessionRelay:
         await asyncio.gather(next_event, return_exceptions=True)
         return None
 
-    async def _serve(self, link: _Relay) -> None:
+    async def _serve(self, link: _WorkerLink) -> None:
         while True:
             event = await self._next_or_stop()
             if event is None:
                 await self.stream.send(Close(reason="edge shutting down"))
-                await link.write(relay.QUIT)
+                await link.write(worker_link.QUIT)
                 return
             if isinstance(event, Close):
-                await link.write(relay.QUIT)
+                await link.write(worker_link.QUIT)
                 return
             if isinstance(event, Error):
                 raise peer_error(event, "the camera")
@@ -194,11 +194,11 @@ class SessionRelay:
             assert isinstance(event, InferenceBegin)
             await self._inference(link, event)
 
-    async def _inference(self, link: _Relay, begin: InferenceBegin) -> None:
+    async def _inference(self, link: _WorkerLink, begin: InferenceBegin) -> None:
         s = self.settings
         start = time.monotonic()
         done_before = self.inferences
-        await link.write(relay.BEGIN, b"\x01" if begin.setup else b"\x00")
+        await link.write(worker_link.BEGIN, b"\x01" if begin.setup else b"\x00")
         pump = MessagePump(
             self.stream,
             max_message=s.max_message,
@@ -207,7 +207,7 @@ class SessionRelay:
         )
 
         async def to_worker(message: bytes) -> None:
-            await link.write(relay.DATA, message)
+            await link.write(worker_link.DATA, message)
 
         async def camera_to_worker() -> None:
             await pump.run(to_worker)
@@ -217,9 +217,9 @@ class SessionRelay:
         async def worker_to_camera() -> None:
             while True:
                 tag, payload = await link.read()
-                if tag == relay.DATA:
+                if tag == worker_link.DATA:
                     await self.stream.send_message(payload)
-                elif tag == relay.END:
+                elif tag == worker_link.END:
                     # Counted before the camera can see the end (metrics never lag it).
                     elapsed = time.monotonic() - start
                     self.inferences += 1
@@ -227,10 +227,10 @@ class SessionRelay:
                     self.metrics.observe_latency(elapsed)
                     await self.stream.send(InferenceEnd(seq=begin.seq))
                     return
-                elif tag == relay.FAIL:
+                elif tag == worker_link.FAIL:
                     raise WorkerFailed(payload.decode("utf-8", "replace"), "inference_failed")
                 else:
-                    raise WorkerFailed(f"unexpected relay frame {tag!r}", "internal")
+                    raise WorkerFailed(f"unexpected worker-link frame {tag!r}", "internal")
 
         up = asyncio.ensure_future(camera_to_worker())
         down = asyncio.ensure_future(worker_to_camera())

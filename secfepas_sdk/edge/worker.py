@@ -1,8 +1,8 @@
 """Worker-process side of a session: the edge's half of secure inference.
 
 Runs in a process of the server's pool, never on the event loop. It talks to
-its session only through one end of a socketpair (see :mod:`.relay`): SNNI
-messages arrive and leave as DATA frames that the session relays to and from
+its session only through one end of a socketpair (see :mod:`.worker_link`): SNNI
+messages arrive and leave as DATA frames that the session forwards to and from
 the camera's TLS stream. Who holds what: this process holds the model weights
 and its own shares; it never sees pixels or results.
 """
@@ -16,20 +16,20 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from secfepas_sdk.edge import relay
+from secfepas_sdk.edge import worker_link
 from secfepas_sdk.snni.channel import Channel, ChannelError, read_exact
 
 if TYPE_CHECKING:  # imported in the worker process, when the first session starts
     from secfepas_sdk.snni.runtime import ServerRuntime
 
-__all__ = ["RelayChannel", "ignore_interrupts", "serve_session"]
+__all__ = ["SessionChannel", "ignore_interrupts", "serve_session"]
 
 # Per worker process: model path -> ServerRuntime (weights encoded once, reused by
 # successive sessions; each session's setup() replaces all per-session state).
 _RUNTIMES: dict[str, ServerRuntime] = {}
 
 
-class RelayChannel(Channel):
+class SessionChannel(Channel):
     """Channel over the worker's end of the socketpair (blocking, with a timeout)."""
 
     def __init__(self, sock: socket.socket, *, timeout_s: float, max_message: int) -> None:
@@ -39,35 +39,35 @@ class RelayChannel(Channel):
 
     def write(self, tag: bytes, payload: bytes = b"") -> None:
         try:
-            self._sock.sendall(relay.HEADER.pack(tag, len(payload)))
+            self._sock.sendall(worker_link.HEADER.pack(tag, len(payload)))
             if payload:
                 self._sock.sendall(payload)
         except OSError as exc:
-            raise ChannelError(f"session relay closed: {exc}") from exc
+            raise ChannelError(f"session link closed: {exc}") from exc
 
     def _read_exact(self, n: int) -> bytes:
         return read_exact(
             self._sock,
             n,
             closed="the session ended (camera gone or server stopping)",
-            failed="session relay failed",
+            failed="session link failed",
         )
 
     def read_frame(self, max_bytes: int) -> tuple[bytes, bytes]:
-        tag, length = relay.HEADER.unpack(self._read_exact(relay.HEADER.size))
-        if tag not in relay.TAGS or length > max_bytes:
-            raise ChannelError(f"bad relay frame (tag {tag!r}, {length} bytes)")
+        tag, length = worker_link.HEADER.unpack(self._read_exact(worker_link.HEADER.size))
+        if tag not in worker_link.TAGS or length > max_bytes:
+            raise ChannelError(f"bad worker-link frame (tag {tag!r}, {length} bytes)")
         return tag, self._read_exact(length)
 
     def _send_message(self, payload: bytes) -> None:
-        self.write(relay.DATA, payload)
+        self.write(worker_link.DATA, payload)
 
     def _flush(self) -> None:
         return None
 
     def _recv_message(self, max_bytes: int) -> bytes:
         tag, payload = self.read_frame(max_bytes)
-        if tag != relay.DATA:
+        if tag != worker_link.DATA:
             raise ChannelError("the session ended in the middle of an inference")
         return payload
 
@@ -104,29 +104,29 @@ def serve_session(sock: socket.socket, model_path: str, timeout_s: float, max_me
     Entry point of a pool task. Failures are reported to the session as a FAIL
     frame naming only the error type and message (never data).
     """
-    chan = RelayChannel(sock, timeout_s=timeout_s, max_message=max_message)
+    chan = SessionChannel(sock, timeout_s=timeout_s, max_message=max_message)
     try:
         try:
             runtime = _runtime(model_path)
         except Exception as exc:  # report any load failure to the session, then stop
-            chan.write(relay.FAIL, _reason(exc))
+            chan.write(worker_link.FAIL, _reason(exc))
             return "load_failed"
-        chan.write(relay.READY, str(os.getpid()).encode())
+        chan.write(worker_link.READY, str(os.getpid()).encode())
         while True:
             tag, payload = chan.read_frame(16)
-            if tag == relay.QUIT:
+            if tag == worker_link.QUIT:
                 return "closed"
-            if tag != relay.BEGIN:
-                raise ChannelError(f"unexpected relay frame {tag!r} between inferences")
+            if tag != worker_link.BEGIN:
+                raise ChannelError(f"unexpected worker-link frame {tag!r} between inferences")
             try:
                 if payload == b"\x01":
                     runtime.setup(chan)
                 runtime.infer(chan)
             except Exception as exc:  # the camera's data broke the computation, or it left
                 with contextlib.suppress(ChannelError):
-                    chan.write(relay.FAIL, _reason(exc))
+                    chan.write(worker_link.FAIL, _reason(exc))
                 return "failed"
-            chan.write(relay.END)
+            chan.write(worker_link.END)
     except ChannelError:
         return "aborted"
     finally:

@@ -1,5 +1,9 @@
-"""Import an ONNX model into a package: fold BN, quantise (FP16, then fixed
-point), compile the plan and strip the weights from the public architecture."""
+"""Import an ONNX model into a model package.
+
+The compiler (:func:`secfepas_sdk.snni.compile.compile_onnx`) folds BN,
+quantises (FP16, then fixed point) and builds the plan and the weights; this
+module chooses the ring and OT parameters, strips every parameter value from
+the public architecture, fills the manifest and writes the package."""
 
 from __future__ import annotations
 

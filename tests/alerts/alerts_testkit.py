@@ -6,9 +6,9 @@ import threading
 import time
 from collections.abc import Callable
 
+from secfepas_sdk.alerts.alert import Alert, AlertKind
 from secfepas_sdk.alerts.assessment import PainAssessment
 from secfepas_sdk.alerts.dispatcher import RetryPolicy
-from secfepas_sdk.alerts.models import Alert, AlertKind
 from secfepas_sdk.errors import PermanentSinkError, TransientSinkError
 
 FAST_RETRY = RetryPolicy(initial=0.02, factor=2.0, maximum=0.2, jitter=0.0)

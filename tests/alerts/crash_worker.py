@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from secfepas_sdk.alerts import AlertService, AlertSink, load_sinks
+from secfepas_sdk.alerts.alert import Alert, AlertKind
 from secfepas_sdk.alerts.dispatcher import RetryPolicy
-from secfepas_sdk.alerts.models import Alert, AlertKind
 
 
 class FileSink:

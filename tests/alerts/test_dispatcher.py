@@ -14,9 +14,9 @@ from alerts_testkit import (
     wait_for,
 )
 
+from secfepas_sdk.alerts.alert import AlertKind
 from secfepas_sdk.alerts.assessment import PainAssessment
 from secfepas_sdk.alerts.dispatcher import RetryPolicy
-from secfepas_sdk.alerts.models import AlertKind
 from secfepas_sdk.alerts.policy import PolicyConfig
 from secfepas_sdk.alerts.service import AlertService
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from alerts_testkit import make_alert
 
+from secfepas_sdk.alerts.alert import Alert
 from secfepas_sdk.alerts.dispatcher import RetryPolicy
-from secfepas_sdk.alerts.models import Alert
 from secfepas_sdk.alerts.outbox import Outbox
 from secfepas_sdk.errors import ConfigError, SinkError
 

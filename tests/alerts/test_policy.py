@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from secfepas_sdk.alerts.alert import Alert, AlertKind
 from secfepas_sdk.alerts.assessment import PainAssessment
-from secfepas_sdk.alerts.models import Alert, AlertKind
 from secfepas_sdk.alerts.policy import AlertPolicy, EpisodeState, PolicyConfig, decide
 
 P, E, R = AlertKind.PAIN, AlertKind.ESCALATION, AlertKind.RESOLVED

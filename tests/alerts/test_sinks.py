@@ -10,7 +10,7 @@ import pytest
 from alerts_testkit import make_alert
 
 from secfepas_sdk.alerts import AlertService, load_sink, load_sinks
-from secfepas_sdk.alerts.models import Alert
+from secfepas_sdk.alerts.alert import Alert
 from secfepas_sdk.alerts.sinks import (
     AlertSink,
     ConsoleSink,
@@ -18,7 +18,7 @@ from secfepas_sdk.alerts.sinks import (
     redact_uri,
     uri_scheme,
 )
-from secfepas_sdk.errors import ConfigError
+from secfepas_sdk.errors import ConfigError, SinkPluginError
 
 Install = Callable[..., None]
 
@@ -135,9 +135,11 @@ def test_bad_plugins_fail_at_load_naming_themselves(
     fake_plugin: Install, target: str, message: str
 ) -> None:
     fake_plugin(GOOD, f"bad = {target}")
-    with pytest.raises(ConfigError, match=message) as exc:
+    with pytest.raises(SinkPluginError, match=message) as exc:
         load_sink("bad://h")
     assert "fakeplug 0.1" in str(exc.value)
+    assert exc.value.distribution == "fakeplug 0.1"
+    assert isinstance(exc.value, ConfigError)  # callers catching ConfigError keep working
 
 
 def test_two_plugins_claiming_one_scheme_is_an_error(fake_plugin: Install) -> None:
@@ -150,3 +152,11 @@ def test_two_plugins_claiming_one_scheme_is_an_error(fake_plugin: Install) -> No
 def test_duplicate_sink_names_are_refused() -> None:
     with pytest.raises(ConfigError, match="share the name"):
         load_sinks(["console:", "console:"])
+
+
+def test_plugin_authors_import_everything_from_secfepas_sdk_alerts() -> None:
+    import secfepas_sdk.alerts as alerts
+
+    for name in ("Alert", "SinkContext", "redact_uri", "SinkPluginError", "AlertService"):
+        assert name in alerts.__all__
+    assert not hasattr(alerts, "AlertDispatcher")  # one name for the facade

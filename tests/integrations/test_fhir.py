@@ -16,7 +16,7 @@ from integrations_testkit import FhirServer, Pki
 from secfepas_fhir import PSPI_CODE_SYSTEM, FhirSink
 
 from secfepas_sdk.alerts import AlertService, load_sink, load_sinks
-from secfepas_sdk.alerts.models import Alert
+from secfepas_sdk.alerts.alert import Alert
 from secfepas_sdk.errors import ConfigError, PermanentSinkError, TransientSinkError
 
 pytestmark = pytest.mark.integration

@@ -19,8 +19,8 @@ from camera_testkit import demo_edge
 from integrations_testkit import FhirServer, Mosquitto, Subscriber
 
 from secfepas_sdk.alerts import AlertService
+from secfepas_sdk.alerts.alert import Alert, AlertKind
 from secfepas_sdk.alerts.assessment import PainAssessment
-from secfepas_sdk.alerts.models import Alert, AlertKind
 from secfepas_sdk.camera.client import SecureInferenceClient
 from secfepas_sdk.camera.pipeline import CameraPipeline, PipelineConfig
 from secfepas_sdk.camera.sources import PushSource

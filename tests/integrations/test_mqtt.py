@@ -17,7 +17,7 @@ from integrations_testkit import Mosquitto, Pki, Subscriber
 from paho.mqtt.enums import CallbackAPIVersion
 
 from secfepas_sdk.alerts import AlertService, load_sink, load_sinks
-from secfepas_sdk.alerts.models import Alert
+from secfepas_sdk.alerts.alert import Alert
 from secfepas_sdk.errors import ConfigError, TransientSinkError
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,7 @@ from typing import Any
 
 from fhir.resources.R4B.observation import Observation
 
-from secfepas_sdk.alerts.assessment import PAIN_LEVELS
-from secfepas_sdk.alerts.models import Alert
+from secfepas_sdk.alerts import PAIN_LEVELS, Alert
 
 __all__ = ["CAMERA_ID_SYSTEM", "FHIR_RELEASE", "PSPI_CODE_SYSTEM", "build_observation"]
 

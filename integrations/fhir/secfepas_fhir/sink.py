@@ -20,8 +20,7 @@ import httpx
 from pydantic import ValidationError
 
 from secfepas_fhir.observation import PSPI_CODE_SYSTEM, build_observation
-from secfepas_sdk.alerts.models import Alert
-from secfepas_sdk.alerts.sinks import SinkContext, redact_uri
+from secfepas_sdk.alerts import Alert, SinkContext, redact_uri
 from secfepas_sdk.errors import ConfigError, PermanentSinkError, TransientSinkError
 
 __all__ = ["FhirSink", "FhirSinkConfig", "fhir_sink_factory", "parse_fhir_uri"]

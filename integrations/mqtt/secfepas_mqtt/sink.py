@@ -20,8 +20,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from secfepas_sdk.alerts.models import Alert
-from secfepas_sdk.alerts.sinks import SinkContext, redact_uri
+from secfepas_sdk.alerts import Alert, SinkContext, redact_uri
 from secfepas_sdk.errors import ConfigError, PermanentSinkError, TransientSinkError
 
 __all__ = ["MqttSink", "MqttSinkConfig", "mqtt_sink_factory", "parse_mqtt_uri"]

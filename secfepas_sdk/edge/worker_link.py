@@ -1,4 +1,4 @@
-"""Framing between a session (event loop) and its worker process (over a socketpair).
+"""The link between a session (event loop) and its worker process: framing over a socketpair.
 
 Each frame is ``tag (1 byte) + length (8 bytes, big-endian) + payload``. Both
 ends are this package's own code, but the length is still bounded so that a
