@@ -29,7 +29,6 @@ from secfepas_sdk.errors import SecfepasError
 from secfepas_sdk.protocol.events import Close, Error, InferenceBegin, InferenceEnd
 from secfepas_sdk.protocol.pump import MessagePump, peer_error
 from secfepas_sdk.protocol.transport import FramedStream
-from secfepas_sdk.snni.he.sealio import remove_scratch_of
 
 __all__ = ["EdgeSession", "WorkerFailed"]
 
@@ -108,6 +107,7 @@ class EdgeSession:
                 str(self.model.path),
                 s.inference_timeout_s,
                 s.max_message,
+                s.he_cache_bytes,
             )
         except (RuntimeError, OSError) as exc:  # BrokenProcessPool is a RuntimeError
             parent.close()
@@ -158,7 +158,7 @@ class EdgeSession:
             log.warning("session %s: killing stuck worker pid %d", self.session_id, self.worker_pid)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.worker_pid, signal.SIGKILL)
-            remove_scratch_of(self.worker_pid)  # a killed worker cannot remove its own
+            # Its HE scratch was anonymous memory (snni.he.scratch): nothing to clean up.
 
     async def _next_or_stop(self) -> object | None:
         """The camera's next event, or None when the server is stopping."""

@@ -36,6 +36,7 @@ from secfepas_sdk.snni.channel import Channel
 from secfepas_sdk.snni.he import sealio
 from secfepas_sdk.snni.he.layers import HeLayout
 from secfepas_sdk.snni.he.params import HeParams, check_layer_noise, make_context
+from secfepas_sdk.snni.he.scratch import SealScratch
 from secfepas_sdk.snni.prg import Prg
 from secfepas_sdk.snni.ring import Ring
 
@@ -71,7 +72,7 @@ def unpack_blobs(raw: bytes, *, count: int, max_each: int) -> list[bytes]:
 
 
 class _Seal:
-    """SEAL objects for one party (context, evaluator, scratch files)."""
+    """SEAL objects for one party (context, evaluator, scratch memory)."""
 
     def __init__(self, params: HeParams, ring: Ring) -> None:
         self.seal: Any = require("tenseal.sealapi", "camera")
@@ -80,7 +81,7 @@ class _Seal:
         self.n = params.poly_degree
         self.context = make_context(params, ring.bits)
         self.evaluator = self.seal.Evaluator(self.context)
-        self.shm = sealio.ShmDir()
+        self.scratch = SealScratch()
         self.first = self.context.first_parms_id()
         self.last = self.context.last_parms_id()
         self.first_moduli = np.asarray(
@@ -92,11 +93,11 @@ class _Seal:
 
     def plaintext(self, coeffs: U64) -> Any:
         pt = self.seal.Plaintext()
-        self.shm.load(pt, self.context, sealio.plaintext_bytes(coeffs), "pt")
+        self.scratch.load(pt, self.context, sealio.plaintext_bytes(coeffs))
         return pt
 
     def close(self) -> None:
-        self.shm.close()
+        self.scratch.close()
 
 
 class HeClient:
@@ -115,14 +116,14 @@ class HeClient:
     def setup(self, channel: Channel) -> None:
         """Send the public key (the only key that leaves the camera)."""
         with channel.label("he/setup"):
-            channel.send(self._s.shm.save(self._public, "pk"))
+            channel.send(self._s.scratch.save(self._public))
 
     def encrypt(self, polys: U64) -> list[bytes]:
         s = self._s
         out = []
         for poly in polys:
             pt = s.plaintext(poly)
-            out.append(s.shm.save(self._encryptor.encrypt_symmetric(pt), "ct"))
+            out.append(s.scratch.save(self._encryptor.encrypt_symmetric(pt)))
         return out
 
     def decrypt(self, blobs: list[bytes]) -> U64:
@@ -132,11 +133,11 @@ class HeClient:
         ct = s.seal.Ciphertext(s.context)
         pt = s.seal.Plaintext()
         for i, blob in enumerate(blobs):
-            s.shm.load(ct, s.context, blob, "rx")
+            s.scratch.load(ct, s.context, blob)
             if ct.parms_id() != s.last or ct.size() != 2 or ct.is_ntt_form():
                 raise SnniError("server reply is not a 2-part ciphertext at the last level")
             self._decryptor.decrypt(ct, pt)
-            coeffs = sealio.plaintext_coeffs(s.shm.save(pt, "dec"))
+            coeffs = sealio.plaintext_coeffs(s.scratch.save(pt))
             res[i, : coeffs.size] = coeffs
         return res
 
@@ -144,7 +145,7 @@ class HeClient:
         """Remaining noise budget of one reply (tests and diagnostics)."""
         s = self._s
         ct = s.seal.Ciphertext(s.context)
-        s.shm.load(ct, s.context, blob, "nb")
+        s.scratch.load(ct, s.context, blob)
         return int(self._decryptor.invariant_noise_budget(ct))
 
     def linear(self, channel: Channel, layout: HeLayout, polys: U64) -> U64:
@@ -186,14 +187,14 @@ class HeServer:
         with channel.label("he/setup"):
             raw = channel.recv(s.max_ct_bytes)
         pk = s.seal.PublicKey()
-        s.shm.load(pk, s.context, raw, "pk")  # SEAL validates it against the context
-        _pid, ntt, polys = sealio.ciphertext_polys(s.shm.save(pk, "pk-full"))
+        s.scratch.load(pk, s.context, raw)  # SEAL validates it against the context
+        _pid, ntt, polys = sealio.ciphertext_polys(s.scratch.save(pk))
         limbs = len(s.first_moduli)
         if not ntt or polys.shape[0] != 2 or polys.shape[1] < limbs:
             raise SnniError("public key has an unexpected shape")
         # The same RLWE sample reduced to the working level (drop the special prime).
         pk_ct = s.seal.Ciphertext(s.context)
-        s.shm.load(
+        s.scratch.load(
             pk_ct,
             s.context,
             sealio.ciphertext_bytes(
@@ -202,7 +203,6 @@ class HeServer:
                 ntt_form=True,
                 poly_degree=s.n,
             ),
-            "pk-ct",
         )
         self._pk_ct = pk_ct
 
@@ -289,7 +289,7 @@ class HeServer:
             polys, parms_id=sealio.parms_id_bytes(s.first), ntt_form=False, poly_degree=n
         )
         ct = s.seal.Ciphertext(s.context)
-        s.shm.load(ct, s.context, raw, "noise")
+        s.scratch.load(ct, s.context, raw)
         return ct
 
     def linear(self, channel: Channel, layer: PreparedLayer, polys: U64) -> U64:
@@ -305,7 +305,7 @@ class HeServer:
         cts = []
         for blob, poly in zip(blobs, polys, strict=True):
             ct = s.seal.Ciphertext(s.context)
-            s.shm.load(ct, s.context, blob, "in")
+            s.scratch.load(ct, s.context, blob)
             if ct.parms_id() != s.first or ct.size() != 2 or ct.is_ntt_form():
                 raise SnniError("client ciphertext has the wrong level, size or form")
             ev.add_plain_inplace(ct, s.plaintext(poly))
@@ -336,7 +336,7 @@ class HeServer:
             ev.add_plain_inplace(acc, s.plaintext((np.uint64(0) - r) & t_mask))
             ev.add_inplace(acc, self._noise_ct(layer.flood_bits))
             ev.mod_switch_to_inplace(acc, s.last)
-            replies.append(s.shm.save(acc, "reply"))
+            replies.append(s.scratch.save(acc))
             if len(replies) == REPLY_CHUNK or k == layout.n_out - 1:
                 channel.send(pack_blobs(replies))  # the client decrypts while we go on
                 replies = []

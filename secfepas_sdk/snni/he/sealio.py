@@ -1,25 +1,16 @@
-"""Move SEAL plaintexts and ciphertexts in and out of numpy through SEAL's own
-serialisation format.
+"""SEAL's serialisation format to and from numpy: a pure byte codec.
 
 ``tenseal.sealapi`` has no coefficient setter or getter that is not a per-element
-Python call, and its ``save``/``load`` only take file paths. So we write and
-read SEAL's byte format ourselves (little endian): a 16-byte SEALHeader
-(magic 0xA15E, header size 16, version, compression mode, size), then the
-object's members. We always write uncompressed objects; SEAL writes
-zstd-compressed ones, which we inflate. Files live in /dev/shm (RAM).
+Python call. So we write and read SEAL's byte format ourselves (little endian):
+a 16-byte SEALHeader (magic 0xA15E, header size 16, version, compression mode,
+size), then the object's members. We always write uncompressed objects; SEAL
+writes zstd-compressed ones, which we inflate (bounded). Getting bytes into and
+out of SEAL objects is :mod:`.scratch`'s job.
 """
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
 import struct
-import tempfile
-import threading
-import weakref
-from multiprocessing import util as mp_util
-from typing import Any
 
 import numpy as np
 import zstandard
@@ -124,64 +115,3 @@ def ciphertext_polys(raw: bytes) -> tuple[bytes, bool, U64]:
     if data.size != size * limbs * degree:
         raise SnniError("ciphertext data size does not match its header")
     return parms, ntt, data.reshape(size, limbs, degree)
-
-
-SCRATCH_PREFIX = "secfepas-he-"
-
-
-def scratch_base() -> str:
-    """Where HE scratch directories live: /dev/shm (RAM) if present."""
-    return "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()  # noqa: S108
-
-
-def remove_scratch_of(pid: int) -> None:
-    """Remove the scratch directories of a process that cannot clean up any more
-    (the edge SIGKILLs a stuck worker); they are named after its pid."""
-    for path in glob.glob(os.path.join(scratch_base(), f"{SCRATCH_PREFIX}{pid}-*")):
-        shutil.rmtree(path, ignore_errors=True)
-
-
-class ShmDir:
-    """A private scratch directory in /dev/shm (RAM) for SEAL save/load.
-
-    Each thread gets its own file names, so two parties in one process (tests)
-    do not collide.
-    """
-
-    def __init__(self) -> None:
-        self.path = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=scratch_base())
-        self._local = threading.local()
-        # Removed on close(), on garbage collection or at interpreter exit, whichever is first.
-        self._finalizer = weakref.finalize(self, shutil.rmtree, self.path, ignore_errors=True)
-        # Pool workers (the edge's crypto processes) leave through os._exit, which skips
-        # atexit and so weakref.finalize; multiprocessing runs these finalizers first.
-        mp_util.Finalize(
-            self, shutil.rmtree, args=(self.path,), kwargs={"ignore_errors": True}, exitpriority=0
-        )
-
-    def file(self, name: str) -> str:
-        ident = getattr(self._local, "ident", None)
-        if ident is None:
-            ident = f"{threading.get_ident()}"
-            self._local.ident = ident
-        return os.path.join(self.path, f"{ident}-{name}")
-
-    def close(self) -> None:
-        self._finalizer()
-
-    def save(self, obj: Any, name: str) -> bytes:
-        """Bytes of a SEAL object or Serializable (via ``save``)."""
-        path = self.file(name)
-        obj.save(path)
-        with open(path, "rb") as fh:
-            return fh.read()
-
-    def load(self, obj: Any, context: Any, raw: bytes, name: str) -> None:
-        """Load ``raw`` into the SEAL object ``obj`` (SEAL validates it against ``context``)."""
-        path = self.file(name)
-        with open(path, "wb") as fh:
-            fh.write(raw)
-        try:
-            obj.load(context, path)
-        except (RuntimeError, ValueError) as exc:
-            raise SnniError(f"SEAL rejected an object: {exc}") from exc

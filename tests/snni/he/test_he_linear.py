@@ -217,21 +217,3 @@ def test_strided_pointwise_conv_and_zero_kernels(parties) -> None:
     assert np.array_equal(got, ref_conv(x, w, spec))
     w[:] = 0
     assert np.array_equal(secure(parties, layer, w, x), np.zeros(6 * 5 * 5, dtype=np.uint64))
-
-
-def test_scratch_files_are_removed() -> None:
-    import gc
-    import os
-
-    from secfepas_sdk.snni.he.sealio import ShmDir
-
-    shm = ShmDir()
-    path = shm.path
-    assert os.path.isdir(path)
-    del shm
-    gc.collect()
-    assert not os.path.exists(path)
-    client = HeClient(BFV_N8192, RING)
-    path = client._s.shm.path
-    client.close()
-    assert not os.path.exists(path)
