@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from secfepas_sdk.snni.channel import Channel, SocketChannel
+from secfepas_sdk.protocol.transport import SocketChannel
+from secfepas_sdk.snni.channel import Channel
 from secfepas_sdk.snni.nonlinear import NonlinearEngine
 from secfepas_sdk.snni.party import Party
 from secfepas_sdk.snni.prg import Prg

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from secfepas_sdk.snni.channel import Channel, SocketChannel
+from secfepas_sdk.protocol.transport import SocketChannel
+from secfepas_sdk.snni.channel import Channel
 from secfepas_sdk.snni.nonlinear import NonlinearEngine
 from secfepas_sdk.snni.ot.extension import DEFAULT_EXTENSION, DEFAULT_K, EXTENSIONS
 from secfepas_sdk.snni.party import Party

@@ -1,7 +1,7 @@
 """Table III analogue: secure inference cost of SqueezeNet 1.1 and ResNet50.
 
 Both parties run as separate processes on this machine over loopback TCP
-(secfepas_sdk.snni.selftest). Per model it reports parameter memory, l and f,
+(secfepas_sdk.cli.selftest). Per model it reports parameter memory, l and f,
 SNNI seconds, bytes each way, rounds, peak RSS per party and fidelity against
 plaintext onnxruntime (on the astronaut face and on random inputs).
 
@@ -63,10 +63,10 @@ def bench_model(name: str, onnx_path: Path, tmp: Path, args: argparse.Namespace)
     import onnx
     import onnxruntime as ort
 
+    from secfepas_sdk.cli.selftest import run_two_processes
     from secfepas_sdk.cli.snni import preprocess_image
     from secfepas_sdk.models.importer import import_onnx
     from secfepas_sdk.models.package import load_public
-    from secfepas_sdk.snni.selftest import run_two_processes
 
     pkg = tmp / name
     import_onnx(

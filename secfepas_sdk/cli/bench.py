@@ -42,10 +42,10 @@ def _row(run: Any) -> dict[str, float]:
 def _bench(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from secfepas_sdk.cli.selftest import run_two_processes
     from secfepas_sdk.errors import ConfigError
     from secfepas_sdk.models.bundled import demo_model_path
     from secfepas_sdk.models.package import load_public
-    from secfepas_sdk.snni.selftest import run_two_processes
 
     if args.repeat < 1:
         raise ConfigError("--repeat must be at least 1")

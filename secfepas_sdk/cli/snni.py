@@ -56,10 +56,10 @@ def _selftest(args: argparse.Namespace) -> int:
     import numpy as np
 
     from secfepas_sdk._extras import require
+    from secfepas_sdk.cli.selftest import run_two_processes
     from secfepas_sdk.errors import ConfigError
     from secfepas_sdk.models.importer import import_onnx
     from secfepas_sdk.models.package import load_public, reference_onnx
-    from secfepas_sdk.snni.selftest import run_two_processes
 
     ort: Any = require("onnxruntime", "camera")
     model = Path(args.model)

@@ -47,6 +47,13 @@ class EdgeSettings(BaseSettings):
     inference_timeout_s: float = Field(900.0, gt=0, description="longest single inference")
     max_data_frame: int = Field(1 << 22, ge=1 << 10, le=1 << 30, description="bytes per DATA frame")
     max_message: int = Field(1 << 30, ge=1 << 10, le=1 << 31, description="bytes per SNNI message")
+    he_cache_bytes: int = Field(
+        512 << 20,
+        ge=0,
+        le=1 << 40,
+        description="NTT-form weight plaintexts each worker keeps in RAM; beyond this, "
+        "kernels are NTT'd per inference",
+    )
     worker_start_method: str = Field("spawn", pattern=r"^(spawn|forkserver)$")
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from secfepas_sdk.edge import worker_link
-from secfepas_sdk.snni.channel import Channel, ChannelError, read_exact
+from secfepas_sdk.protocol.transport import read_exact
+from secfepas_sdk.snni.channel import Channel, ChannelError
 
 if TYPE_CHECKING:  # imported in the worker process, when the first session starts
     from secfepas_sdk.snni.runtime import ServerRuntime
@@ -86,19 +87,21 @@ def ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _runtime(model_path: str) -> ServerRuntime:
+def _runtime(model_path: str, he_cache_bytes: int) -> ServerRuntime:
     runtime = _RUNTIMES.get(model_path)
     if runtime is None:
         from secfepas_sdk.models.package import load_private
         from secfepas_sdk.snni.runtime import ServerRuntime
 
         private = load_private(Path(model_path))  # verifies the hashes again
-        runtime = ServerRuntime(private.plan, private.weights)
+        runtime = ServerRuntime(private.plan, private.weights, cache_bytes=he_cache_bytes)
         _RUNTIMES[model_path] = runtime
     return runtime
 
 
-def serve_session(sock: socket.socket, model_path: str, timeout_s: float, max_message: int) -> str:
+def serve_session(
+    sock: socket.socket, model_path: str, timeout_s: float, max_message: int, he_cache_bytes: int
+) -> str:
     """Serve one camera session's inferences until told to quit; returns the outcome.
 
     Entry point of a pool task. Failures are reported to the session as a FAIL
@@ -107,7 +110,7 @@ def serve_session(sock: socket.socket, model_path: str, timeout_s: float, max_me
     chan = SessionChannel(sock, timeout_s=timeout_s, max_message=max_message)
     try:
         try:
-            runtime = _runtime(model_path)
+            runtime = _runtime(model_path, he_cache_bytes)
         except Exception as exc:  # report any load failure to the session, then stop
             chan.write(worker_link.FAIL, _reason(exc))
             return "load_failed"

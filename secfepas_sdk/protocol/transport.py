@@ -7,6 +7,12 @@
 - :class:`ThreadChannel` lets synchronous SNNI code (which speaks
   :class:`~secfepas_sdk.snni.channel.Channel`) run in a worker thread while its
   messages travel as DATA frames on the event loop.
+- :class:`SocketChannel` carries length-prefixed SNNI messages over a plain,
+  blocking stream socket (the two-process selftest, benchmarks, tests);
+  :func:`read_exact` is its read loop, shared with the edge worker's relay.
+
+The engine (``snni``) does no I/O of its own: these are the channels it talks
+through.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import os
 import queue
+import socket
 import ssl
+import struct
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,16 +44,19 @@ from secfepas_sdk.snni.channel import (
 
 __all__ = [
     "FramedStream",
+    "SocketChannel",
     "ThreadChannel",
     "TlsFiles",
     "client_context",
     "open_client",
     "peer_identity",
+    "read_exact",
     "server_context",
     "tls_failure_reason",
 ]
 
 READ_CHUNK = 1 << 16
+_LEN = struct.Struct("!Q")  # SocketChannel's message length prefix
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -281,3 +292,65 @@ class ThreadChannel(Channel):
 
     def _recv_message(self, max_bytes: int) -> bytes:
         return take_message(self._inbox, timeout_s=self._timeout_s, max_bytes=max_bytes)
+
+
+def read_exact(
+    sock: socket.socket,
+    n: int,
+    *,
+    closed: str = "the peer closed the connection",
+    failed: str = "receive failed",
+) -> bytes:
+    """Exactly ``n`` bytes from a stream socket, or ChannelError (EOF, timeout, error)."""
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    try:
+        while got < n:
+            k = sock.recv_into(view[got:], n - got)
+            if k == 0:
+                raise ChannelError(closed)
+            got += k
+    except OSError as exc:  # includes socket.timeout
+        raise ChannelError(f"{failed}: {exc}") from exc
+    return bytes(buf)
+
+
+class SocketChannel(Channel):
+    """Length-prefixed messages over a connected stream socket (benchmarks, selftest)."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        timeout_s: float = 300.0,
+        max_message: int = DEFAULT_MAX_MESSAGE,
+    ) -> None:
+        super().__init__(max_message=max_message)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(timeout_s)
+        self._sock = sock
+
+    def _send_message(self, payload: bytes) -> None:
+        # Written at once: a party that sends last and returns needs no flush.
+        try:
+            self._sock.sendall(_LEN.pack(len(payload)))
+            self._sock.sendall(payload)
+        except OSError as exc:
+            raise ChannelError(f"send failed: {exc}") from exc
+
+    def _flush(self) -> None:
+        return None
+
+    def _read_exact(self, n: int) -> bytes:
+        return read_exact(self._sock, n)
+
+    def _recv_message(self, max_bytes: int) -> bytes:
+        (length,) = _LEN.unpack(self._read_exact(_LEN.size))
+        if length > max_bytes:
+            raise ChannelError(f"peer announced {length} bytes, above the {max_bytes} bound")
+        return self._read_exact(length)
+
+    def close(self) -> None:
+        self._sock.close()

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import abc
 import queue
-import socket
-import struct
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -33,7 +31,6 @@ A = TypeVar("A")
 B = TypeVar("B")
 
 DEFAULT_MAX_MESSAGE = 1 << 31  # 2 GiB: above any single layer's traffic
-_LEN = struct.Struct("!Q")
 
 
 class ChannelError(SnniError):
@@ -237,68 +234,6 @@ def memory_pair(*, timeout_s: float = 120.0) -> tuple[MemoryChannel, MemoryChann
         MemoryChannel(a_to_b, b_to_a, timeout_s=timeout_s),
         MemoryChannel(b_to_a, a_to_b, timeout_s=timeout_s),
     )
-
-
-def read_exact(
-    sock: socket.socket,
-    n: int,
-    *,
-    closed: str = "the peer closed the connection",
-    failed: str = "receive failed",
-) -> bytes:
-    """Exactly ``n`` bytes from a stream socket, or ChannelError (EOF, timeout, error)."""
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    try:
-        while got < n:
-            k = sock.recv_into(view[got:], n - got)
-            if k == 0:
-                raise ChannelError(closed)
-            got += k
-    except OSError as exc:  # includes socket.timeout
-        raise ChannelError(f"{failed}: {exc}") from exc
-    return bytes(buf)
-
-
-class SocketChannel(Channel):
-    """Length-prefixed messages over a connected stream socket (benchmarks, selftest)."""
-
-    def __init__(
-        self,
-        sock: socket.socket,
-        *,
-        timeout_s: float = 300.0,
-        max_message: int = DEFAULT_MAX_MESSAGE,
-    ) -> None:
-        super().__init__(max_message=max_message)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(timeout_s)
-        self._sock = sock
-
-    def _send_message(self, payload: bytes) -> None:
-        # Written at once: a party that sends last and returns needs no flush.
-        try:
-            self._sock.sendall(_LEN.pack(len(payload)))
-            self._sock.sendall(payload)
-        except OSError as exc:
-            raise ChannelError(f"send failed: {exc}") from exc
-
-    def _flush(self) -> None:
-        return None
-
-    def _read_exact(self, n: int) -> bytes:
-        return read_exact(self._sock, n)
-
-    def _recv_message(self, max_bytes: int) -> bytes:
-        (length,) = _LEN.unpack(self._read_exact(_LEN.size))
-        if length > max_bytes:
-            raise ChannelError(f"peer announced {length} bytes, above the {max_bytes} bound")
-        return self._read_exact(length)
-
-    def close(self) -> None:
-        self._sock.close()
 
 
 def run_pair(

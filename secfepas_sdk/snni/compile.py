@@ -478,16 +478,16 @@ def compile_onnx(
     input_bound: float | None = None,
     ot_k: dict[str, int] | None = None,
 ) -> tuple[Plan, ModelWeights]:
-    """ONNX ModelProto (or path) -> (public plan, private quantised weights).
+    """ONNX ModelProto -> (public plan, private quantised weights). Reading the
+    file is the caller's job (models.importer): the engine opens no files.
 
     ``input_bound``: a public bound on |input| (e.g. from the normalisation of
     pixels in [0, 1]); with it, the plan carries provable activation bounds that
     shorten the comparisons (snni.bounds), and the client refuses inputs beyond it.
     ``ot_k``: op kind -> SoftSpokenOT k for that kind's ops (e.g. {"maxpool": 8}:
     half the OT bytes, several times the OT compute); other ops use the default."""
-    onnx = require("onnx", "edge")
-    if isinstance(model, str | bytes) or hasattr(model, "__fspath__"):
-        model = onnx.load(model)
+    if not hasattr(model, "graph"):
+        raise SnniError("compile_onnx takes an onnx.ModelProto (load the file first)")
     plan, weights = _Compiler(model, ring_bits, frac_bits, he_params, input_bound).run()
     if ot_k:
         ops = tuple(

@@ -14,7 +14,6 @@ end the server sends its output share; only the client reconstructs.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import defaultdict
 from contextlib import AbstractContextManager, nullcontext
@@ -38,7 +37,8 @@ U64 = NDArray[np.uint64]
 log = logging.getLogger(__name__)
 
 # NTT-form weight plaintexts kept in RAM; past this, kernels are NTT'd per inference.
-DEFAULT_CACHE_BYTES = int(os.environ.get("SECFEPAS_HE_CACHE_BYTES", str(512 << 20)))
+# The edge passes EdgeSettings.he_cache_bytes; this is the default for other callers.
+DEFAULT_CACHE_BYTES = 512 << 20
 
 
 def softmax(logits: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -16,7 +16,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from secfepas_sdk.snni.channel import Channel, SocketChannel, run_pair
+from secfepas_sdk.protocol.transport import SocketChannel
+from secfepas_sdk.snni.channel import Channel, run_pair
 
 sys.path.insert(0, str(Path(__file__).parent))  # for snni_testkit
 

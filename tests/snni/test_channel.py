@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 
 import numpy as np
 import pytest
 
-from secfepas_sdk.snni.channel import Channel, ChannelError, SocketChannel, memory_pair, run_pair
+from secfepas_sdk.snni.channel import Channel, ChannelError, memory_pair, run_pair
 
 
 def ping_pong(a: Channel, b: Channel) -> None:
@@ -34,13 +33,6 @@ def test_memory_accounting() -> None:
     assert a.stats.as_dict()["messages_sent"] == 3
 
 
-def test_socket_channel_same_behaviour() -> None:
-    s1, s2 = socket.socketpair()
-    with SocketChannel(s1, timeout_s=5) as a, SocketChannel(s2, timeout_s=5) as b:
-        ping_pong(a, b)
-        assert a.stats.rounds == 3 and b.stats.bytes_received == 6
-
-
 def test_arrays_and_bounds() -> None:
     a, b = memory_pair(timeout_s=5)
     arr = np.arange(6, dtype=np.uint64).reshape(2, 3)
@@ -52,15 +44,6 @@ def test_arrays_and_bounds() -> None:
     a.send(b"x" * 100)
     with pytest.raises(ChannelError):
         b.recv(max_bytes=10)
-
-
-def test_socket_rejects_oversized_announcement() -> None:
-    s1, s2 = socket.socketpair()
-    with SocketChannel(s1, timeout_s=5, max_message=64) as a:
-        s2.sendall((1 << 40).to_bytes(8, "big"))
-        with pytest.raises(ChannelError, match="bound"):
-            a.recv()
-    s2.close()
 
 
 def test_timeout_and_close_are_errors() -> None:

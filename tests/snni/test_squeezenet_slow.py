@@ -14,10 +14,10 @@ import onnxruntime as ort
 import pytest
 from skimage import data
 
+from secfepas_sdk.cli.selftest import run_two_processes
 from secfepas_sdk.cli.snni import preprocess_image
 from secfepas_sdk.models.importer import import_onnx
 from secfepas_sdk.models.package import load_public
-from secfepas_sdk.snni.selftest import run_two_processes
 
 pytestmark = pytest.mark.slow
 

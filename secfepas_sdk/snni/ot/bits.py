@@ -6,7 +6,6 @@ Bit order is little-endian everywhere: bit ``j`` of a packed row is
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -37,8 +36,6 @@ def _transpose8x8(x: U64) -> None:
 
 def _build_numba() -> Callable[[U8, U8], None] | None:
     """The transpose as a numba kernel (about 10x faster), or None without numba."""
-    if os.environ.get("SECFEPAS_NO_NUMBA"):
-        return None
     try:
         import numba
     except ImportError:

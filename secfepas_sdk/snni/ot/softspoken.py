@@ -30,7 +30,6 @@ side instead of IKNP's 128 or 256, i.e. about 2^k / k times the AES work.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -164,8 +163,6 @@ def _fold_numpy(g: U64, planes: U64, total: U64) -> None:
 
 def _build_numba() -> Callable[[U64, U64, U64], None] | None:
     """The fold as one numba pass over g (about 8x faster), or None without numba."""
-    if os.environ.get("SECFEPAS_NO_NUMBA"):
-        return None
     try:
         import numba
     except ImportError:

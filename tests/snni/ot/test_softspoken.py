@@ -15,13 +15,8 @@ from hypothesis import strategies as st
 from snni_testkit import CHI2_LIMIT, chi_square_uniform_bytes, recording_pair
 
 from secfepas_sdk.errors import SnniError
-from secfepas_sdk.snni.channel import (
-    Channel,
-    ChannelError,
-    SocketChannel,
-    memory_pair,
-    run_pair,
-)
+from secfepas_sdk.protocol.transport import SocketChannel
+from secfepas_sdk.snni.channel import Channel, ChannelError, memory_pair, run_pair
 from secfepas_sdk.snni.ot import softspoken as ss
 from secfepas_sdk.snni.ot.softspoken import SoftSpokenReceiver, SoftSpokenSender
 from secfepas_sdk.snni.prg import Prg

@@ -1,8 +1,9 @@
 """Run one secure inference with the two parties as separate processes over
-loopback TCP, and compare with plaintext onnxruntime (the selftest and the
-Table III benchmark both use this).
+loopback TCP (the harness behind ``secfepas snni selftest``, ``secfepas bench``
+and the Table III benchmark). It lives above the engine: it owns the sockets,
+the child processes and the temporary input file that ``snni`` never touches.
 
-Each party is ``python -m secfepas_sdk.snni.selftest --role client|server``;
+Each party is ``python -m secfepas_sdk.cli.selftest --role client|server``;
 it reports one JSON line on stdout (no pickle between processes). The input
 tensor travels to the client process as a .npy file (allow_pickle=False).
 """
@@ -41,7 +42,7 @@ def _cpu() -> float:
 
 def _server(package: str, timeout: float) -> dict[str, Any]:
     from secfepas_sdk.models.package import load_private
-    from secfepas_sdk.snni.channel import SocketChannel
+    from secfepas_sdk.protocol.transport import SocketChannel
     from secfepas_sdk.snni.runtime import ServerRuntime
 
     t0 = time.perf_counter()
@@ -69,7 +70,7 @@ def _server(package: str, timeout: float) -> dict[str, Any]:
 
 def _client(package: str, port: int, tensor: str, timeout: float) -> dict[str, Any]:
     from secfepas_sdk.models.package import load_public
-    from secfepas_sdk.snni.channel import SocketChannel
+    from secfepas_sdk.protocol.transport import SocketChannel
     from secfepas_sdk.snni.runtime import ClientRuntime
 
     model = load_public(package)
@@ -122,7 +123,7 @@ def run_two_processes(
     package: str | Path, x: NDArray[np.float32], *, timeout: float = 3600.0
 ) -> SecureRun:
     """Server and client as two child processes over loopback TCP."""
-    cmd = [sys.executable, "-m", "secfepas_sdk.snni.selftest"]
+    cmd = [sys.executable, "-m", "secfepas_sdk.cli.selftest"]
     with tempfile.TemporaryDirectory(prefix="secfepas-selftest-") as tmp:
         tensor = os.path.join(tmp, "x.npy")
         np.save(tensor, np.ascontiguousarray(x, dtype=np.float32), allow_pickle=False)
