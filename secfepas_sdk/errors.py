@@ -48,14 +48,19 @@ class InvalidValueError(SecfepasError, ValueError):
 
 
 class MissingExtraError(SecfepasError, ImportError):
-    """An optional dependency is missing; the message names the pip command."""
+    """An optional dependency is missing; the message names the pip command.
+
+    secfepas-sdk is not on a package index, so the command installs the extra from a
+    clone of the repository or from a wheel built by tools/build_wheels.sh.
+    """
 
     def __init__(self, module: str, extra: str) -> None:
         self.module = module
         self.extra = extra
         super().__init__(
-            f"this feature needs the optional module {module!r}; "
-            f"install it with: pip install 'secfepas-sdk[{extra}]'"
+            f"this needs {module} from the secfepas-sdk[{extra}] extra; install it with "
+            f"pip install '.[{extra}]' in the repository, or "
+            f"pip install './dist/secfepas_sdk-*.whl[{extra}]' (README: Installing)"
         )
 
 

@@ -44,5 +44,6 @@ def test_edge_does_not_import_camera() -> None:
 def test_missing_extra_names_pip_command() -> None:
     with pytest.raises(MissingExtraError) as exc:
         require("secfepas_no_such_module_xyz", "camera")
-    assert "pip install 'secfepas-sdk[camera]'" in str(exc.value)
+    assert "pip install '.[camera]'" in str(exc.value)
+    assert "secfepas_sdk-*.whl[camera]" in str(exc.value)
     assert isinstance(exc.value, SecfepasError)

@@ -20,8 +20,16 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "bench", help="time secure inference of a model package (two local processes)"
     )
     parser.add_argument("--model", help="model package directory (default: the bundled demo model)")
-    parser.add_argument("--repeat", type=int, default=3, help="inferences to run (default 3)")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--repeat", type=int, default=3, help="inferences to run")
+    parser.add_argument(
+        "--json", action="store_true", help="print the results as one JSON object, no table"
+    )
+    parser.add_argument(
+        "--json-out",
+        metavar="PATH",
+        type=Path,
+        help="also write the JSON results to PATH (default: no file)",
+    )
     parser.set_defaults(handler=_bench)
 
 
@@ -63,12 +71,13 @@ def _bench(args: argparse.Namespace) -> int:
         f"{'run':>4} {'total s':>8} {'setup s':>8} {'infer s':>8} "
         f"{'MB up':>8} {'MB down':>8} {'rounds':>7} {'RSS c/s MB':>12}"
     )
-    print(f"model {model.manifest.model_id} {model.manifest.version}, input {shape}")
-    print(header)
+    say = print if not args.json else _quiet
+    say(f"model {model.manifest.model_id} {model.manifest.version}, input {shape}")
+    say(header)
     for i in range(args.repeat):
         row = _row(run_two_processes(package, x))
         rows.append(row)
-        print(
+        say(
             f"{i + 1:>4} {row['seconds']:>8.2f} {row['setup_seconds']:>8.2f} "
             f"{row['infer_seconds']:>8.2f} {row['mb_client_to_server']:>8.1f} "
             f"{row['mb_server_to_client']:>8.1f} {row['rounds']:>7.0f} "
@@ -76,16 +85,25 @@ def _bench(args: argparse.Namespace) -> int:
             flush=True,
         )
     median = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
-    print(
+    say(
         f"median: {median['seconds']:.2f} s per inference including setup, "
         f"{median['mb_client_to_server'] + median['mb_server_to_client']:.1f} MB"
     )
+    result = {
+        "model_id": model.manifest.model_id,
+        "version": model.manifest.version,
+        "runs": rows,
+        "median": median,
+    }
     if args.json:
-        result = {
-            "model_id": model.manifest.model_id,
-            "version": model.manifest.version,
-            "runs": rows,
-            "median": median,
-        }
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(json.dumps(result))
+    if args.json_out is not None:
+        try:
+            args.json_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write {args.json_out}: {exc.strerror}") from None
     return 0
+
+
+def _quiet(*_args: object, **_kwargs: object) -> None:
+    """``print`` when --json asked for one JSON object and nothing else."""

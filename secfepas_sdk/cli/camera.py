@@ -35,15 +35,41 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     inspect.add_argument(
         "source", help="video file, image folder, device (0, /dev/video0) or stream URL"
     )
-    inspect.add_argument("--period", type=float, default=None, help="seconds between candidates")
     inspect.add_argument(
-        "--threshold", type=float, default=None, help="redundancy threshold (grey levels)"
+        "--period",
+        type=float,
+        default=None,
+        help="seconds between candidate frames (periodic selection; default: 5.0)",
     )
-    inspect.add_argument("--save-crops", type=Path, default=None, metavar="DIR")
+    inspect.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="redundancy threshold: a candidate whose mean absolute difference from the last "
+        "selected frame is below this many grey levels is dropped (default: 0.8)",
+    )
+    inspect.add_argument(
+        "--save-crops",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write the best face crop of each selected frame to DIR/frame_NNNNNN.png, "
+        "for checking detection on test media (default: write nothing)",
+    )
     inspect.add_argument("--json", action="store_true", help="print JSON lines")
     inspect.add_argument("--fps", type=float, default=1.0, help="frame rate of an image folder")
-    inspect.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
-    inspect.add_argument("--margin", type=float, default=0.2, help="crop margin (--save-crops)")
+    inspect.add_argument(
+        "--max-frames",
+        type=int,
+        default=None,
+        help="stop after N frames (default: the whole source)",
+    )
+    inspect.add_argument(
+        "--margin",
+        type=float,
+        default=0.2,
+        help="crop margin around the face box, a fraction of its size (--save-crops)",
+    )
     _detector_args(inspect)
     inspect.set_defaults(handler=_inspect)
 
@@ -56,8 +82,13 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 
 def _detector_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--min-face-size", type=int, default=None, help="pixels (default 40)")
-    parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
+    parser.add_argument(
+        "--min-face-size",
+        type=int,
+        default=None,
+        help="smallest face to detect, in pixels (default: 40)",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
 
 
 def _detector(args: argparse.Namespace) -> Any:
@@ -106,7 +137,7 @@ def _inspect(args: argparse.Namespace) -> int:
         default_chain,
     )
     from secfepas_sdk.camera.sources import open_source
-    from secfepas_sdk.errors import ConfigError
+    from secfepas_sdk.errors import ConfigError, SourceError
 
     cv2: Any = require("cv2", "camera")
     period = DEFAULT_PERIOD_S if args.period is None else args.period
@@ -139,6 +170,11 @@ def _inspect(args: argparse.Namespace) -> int:
             if args.max_frames is not None and chain.stats.seen >= args.max_frames:
                 break
     stats = chain.stats
+    if stats.seen == 0:  # OpenCV opens some undecodable files and then yields nothing
+        raise SourceError(
+            f"{args.source}: no frame could be read (not a video, image folder or "
+            "device that OpenCV can decode)"
+        )
     summary = {
         "frames": stats.seen,
         "selected": stats.selected,

@@ -30,13 +30,17 @@ def register(camera_subparsers: argparse._SubParsersAction[Any]) -> None:
         action="append",
         default=[],
         metavar="URI",
-        help="alert sink (console:, mqtts://..., fhir+https://...; repeatable)",
+        help="alert sink (console:, mqtts://..., fhir+https://...; repeatable; default: none)",
     )
     run.add_argument("--outbox", type=Path, help="alert outbox file (default: ./alerts.sqlite)")
     run.add_argument("--json", action="store_true", help="one JSON object per analysed frame")
     run.add_argument("--server-name", help="edge name to verify (default: the host)")
     run.add_argument("--period", type=float, default=1.0, help="seconds between selected frames")
-    run.add_argument("--max-frames", type=int, help="stop after this many analysed frames")
+    run.add_argument(
+        "--max-frames",
+        type=int,
+        help="stop after this many analysed frames (default: the whole source)",
+    )
     run.add_argument(
         "--pace",
         choices=("source", "realtime"),
@@ -47,7 +51,8 @@ def register(camera_subparsers: argparse._SubParsersAction[Any]) -> None:
         "--model-package",
         type=Path,
         metavar="DIR",
-        help="this model's public package: refuse an edge whose plan or manifest differs",
+        help="this model's public package: refuse an edge whose plan or manifest differs "
+        "(default: no pinning)",
     )
     run.add_argument("--no-detect", action="store_true", help="the source already gives face crops")
     run.set_defaults(handler=_run)

@@ -24,13 +24,17 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "(seeded random weights: the levels show the mechanics, not a diagnosis).",
     )
     demo.add_argument("--json", action="store_true", help="machine-readable JSON lines")
-    demo.add_argument("--max-frames", type=int, help="stop after this many analysed frames")
+    demo.add_argument(
+        "--max-frames",
+        type=int,
+        help="stop after this many analysed frames (default: the whole clip)",
+    )
     demo.add_argument("--period", type=float, default=1.0, help="seconds between selected frames")
     demo.add_argument(
         "--pace",
         choices=("realtime", "source"),
         default="realtime",
-        help="'realtime' (default) plays the clip like a live camera; 'source' reads it "
+        help="'realtime' plays the clip like a live camera; 'source' reads it "
         "as fast as possible (most frames are then dropped by the bounded queue)",
     )
     demo.set_defaults(handler=_run)
@@ -70,10 +74,10 @@ async def _demo(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from secfepas_sdk._extras import require
+    from secfepas_sdk._extras import require_all
 
-    for module, extra in (("pydantic_settings", "edge"), ("cv2", "camera"), ("tenseal", "edge")):
-        require(module, extra)
+    # The demo runs both roles: name every missing module and the one extra at once.
+    require_all(("pydantic_settings", "cv2", "onnxruntime", "tenseal"), "all")
     from secfepas_sdk.alerts.assessment import PAIN_LEVELS
     from secfepas_sdk.camera.client import SecureInferenceClient
     from secfepas_sdk.camera.detection import FaceDetector

@@ -16,18 +16,46 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         description="Settings come from --config (TOML), SECFEPAS_EDGE_* variables and "
         "these flags (strongest). See docs/edge.md.",
     )
-    serve.add_argument("--config", type=Path, help="edge.toml settings file")
-    serve.add_argument("--listen", metavar="HOST:PORT", help="address for cameras")
-    serve.add_argument("--model-dir", type=Path, help="directory of private model packages")
-    serve.add_argument("--ca", type=Path, help="site CA certificate (PEM) that signs cameras")
-    serve.add_argument("--cert", type=Path, help="edge certificate (PEM)")
-    serve.add_argument("--key", type=Path, help="edge private key (PEM)")
-    serve.add_argument("--metrics-port", type=int, help="Prometheus/health HTTP port")
+    serve.add_argument(
+        "--config",
+        type=Path,
+        help="edge.toml settings file (default: none; flags and SECFEPAS_EDGE_* only)",
+    )
+    serve.add_argument(
+        "--listen", metavar="HOST:PORT", help="address for cameras (default: 127.0.0.1:7443)"
+    )
+    serve.add_argument(
+        "--model-dir",
+        type=Path,
+        help="directory of private model packages (no default: this flag, edge.toml or "
+        "SECFEPAS_EDGE_MODEL_DIR)",
+    )
+    serve.add_argument(
+        "--ca",
+        type=Path,
+        help="site CA certificate (PEM) that signs cameras (no default, like --model-dir)",
+    )
+    serve.add_argument(
+        "--cert", type=Path, help="edge certificate (PEM) (no default, like --model-dir)"
+    )
+    serve.add_argument(
+        "--key", type=Path, help="edge private key (PEM) (no default, like --model-dir)"
+    )
+    serve.add_argument(
+        "--metrics-port", type=int, help="Prometheus/health HTTP port on 127.0.0.1 (default: 9464)"
+    )
     serve.add_argument(
         "--no-metrics", action="store_true", help="serve no metrics or health endpoint"
     )
-    serve.add_argument("--max-sessions", type=int, help="concurrent sessions (worker processes)")
-    serve.add_argument("--grace", type=float, default=30.0, help="seconds to finish on stop")
+    serve.add_argument(
+        "--max-sessions", type=int, help="concurrent sessions (worker processes; default: 2)"
+    )
+    serve.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        help="seconds that open inferences get to finish on SIGINT/SIGTERM",
+    )
     serve.set_defaults(handler=_serve)
 
 

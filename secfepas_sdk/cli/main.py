@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from secfepas_sdk import __version__
 from secfepas_sdk.errors import SecfepasError
@@ -15,8 +17,46 @@ from secfepas_sdk.errors import SecfepasError
 _COMMAND_MODULES = ("demo", "camera", "edge", "snni", "model", "certs", "bench")
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the text already says it.
+
+    (argparse.ArgumentDefaultsHelpFormatter also prints "default: None" and "False".)
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or "default" in text
+            or default is None
+            or default is False
+            or default == argparse.SUPPRESS
+            or default == []
+        ):
+            return text
+        if isinstance(default, list):  # nargs: show it as it is typed
+            return f"{text} (default: {' '.join(str(v) for v in default)})"
+        return f"{text} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """The parser of every (sub)command: our help format, and ``-v`` after any command."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.add_argument(
+            "-v",
+            "--verbose",
+            action="count",
+            default=argparse.SUPPRESS,
+            help="more log output (repeatable; also before the command)",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="secfepas",
         description=(
             "Privacy-preserving pain assessment: a camera and an edge server run "
@@ -24,9 +64,6 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"secfepas {__version__}")
-    parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more log output (repeatable)"
-    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         module = importlib.import_module(f"secfepas_sdk.cli.{name}")
@@ -35,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(verbosity: int) -> None:
+    if verbosity < 2:  # FFmpeg inside OpenCV prints its own lines on a bad file
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     level = logging.WARNING - 10 * min(verbosity, 2)
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -48,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
-    _configure_logging(args.verbose)
+    _configure_logging(getattr(args, "verbose", 0))
     try:
         return int(handler(args) or 0)
     except SecfepasError as exc:

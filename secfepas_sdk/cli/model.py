@@ -1,9 +1,11 @@
-"""`secfepas model`: import an ONNX model into a package, verify a package."""
+"""`secfepas model`: import an ONNX model into a package, verify a package, or
+write out the bundled demo package (a model directory for a first edge)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 
@@ -15,10 +17,18 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     imp.add_argument("onnx", help="MODEL.onnx (opset >= 13, batch 1, NCHW)")
     imp.add_argument("out_dir", help="package directory to write")
     imp.add_argument("--model-id", default=None, help="package id (default: file stem)")
-    imp.add_argument("--version", default="1.0.0", dest="model_version")
-    imp.add_argument("--bits", type=int, default=37, help="ring bits l (default 37)")
-    imp.add_argument("--frac", type=int, default=12, help="fractional bits f (default 12)")
-    imp.add_argument("--params", default="bfv-n8192-q180", help="HE parameter set name")
+    imp.add_argument(
+        "--version",
+        default="1.0.0",
+        dest="model_version",
+        metavar="VERSION",
+        help="package version (semantic)",
+    )
+    imp.add_argument("--bits", type=int, default=37, help="ring bits l")
+    imp.add_argument("--frac", type=int, default=12, help="fractional bits f")
+    imp.add_argument(
+        "--params", default="bfv-n8192-q180", help="HE parameter set name (see docs/snni-he.md)"
+    )
     imp.add_argument(
         "--classes",
         nargs="+",
@@ -66,7 +76,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="area (default: area averaging when shrinking, bilinear when enlarging), "
         "linear, cubic or nearest",
     )
-    imp.add_argument("--description", default="")
+    imp.add_argument(
+        "--description", default="", help="free text for the manifest (default: empty)"
+    )
     imp.add_argument(
         "--no-reference", action="store_true", help="do not keep the float ONNX in private/"
     )
@@ -90,12 +102,19 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     ver.add_argument("package", help="package directory")
     ver.add_argument("--public-only", action="store_true", help="camera side: skip the weights")
     ver.set_defaults(handler=_verify)
+
+    demo = sub.add_parser(
+        "demo-package",
+        help="write the bundled demo package (seeded weights, not clinically trained) to DIR",
+        description="Copy the bundled demo model package, public and private parts, to DIR: "
+        "put DIR inside an edge's --model-dir to serve model id demo-pain-cnn.",
+    )
+    demo.add_argument("dir", type=Path, help="package directory to create (must not exist)")
+    demo.set_defaults(handler=_demo_package)
     parser.set_defaults(handler=lambda _a: parser.print_help() or 2)
 
 
 def _import(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from secfepas_sdk.models.importer import DEFAULT_OT_K, import_onnx
 
     manifest = import_onnx(
@@ -135,6 +154,27 @@ def parse_size(text: str) -> tuple[int, int]:
     if len(dims) not in (1, 2) or min(dims) < 1:
         raise ConfigError(f"--size {text!r}: expected HEIGHTxWIDTH, e.g. 64x64")
     return (dims[0], dims[-1])
+
+
+def _demo_package(args: argparse.Namespace) -> int:
+    import shutil
+
+    from secfepas_sdk.errors import ConfigError
+    from secfepas_sdk.models.bundled import demo_model_path
+    from secfepas_sdk.models.package import load_private
+
+    if args.dir.exists():
+        raise ConfigError(f"{args.dir} already exists: give a new directory for the package")
+    try:
+        shutil.copytree(demo_model_path(), args.dir)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {args.dir}: {exc.strerror or exc}") from None
+    m = load_private(args.dir).public.manifest  # the copy is checked like any package
+    print(
+        f"wrote model package {m.model_id} {m.version} to {args.dir} (seeded weights, not "
+        f"clinically trained); serve it with: secfepas edge serve --model-dir {args.dir.parent} ..."
+    )
+    return 0
 
 
 def _verify(args: argparse.Namespace) -> int:

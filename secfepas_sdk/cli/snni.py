@@ -21,9 +21,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     st.add_argument("--model", required=True, help="MODEL.onnx or a model package directory")
     st.add_argument("--input", required=True, help="an image file (a face is detected and cropped)")
-    st.add_argument("--json", action="store_true", help="print the JSON report only")
-    st.add_argument("--bits", type=int, default=37, help="ring bits when importing an ONNX file")
-    st.add_argument("--frac", type=int, default=12, help="fractional bits when importing")
+    st.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    st.add_argument("--bits", type=int, default=37, help="ring bits l when importing an ONNX file")
+    st.add_argument(
+        "--frac", type=int, default=12, help="fractional bits f when importing an ONNX file"
+    )
     st.set_defaults(handler=_selftest)
     parser.set_defaults(handler=lambda _a: parser.print_help() or 2)
 
@@ -115,8 +117,24 @@ def _selftest(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
     else:
-        print(json.dumps(report, indent=2))
+        print(_human(report))
     return 0 if report["argmax_match"] else 1
+
+
+def _human(report: dict[str, Any]) -> str:
+    """The selftest report for a terminal (--json gives every field)."""
+    seconds, sent, rss = report["seconds"], report["bytes"], report["peak_rss_mb"]
+    verdict = "matches" if report["argmax_match"] else "DIFFERS FROM"
+    return (
+        f"secure inference: argmax {verdict} plaintext onnxruntime, "
+        f"max |logit error| {report['max_abs_err']:.4g}\n"
+        f"  {seconds['total']:.2f} s (compute: camera {seconds['client_compute']:.2f} s, "
+        f"edge {seconds['server_compute']:.2f} s), "
+        f"{sent['client_to_server'] / 1e6:.1f} MB up, "
+        f"{sent['server_to_client'] / 1e6:.1f} MB down, "
+        f"{report['rounds']} rounds, peak RSS camera {rss['client']:.0f} MB / "
+        f"edge {rss['server']:.0f} MB"
+    )
 
 
 def _num_outputs(path: Path) -> int:

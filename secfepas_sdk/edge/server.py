@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 import secrets
 import ssl
 from concurrent.futures import ProcessPoolExecutor
@@ -23,6 +24,7 @@ from secfepas_sdk.edge.session import EdgeSession, WorkerFailed
 from secfepas_sdk.edge.settings import EdgeSettings
 from secfepas_sdk.edge.worker import ignore_interrupts
 from secfepas_sdk.errors import (
+    ConfigError,
     ConnectionLostError,
     ErrorCode,
     NegotiationError,
@@ -85,12 +87,25 @@ class Server:
         self._stopped = asyncio.Event()
         self._slots = asyncio.Semaphore(s.max_sessions)
         self._executor = self._new_executor()
-        self._listener = await asyncio.start_server(self._on_connect, s.host, s.port)
+        try:
+            self._listener = await asyncio.start_server(self._on_connect, s.host, s.port)
+        except OSError as exc:
+            await self.stop(0.0)
+            raise ConfigError(
+                f"cannot listen for cameras on {s.host}:{s.port}: {_reason(exc)}"
+            ) from None
         if s.metrics_enabled:
-            self._metrics_server = MetricsServer(
-                self.metrics, self._healthy, s.metrics_host, s.metrics_port
-            )
-            await self._metrics_server.start()
+            metrics = MetricsServer(self.metrics, self._healthy, s.metrics_host, s.metrics_port)
+            try:
+                await metrics.start()
+            except OSError as exc:
+                await self.stop(0.0)
+                raise ConfigError(
+                    f"cannot serve metrics on {s.metrics_host}:{s.metrics_port}: {_reason(exc)} "
+                    "(another edge on this host? choose another metrics_port, or switch "
+                    "metrics off)"
+                ) from None
+            self._metrics_server = metrics
         host, port = self.address
         log.info(
             "edge listening on %s:%d: %d model(s), %d session slots, queue %d",
@@ -335,3 +350,8 @@ class Server:
 
 def _broken(executor: ProcessPoolExecutor) -> bool:
     return bool(getattr(executor, "_broken", False))
+
+
+def _reason(exc: OSError) -> str:
+    """The OS's words for a failed bind ("address already in use"), without the errno."""
+    return os.strerror(exc.errno).lower() if exc.errno else str(exc)

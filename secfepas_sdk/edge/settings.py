@@ -6,6 +6,9 @@ environment, the TOML file, the defaults. Unknown keys are errors.
 
 from __future__ import annotations
 
+import difflib
+import logging
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -17,11 +20,15 @@ from secfepas_sdk.errors import ConfigError
 
 __all__ = ["EdgeSettings", "load_settings"]
 
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "SECFEPAS_EDGE_"
+
 
 class EdgeSettings(BaseSettings):
     """Everything an edge operator can set (see docs/edge.md)."""
 
-    model_config = SettingsConfigDict(env_prefix="SECFEPAS_EDGE_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
     host: str = Field("127.0.0.1", description="address to listen on for cameras")
     port: int = Field(7443, ge=0, le=65535, description="TLS port (0 = any free port)")
@@ -70,6 +77,9 @@ def load_settings(toml_file: Path | None = None, **overrides: Any) -> EdgeSettin
             file_values = tomllib.loads(Path(toml_file).read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read edge settings {toml_file}: {exc}") from exc
+        for name in file_values:
+            if name not in EdgeSettings.model_fields:
+                raise ConfigError(f"{toml_file}: unknown setting {name!r}{_did_you_mean(name)}")
         base = Path(toml_file).resolve().parent
         for name in ("model_dir", "ca", "cert", "key"):  # relative to the file
             if isinstance(file_values.get(name), str):
@@ -87,11 +97,45 @@ def load_settings(toml_file: Path | None = None, **overrides: Any) -> EdgeSettin
         ) -> tuple[PydanticBaseSettingsSource, ...]:
             return (init_settings, env_settings, _Dict(settings_cls, file_values))
 
+    _warn_unknown_environment()
     try:
         loaded = _FromFile(**given)
         return EdgeSettings.model_validate(loaded.model_dump())
     except ValidationError as exc:
-        raise ConfigError(f"invalid edge settings: {exc}") from exc
+        raise ConfigError(_one_line(exc, toml_file)) from None
+
+
+def _did_you_mean(name: str) -> str:
+    close = difflib.get_close_matches(name.lower(), list(EdgeSettings.model_fields), n=1)
+    return f"; did you mean {close[0]!r}?" if close else "; the settings are listed in docs/edge.md"
+
+
+def _warn_unknown_environment() -> None:
+    """pydantic-settings ignores SECFEPAS_EDGE_* names it does not know: say so."""
+    for var in sorted(os.environ):
+        if var.upper().startswith(ENV_PREFIX):
+            name = var[len(ENV_PREFIX) :].lower()
+            if name not in EdgeSettings.model_fields:
+                close = difflib.get_close_matches(name, list(EdgeSettings.model_fields), n=1)
+                hint = f"; did you mean {ENV_PREFIX}{close[0].upper()}?" if close else ""
+                log.warning("ignoring unknown environment variable %s%s", var, hint)
+
+
+def _one_line(exc: ValidationError, toml_file: Path | None) -> str:
+    """pydantic's multi-line report as one line: missing settings, then bad values."""
+    missing = [str(e["loc"][0]) for e in exc.errors() if e["type"] == "missing" and e["loc"]]
+    if missing:
+        flags = ", ".join("--" + name.replace("_", "-") for name in missing)
+        return (
+            f"missing edge setting(s) {', '.join(missing)}: give {flags} "
+            f"(or set them in edge.toml or {ENV_PREFIX}* variables)"
+        )
+    where = f" in {toml_file} or the environment" if toml_file else ""
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in e['loc'])}={e.get('input')!r}: {e['msg']}"
+        for e in exc.errors()
+    )
+    return f"invalid edge setting{where}: {problems}"
 
 
 class _Dict(PydanticBaseSettingsSource):

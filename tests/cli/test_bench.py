@@ -14,7 +14,7 @@ def test_bench_reports_time_bytes_and_memory(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "bench.json"
-    assert main(["bench", "--repeat", "1", "--json", str(out)]) == 0
+    assert main(["bench", "--repeat", "1", "--json-out", str(out)]) == 0
     result = json.loads(out.read_text())
     (run,) = result["runs"]
     assert result["model_id"] == "demo-pain-cnn"
@@ -23,6 +23,14 @@ def test_bench_reports_time_bytes_and_memory(
     assert run["rounds"] >= 3
     assert run["client_rss_mb"] > 10 and run["server_rss_mb"] > 10
     assert "median:" in capsys.readouterr().out
+
+
+def test_bench_json_is_a_flag_that_prints_one_json_object(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["bench", "--repeat", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)  # nothing but the JSON object
+    assert result["model_id"] == "demo-pain-cnn" and len(result["runs"]) == 1
 
 
 def test_bench_rejects_zero_repeats(capsys: pytest.CaptureFixture[str]) -> None:

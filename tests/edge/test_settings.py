@@ -68,3 +68,37 @@ def test_metrics_can_be_switched_off_from_file_env_and_flags(
     assert load_settings(tmp_path / "edge.toml").metrics_enabled is False
     monkeypatch.delenv("SECFEPAS_EDGE_METRICS_ENABLED")
     assert load_settings(tmp_path / "edge.toml", metrics_enabled=False).metrics_enabled is False
+
+
+def test_a_typo_in_the_file_names_the_file_and_the_closest_key(tmp_path: Path) -> None:
+    (tmp_path / "edge.toml").write_text(TOML + "metrics_prot = 9500\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(tmp_path / "edge.toml")
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(tmp_path / "edge.toml") in message
+    assert "'metrics_prot'" in message and "did you mean 'metrics_port'?" in message
+
+
+def test_unknown_environment_variables_are_warned_about(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "edge.toml").write_text(TOML)
+    monkeypatch.setenv("SECFEPAS_EDGE_MAX_SESION", "4")
+    monkeypatch.setenv("SECFEPAS_EDGE_PORT", "9300")  # a known one: no warning
+    with caplog.at_level("WARNING", logger="secfepas_sdk.edge.settings"):
+        s = load_settings(tmp_path / "edge.toml")
+    assert s.max_sessions == 3 and s.port == 9300
+    (record,) = caplog.records
+    assert "SECFEPAS_EDGE_MAX_SESION" in record.getMessage()
+    assert "did you mean SECFEPAS_EDGE_MAX_SESSIONS?" in record.getMessage()
+
+
+def test_missing_and_invalid_values_are_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None)
+    assert str(info.value).startswith("missing edge setting(s) model_dir, ca, cert, key")
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, model_dir="m", ca="a", cert="c", key="k", max_sessions=0)
+    assert "\n" not in str(info.value)
+    assert "max_sessions=0" in str(info.value)
