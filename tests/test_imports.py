@@ -35,6 +35,42 @@ def test_camera_does_not_import_edge_or_integrations() -> None:
     assert not {m for m in loaded if m.startswith(("secfepas_mqtt", "secfepas_fhir", "paho"))}
 
 
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys\nprint('\\n'.join(sorted(sys.modules)))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return set(out.split())
+
+
+def test_importing_the_camera_package_is_light() -> None:
+    """Firmware imports the package first: no numpy, OpenCV, ONNX Runtime, SEAL or pydantic yet."""
+    loaded = _modules_after("import secfepas_sdk.camera")
+    heavy = {"numpy", "cv2", "onnxruntime", "tenseal", "pydantic", "secfepas_sdk.snni"}
+    assert not {m for m in loaded if m.split(".")[0] in heavy or m.startswith(tuple(heavy))}
+    assert not {m for m in loaded if m.startswith("secfepas_sdk.camera.")}
+
+
+def test_the_camera_package_exports_what_firmware_needs() -> None:
+    import secfepas_sdk.camera as camera
+    from secfepas_sdk.camera.client import SecureInferenceClient
+    from secfepas_sdk.camera.sources import PushSource, open_source
+    from secfepas_sdk.protocol.transport import TlsFiles
+
+    wanted = {"open_source", "PushSource", "default_chain", "FaceDetector"}
+    wanted |= {"SecureInferenceClient", "CameraPipeline", "TlsFiles"}
+    assert wanted <= set(camera.__all__)
+    for name in camera.__all__:
+        assert getattr(camera, name) is not None
+    assert camera.SecureInferenceClient is SecureInferenceClient
+    assert (camera.open_source, camera.PushSource) == (open_source, PushSource)
+    assert camera.TlsFiles is TlsFiles
+    with pytest.raises(AttributeError):
+        camera.NoSuchThing  # noqa: B018
+
+
 def test_edge_does_not_import_camera() -> None:
     loaded = _modules_after_import("secfepas_sdk.edge")
     assert "secfepas_sdk.edge.server" in loaded and "secfepas_sdk.edge.worker" in loaded

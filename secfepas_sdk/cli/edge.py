@@ -92,21 +92,15 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _run(settings: Any, grace: float) -> None:
-    import asyncio
-    import signal
+    from secfepas_sdk.edge.server import Server, stop_on_signals
 
-    from secfepas_sdk.edge.server import Server
-
-    server = Server(settings)
-    await server.start()
-    host, port = server.address
-    metrics = server.metrics_port
-    print(
-        f"secfepas edge: listening on {host}:{port}"
-        + (f", metrics on http://{settings.metrics_host}:{metrics}/metrics" if metrics else ""),
-        flush=True,
-    )
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(server.stop(grace)))
-    await server.serve_forever()
+    async with Server(settings, grace_s=grace) as server:
+        host, port = server.address
+        metrics = server.metrics_port
+        print(
+            f"secfepas edge: listening on {host}:{port}"
+            + (f", metrics on http://{settings.metrics_host}:{metrics}/metrics" if metrics else ""),
+            flush=True,
+        )
+        stop_on_signals(server)
+        await server.serve_forever()

@@ -1,7 +1,8 @@
 """The edge server: TLS listener, admission control, sessions, worker pool.
 
-``Server(settings)``; ``await start()``, ``await serve_forever()``,
-``await stop(grace_s)``. One asyncio loop accepts cameras and forwards bytes;
+``async with Server(settings) as server: await server.serve_forever()``
+(or ``start()`` / ``stop(grace_s)`` by hand); :func:`stop_on_signals` makes
+SIGTERM and SIGINT stop it gracefully. One asyncio loop accepts cameras and forwards bytes;
 the crypto runs in a process pool with one worker per session slot, so the
 loop never blocks. Further cameras wait in a bounded queue and are then told
 ``busy``.
@@ -15,8 +16,11 @@ import logging
 import multiprocessing
 import os
 import secrets
+import signal
 import ssl
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
+from types import TracebackType
 
 from secfepas_sdk.edge.metrics import EdgeMetrics, MetricsServer
 from secfepas_sdk.edge.registry import ModelRegistry, RegisteredModel
@@ -45,7 +49,7 @@ from secfepas_sdk.protocol.transport import (
     tls_failure_reason,
 )
 
-__all__ = ["Server"]
+__all__ = ["Server", "stop_on_signals"]
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +65,15 @@ class _Refused(SecfepasError):
 class Server:
     """Serve the edge half of secure inference to many authenticated cameras."""
 
-    def __init__(self, settings: EdgeSettings, *, registry: ModelRegistry | None = None) -> None:
+    def __init__(
+        self,
+        settings: EdgeSettings,
+        *,
+        registry: ModelRegistry | None = None,
+        grace_s: float = 30.0,
+    ) -> None:
         self.settings = settings
+        self.grace_s = grace_s  # for stop() at the end of ``async with``
         self.metrics = EdgeMetrics()
         self._registry = registry
         self._ssl: ssl.SSLContext | None = None
@@ -115,6 +126,18 @@ class Server:
             s.max_sessions,
             s.max_queue,
         )
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop(self.grace_s)
 
     def _new_executor(self) -> ProcessPoolExecutor:
         ctx = multiprocessing.get_context(self.settings.worker_start_method)
@@ -346,6 +369,37 @@ class Server:
         finally:
             self._sessions.discard(session)
         log.info("session %s ended after %d inference(s)", session_id, session.inferences)
+
+
+def stop_on_signals(
+    server: Server,
+    *,
+    grace_s: float | None = None,
+    signals: Iterable[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
+) -> Callable[[], None]:
+    """Make each of ``signals`` start ``server.stop(grace_s)``; returns the undo.
+
+    Call it from the server's event loop (the handlers run in that loop). A
+    second signal while stopping changes nothing: stop() is idempotent.
+    """
+    loop = asyncio.get_running_loop()
+    grace = server.grace_s if grace_s is None else grace_s
+    installed = list(signals)
+    tasks: set[asyncio.Task[None]] = set()
+
+    def on_signal() -> None:
+        task = loop.create_task(server.stop(grace))
+        tasks.add(task)  # keep a reference until it is done
+        task.add_done_callback(tasks.discard)
+
+    for sig in installed:
+        loop.add_signal_handler(sig, on_signal)
+
+    def undo() -> None:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+    return undo
 
 
 def _broken(executor: ProcessPoolExecutor) -> bool:

@@ -141,3 +141,32 @@ def test_a_manifest_without_normalisation_is_a_clear_error(tls: TlsFiles) -> Non
     pipeline = CameraPipeline(SyntheticSource(count=1), client, detector=None)
     with pytest.raises(ModelPackageError, match="bad preprocessing contract: mean"):
         asyncio.run(pipeline._tensor(_frame(0)))
+
+
+def test_the_program_in_docs_camera_md_runs_as_written(
+    edge_address: tuple[str, int],
+    tls: TlsFiles,
+    write_video: Any,
+    astronaut_bgr: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Only the device, the edge's address and the PEM paths are replaced."""
+    doc = (Path(__file__).parents[2] / "docs" / "camera.md").read_text()
+    section = doc.split("## Secure inference", 1)[1]
+    program = section.split("```python\n", 1)[1].split("```", 1)[0]
+    clip = write_video(tmp_path / "face.mp4", [astronaut_bgr] * 3)
+    host, port = edge_address
+    for old, new in [
+        ('"/dev/video0"', repr(str(clip))),
+        ('"edge.local:7443"', repr(f"{host}:{port}")),
+        ('"site-ca.pem"', repr(str(tls.ca))),
+        ('"camera.pem"', repr(str(tls.cert))),
+        ('"camera-key.pem"', repr(str(tls.key))),
+    ]:
+        assert old in program
+        program = program.replace(old, new)
+    exec(compile(program, "docs/camera.md", "exec"), {"__name__": "__main__"})
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1  # three frames within one 5 s period: one inference
+    assert out[0].startswith("frame 0: pain level ")

@@ -7,6 +7,8 @@ import asyncio
 import glob
 import logging
 import os
+import signal
+import socket
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +19,7 @@ import numpy as np
 import pytest
 
 from secfepas_sdk.camera.client import RetryPolicy, SecureInferenceClient
-from secfepas_sdk.edge.server import Server
+from secfepas_sdk.edge.server import Server, stop_on_signals
 from secfepas_sdk.errors import ConnectionLostError, PeerError, RemoteProtocolError
 
 MODEL = "demo-pain-cnn"
@@ -255,3 +257,26 @@ def test_garbage_snni_data_fails_that_session_only(
             await client.close()
 
     asyncio.run(main())
+
+
+def test_async_with_and_sigterm_stop_the_server_gracefully(
+    make_settings: Any, demo_models: Path
+) -> None:
+    """The documented edge program: serve_forever() returns after SIGTERM, nothing listens."""
+
+    async def main() -> tuple[str, int]:
+        async with Server(make_settings(model_dir=demo_models), grace_s=5.0) as server:
+            undo = stop_on_signals(server)
+            try:
+                address = server.address
+                loop = asyncio.get_running_loop()
+                loop.call_soon(os.kill, os.getpid(), signal.SIGTERM)
+                async with asyncio.timeout(30):
+                    await server.serve_forever()
+            finally:
+                undo()
+        return address
+
+    host, port = asyncio.run(main())
+    with pytest.raises(OSError):
+        socket.create_connection((host, port), timeout=2).close()
