@@ -5,6 +5,13 @@ Capture and selection run in their own thread and never wait for inference:
 between them and the inference side sits a bounded queue that drops the
 OLDEST frame when full (the newest picture of a patient matters most) and
 counts every drop.
+
+When inferences start is the schedule's job (:mod:`secfepas_sdk.camera.schedule`).
+Under the default ``constant`` schedule a preparer task detects and preprocesses
+selected frames ahead of time and keeps the newest face; at every slot boundary
+exactly one inference starts, on that face or on the dummy tensor. Under
+``on-change`` every selected frame with a face is analysed at once, which shows
+the edge when a face is present and when it moves.
 """
 
 from __future__ import annotations
@@ -12,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Literal, Protocol
 
@@ -26,7 +34,16 @@ from secfepas_sdk.camera.client import FATAL_CODES, SecureInferenceClient
 from secfepas_sdk.camera.detection import Face
 from secfepas_sdk.camera.frames import Frame
 from secfepas_sdk.camera.preprocess import PreprocessConfig, preprocess_face
-from secfepas_sdk.camera.selection import SelectorChain
+from secfepas_sdk.camera.schedule import (
+    DEFAULT_SCHEDULE,
+    SCHEDULES,
+    MonotonicClock,
+    ScheduleKind,
+    SlotClock,
+    SlotSchedule,
+    dummy_tensor,
+)
+from secfepas_sdk.camera.selection import DEFAULT_PERIOD_S, PeriodicSelector, SelectorChain
 from secfepas_sdk.camera.sources import FrameSource
 from secfepas_sdk.errors import (
     InvalidValueError,
@@ -48,11 +65,16 @@ class PipelineConfig:
     """``queue_size``: frames waiting for inference. ``pace``: "source" takes frames as
     the source gives them (live cameras); "realtime" releases a file's frames at their
     media time, so a recording behaves like a live camera. ``max_frames``: stop after
-    that many analysed frames."""
+    that many analysed frames. ``schedule``: "constant" (default: one inference per
+    ``schedule_period_s``, on a dummy tensor when there is no new face) or
+    "on-change" (analyse each selected face at once; leaks presence and motion to
+    the edge). ``schedule_period_s`` defaults to the selector's period (5 s)."""
 
     queue_size: int = 2
     pace: Literal["source", "realtime"] = "source"
     max_frames: int | None = None
+    schedule: ScheduleKind = DEFAULT_SCHEDULE
+    schedule_period_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.queue_size < 1:
@@ -61,6 +83,12 @@ class PipelineConfig:
             raise InvalidValueError("pace must be 'source' or 'realtime'")
         if self.max_frames is not None and self.max_frames < 1:
             raise InvalidValueError("max_frames must be >= 1")
+        if self.schedule not in SCHEDULES:
+            raise InvalidValueError(f"schedule must be one of {SCHEDULES}")
+        if self.schedule_period_s is not None and not (
+            math.isfinite(self.schedule_period_s) and self.schedule_period_s > 0
+        ):
+            raise InvalidValueError("schedule_period_s must be > 0")
 
 
 @dataclass(slots=True)
@@ -73,6 +101,12 @@ class PipelineStats:
     no_face: int = 0
     analysed: int = 0
     errors: int = 0
+    # constant schedule only: slots used, those run on the dummy tensor, slots lost
+    # while an inference overran, and faces replaced by a newer one before their slot
+    slots: int = 0
+    dummies: int = 0
+    missed_slots: int = 0
+    superseded: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -133,6 +167,9 @@ class CameraPipeline:
     :class:`~secfepas_sdk.camera.detection.FaceDetector`); ``None`` analyses the
     whole frame (for sources that already deliver face crops).
     ``on_assessment`` gets every assessment (e.g. ``AlertService.submit``).
+    ``clock`` times the constant schedule's slots (default: the monotonic clock;
+    :class:`~secfepas_sdk.camera.schedule.ReplayClock` replays a recording
+    deterministically).
     """
 
     def __init__(
@@ -145,6 +182,7 @@ class CameraPipeline:
         preprocess: PreprocessConfig | None = None,
         on_assessment: Callable[[PainAssessment], object] | None = None,
         config: PipelineConfig | None = None,
+        clock: SlotClock | None = None,
     ) -> None:
         self.source = source
         self.client = client
@@ -153,6 +191,7 @@ class CameraPipeline:
         self.preprocess = preprocess
         self.on_assessment = on_assessment
         self.config = config or PipelineConfig()
+        self.clock: SlotClock = clock or MonotonicClock()
         self.stats = PipelineStats()
         self._stop = threading.Event()
 
@@ -206,56 +245,179 @@ class CameraPipeline:
         return self.preprocess
 
     async def run(self) -> AsyncIterator[PainAssessment]:
-        """Yield one assessment per analysed frame until the source ends."""
+        """Yield one assessment per analysed frame until the source ends.
+
+        The session is set up before capture and before the first slot, and
+        kept for the whole run. Inference runs in a driver task that never
+        waits for this generator's consumer, so a slow consumer (or alert
+        callback) cannot delay a slot.
+        """
         await self.client.connect()
         loop = asyncio.get_running_loop()
         queue = DropOldestQueue(self.config.queue_size, loop)
+        results: asyncio.Queue[PainAssessment | _End] = asyncio.Queue()
         capture = threading.Thread(
             target=self._capture, args=(queue,), name="secfepas-capture", daemon=True
         )
         capture.start()
+        drive = (
+            self._drive_constant if self.config.schedule == "constant" else self._drive_on_change
+        )
+        driver = asyncio.ensure_future(self._guarded(drive(queue, results), results))
         try:
             while True:
-                item = await queue.get()
-                self.stats.dropped = queue.dropped
+                item = await results.get()
                 if isinstance(item, _End):
                     if item.error is not None:
-                        if isinstance(item.error, SecfepasError):
-                            raise item.error
-                        raise SourceError(f"frame source failed: {item.error}") from item.error
+                        raise item.error
                     return
-                assessment = await self._analyse(item)
-                if assessment is None:
-                    continue
-                self.stats.analysed += 1
                 if self.on_assessment is not None:
-                    self.on_assessment(assessment)
-                yield assessment
-                if self.config.max_frames and self.stats.analysed >= self.config.max_frames:
-                    return
+                    self.on_assessment(item)
+                yield item
         finally:
+            driver.cancel()
+            await asyncio.gather(driver, return_exceptions=True)
             self._stop.set()
             await asyncio.to_thread(capture.join, 10.0)
             self.stats.dropped = queue.dropped
 
-    async def _analyse(self, frame: Frame) -> PainAssessment | None:
-        tensor = await self._tensor(frame)
-        if tensor is None:
-            self.stats.no_face += 1
-            return None
+    @staticmethod
+    async def _guarded(
+        work: Awaitable[None], results: asyncio.Queue[PainAssessment | _End]
+    ) -> None:
+        """Run a driver; hand its end (or its error) to the consumer as an ``_End``."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            results.put_nowait(_End(exc))
+        else:
+            results.put_nowait(_End())
+
+    def _done(self) -> bool:
+        return bool(self.config.max_frames and self.stats.analysed >= self.config.max_frames)
+
+    async def _drive_on_change(
+        self, queue: DropOldestQueue, results: asyncio.Queue[PainAssessment | _End]
+    ) -> None:
+        """Analyse each selected frame that has a face, as soon as it is there (leaky)."""
+        while not self._done():
+            item = await queue.get()
+            self.stats.dropped = queue.dropped
+            if isinstance(item, _End):
+                _raise_source_error(item)
+                return
+            tensor = await self._tensor(item)
+            if tensor is None:
+                self.stats.no_face += 1
+                continue
+            assessment = await self._infer(tensor, item, what=f"frame {item.index}")
+            if assessment is not None:
+                self.stats.analysed += 1
+                results.put_nowait(assessment)
+
+    async def _drive_constant(
+        self, queue: DropOldestQueue, results: asyncio.Queue[PainAssessment | _End]
+    ) -> None:
+        """One inference per slot: the newest prepared face, else the dummy tensor."""
+        clock = self.clock
+        cfg = self.preprocess or self._manifest_preprocess()
+        dummy = dummy_tensor((1, 3, cfg.size, cfg.size))
+        slots = SlotSchedule(self._schedule_period(), clock)
+        state = _Prepared()
+        preparer = asyncio.ensure_future(self._prepare(queue, clock, state))
+        slots.start()
+        try:
+            while not self._done():
+                if preparer.done():
+                    preparer.result()  # re-raise a detection or source failure
+                    if state.pending is None:
+                        return  # the source has ended and its last face is analysed
+                await clock.sleep_until(slots.deadline)
+                taken, state.pending = state.pending, None
+                self.stats.slots += 1
+                tensor = dummy if taken is None else taken[1]
+                assessment = await self._infer(
+                    tensor,
+                    None if taken is None else taken[0],
+                    what=f"slot {slots.index}",
+                )
+                if taken is None:
+                    self.stats.dummies += 1  # the result is discarded unread
+                elif assessment is not None:
+                    self.stats.analysed += 1
+                    results.put_nowait(assessment)
+                slots.advance()
+                self.stats.missed_slots = slots.missed
+        finally:
+            preparer.cancel()
+            await asyncio.gather(preparer, return_exceptions=True)
+            self.stats.dropped = queue.dropped
+
+    async def _prepare(self, queue: DropOldestQueue, clock: SlotClock, state: _Prepared) -> None:
+        """Detect and preprocess selected frames ahead of their slot; keep the newest face."""
+        while True:
+            item = await queue.get()
+            self.stats.dropped = queue.dropped
+            if isinstance(item, _End):
+                await clock.source_ended()
+                _raise_source_error(item)
+                return
+            await clock.admit(item.timestamp)
+            tensor = await self._tensor(item)
+            if tensor is None:
+                self.stats.no_face += 1
+                continue
+            if state.pending is not None:
+                self.stats.superseded += 1
+            state.pending = (item, tensor)
+
+    def _schedule_period(self) -> float:
+        if self.config.schedule_period_s is not None:
+            return self.config.schedule_period_s
+        for step in () if self.selector is None else self.selector.steps:
+            if isinstance(step, PeriodicSelector) and step.period_s > 0:
+                return step.period_s
+        return DEFAULT_PERIOD_S
+
+    async def _infer(
+        self, tensor: NDArray[np.float32], frame: Frame | None, *, what: str
+    ) -> PainAssessment | None:
+        """One secure inference; a non-fatal failure is counted and logged (never which
+        frame was real or dummy, nor anything else derived from the pixels)."""
         try:
             return await self.client.infer(
-                tensor, frame_time=frame.wall_time, frame_index=frame.index
+                tensor,
+                frame_time=None if frame is None else frame.wall_time,
+                frame_index=0 if frame is None else frame.index,
             )
         except PeerError as exc:
             if exc.code in FATAL_CODES:
                 raise
             self.stats.errors += 1
-            log.warning("frame %d not analysed: %s", frame.index, safe_text(exc))
+            log.warning("%s not analysed: %s", what, safe_text(exc))
         except (ProtocolError, SessionError) as exc:  # bad bytes, lost link: reconnect next time
             self.stats.errors += 1
-            log.warning("frame %d not analysed: %s", frame.index, safe_text(exc))
+            log.warning("%s not analysed: %s", what, safe_text(exc))
         return None
+
+
+class _Prepared:
+    """The newest face ready for the next slot (written by the preparer task only)."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending: tuple[Frame, NDArray[np.float32]] | None = None
+
+
+def _raise_source_error(end: _End) -> None:
+    if end.error is None:
+        return
+    if isinstance(end.error, SecfepasError):
+        raise end.error
+    raise SourceError(f"frame source failed: {end.error}") from end.error
 
 
 def _no_margin(cfg: PreprocessConfig) -> PreprocessConfig:

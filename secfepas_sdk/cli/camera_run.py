@@ -35,7 +35,26 @@ def register(camera_subparsers: argparse._SubParsersAction[Any]) -> None:
     run.add_argument("--outbox", type=Path, help="alert outbox file (default: ./alerts.sqlite)")
     run.add_argument("--json", action="store_true", help="one JSON object per analysed frame")
     run.add_argument("--server-name", help="edge name to verify (default: the host)")
-    run.add_argument("--period", type=float, default=1.0, help="seconds between selected frames")
+    run.add_argument(
+        "--period",
+        type=float,
+        default=5.0,
+        help="seconds between selected frames, and between inferences (default: 5)",
+    )
+    run.add_argument(
+        "--schedule",
+        choices=("constant", "on-change"),
+        default="constant",
+        help="'constant' (default): one inference per period, on a dummy when no new face "
+        "is there, so the edge learns nothing from timing; 'on-change' analyses each new "
+        "face at once and shows the edge when someone is there and moves",
+    )
+    run.add_argument(
+        "--schedule-period",
+        type=float,
+        metavar="SECONDS",
+        help="seconds between inference slots (default: --period)",
+    )
     run.add_argument(
         "--max-frames",
         type=int,
@@ -117,7 +136,12 @@ async def _main(args: argparse.Namespace) -> int:
         selector=default_chain(period_s=args.period),
         detector=detector,
         on_assessment=None if alerts is None else alerts.submit,
-        config=PipelineConfig(pace=args.pace, max_frames=args.max_frames),
+        config=PipelineConfig(
+            pace=args.pace,
+            max_frames=args.max_frames,
+            schedule=args.schedule,
+            schedule_period_s=args.schedule_period,
+        ),
     )
     try:
         async for a in pipeline.run():

@@ -51,7 +51,8 @@ def test_drop_oldest_queue_keeps_the_newest_and_counts() -> None:
 
 
 def test_capture_never_waits_for_inference(edge_address: tuple[str, int], tls: TlsFiles) -> None:
-    """300 frames at 'source' pace are read while only a few are analysed."""
+    """300 frames at 'source' pace are read while only a few are analysed (on-change:
+    every selected frame goes to the queue and on to inference as soon as possible)."""
     delivered: list[PainAssessment] = []
 
     async def main() -> CameraPipeline:
@@ -64,7 +65,7 @@ def test_capture_never_waits_for_inference(edge_address: tuple[str, int], tls: T
             selector=default_chain(period_s=0.5),
             detector=None,  # the synthetic scenes have no faces: analyse the whole frame
             on_assessment=delivered.append,
-            config=PipelineConfig(queue_size=2),
+            config=PipelineConfig(queue_size=2, schedule="on-change"),
         )
         got = []
         async for a in pipeline.run():
@@ -111,7 +112,9 @@ def test_real_clip_with_face_detection_and_alerts(
             selector=default_chain(period_s=1.0),
             detector=FaceDetector(),
             on_assessment=on_assessment,
-            config=PipelineConfig(max_frames=2, queue_size=64),
+            # The default constant schedule takes one face per slot: read at 'source'
+            # pace, the whole clip would be gone before the second slot.
+            config=PipelineConfig(max_frames=2, queue_size=64, pace="realtime"),
         )
         got = [a async for a in pipeline.run()]
         await client.close()

@@ -1,0 +1,217 @@
+"""The constant-rate privacy schedule.
+
+Unit tests of the slot logic on a fake clock, then the property the schedule
+exists for: a clip with a face for its first half and an empty room for its
+second half, through the real pipeline against a real edge over TLS, gives
+the edge the same per-slot inference count and the same bytes per inference in
+both halves (its own counters say so); the on-change schedule does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from camera_testkit import BackgroundEdge, demo_edge
+from conftest import VideoWriter
+from numpy.typing import NDArray
+
+from secfepas_sdk.camera.client import SecureInferenceClient
+from secfepas_sdk.camera.detection import FaceDetector
+from secfepas_sdk.camera.pipeline import CameraPipeline, PipelineConfig, PipelineStats
+from secfepas_sdk.camera.schedule import ReplayClock, SlotSchedule, dummy_tensor
+from secfepas_sdk.camera.selection import default_chain
+from secfepas_sdk.camera.sources import open_source
+from secfepas_sdk.certs import Pki
+from secfepas_sdk.errors import InvalidValueError
+from secfepas_sdk.protocol.transport import TlsFiles
+
+MODEL = "demo-pain-cnn"
+
+
+class FakeClock:
+    """Time moves only when the test says so."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep_until(self, deadline: float) -> None:
+        self.t = max(self.t, deadline)
+
+    async def admit(self, media_time: float) -> None:
+        return None
+
+    async def source_ended(self) -> None:
+        return None
+
+
+def test_slots_sit_on_the_grid_and_missed_slots_are_counted_not_made_up() -> None:
+    clock = FakeClock(100.0)
+    slots = SlotSchedule(5.0, clock)
+    slots.start()
+    assert (slots.index, slots.deadline) == (0, 100.0)
+    clock.t = 103.0  # inference 0 ended inside its period
+    assert slots.advance() == 105.0 and slots.missed == 0
+    clock.t = 105.4  # woke up late: the start is late, the grid is not
+    clock.t = 117.0  # inference 1 overran 110 and 115
+    assert slots.advance() == 120.0 and slots.missed == 2
+    clock.t = 120.0  # inference 2 ended exactly on the next boundary: on time
+    assert slots.advance() == 125.0 and slots.missed == 2
+    clock.t = 125.0 + 5.0 * 1000 + 0.1  # a very long stall
+    assert slots.advance() == 125.0 + 5.0 * 1001 and slots.missed == 1002
+    assert slots.index == 4 + 1002
+
+
+def test_no_drift_over_many_slots() -> None:
+    clock = FakeClock(0.0)
+    slots = SlotSchedule(0.1, clock)  # 0.1 is not exact in binary
+    slots.start()
+    for k in range(1, 100_001):
+        clock.t += 0.0999  # every inference a hair shorter than a period
+        assert slots.advance() == pytest.approx(k * 0.1, abs=1e-6)
+    assert slots.missed == 0 and slots.index == 100_000
+
+
+def test_bad_periods_and_shapes_are_refused() -> None:
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(InvalidValueError):
+            SlotSchedule(bad, FakeClock(0.0))
+    with pytest.raises(InvalidValueError):
+        dummy_tensor((1, 3, 0, 64))
+    assert dummy_tensor([1, 3, 8, 8]).dtype == np.float32
+    with pytest.raises(InvalidValueError):
+        PipelineConfig(schedule="sometimes")  # type: ignore[arg-type]
+    with pytest.raises(InvalidValueError):
+        PipelineConfig(schedule_period_s=0.0)
+
+
+def test_the_default_schedule_is_constant() -> None:
+    assert PipelineConfig().schedule == "constant"
+
+
+# -- the edge's view -------------------------------------------------------
+
+FPS = 2.0
+HALF_S = 8.0  # face for 8 s, then an empty room for 8 s
+PERIOD_S = 2.0  # one inference per 2 s of media time: 9 slots, at 0, 2, ..., 16 s
+# Control messages carry the inference's sequence number as JSON, one byte longer
+# from seq 10 on: a function of the count only, never of the video. Nine slots keep
+# every seq to one digit, so that all steady inferences are byte-for-byte alike.
+
+
+@pytest.fixture(scope="module")
+def edge(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundEdge]:
+    yield from demo_edge(pki, tmp_path_factory.mktemp("edge"), max_sessions=1)
+
+
+@pytest.fixture(scope="module")
+def half_empty_clip(
+    tmp_path_factory: pytest.TempPathFactory,
+    astronaut_bgr: NDArray[np.uint8],
+    coffee_bgr: NDArray[np.uint8],
+    write_video: VideoWriter,
+) -> Path:
+    """Real images: astronaut() (a face) then coffee() (no one), each frame a little
+    brighter than the last so that redundancy reduction lets it through."""
+    size = astronaut_bgr.shape[1], astronaut_bgr.shape[0]
+    room = cv2.resize(coffee_bgr, size)
+    per_half = int(HALF_S * FPS)
+    frames = [cv2.add(astronaut_bgr, np.full_like(astronaut_bgr, 2 * k)) for k in range(per_half)]
+    frames += [cv2.add(room, np.full_like(room, 2 * k)) for k in range(per_half)]
+    return write_video(tmp_path_factory.mktemp("clip") / "half.avi", frames, fps=FPS)
+
+
+class EdgeWatch(ReplayClock):
+    """A replay clock that reads the edge's own counters at every slot boundary."""
+
+    def __init__(self, edge: BackgroundEdge) -> None:
+        super().__init__()
+        self.metrics = edge.server.metrics
+        self.samples: list[tuple[int, int, int]] = []
+
+    def sample(self) -> None:
+        m = self.metrics  # counted before the camera sees InferenceEnd: never lagging
+        self.samples.append((m.inferences["ok"], m.bytes_total("in"), m.bytes_total("out")))
+
+    async def sleep_until(self, deadline: float) -> None:
+        await super().sleep_until(deadline)
+        self.sample()
+
+
+def _run(
+    edge: BackgroundEdge,
+    tls: TlsFiles,
+    clip: Path,
+    detector: FaceDetector,
+    schedule: str,
+    clock: EdgeWatch,
+    selection_period_s: float,
+) -> tuple[list[int], PipelineStats]:
+    async def main() -> tuple[list[int], PipelineStats]:
+        client = SecureInferenceClient(edge.address, tls, MODEL)
+        pipeline = CameraPipeline(
+            open_source(str(clip)),
+            client,
+            selector=default_chain(period_s=selection_period_s),
+            detector=detector,
+            config=PipelineConfig(
+                queue_size=256,  # a replay keeps every frame
+                schedule=schedule,  # type: ignore[arg-type]
+                schedule_period_s=PERIOD_S,
+            ),
+            clock=clock,
+        )
+        clock.sample()
+        indices = [a.frame_index async for a in pipeline.run()]
+        clock.sample()
+        await client.close()
+        return indices, pipeline.stats
+
+    return asyncio.run(main())
+
+
+def test_edge_sees_the_same_in_both_halves_under_the_constant_schedule(
+    edge: BackgroundEdge, tls: TlsFiles, half_empty_clip: Path, detector: FaceDetector
+) -> None:
+    clock = EdgeWatch(edge)
+    indices, stats = _run(edge, tls, half_empty_clip, detector, "constant", clock, 1.0 / FPS)
+    # The camera did see the difference: faces in the first half only.
+    per_half = int(HALF_S * FPS)
+    assert stats.selected == 2 * per_half and stats.no_face == per_half
+    assert indices and all(i < per_half for i in indices)
+    slots = int(2 * HALF_S / PERIOD_S) + 1
+    assert (stats.slots, stats.missed_slots) == (slots, 0)
+    assert stats.analysed == len(indices) == slots // 2  # the slots at 2, 4, 6, 8 s
+    assert stats.dummies == slots - stats.analysed
+    # The edge did not: per slot exactly one inference, every one the same size.
+    edge_view = np.diff(np.array(clock.samples[1:]), axis=0)  # [0] is before the session
+    assert edge_view.shape[0] == slots
+    assert (edge_view[:, 0] == 1).all()
+    steady = edge_view[1:, 1:]  # slot 0 carries the one-off session setup
+    face_half, empty_half = steady[: slots // 2], steady[slots // 2 :]
+    assert len(face_half) == len(empty_half) == slots // 2
+    assert {tuple(r) for r in face_half} == {tuple(r) for r in empty_half}
+    assert len({tuple(r) for r in steady}) == 1, steady
+    assert steady[0, 0] > 0 and steady[0, 1] > 0
+
+
+def test_on_change_shows_the_edge_when_a_face_is_there(
+    edge: BackgroundEdge, tls: TlsFiles, half_empty_clip: Path, detector: FaceDetector
+) -> None:
+    """The same clip under on-change (one selected frame per 2 s): the edge's inference
+    count follows presence."""
+    clock = EdgeWatch(edge)
+    indices, stats = _run(edge, tls, half_empty_clip, detector, "on-change", clock, PERIOD_S)
+    edge_inferences = clock.samples[-1][0] - clock.samples[0][0]
+    per_half = int(HALF_S / PERIOD_S)
+    assert stats.selected == 2 * per_half and stats.no_face == per_half
+    assert edge_inferences == stats.analysed == per_half  # every face frame, no empty one
+    assert indices == [int(k * PERIOD_S * FPS) for k in range(per_half)]
+    assert stats.slots == stats.dummies == 0
