@@ -7,7 +7,13 @@ Guarantees (docs/alerts.md):
 - permanent failures move to ``dead_letters`` with the reason;
 - bounded: with ``max_alerts`` alerts pending, storing one more evicts the oldest
   pending alert into ``dead_letters`` (reason ``evicted: outbox full``); the newest
-  alerts matter most to a nurse, and the evicted ones stay inspectable.
+  alerts matter most to a nurse, and the evicted ones stay inspectable;
+- retention: dead letters are health data, so they are kept at most
+  ``max_dead_letters`` rows and ``dead_letter_max_age_s`` seconds (default 7 days),
+  pruned when the outbox opens and then at most once a minute as it is used;
+- private: the file is created with mode 0600 (its WAL files inherit it), and a
+  missing parent directory with 0700; an existing file readable by others is
+  tightened to 0600, with a warning.
 
 One process owns one outbox file. All database work happens under one lock;
 deliveries happen outside it (see :mod:`secfepas_sdk.alerts.dispatcher`).
@@ -16,7 +22,10 @@ deliveries happen outside it (see :mod:`secfepas_sdk.alerts.dispatcher`).
 from __future__ import annotations
 
 import logging
+import math
+import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Sequence
@@ -58,6 +67,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 """
 
 _MAX_REASON = 500
+DEFAULT_DEAD_LETTER_MAX_AGE_S = 7 * 24 * 3600.0
+PRUNE_INTERVAL_S = 60.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,15 +97,32 @@ class Outbox:
     """The sqlite store of alerts and their per-sink deliveries."""
 
     def __init__(
-        self, path: str | Path, *, max_alerts: int = 10_000, max_dead_letters: int = 10_000
+        self,
+        path: str | Path,
+        *,
+        max_alerts: int = 10_000,
+        max_dead_letters: int = 10_000,
+        dead_letter_max_age_s: float | None = DEFAULT_DEAD_LETTER_MAX_AGE_S,
+        prune_interval_s: float = PRUNE_INTERVAL_S,
     ) -> None:
         if max_alerts < 1 or max_dead_letters < 1:
             raise ConfigError("outbox bounds must be >= 1")
+        if dead_letter_max_age_s is not None and not (
+            math.isfinite(dead_letter_max_age_s) and dead_letter_max_age_s > 0
+        ):
+            raise ConfigError("dead_letter_max_age_s must be > 0 (or None to keep them)")
+        if not (math.isfinite(prune_interval_s) and prune_interval_s >= 0):
+            raise ConfigError("prune_interval_s must be >= 0")
+        self.prune_interval_s = prune_interval_s
         self.path = Path(path)
         self.max_alerts = max_alerts
         self.max_dead_letters = max_dead_letters
+        self.dead_letter_max_age_s = dead_letter_max_age_s
         self.evicted = 0
+        self.pruned = 0
+        self._last_prune = -math.inf
         self._lock = threading.Lock()
+        _create_private(self.path)
         try:
             self._db = sqlite3.connect(
                 str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False
@@ -105,6 +133,14 @@ class Outbox:
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise ConfigError(f"cannot open the alert outbox {self.path}: {exc}") from exc
+        self.prune()
+
+    def prune(self, *, now: float | None = None) -> int:
+        """Drop dead letters beyond the count and age limits; returns how many went."""
+        stamp = time.time() if now is None else now
+        with self._lock, self._tx():
+            removed = self._prune(stamp)
+        return removed
 
     def put(self, alert: Alert, sinks: Sequence[str], *, now: float | None = None) -> None:
         """Store ``alert`` with one pending delivery per sink, durably, before returning."""
@@ -114,6 +150,7 @@ class Outbox:
         alert_id = str(alert.alert_id)
         try:
             with self._lock, self._tx():
+                self._maybe_prune(stamp)
                 self._evict_for_one_more(stamp)
                 self._db.execute(
                     "INSERT OR IGNORE INTO alerts (alert_id, payload, stored_at) VALUES (?, ?, ?)",
@@ -172,6 +209,7 @@ class Outbox:
         with self._lock, self._tx():
             self._bury(alert_id, sink, reason, stamp)
             self._drop_if_done(alert_id)
+            self._maybe_prune(stamp)
 
     def pending(self, sink: str | None = None) -> int:
         """How many deliveries wait (for one sink, or for all)."""
@@ -223,6 +261,24 @@ class Outbox:
             (self.max_dead_letters,),
         )
 
+    def _maybe_prune(self, stamp: float) -> None:
+        if time.monotonic() - self._last_prune >= self.prune_interval_s:
+            self._prune(stamp)
+
+    def _prune(self, stamp: float) -> int:
+        self._last_prune = time.monotonic()
+        removed = self._db.execute(
+            "DELETE FROM dead_letters WHERE seq <= (SELECT MAX(seq) FROM dead_letters) - ?",
+            (self.max_dead_letters,),
+        ).rowcount
+        if self.dead_letter_max_age_s is not None:
+            removed += self._db.execute(
+                "DELETE FROM dead_letters WHERE failed_at < ?",
+                (stamp - self.dead_letter_max_age_s,),
+            ).rowcount
+        self.pruned += removed
+        return removed
+
     def _drop_if_done(self, alert_id: str) -> None:
         self._db.execute(
             "DELETE FROM alerts WHERE alert_id = ? AND NOT EXISTS "
@@ -253,6 +309,23 @@ class Outbox:
             self._db.execute("DELETE FROM alerts WHERE alert_id = ?", (alert_id,))
         self.evicted += len(victims)
         _log.warning("alert outbox full (%d): evicted %d oldest alert(s)", self.max_alerts, excess)
+
+
+def _create_private(path: Path) -> None:
+    """Make the outbox file 0600 (and a missing directory 0700) before sqlite opens it."""
+    try:
+        if not path.parent.exists():
+            path.parent.mkdir(mode=0o700, parents=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            mode = stat.S_IMODE(os.fstat(fd).st_mode)
+            if mode & 0o077:
+                os.fchmod(fd, 0o600)
+                _log.warning("alert outbox %s was mode %o; now 0600", path, mode)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the alert outbox {path}: {exc}") from exc
 
 
 class _Transaction:

@@ -15,7 +15,7 @@ from types import TracebackType
 from secfepas_sdk.alerts.alert import Alert
 from secfepas_sdk.alerts.assessment import PainAssessment
 from secfepas_sdk.alerts.dispatcher import Dispatcher, RetryPolicy
-from secfepas_sdk.alerts.outbox import Outbox
+from secfepas_sdk.alerts.outbox import DEFAULT_DEAD_LETTER_MAX_AGE_S, Outbox
 from secfepas_sdk.alerts.policy import AlertPolicy, PolicyConfig
 from secfepas_sdk.alerts.sinks import AlertSink, load_sinks
 from secfepas_sdk.errors import ConfigError
@@ -38,6 +38,7 @@ class AlertService:
         policy: AlertPolicy | PolicyConfig | None = None,
         retry: RetryPolicy | None = None,
         max_alerts: int = 10_000,
+        dead_letter_max_age_s: float | None = DEFAULT_DEAD_LETTER_MAX_AGE_S,
     ) -> None:
         if not sinks:
             raise ConfigError("the alert service needs at least one sink")
@@ -46,7 +47,9 @@ class AlertService:
         else:
             self.policy = AlertPolicy(config=policy if policy is not None else PolicyConfig())
         self.outbox = (
-            outbox if isinstance(outbox, Outbox) else Outbox(outbox, max_alerts=max_alerts)
+            outbox
+            if isinstance(outbox, Outbox)
+            else Outbox(outbox, max_alerts=max_alerts, dead_letter_max_age_s=dead_letter_max_age_s)
         )
         self._dispatcher = Dispatcher(self.outbox, sinks, retry=retry)
         self._closed = False
@@ -62,11 +65,19 @@ class AlertService:
         policy: AlertPolicy | PolicyConfig | None = None,
         retry: RetryPolicy | None = None,
         max_alerts: int = 10_000,
+        dead_letter_max_age_s: float | None = DEFAULT_DEAD_LETTER_MAX_AGE_S,
     ) -> AlertService:
         """Load sinks through their plugins (``console:``, ``mqtts://...``, ``fhir+https://...``)."""
         sinks = load_sinks(uris, camera_id=camera_id)
         try:
-            return cls(sinks, outbox=outbox, policy=policy, retry=retry, max_alerts=max_alerts)
+            return cls(
+                sinks,
+                outbox=outbox,
+                policy=policy,
+                retry=retry,
+                max_alerts=max_alerts,
+                dead_letter_max_age_s=dead_letter_max_age_s,
+            )
         except BaseException:
             for sink in sinks:
                 sink.close()

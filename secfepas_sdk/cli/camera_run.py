@@ -63,8 +63,10 @@ def register(camera_subparsers: argparse._SubParsersAction[Any]) -> None:
     run.add_argument(
         "--pace",
         choices=("source", "realtime"),
-        default="source",
-        help="'realtime' plays files at their frame rate like a live camera",
+        default="realtime",
+        help="'realtime' (default) plays files at their frame rate like a live camera (a "
+        "no-op for live sources); 'source' reads a file as fast as possible, so that the "
+        "constant schedule sees only the newest face of each period",
     )
     run.add_argument(
         "--model-package",

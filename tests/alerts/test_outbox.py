@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -87,8 +90,74 @@ def test_rejects_bad_settings(tmp_path: Path) -> None:
         Outbox(tmp_path / "o.db", max_alerts=0)
     with pytest.raises(ConfigError):
         Outbox(tmp_path / "o.db").put(make_alert(), [])
+    (tmp_path / "a-file").write_text("")
     with pytest.raises(ConfigError, match="outbox"):
-        Outbox(tmp_path / "missing-dir" / "o.db")
+        Outbox(tmp_path / "a-file" / "o.db")
+    with pytest.raises(ConfigError, match="dead_letter_max_age_s"):
+        Outbox(tmp_path / "o.db", dead_letter_max_age_s=0)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_outbox_file_is_private_and_its_new_directory_too(tmp_path: Path) -> None:
+    old = os.umask(0o022)  # the usual umask would give 0644 / 0755
+    try:
+        path = tmp_path / "new-dir" / "o.db"
+        box = Outbox(path)
+        box.put(make_alert(), ["s"])
+        assert _mode(path.parent) == 0o700
+        files = [p for p in path.parent.iterdir() if p.name.startswith("o.db")]
+        assert path in files and len(files) >= 2  # the WAL files hold alerts too
+        assert {p.name: _mode(p) for p in files} == {p.name: 0o600 for p in files}
+        box.close()
+    finally:
+        os.umask(old)
+
+
+def test_an_outbox_readable_by_others_is_tightened(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    path.touch(mode=0o644)
+    os.chmod(path, 0o644)
+    Outbox(path).close()
+    assert _mode(path) == 0o600
+
+
+def test_dead_letters_expire_by_age_on_open_and_as_the_outbox_is_used(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    now = time.time()
+    box = Outbox(path, dead_letter_max_age_s=3600.0, prune_interval_s=0.0)
+    old, recent = make_alert(), make_alert()
+    for a in (old, recent):
+        box.put(a, ["s"], now=now)
+    box.dead_letter(str(old.alert_id), "s", reason="permanent: x", now=now - 3000)
+    box.dead_letter(str(recent.alert_id), "s", reason="permanent: y", now=now - 60)
+    assert len(box.dead_letters()) == 2
+    box.put(make_alert(), ["s"], now=now + 1000)  # use prunes (here: every time)
+    assert [d.alert_id for d in box.dead_letters()] == [str(recent.alert_id)]
+    box.close()
+    # On open, with the default (7 days): an 8-day-old letter goes, the recent one stays.
+    raw = sqlite3.connect(path)
+    raw.execute(
+        "INSERT INTO dead_letters (alert_id, sink, payload, reason, attempts, failed_at) "
+        "VALUES ('ancient', 's', '{}', 'r', 1, ?)",
+        (now - 8 * 24 * 3600,),
+    )
+    raw.commit()
+    raw.close()
+    again = Outbox(path)
+    assert [d.alert_id for d in again.dead_letters()] == [str(recent.alert_id)]
+    assert again.pruned == 1
+    again.close()
+
+
+def test_dead_letters_can_be_kept_without_an_age_limit(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", dead_letter_max_age_s=None, prune_interval_s=0.0)
+    a = make_alert()
+    box.put(a, ["s"])
+    box.dead_letter(str(a.alert_id), "s", reason="r", now=0.0)
+    assert box.prune() == 0 and len(box.dead_letters()) == 1
 
 
 def test_write_is_committed_before_put_returns(tmp_path: Path) -> None:
