@@ -323,7 +323,7 @@ class CameraPipeline:
         """One inference per slot: the newest prepared face, else the dummy tensor."""
         clock = self.clock
         cfg = self.preprocess or self._manifest_preprocess()
-        dummy = dummy_tensor((1, 3, cfg.size, cfg.size))
+        dummy = dummy_tensor(cfg.input_shape)  # the shape every real tensor has
         slots = SlotSchedule(self._schedule_period(), clock)
         state = _Prepared()
         preparer = asyncio.ensure_future(self._prepare(queue, clock, state))
