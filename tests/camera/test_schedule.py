@@ -10,14 +10,13 @@ both halves (its own counters say so); the on-change schedule does not.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from camera_testkit import BackgroundEdge, demo_edge
-from conftest import VideoWriter
 from numpy.typing import NDArray
 
 from secfepas_sdk.camera.client import SecureInferenceClient
@@ -116,7 +115,7 @@ def half_empty_clip(
     tmp_path_factory: pytest.TempPathFactory,
     astronaut_bgr: NDArray[np.uint8],
     coffee_bgr: NDArray[np.uint8],
-    write_video: VideoWriter,
+    write_video: Callable[..., Path],
 ) -> Path:
     """Real images: astronaut() (a face) then coffee() (no one), each frame a little
     brighter than the last so that redundancy reduction lets it through."""
