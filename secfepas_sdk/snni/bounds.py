@@ -13,6 +13,7 @@ value) has |v| <= B. The rules, each exact for the integer ring arithmetic:
 - truncate(s): floor(v / 2^s), or 1 lower: |out| <= ceil(B / 2^s) + 1;
 - relu_truncate(s): ReLU of that: out <= floor(B / 2^s) + 1;
 - relu, maxpool (every output is one of its inputs), concat, reshape: B;
+- a ReLU with a ``cap`` c (ReLU6): min(its bound, c);
 - add: B1 + B2; shift_left(s): B 2^s;
 - avgpool / global_avgpool: at one position, a sum of n terms times
   round(2^s / c'), where c' (the divisor there, ONNX semantics) satisfies
@@ -37,6 +38,9 @@ def input_bound_units(input_bound: float, frac_bits: int) -> int:
 def op_bound(kind: str, attrs: dict[str, Any], ins: list[int], in_shape: tuple[int, ...]) -> int:
     """The output bound of one op from its inputs' bounds (see the module docstring)."""
     b = ins[0]
+    if kind in ("relu", "relu_truncate") and "cap" in attrs:
+        plain = {k: v for k, v in attrs.items() if k != "cap"}
+        return min(op_bound(kind, plain, ins, in_shape), int(attrs["cap"]))
     if kind in ("conv", "gemm"):
         if "w_l1_log2" not in attrs or "b_log2" not in attrs:
             raise SnniError("linear op lacks its public weight bounds")

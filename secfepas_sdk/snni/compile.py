@@ -30,6 +30,7 @@ SUPPORTED = {
     "Gemm",
     "MatMul",
     "Relu",
+    "Clip",
     "MaxPool",
     "AveragePool",
     "GlobalAveragePool",
@@ -158,6 +159,14 @@ class _Compiler:
         raise UnsupportedModelError(
             f"Constant {node.name or node.output[0]!r} with attributes {sorted(a)} is unsupported"
         )
+
+    def clip_cap(self, node: Any, name: str) -> int:
+        """The public cap of a Clip(x, 0, c) node, in ring units at scale f."""
+        bounds = [float(self.const(t, node).reshape(-1)[0]) if t else None for t in node.input[1:3]]
+        lo, hi = [*bounds, None, None][:2]
+        if lo != 0.0 or hi is None or not 0 < hi < 2.0**16:
+            raise UnsupportedModelError(f"{name}: only Clip(x, 0, c) with 0 < c < 2^16 (ReLU6)")
+        return round(hi * (1 << self.frac_bits))
 
     # -- passes --------------------------------------------------------------
     def check_supported(self) -> None:
@@ -363,14 +372,18 @@ class _Compiler:
             if len(self.shapes.get(self.name(node.input[0]), ())) != 1:
                 raise UnsupportedModelError(f"{name}: {op} input must be flat (batch, K)")
             self.linear(node, "gemm", w, b, node.input[0])
-        elif op == "Relu":
+        elif op in ("Relu", "Clip"):
+            # Clip(0, c) (ReLU6) is a ReLU whose output is capped: min(y, c) = y - relu(y - c).
+            extra = {} if op == "Relu" else {"cap": self.clip_cap(node, name)}
             x = self.name(node.input[0])
             out = f"{name}:out"
             if x in self.raw:
-                self.emit("relu_truncate", name, (x,), out, self.shapes[x], shift=self.raw[x])
+                self.emit(
+                    "relu_truncate", name, (x,), out, self.shapes[x], shift=self.raw[x], **extra
+                )
             else:
                 x = self.act(x)
-                self.emit("relu", name, (x,), out, self.shapes[x])
+                self.emit("relu", name, (x,), out, self.shapes[x], **extra)
             self.alias[node.output[0]] = out
         elif op == "MaxPool":
             self.pool(node, "maxpool")
@@ -555,7 +568,7 @@ def pool_before_relu(ops: list[Op], keep: set[str]) -> list[Op]:
                 r.kind != "relu_truncate" or uses[r.output] != 1 or r.output in keep for r in relus
             ):
                 continue
-        if not relus or len({r.attrs["shift"] for r in relus}) != 1:
+        if not relus or len({(r.attrs["shift"], r.attrs.get("cap")) for r in relus}) != 1:
             continue
         pool_in = relus[0].inputs[0]
         new: list[Op] = []
@@ -597,7 +610,7 @@ def pool_before_relu(ops: list[Op], keep: set[str]) -> list[Op]:
                 inputs=(raw_out,),
                 output=op.output,
                 shape=op.shape,
-                attrs={"shift": relus[0].attrs["shift"]},
+                attrs={k: v for k, v in relus[0].attrs.items() if k in ("shift", "cap")},
             )
         )
         replace[op.name] = new

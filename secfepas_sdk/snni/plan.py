@@ -49,7 +49,7 @@ OP_ATTRS: dict[str, tuple[str, ...]] = {
 LINEAR_KINDS = ("conv", "gemm")
 NONLINEAR_KINDS = ("truncate", "relu", "relu_truncate", "maxpool")
 OT_KS = (2, 4, 6, 8)  # SoftSpokenOT k an op may select (attr "ot_k"); the default is 4
-V2_ATTRS = ("bound_bits", "drop_bits", "ot_k")
+V2_ATTRS = ("bound_bits", "drop_bits", "ot_k", "cap")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,6 +142,11 @@ class Plan:
                     raise SnniError(
                         f"op {op.name!r}: ot_k must be one of {OT_KS} on {NONLINEAR_KINDS}"
                     )
+            cap = op.attrs.get("cap", 1)
+            if "cap" in op.attrs and (
+                op.kind not in ("relu", "relu_truncate") or not isinstance(cap, int) or cap < 1
+            ):
+                raise SnniError(f"op {op.name!r}: cap only on relu/relu_truncate, a positive int")
             drop = op.attrs.get("drop_bits", 0)
             if "drop_bits" in op.attrs and (op.kind != "maxpool" or not isinstance(drop, int)):
                 raise SnniError(f"op {op.name!r}: drop_bits only on maxpool, as an int")

@@ -143,8 +143,10 @@ class _Runner:
             y = nl.truncate(xs[0], int(op.attrs["shift"]))
         elif k == "relu":
             y = nl.relu(xs[0], bound_bits=op.attrs.get("bound_bits"))
+            y = self.cap(y, op, nl)
         elif k == "relu_truncate":
             y = nl.relu_truncate(xs[0], int(op.attrs["shift"]))
+            y = self.cap(y, op, nl)
         elif k == "maxpool":
             kh, kw = op.attrs["kernel"]
             sh, sw = op.attrs["stride"]
@@ -175,6 +177,16 @@ class _Runner:
         if y.shape != op.shape:
             raise SnniError(f"op {op.name!r} produced {y.shape}, plan says {op.shape}")
         return y & ring.mask
+
+    def cap(self, y: U64, op: Op, nl: NonlinearEngine) -> U64:
+        """min(y, c) = y - relu(y - c) for a public cap c (ReLU6); the client
+        subtracts c from its share, so each party keeps a share."""
+        if "cap" not in op.attrs:
+            return y
+        ring = self.ring
+        c = np.full(y.shape, int(op.attrs["cap"]), dtype=np.uint64)
+        shifted = ring.sub(y, c) if nl.party is Party.CLIENT else y
+        return ring.sub(y, nl.relu(shifted & ring.mask))
 
     @staticmethod
     def ot_for(op: Op, nl: NonlinearEngine) -> AbstractContextManager[None]:

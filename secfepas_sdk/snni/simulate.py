@@ -119,6 +119,8 @@ def simulate(
             y = xs[0].reshape(op.shape)
         else:  # pragma: no cover
             raise SnniError(f"unknown op {k}")
+        if k in ("relu", "relu_truncate") and "cap" in op.attrs:
+            y = np.minimum(y, float(op.attrs["cap"]))
         if np.abs(y).max(initial=0.0) > limit:
             raise Overflow(f"op {op.name!r} ({k}) overflows Z_2^{ring.bits}")
         if np.abs(y).max(initial=0.0) >= 2.0**52:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -124,3 +126,78 @@ def test_residual_add_stays_raw_and_matches() -> None:
     (y,), _, _ = secure(plan, weights, [x])
     ref = plain_logits(raw, x)
     assert np.abs(y - ref).max() < 0.01
+
+
+def _relu6_model() -> bytes:
+    """Clip(0, 6) on the input (scale f), after a conv (raw scale: relu_truncate) and
+    after a depthwise conv, as MobileNetV2 uses it."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(9)
+    w1 = (rng.standard_normal((6, 3, 3, 3)) * 1.5).astype(np.float32)
+    dw = (rng.standard_normal((6, 1, 3, 3)) * 1.0).astype(np.float32)
+    inits = [
+        numpy_helper.from_array(w1, "w1"),
+        numpy_helper.from_array(dw, "dw"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+        numpy_helper.from_array(np.array(6.0, np.float32), "six"),
+    ]
+    nodes = [
+        helper.make_node("Clip", ["x", "zero", "six"], ["x6"], name="clip_in"),
+        helper.make_node("Conv", ["x6", "w1"], ["c1"], name="c1", pads=[1, 1, 1, 1]),
+        helper.make_node("Clip", ["c1", "zero", "six"], ["r1"], name="relu6_1"),
+        helper.make_node("Conv", ["r1", "dw"], ["c2"], name="dw", pads=[1] * 4, group=6),
+        helper.make_node("Clip", ["c2", "zero", "six"], ["r2"], name="relu6_2"),
+        helper.make_node("GlobalAveragePool", ["r2"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["y"], name="flat"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "relu6",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize("input_bound", [None, 9.0])
+def test_relu6_clip_is_a_capped_relu_and_matches(input_bound: float | None) -> None:
+    import onnx
+
+    from secfepas_sdk.snni.simulate import simulate
+
+    raw = _relu6_model()
+    plan, weights = compile_onnx(onnx.load_from_string(raw), input_bound=input_bound)
+    caps = [op.attrs.get("cap") for op in plan.ops if op.kind in ("relu", "relu_truncate")]
+    assert caps == [6 << 12] * 3
+    rng = np.random.default_rng(10)
+    x = np.clip(rng.standard_normal((1, 3, 8, 8)) * 4, -9, 9).astype(np.float32)
+    (y,), _, _ = secure(plan, weights, [x])
+    ref = plain_logits(raw, x)
+    assert np.abs(ref).max() > 1.0
+    assert np.abs(y - ref).max() < 0.01
+    assert np.abs(simulate(plan, weights, x).reshape(-1) - ref).max() < 0.01
+    # Without the cap the result would be far off: the test sees the clipping.
+    uncapped = tuple(
+        replace(op, attrs={k: v for k, v in op.attrs.items() if k != "cap"}) for op in plan.ops
+    )
+    loose = simulate(replace(plan, ops=uncapped), weights, x)
+    assert np.abs(loose.reshape(-1) - ref).max() > 0.5
+
+
+def test_clip_other_than_relu6_is_refused() -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    from secfepas_sdk.snni.compile import UnsupportedModelError
+
+    model = onnx.load_from_string(_relu6_model())
+    for init in model.graph.initializer:
+        if init.name == "zero":
+            init.CopyFrom(numpy_helper.from_array(np.array(-1.0, np.float32), "zero"))
+    with pytest.raises(UnsupportedModelError, match=r"only Clip\(x, 0, c\)"):
+        compile_onnx(model)
