@@ -28,6 +28,7 @@ __all__ = [
     "SinkPluginError",
     "SnniError",
     "SourceError",
+    "TlsRefusedError",
     "TransientSinkError",
 ]
 
@@ -111,6 +112,7 @@ class ErrorCode(enum.StrEnum):
     LOCAL_MISUSE = "local_misuse"
     CLOSED = "closed"
     CONNECTION_LOST = "connection_lost"
+    TLS_REFUSED = "tls_refused"
 
     @property
     def on_wire(self) -> bool:
@@ -124,6 +126,7 @@ _LOCAL_ONLY = frozenset(
         ErrorCode.LOCAL_MISUSE,
         ErrorCode.CLOSED,
         ErrorCode.CONNECTION_LOST,
+        ErrorCode.TLS_REFUSED,
     }
 )
 
@@ -174,6 +177,16 @@ class SinkPluginError(ConfigError):
     def __init__(self, message: str, distribution: str) -> None:
         super().__init__(message)
         self.distribution = distribution
+
+
+class TlsRefusedError(SessionError):
+    """A TLS certificate check failed, on either side: permanent, never retried.
+
+    The message says which side refused and why (code ``tls_refused``).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ErrorCode.TLS_REFUSED)
 
 
 class SinkError(SecfepasError):

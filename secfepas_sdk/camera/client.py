@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from secfepas_sdk.alerts.assessment import PAIN_LEVELS, PainAssessment
+from secfepas_sdk.camera.certcheck import own_certificate_problem
 from secfepas_sdk.camera.pinning import check_pinned, load_pin
 from secfepas_sdk.errors import (
     ConnectionLostError,
@@ -34,6 +35,7 @@ from secfepas_sdk.errors import (
     RemoteProtocolError,
     SecfepasError,
     SessionError,
+    TlsRefusedError,
 )
 from secfepas_sdk.logsafe import safe_text
 from secfepas_sdk.protocol.events import (
@@ -48,6 +50,7 @@ from secfepas_sdk.protocol.events import (
 )
 from secfepas_sdk.protocol.framing import FrameLimits
 from secfepas_sdk.protocol.pump import MessagePump, peer_error
+from secfepas_sdk.protocol.tls_failures import peer_alert
 from secfepas_sdk.protocol.transport import (
     FramedStream,
     ThreadChannel,
@@ -231,12 +234,13 @@ class SecureInferenceClient:
             try:
                 event = await stream.next_event(t.hello_s, frame_timeout=t.frame_s)
             except RemoteProtocolError as exc:
-                if exc.code == "unexpected_eof":  # TLS 1.3: a refused certificate looks like this
-                    raise ConnectionLostError(
-                        "the edge closed the connection before its hello "
-                        "(certificate refused, or the edge is stopping)",
-                        "connection_lost",
-                    ) from exc
+                if exc.code == "unexpected_eof":  # TLS 1.3: how a refused certificate looks
+                    raise self._refused() from exc
+                raise
+            except ConnectionLostError as exc:
+                alert = peer_alert(exc.__cause__)
+                if alert is not None:
+                    raise TlsRefusedError(f"the edge refused our certificate: {alert}") from exc
                 raise
             if isinstance(event, Error):
                 raise peer_error(event, "the edge")
@@ -258,6 +262,18 @@ class SecureInferenceClient:
             safe_text(stream.peer),
             self.model_id,
         )
+
+    def _refused(self) -> TlsRefusedError:
+        """The edge closed the connection right after the handshake, before any reply.
+
+        An edge that is busy or stopping says so in an Error frame; a bare close
+        at this point is TLS 1.3's refusal of our certificate (checked after our
+        side finished the handshake; asyncio sends no alert). Permanent.
+        """
+        why = own_certificate_problem(self.tls.cert, self.tls.ca) or (
+            "the edge's log says why (a CA it does not trust, or a revoked certificate)"
+        )
+        return TlsRefusedError(f"the edge refused our certificate ({self.tls.cert}): {why}")
 
     def _make_runtime(self, hello: ServerHello) -> ClientRuntime:
         from secfepas_sdk.errors import SnniError

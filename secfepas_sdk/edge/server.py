@@ -42,11 +42,11 @@ from secfepas_sdk.protocol.connection import Connection, Role
 from secfepas_sdk.protocol.events import ClientHello, Error, ServerHello
 from secfepas_sdk.protocol.framing import FrameLimits
 from secfepas_sdk.protocol.pump import peer_error
+from secfepas_sdk.protocol.tls_failures import handshake_failure
 from secfepas_sdk.protocol.transport import (
     FramedStream,
     TlsFiles,
     server_context,
-    tls_failure_reason,
 )
 
 __all__ = ["Server", "stop_on_signals"]
@@ -217,7 +217,7 @@ class Server:
             )
         except (ssl.SSLError, OSError, TimeoutError) as exc:
             self.metrics.tls_refused += 1
-            log.warning("TLS handshake with %s refused: %s", addr, tls_failure_reason(exc))
+            log.warning("TLS handshake with %s failed: %s", addr, handshake_failure(exc, "camera"))
             writer.transport.abort()
             return
         conn = Connection(Role.SERVER, limits=self._limits, setup_once=True)

@@ -28,11 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from secfepas_sdk.errors import ConfigError, ConnectionLostError, ErrorCode
+from secfepas_sdk.errors import ConfigError, ConnectionLostError, ErrorCode, TlsRefusedError
 from secfepas_sdk.protocol.connection import NEED_DATA, Connection, Role
 from secfepas_sdk.protocol.events import ControlEvent, Data, Event
 from secfepas_sdk.protocol.framing import FrameLimits
 from secfepas_sdk.protocol.messages import split_message
+from secfepas_sdk.protocol.tls_failures import peer_alert, verify_failure
 from secfepas_sdk.snni.channel import (
     DEFAULT_MAX_MESSAGE,
     Channel,
@@ -240,11 +241,29 @@ async def open_client(
                 limit=READ_CHUNK * 4,
             )
     except (OSError, ssl.SSLError, TimeoutError) as exc:
-        raise ConnectionLostError(
-            f"cannot reach the edge at {host}:{port}: {tls_failure_reason(exc)}",
-            ErrorCode.CONNECTION_LOST,
-        ) from exc
+        raise _connect_failure(exc, host, port) from exc
     return FramedStream(reader, writer, Connection(Role.CLIENT, limits=limits, setup_once=True))
+
+
+def _connect_failure(
+    exc: BaseException, host: str, port: int
+) -> ConnectionLostError | TlsRefusedError:
+    """A certificate refusal is permanent (retrying cannot fix it); anything else may pass."""
+    verified = verify_failure(exc)
+    if verified is not None:
+        hint = ""
+        if verified.startswith("wrong name"):
+            hint = "; connect with a name it is issued for (server_name, --server-name)"
+        elif verified.startswith("unknown CA"):
+            hint = "; it is not issued by the CA this camera pins"
+        return TlsRefusedError(f"the edge's certificate failed verification: {verified}{hint}")
+    alert = peer_alert(exc)
+    if alert is not None:
+        return TlsRefusedError(f"the edge refused our certificate: {alert}")
+    return ConnectionLostError(
+        f"cannot reach the edge at {host}:{port}: {tls_failure_reason(exc)}",
+        ErrorCode.CONNECTION_LOST,
+    )
 
 
 class ThreadChannel(Channel):

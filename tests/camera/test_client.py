@@ -20,7 +20,7 @@ from secfepas_sdk.camera.client import (
     parse_address,
 )
 from secfepas_sdk.certs import Pki
-from secfepas_sdk.errors import ConnectionLostError
+from secfepas_sdk.errors import ConnectionLostError, TlsRefusedError
 from secfepas_sdk.protocol.transport import TlsFiles
 
 MODEL = "demo-pain-cnn"
@@ -118,9 +118,9 @@ def test_wrong_server_name_is_refused(edge: BackgroundEdge, tls: TlsFiles) -> No
             server_name="not-the-edge.example",
             retry=RetryPolicy(attempts=1),
         )
-        with pytest.raises(ConnectionLostError) as exc:
+        with pytest.raises(TlsRefusedError) as exc:
             await client.connect()
-        assert "certificate" in str(exc.value).lower() or "hostname" in str(exc.value).lower()
+        assert "wrong name" in str(exc.value) and "Hostname mismatch" in str(exc.value)
 
     asyncio.run(main())
 

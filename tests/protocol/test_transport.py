@@ -12,7 +12,12 @@ from contextlib import asynccontextmanager
 import pytest
 
 from secfepas_sdk.certs import Pki
-from secfepas_sdk.errors import ConfigError, ConnectionLostError, RemoteProtocolError
+from secfepas_sdk.errors import (
+    ConfigError,
+    ConnectionLostError,
+    RemoteProtocolError,
+    TlsRefusedError,
+)
 from secfepas_sdk.protocol.connection import Connection, Role
 from secfepas_sdk.protocol.events import ClientHello, Data, InferenceBegin, ServerHello
 from secfepas_sdk.protocol.framing import FrameLimits
@@ -143,9 +148,9 @@ def test_camera_pins_the_edge_ca(pki: Pki, foreign_pki: Pki) -> None:
         refusals: list[str] = []
         ctx = server_context(edge_files(foreign_pki))
         async with tls_server(ctx, hello_handler, refusals) as port:
-            with pytest.raises(ConnectionLostError) as exc:
+            with pytest.raises(TlsRefusedError) as exc:  # permanent: not a ConnectionLostError
                 await open_client("127.0.0.1", port, client_context(camera_files(pki)), timeout=5)
-            assert "certificate" in str(exc.value).lower()
+            assert str(exc.value).startswith("the edge's certificate failed verification")
 
     asyncio.run(main())
 

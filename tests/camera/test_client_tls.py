@@ -1,0 +1,154 @@
+"""A TLS certificate refusal is permanent: the camera fails at once and says why.
+
+Real TLS on loopback against a real edge. Attempts are counted (the edge's
+refusal counter, the camera's retry log), never timed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from camera_testkit import BackgroundEdge, demo_edge
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from secfepas_sdk.camera.client import RetryPolicy, SecureInferenceClient
+from secfepas_sdk.certs import Pki, init_pki
+from secfepas_sdk.errors import ErrorCode, TlsRefusedError
+from secfepas_sdk.protocol.transport import TlsFiles
+
+MODEL = "demo-pain-cnn"
+# Back-off long enough that a retry could never go unnoticed by the counters.
+RETRY = RetryPolicy(attempts=5, initial_s=0.5)
+
+
+@pytest.fixture(scope="module")
+def edge(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundEdge]:
+    yield from demo_edge(pki, tmp_path_factory.mktemp("edge"), max_sessions=1)
+
+
+@pytest.fixture(scope="module")
+def foreign(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return init_pki(tmp_path_factory.mktemp("foreign") / "site", site="someone else's CA")
+
+
+def _expired_camera(pki: Pki, root: Path) -> TlsFiles:
+    """A camera certificate from the right CA that expired yesterday."""
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "old-camera")]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=30))
+        .not_valid_after(now - dt.timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    (root / "old.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (root / "old.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return TlsFiles(ca=pki.ca_cert, cert=root / "old.pem", key=root / "old.key")
+
+
+def _refusal(
+    edge: BackgroundEdge, tls: TlsFiles, caplog: pytest.LogCaptureFixture, server_name: str | None
+) -> tuple[TlsRefusedError, str]:
+    """Connect once with retries allowed; return the camera's error and the edge's log line."""
+    caplog.set_level(logging.INFO)
+    caplog.clear()
+    before = edge.server.metrics.tls_refused
+
+    async def main() -> TlsRefusedError:
+        client = SecureInferenceClient(
+            edge.address, tls, MODEL, server_name=server_name, retry=RETRY
+        )
+        with pytest.raises(TlsRefusedError) as caught:
+            await client.connect()
+        # The edge counts the refusal in its own thread: wait for it on its loop.
+        for _ in range(500):
+            if edge.server.metrics.tls_refused > before:
+                break
+            await asyncio.sleep(0.01)
+        return caught.value
+
+    err = asyncio.run(main())
+    assert edge.server.metrics.tls_refused == before + 1  # one attempt, no retry
+    retries = [r for r in caplog.records if "retry" in r.getMessage()]
+    assert retries == []
+    assert err.code == ErrorCode.TLS_REFUSED and not err.code.on_wire
+    (logged,) = [r.getMessage() for r in caplog.records if "TLS handshake with" in r.getMessage()]
+    return err, logged
+
+
+def test_camera_cert_from_a_foreign_ca_fails_at_once(
+    edge: BackgroundEdge, pki: Pki, foreign: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    cam = foreign.camera("camera-1")
+    tls = TlsFiles(ca=pki.ca_cert, cert=cam.cert, key=cam.key)
+    err, logged = _refusal(edge, tls, caplog, None)
+    assert str(err).startswith("the edge refused our certificate")
+    assert "unknown CA" in str(err)
+    assert logged.endswith(
+        "the camera's certificate failed verification: "
+        "unknown CA (unable to get local issuer certificate)"
+    )
+
+
+def test_camera_pinning_a_foreign_ca_fails_at_once(
+    edge: BackgroundEdge, pki: Pki, foreign: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    cam = pki.camera("camera-1")
+    tls = TlsFiles(ca=foreign.ca_cert, cert=cam.cert, key=cam.key)
+    err, logged = _refusal(edge, tls, caplog, None)
+    assert str(err).startswith("the edge's certificate failed verification: unknown CA")
+    assert "not issued by the CA this camera pins" in str(err)
+    assert "the camera closed the connection during the handshake" in logged
+    assert "ConnectionResetError" not in logged
+
+
+def test_edge_name_mismatch_fails_at_once(
+    edge: BackgroundEdge, tls: TlsFiles, caplog: pytest.LogCaptureFixture
+) -> None:
+    err, logged = _refusal(edge, tls, caplog, "edge.elsewhere.example")
+    assert str(err).startswith("the edge's certificate failed verification: wrong name")
+    assert "edge.elsewhere.example" in str(err) and "server_name" in str(err)
+    assert "the camera closed the connection during the handshake" in logged
+
+
+def test_expired_camera_cert_fails_at_once(
+    edge: BackgroundEdge, pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    err, logged = _refusal(edge, _expired_camera(pki, tmp_path), caplog, None)
+    assert str(err).startswith("the edge refused our certificate")
+    assert "certificate expired (not valid after" in str(err)
+    assert logged.endswith(
+        "the camera's certificate failed verification: expired (certificate has expired)"
+    )
+
+
+def test_a_good_certificate_still_connects(edge: BackgroundEdge, tls: TlsFiles) -> None:
+    async def main() -> None:
+        client = SecureInferenceClient(edge.address, tls, MODEL, retry=RETRY)
+        await client.connect()
+        assert client.connected
+        await client.close()
+
+    asyncio.run(main())
