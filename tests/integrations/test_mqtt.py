@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import signal
 import subprocess
@@ -15,10 +17,11 @@ import pytest
 from alerts_testkit import FAST_RETRY, make_alert, wait_for
 from integrations_testkit import Mosquitto, Pki, Subscriber
 from paho.mqtt.enums import CallbackAPIVersion
+from secfepas_mqtt.cadence import HEARTBEAT_SCHEMA
 
 from secfepas_sdk.alerts import AlertService, load_sink, load_sinks
 from secfepas_sdk.alerts.alert import Alert
-from secfepas_sdk.errors import ConfigError, TransientSinkError
+from secfepas_sdk.errors import ConfigError, PermanentSinkError, TransientSinkError
 
 pytestmark = pytest.mark.integration
 
@@ -153,6 +156,9 @@ def test_broker_outage_queues_then_delivers_all(broker: Mosquitto, tmp_path: Pat
         ("mqtts://127.0.0.1/a?ca=/no/such.pem", "not found"),
         ("mqtts://127.0.0.1/a?cert=/no/such.pem", "both cert= and key="),
         ("mqtt:///a", "needs a host"),
+        ("mqtt://127.0.0.1:1883/a/{kind}?heartbeat=5", "drop {kind}"),
+        ("mqtt://127.0.0.1:1883/a?heartbeat=0", "heartbeat must be"),
+        ("mqtt://127.0.0.1:1883/a?heartbeat=5&pad=10", "pad must be"),
     ],
 )
 def test_bad_uris_fail_at_load(uri: str, message: str) -> None:
@@ -180,4 +186,48 @@ def test_sigkill_mid_delivery_then_restart_delivers_all_to_broker(
     assert len(expected) == 40
     assert wait_for(lambda: set(sub.alert_ids()) == expected, 10)
     assert len(sub.alert_ids()) - len(expected) <= 1  # only the one in flight may repeat
+    sub.close()
+
+
+def test_heartbeat_hides_an_alert_among_same_size_messages_one_per_tick(broker: Mosquitto) -> None:
+    """With heartbeat= the topic carries one padded message per tick: an observer of the
+    (TLS) traffic sees the same size at the same cadence whether or not an alert is in it."""
+    sub = Subscriber(broker.port, "secfepas/+/alerts", client_id="cadence-sub")
+    (sink,) = load_sinks(
+        [f"mqtt://127.0.0.1:{broker.port}/secfepas/{{camera_id}}/alerts?heartbeat=0.3&pad=1024"],
+        camera_id="bed-9",
+    )
+    assert wait_for(lambda: len(sub.messages) >= 3, 10), "no heartbeat"
+    alert = make_alert(camera="bed-9")
+    sink.deliver(alert)  # waits for the next tick, returns after the PUBACK
+    seen = len(sub.messages)
+    assert wait_for(lambda: len(sub.messages) >= seen + 3, 10)
+    sink.close()
+    messages = list(sub.messages)
+    sub.close()
+    assert {len(m.payload) for m in messages} == {1024}
+    assert {(m.topic, m.qos, m.retain) for m in messages} == {("secfepas/bed-9/alerts", 1, False)}
+    bodies = [json.loads(m.payload) for m in messages]
+    at = [i for i, b in enumerate(bodies) if b.get("schema") != HEARTBEAT_SCHEMA]
+    assert len(at) == 1 and Alert.from_json(messages[at[0]].payload) == alert  # padding is JSON
+    ticks = [b["tick"] for b in bodies if b.get("schema") == HEARTBEAT_SCHEMA]
+    # The alert took one tick's place: no extra message, no gap anywhere else.
+    assert ticks == sorted(ticks) and len(set(ticks)) == len(ticks)
+    gaps = [b - a for a, b in itertools.pairwise(ticks) if b - a != 1]
+    assert gaps == [2], ticks
+    assert bodies[at[0] - 1]["tick"] + 2 == bodies[at[0] + 1]["tick"]
+
+
+def test_padding_alone_and_an_alert_above_the_pad(broker: Mosquitto) -> None:
+    sub = Subscriber(broker.port, "secfepas/+/alerts", client_id="pad-sub")
+    uri = f"mqtt://127.0.0.1:{broker.port}/secfepas/{{camera_id}}/alerts"
+    padded = load_sink(uri + "?pad=512")
+    padded.deliver(make_alert(camera="bed-4"))
+    assert wait_for(lambda: len(sub.messages) == 1, 5)
+    assert len(sub.messages[0].payload) == 512
+    padded.close()
+    small = load_sink(uri + "?pad=256")  # an alert is about 320 bytes of JSON
+    with pytest.raises(PermanentSinkError, match="above pad=256"):
+        small.deliver(make_alert(camera="bed-4"))
+    small.close()
     sub.close()

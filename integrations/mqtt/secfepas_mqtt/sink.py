@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from secfepas_mqtt.cadence import FixedCadence, pad_payload
 from secfepas_sdk.alerts import Alert, SinkContext, redact_uri
 from secfepas_sdk.errors import ConfigError, PermanentSinkError, TransientSinkError
 
@@ -39,10 +40,13 @@ _QUERY = frozenset(
         "keepalive",
         "reconnect_max",
         "status_topic",
+        "heartbeat",
+        "pad",
     }
 )
 DEFAULT_TOPIC = "secfepas/{camera_id}/alerts"
 DEFAULT_STATUS_TOPIC = "secfepas/{camera_id}/status"
+DEFAULT_PAD = 1024  # an alert is about 320 bytes of JSON
 
 
 def _check_template(template: str, what: str) -> None:
@@ -84,6 +88,10 @@ class MqttSinkConfig:
     timeout: float = 5.0
     keepalive: int = 30
     reconnect_max: int = 30
+    heartbeat: float | None = None
+    """Seconds between ticks: one padded message per tick, alert or heartbeat."""
+    pad: int | None = None
+    """Bytes every payload is padded to (default 1024 with a heartbeat)."""
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -103,6 +111,15 @@ class MqttSinkConfig:
         for path in (self.ca, self.cert, self.key):
             if path is not None and not os.path.isfile(path):
                 raise ConfigError(f"MQTT TLS file not found: {path}")
+        if self.heartbeat is not None:
+            if not (math.isfinite(self.heartbeat) and 0.1 <= self.heartbeat <= 3600):
+                raise ConfigError(f"heartbeat must be within [0.1, 3600] s, got {self.heartbeat}")
+            if "{kind}" in self.topic:
+                raise ConfigError(
+                    "with a heartbeat every message goes to one topic: drop {kind} from it"
+                )
+        if self.pad is not None and not 256 <= self.pad <= 65536:
+            raise ConfigError(f"pad must be within [256, 65536] bytes, got {self.pad}")
         _check_template(self.topic, "topic")
         if self.status_topic:
             _check_template(self.status_topic, "status topic")
@@ -166,6 +183,8 @@ def parse_mqtt_uri(uri: str) -> MqttSinkConfig:
         timeout=_number(query, "timeout", 5.0),
         keepalive=int(_number(query, "keepalive", 30)),
         reconnect_max=int(_number(query, "reconnect_max", 30)),
+        heartbeat=None if _one(query, "heartbeat") is None else _number(query, "heartbeat", 0),
+        pad=None if _one(query, "pad") is None else int(_number(query, "pad", 0)),
     )
 
 
@@ -204,6 +223,19 @@ class MqttSink:
         self._client.reconnect_delay_set(min_delay=1, max_delay=config.reconnect_max)
         # Bound paho's own queue: while the link is down the outbox holds the alerts.
         self._client.max_queued_messages_set(1000)
+        self._pad = config.pad or (DEFAULT_PAD if config.heartbeat is not None else None)
+        self._cadence: FixedCadence | None = None
+        if config.heartbeat is not None:
+            assert self._pad is not None
+            self._cadence = FixedCadence(
+                self._client,
+                topic=_fill(config.topic, camera_id=context.camera_id),
+                qos=config.qos,
+                period_s=config.heartbeat,
+                size=self._pad,
+                camera_id=context.camera_id,
+                connected=self._connected,
+            )
         self._client.connect_async(config.host, config.port, keepalive=config.keepalive)
         self._client.loop_start()
 
@@ -231,7 +263,18 @@ class MqttSink:
         topic = _fill(cfg.topic, camera_id=alert.camera_id, kind=alert.kind.value)
         if not self._connected.wait(cfg.timeout):
             raise TransientSinkError(f"not connected to MQTT broker {cfg.host}:{cfg.port}")
-        info = self._client.publish(topic, alert.to_json().encode(), qos=cfg.qos)
+        payload = alert.to_json().encode()
+        if self._cadence is not None:
+            if alert.camera_id != self._camera_id:
+                raise PermanentSinkError(
+                    "with a heartbeat a sink publishes for its own camera only, "
+                    f"not for {alert.camera_id!r}"
+                )
+            self._cadence.publish(payload, cfg.timeout)
+            return
+        if self._pad is not None:
+            payload = pad_payload(payload, self._pad)
+        info = self._client.publish(topic, payload, qos=cfg.qos)
         try:
             info.wait_for_publish(cfg.timeout)
         except (RuntimeError, ValueError) as exc:
@@ -241,6 +284,8 @@ class MqttSink:
 
     def close(self) -> None:
         """Say ``offline`` (a clean disconnect does not fire the will), then stop."""
+        if self._cadence is not None:
+            self._cadence.close()
         if self._status and self._connected.is_set():
             info = self._client.publish(self._status, b"offline", qos=1, retain=True)
             # If the goodbye fails, the broker's last will says it instead.
