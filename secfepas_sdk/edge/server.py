@@ -2,10 +2,12 @@
 
 ``async with Server(settings) as server: await server.serve_forever()``
 (or ``start()`` / ``stop(grace_s)`` by hand); :func:`stop_on_signals` makes
-SIGTERM and SIGINT stop it gracefully. One asyncio loop accepts cameras and forwards bytes;
-the crypto runs in a process pool with one worker per session slot, so the
-loop never blocks. Further cameras wait in a bounded queue and are then told
-``busy``.
+SIGTERM and SIGINT stop it gracefully. One asyncio loop accepts cameras and
+forwards bytes; the crypto runs in one worker process per session (forked from
+a model host, :mod:`.workers`), so the loop never blocks and a dying worker
+ends only its own session. Further cameras wait in a bounded queue and are then
+told ``busy``; each camera identity (certificate CN) holds at most
+``max_sessions_per_camera`` sessions, waiting ones included.
 """
 
 from __future__ import annotations
@@ -13,20 +15,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import os
 import secrets
 import signal
 import ssl
+from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
 from types import TracebackType
 
 from secfepas_sdk.edge.metrics import EdgeMetrics, MetricsServer
 from secfepas_sdk.edge.registry import ModelRegistry, RegisteredModel
 from secfepas_sdk.edge.session import EdgeSession, WorkerFailed
 from secfepas_sdk.edge.settings import EdgeSettings
-from secfepas_sdk.edge.worker import ignore_interrupts
+from secfepas_sdk.edge.workers import WorkerHost
 from secfepas_sdk.errors import (
     ConfigError,
     ConnectionLostError,
@@ -79,7 +80,8 @@ class Server:
         self._ssl: ssl.SSLContext | None = None
         self._listener: asyncio.Server | None = None
         self._metrics_server: MetricsServer | None = None
-        self._executor: ProcessPoolExecutor | None = None
+        self._workers: WorkerHost | None = None
+        self._per_camera: Counter[str] = Counter()
         self._slots: asyncio.Semaphore | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._sessions: set[EdgeSession] = set()
@@ -97,7 +99,13 @@ class Server:
         self._stop_requested = asyncio.Event()
         self._stopped = asyncio.Event()
         self._slots = asyncio.Semaphore(s.max_sessions)
-        self._executor = self._new_executor()
+        self._workers = WorkerHost(
+            [str(m.path) for m in self._registry],
+            start_method=s.worker_start_method,
+            load_timeout_s=s.inference_timeout_s,
+            he_cache_bytes=s.he_cache_bytes,
+        )
+        await self._workers.start()
         try:
             self._listener = await asyncio.start_server(self._on_connect, s.host, s.port)
         except OSError as exc:
@@ -139,12 +147,6 @@ class Server:
     ) -> None:
         await self.stop(self.grace_s)
 
-    def _new_executor(self) -> ProcessPoolExecutor:
-        ctx = multiprocessing.get_context(self.settings.worker_start_method)
-        return ProcessPoolExecutor(
-            max_workers=self.settings.max_sessions, mp_context=ctx, initializer=ignore_interrupts
-        )
-
     @property
     def address(self) -> tuple[str, int]:
         if self._listener is None:
@@ -185,9 +187,8 @@ class Server:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=5.0)
-        if self._executor is not None:
-            executor = self._executor
-            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+        if self._workers is not None:
+            await self._workers.stop()
         if self._metrics_server is not None:
             await self._metrics_server.stop()
         if self._listener is not None:
@@ -279,13 +280,25 @@ class Server:
         assert self._stop_requested is not None
         if self._stop_requested.is_set():
             raise _Refused("shutting_down", "the edge is stopping")
-        await self._admit()
+        if self._per_camera[stream.peer] >= s.max_sessions_per_camera:
+            raise _Refused(
+                "busy",
+                f"camera {stream.peer} already holds {s.max_sessions_per_camera} session(s) "
+                "on this edge; close one first",
+            )
+        self._per_camera[stream.peer] += 1
         try:
-            await self._run_session(stream, model, version, suite)
+            await self._admit()
+            try:
+                await self._run_session(stream, model, version, suite)
+            finally:
+                assert self._slots is not None
+                self._slots.release()
+                self.metrics.sessions_active -= 1
         finally:
-            assert self._slots is not None
-            self._slots.release()
-            self.metrics.sessions_active -= 1
+            self._per_camera[stream.peer] -= 1
+            if self._per_camera[stream.peer] <= 0:
+                del self._per_camera[stream.peer]
 
     async def _admit(self) -> None:
         """Take a session slot, waiting in the bounded queue; else refuse ``busy``."""
@@ -326,7 +339,7 @@ class Server:
     async def _run_session(
         self, stream: FramedStream, model: RegisteredModel, version: int, suite: str
     ) -> None:
-        assert self._executor is not None and self._stop_requested is not None
+        assert self._workers is not None and self._stop_requested is not None
         session_id = secrets.token_hex(8)
         session = EdgeSession(
             stream=stream,
@@ -335,7 +348,7 @@ class Server:
             suite=suite,
             session_id=session_id,
             settings=self.settings,
-            executor=self._executor,
+            workers=self._workers,
             metrics=self.metrics,
             stop_requested=self._stop_requested,
         )
@@ -361,11 +374,6 @@ class Server:
         self._sessions.add(session)
         try:
             await session.run(send_hello)
-        except WorkerFailed:
-            if self._executor is not None and _broken(self._executor):
-                log.warning("worker pool broken (a worker died); starting a new one")
-                self._executor = self._new_executor()
-            raise
         finally:
             self._sessions.discard(session)
         log.info("session %s ended after %d inference(s)", session_id, session.inferences)
@@ -400,10 +408,6 @@ def stop_on_signals(
             loop.remove_signal_handler(sig)
 
     return undo
-
-
-def _broken(executor: ProcessPoolExecutor) -> bool:
-    return bool(getattr(executor, "_broken", False))
 
 
 def _reason(exc: OSError) -> str:

@@ -9,22 +9,16 @@ worker process (:mod:`.worker`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import signal
-import socket
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
 
 from secfepas_sdk.edge import worker_link
 from secfepas_sdk.edge.metrics import EdgeMetrics
 from secfepas_sdk.edge.registry import RegisteredModel
 from secfepas_sdk.edge.settings import EdgeSettings
-from secfepas_sdk.edge.worker import serve_session
+from secfepas_sdk.edge.workers import SessionProcess, WorkerHost, WorkerStartError
 from secfepas_sdk.errors import SecfepasError
 from secfepas_sdk.protocol.events import Close, Error, InferenceBegin, InferenceEnd
 from secfepas_sdk.protocol.pump import MessagePump, peer_error
@@ -79,7 +73,7 @@ class EdgeSession:
         suite: str,
         session_id: str,
         settings: EdgeSettings,
-        executor: Executor,
+        workers: WorkerHost,
         metrics: EdgeMetrics,
         stop_requested: asyncio.Event,
     ) -> None:
@@ -89,76 +83,61 @@ class EdgeSession:
         self.suite = suite
         self.session_id = session_id
         self.settings = settings
-        self.executor = executor
+        self.workers = workers
+        self._worker: SessionProcess | None = None
         self.metrics = metrics
         self.stop_requested = stop_requested
         self.inferences = 0
         self.worker_pid: int | None = None
 
     async def run(self, send_hello: Callable[[], Awaitable[None]]) -> None:
-        loop = asyncio.get_running_loop()
-        parent, child = socket.socketpair()
         s = self.settings
         try:
-            future = loop.run_in_executor(
-                self.executor,
-                serve_session,
-                child,
-                str(self.model.path),
-                s.inference_timeout_s,
-                s.max_message,
-                s.he_cache_bytes,
+            worker = await self.workers.spawn(
+                str(self.model.path), timeout_s=s.inference_timeout_s, max_message=s.max_message
             )
-        except (RuntimeError, OSError) as exc:  # BrokenProcessPool is a RuntimeError
-            parent.close()
-            child.close()
-            raise WorkerFailed(f"cannot start a worker: {type(exc).__name__}", "internal") from exc
-        reader, writer = await asyncio.open_unix_connection(sock=parent, limit=1 << 20)
+        except WorkerStartError as exc:
+            raise WorkerFailed(str(exc), "internal") from exc
+        self._worker = worker
+        self.worker_pid = worker.pid
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=worker.sock, limit=1 << 20)
+        except OSError as exc:
+            worker.kill()
+            worker.close()
+            raise WorkerFailed("cannot talk to the session's worker", "internal") from exc
         link = _WorkerLink(reader, writer, s.max_message)
         try:
-            ready = asyncio.ensure_future(link.read())
-            waiters: set[asyncio.Future[Any]] = {ready, future}
-            await asyncio.wait(
-                waiters, timeout=s.inference_timeout_s, return_when=asyncio.FIRST_COMPLETED
-            )
-            if not ready.done():
-                ready.cancel()
-                await asyncio.gather(ready, return_exceptions=True)
-                problem = "did not start in time"
-                if future.done() and future.exception() is not None:
-                    problem = f"died ({type(future.exception()).__name__})"
-                raise WorkerFailed(f"the worker process {problem}", "internal")
-            tag, payload = ready.result()
-            child.close()  # the worker holds its own duplicate now
+            try:
+                async with asyncio.timeout(s.inference_timeout_s):
+                    tag, payload = await link.read()
+            except TimeoutError:
+                raise WorkerFailed("the worker process did not start in time", "internal") from None
             if tag == worker_link.FAIL:
                 raise WorkerFailed(f"model could not be loaded: {payload.decode()}", "internal")
             if tag != worker_link.READY:
                 raise WorkerFailed("worker did not start properly", "internal")
-            self.worker_pid = int(payload) if payload.isdigit() else None
             await send_hello()
             await self._serve(link)
         finally:
-            child.close()
             writer.close()
-            await self._reap(future)
+            await self._reap(worker)
 
-    async def _reap(self, future: asyncio.Future[str]) -> None:
-        """Wait for the worker task to end (it sees the closed link), killing it if stuck."""
+    async def _reap(self, worker: SessionProcess) -> None:
+        """Wait for the worker to end (it sees the closed link), killing it if stuck."""
+        # Its HE scratch is anonymous memory (snni.he.scratch): nothing to clean up.
         try:
-            async with asyncio.timeout(self.settings.message_timeout_s):
-                outcome = await asyncio.shield(future)
-            log.debug("session %s worker finished: %s", self.session_id, outcome)
-        except TimeoutError:
-            self.kill_worker()
-        except Exception as exc:  # BrokenProcessPool etc.: the server recreates the pool
-            log.warning("session %s worker failed: %s", self.session_id, type(exc).__name__)
+            if not await worker.wait(self.settings.message_timeout_s):
+                self.kill_worker()
+                await worker.wait(5.0)
+            log.debug("session %s worker pid %d ended", self.session_id, worker.pid)
+        finally:
+            worker.close()
 
     def kill_worker(self) -> None:
-        if self.worker_pid is not None:
-            log.warning("session %s: killing stuck worker pid %d", self.session_id, self.worker_pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.worker_pid, signal.SIGKILL)
-            # Its HE scratch was anonymous memory (snni.he.scratch): nothing to clean up.
+        if self._worker is not None:
+            log.warning("session %s: killing worker pid %d", self.session_id, self._worker.pid)
+            self._worker.kill()
 
     async def _next_or_stop(self) -> object | None:
         """The camera's next event, or None when the server is stopping."""

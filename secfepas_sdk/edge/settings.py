@@ -43,7 +43,12 @@ class EdgeSettings(BaseSettings):
     metrics_port: int = Field(
         9464, ge=0, le=65535, description="Prometheus/health HTTP port (0 = any free port)"
     )
-    max_sessions: int = Field(2, ge=1, le=256, description="concurrent sessions (= workers)")
+    max_sessions: int = Field(
+        2, ge=1, le=256, description="concurrent sessions (= worker processes)"
+    )
+    max_sessions_per_camera: int = Field(
+        2, ge=1, le=256, description="sessions one camera identity (certificate CN) may hold"
+    )
     max_queue: int = Field(8, ge=0, le=10_000, description="cameras that may wait for a slot")
     queue_timeout_s: float = Field(60.0, gt=0, description="longest wait for a session slot")
     handshake_timeout_s: float = Field(10.0, gt=0, description="TLS handshake + ClientHello")

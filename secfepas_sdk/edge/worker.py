@@ -1,7 +1,8 @@
 """Worker-process side of a session: the edge's half of secure inference.
 
-Runs in a process of the server's pool, never on the event loop. It talks to
-its session only through one end of a socketpair (see :mod:`.worker_link`): SNNI
+Runs in the session's own process (forked by :mod:`.workers`), never on the
+event loop. It talks to its session only through one end of a socketpair (see
+:mod:`.worker_link`): SNNI
 messages arrive and leave as DATA frames that the session forwards to and from
 the camera's TLS stream. Who holds what: this process holds the model weights
 and its own shares; it never sees pixels or results.
@@ -20,14 +21,10 @@ from secfepas_sdk.edge import worker_link
 from secfepas_sdk.protocol.transport import read_exact
 from secfepas_sdk.snni.channel import Channel, ChannelError
 
-if TYPE_CHECKING:  # imported in the worker process, when the first session starts
+if TYPE_CHECKING:  # imported in the worker process only
     from secfepas_sdk.snni.runtime import ServerRuntime
 
-__all__ = ["SessionChannel", "ignore_interrupts", "serve_session"]
-
-# Per worker process: model path -> ServerRuntime (weights encoded once, reused by
-# successive sessions; each session's setup() replaces all per-session state).
-_RUNTIMES: dict[str, ServerRuntime] = {}
+__all__ = ["SessionChannel", "ignore_interrupts", "load_runtime", "reason", "serve_session"]
 
 
 class SessionChannel(Channel):
@@ -77,7 +74,7 @@ class SessionChannel(Channel):
 
 
 def ignore_interrupts() -> None:
-    """Pool initializer: workers ignore SIGINT.
+    """The model host and its session processes ignore SIGINT.
 
     A terminal's Ctrl-C reaches the whole foreground process group. Only the
     main process acts on it, with the graceful stop (idle sessions get Close,
@@ -87,32 +84,29 @@ def ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _runtime(model_path: str, he_cache_bytes: int) -> ServerRuntime:
-    runtime = _RUNTIMES.get(model_path)
-    if runtime is None:
-        from secfepas_sdk.models.package import load_private
-        from secfepas_sdk.snni.runtime import ServerRuntime
+def load_runtime(model_path: str, he_cache_bytes: int) -> ServerRuntime:
+    """The model's ServerRuntime, weights verified and encoded (done once per model,
+    in the process that later forks one child per session)."""
+    from secfepas_sdk.models.package import load_private
+    from secfepas_sdk.snni.runtime import ServerRuntime
 
-        private = load_private(Path(model_path))  # verifies the hashes again
-        runtime = ServerRuntime(private.plan, private.weights, cache_bytes=he_cache_bytes)
-        _RUNTIMES[model_path] = runtime
-    return runtime
+    private = load_private(Path(model_path))  # verifies the hashes again
+    return ServerRuntime(private.plan, private.weights, cache_bytes=he_cache_bytes)
 
 
 def serve_session(
-    sock: socket.socket, model_path: str, timeout_s: float, max_message: int, he_cache_bytes: int
+    sock: socket.socket, runtime: ServerRuntime | str, timeout_s: float, max_message: int
 ) -> str:
     """Serve one camera session's inferences until told to quit; returns the outcome.
 
-    Entry point of a pool task. Failures are reported to the session as a FAIL
-    frame naming only the error type and message (never data).
+    Runs in the session's own process. ``runtime`` is the model (or the reason it
+    could not be loaded). Failures are reported to the session as a FAIL frame
+    naming only the error type and message (never data).
     """
     chan = SessionChannel(sock, timeout_s=timeout_s, max_message=max_message)
     try:
-        try:
-            runtime = _runtime(model_path, he_cache_bytes)
-        except Exception as exc:  # report any load failure to the session, then stop
-            chan.write(worker_link.FAIL, _reason(exc))
+        if isinstance(runtime, str):
+            chan.write(worker_link.FAIL, runtime.encode("utf-8", "replace")[:300])
             return "load_failed"
         chan.write(worker_link.READY, str(os.getpid()).encode())
         while True:
@@ -127,7 +121,7 @@ def serve_session(
                 runtime.infer(chan)
             except Exception as exc:  # the camera's data broke the computation, or it left
                 with contextlib.suppress(ChannelError):
-                    chan.write(worker_link.FAIL, _reason(exc))
+                    chan.write(worker_link.FAIL, reason(exc))
                 return "failed"
             chan.write(worker_link.END)
     except ChannelError:
@@ -136,5 +130,5 @@ def serve_session(
         chan.close()
 
 
-def _reason(exc: BaseException) -> bytes:
+def reason(exc: BaseException) -> bytes:
     return f"{type(exc).__name__}: {exc}"[:300].encode("utf-8", "replace")

@@ -300,6 +300,12 @@ class ServerRuntime:
             bias = r.ring.from_signed(weights.arrays[f"{op.name}/b"])
             self._bias[op.name] = bias.reshape((-1,) + (1,) * (len(op.shape) - 1))
 
+    def after_fork(self) -> None:
+        """Call first in a process forked from the one that built this runtime: the
+        encoded weights stay shared (copy-on-write), the randomness does not."""
+        self._prg = Prg()
+        self._he.after_fork()
+
     def setup(self, channel: Channel) -> None:
         r = self._run
         self._he.setup(channel)

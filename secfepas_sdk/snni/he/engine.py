@@ -182,6 +182,13 @@ class HeServer:
         self._prg = prg or Prg()
         self._pk_ct: Any = None
 
+    def after_fork(self) -> None:
+        """In a process forked from the one that prepared the weights: fresh
+        randomness (two sessions must never share a noise stream) and scratch."""
+        self._prg = Prg()
+        self._pk_ct = None
+        self._s.scratch.after_fork()
+
     def setup(self, channel: Channel) -> None:
         s = self._s
         with channel.label("he/setup"):

@@ -101,6 +101,15 @@ class SealScratch:
             except (RuntimeError, ValueError) as exc:
                 raise SnniError(f"SEAL rejected an object: {exc}") from exc
 
+    def after_fork(self) -> None:
+        """In a forked child, before any call: stop using the parent's memfds. A
+        memfd inherited over fork is the same file in both processes, so sessions
+        forked from one model host would read and write each other's bytes. Only
+        our descriptors close (no truncation: that would empty the parent's)."""
+        self._lock = threading.Lock()
+        _close_all(self._fds)
+        self._free.clear()
+
     def close(self) -> None:
         """Release the memory now (idempotent). A call still running keeps its
         memfd open until it returns."""
