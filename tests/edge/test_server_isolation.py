@@ -17,7 +17,7 @@ import pytest
 
 from secfepas_sdk.camera.client import RetryPolicy, SecureInferenceClient
 from secfepas_sdk.edge.server import Server
-from secfepas_sdk.errors import PeerError, ProtocolError
+from secfepas_sdk.errors import PeerError
 
 MODEL = "demo-pain-cnn"
 ONE_TRY = RetryPolicy(attempts=1)
@@ -63,7 +63,7 @@ def test_sigkilled_worker_or_host_ends_only_its_own_session(
             await asyncio.sleep(0.3)  # inside the inference
             assert not task.done()
             os.kill(pids[victim.session_id], signal.SIGKILL)  # the OOM killer, say
-            with pytest.raises(ProtocolError) as exc:
+            with pytest.raises(PeerError) as exc:
                 await task
             assert exc.value.code in ("internal", "inference_failed")
             for done in await asyncio.gather(*busy):
