@@ -80,6 +80,8 @@ def test_selftest_builds_a_grey_models_input_from_its_contract(
     src = tiny_cnn(tmp_path / "grey.onnx", channels=1, size=(64, 64))
     assert main(["model", "import", str(src), str(tmp_path / "pkg")]) == 0
     capsys.readouterr()
-    code = main(["snni", "selftest", "--model", str(tmp_path / "pkg"), "--input", str(astronaut)])
+    code = main(
+        ["snni", "selftest", "--model", str(tmp_path / "pkg"), "--input", str(astronaut), "--json"]
+    )
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and report["argmax_match"] is True and report["max_abs_err"] < 0.05
