@@ -50,6 +50,7 @@ def _row(run: Any) -> dict[str, float]:
 def _bench(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from secfepas_sdk.cli.progress import Progress
     from secfepas_sdk.cli.selftest import run_two_processes
     from secfepas_sdk.errors import ConfigError
     from secfepas_sdk.models.bundled import demo_model_path
@@ -74,16 +75,19 @@ def _bench(args: argparse.Namespace) -> int:
     say = print if not args.json else _quiet
     say(f"model {model.manifest.model_id} {model.manifest.version}, input {shape}")
     say(header)
-    for i in range(args.repeat):
-        row = _row(run_two_processes(package, x))
-        rows.append(row)
-        say(
-            f"{i + 1:>4} {row['seconds']:>8.2f} {row['setup_seconds']:>8.2f} "
-            f"{row['infer_seconds']:>8.2f} {row['mb_client_to_server']:>8.1f} "
-            f"{row['mb_server_to_client']:>8.1f} {row['rounds']:>7.0f} "
-            f"{row['client_rss_mb']:>5.0f}/{row['server_rss_mb']:<5.0f}",
-            flush=True,
-        )
+    with Progress("bench", enabled=not args.json) as progress:
+        for i in range(args.repeat):
+            progress.update(f"secure inference {i + 1}/{args.repeat} (camera and edge processes)")
+            row = _row(run_two_processes(package, x))
+            rows.append(row)
+            with progress.paused():
+                say(
+                    f"{i + 1:>4} {row['seconds']:>8.2f} {row['setup_seconds']:>8.2f} "
+                    f"{row['infer_seconds']:>8.2f} {row['mb_client_to_server']:>8.1f} "
+                    f"{row['mb_server_to_client']:>8.1f} {row['rounds']:>7.0f} "
+                    f"{row['client_rss_mb']:>5.0f}/{row['server_rss_mb']:<5.0f}",
+                    flush=True,
+                )
     median = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     say(
         f"median: {median['seconds']:.2f} s per inference including setup, "

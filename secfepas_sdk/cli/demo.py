@@ -41,14 +41,16 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    return asyncio.run(_demo(args))
+    from secfepas_sdk.cli.progress import Progress
+
+    with Progress("demo", enabled=not args.json) as progress:
+        args.progress = progress
+        return asyncio.run(_demo(args))
 
 
 def _emit(args: argparse.Namespace, record: dict[str, Any], text: str) -> None:
-    if args.json:
-        print(json.dumps(record), flush=True)
-    else:
-        print(text, flush=True)
+    with args.progress.paused():
+        print(json.dumps(record) if args.json else text, flush=True)
 
 
 def _stop_on_ctrl_c(pipeline: Any) -> threading.Event:
@@ -107,6 +109,7 @@ async def _demo(args: argparse.Namespace) -> int:
             metrics_enabled=False,  # never clash with an edge already on this host
         )
         server = Server(settings)
+        args.progress.update("starting the edge (model check, worker processes)")
         await server.start()
         host, port = server.address
         cam = pki.camera("camera-1")
@@ -134,6 +137,7 @@ async def _demo(args: argparse.Namespace) -> int:
         )
         results = []
         interrupted = _stop_on_ctrl_c(pipeline)
+        args.progress.update("session setup (HE keys, base OTs), then the first frame")
         try:
             async for a in pipeline.run():
                 results.append(a)
@@ -146,6 +150,7 @@ async def _demo(args: argparse.Namespace) -> int:
                     f"{a.total_bytes / 1e6:6.1f} MB   (captured {s.captured}, "
                     f"dropped {s.dropped}, no face {s.no_face})",
                 )
+                args.progress.update(f"{len(results)} frame(s) analysed, waiting for the next one")
         finally:
             await client.close()
             await server.stop(5.0)

@@ -115,29 +115,33 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _import(args: argparse.Namespace) -> int:
+    from secfepas_sdk.cli.progress import Progress
     from secfepas_sdk.models.importer import DEFAULT_OT_K, import_onnx
 
-    manifest = import_onnx(
-        args.onnx,
-        args.out_dir,
-        model_id=args.model_id or Path(args.onnx).stem,
-        version=args.model_version,
-        ring_bits=args.bits,
-        frac_bits=args.frac,
-        he_params=args.params,
-        class_names=args.classes,
-        mean=args.mean,
-        std=args.std,
-        colour_order=args.colour_order,
-        size=None if args.size is None else parse_size(args.size),
-        crop_margin=args.crop_margin,
-        crop_square=not args.no_square_crop,
-        interpolation=args.interpolation,
-        description=args.description,
-        keep_reference=not args.no_reference,
-        pixel_bound=not args.no_pixel_bound,
-        ot_k=None if args.ot_k is None else dict.fromkeys(DEFAULT_OT_K, args.ot_k),
-    )
+    label = f"importing {args.onnx}"
+    with Progress(label, enabled=True) as progress:
+        progress.update("fold BN, quantise, compile the plan, write the package")
+        manifest = import_onnx(
+            args.onnx,
+            args.out_dir,
+            model_id=args.model_id or Path(args.onnx).stem,
+            version=args.model_version,
+            ring_bits=args.bits,
+            frac_bits=args.frac,
+            he_params=args.params,
+            class_names=args.classes,
+            mean=args.mean,
+            std=args.std,
+            colour_order=args.colour_order,
+            size=None if args.size is None else parse_size(args.size),
+            crop_margin=args.crop_margin,
+            crop_square=not args.no_square_crop,
+            interpolation=args.interpolation,
+            description=args.description,
+            keep_reference=not args.no_reference,
+            pixel_bound=not args.no_pixel_bound,
+            ot_k=None if args.ot_k is None else dict.fromkeys(DEFAULT_OT_K, args.ot_k),
+        )
     print(json.dumps({"package": str(args.out_dir), "fingerprint": manifest.fingerprint}))
     return 0
 

@@ -58,6 +58,7 @@ def _selftest(args: argparse.Namespace) -> int:
     import numpy as np
 
     from secfepas_sdk._extras import require
+    from secfepas_sdk.cli.progress import Progress
     from secfepas_sdk.cli.selftest import run_two_processes
     from secfepas_sdk.errors import ConfigError
     from secfepas_sdk.models.importer import import_onnx
@@ -65,13 +66,15 @@ def _selftest(args: argparse.Namespace) -> int:
 
     ort: Any = require("onnxruntime", "camera")
     model = Path(args.model)
-    with tempfile.TemporaryDirectory(prefix="secfepas-pkg-") as tmp:
+    progress = Progress("snni selftest", enabled=not args.json)
+    with progress, tempfile.TemporaryDirectory(prefix="secfepas-pkg-") as tmp:
         if model.is_dir():
             package = model
             ref = reference_onnx(model)
             if ref is None:
                 raise ConfigError(f"{model} keeps no private/reference.onnx to compare with")
         elif model.is_file():
+            progress.update(f"importing {model}")
             package = Path(tmp) / "pkg"
             import_onnx(
                 model,
@@ -91,6 +94,7 @@ def _selftest(args: argparse.Namespace) -> int:
         sess = ort.InferenceSession(str(ref), providers=["CPUExecutionProvider"])
         plain = np.asarray(sess.run(None, {sess.get_inputs()[0].name: x})[0], np.float64)
         plain = plain.reshape(-1)
+        progress.update("secure inference (camera and edge processes over loopback TCP)")
         run = run_two_processes(package, x)
     secure = run.logits
     if public.plan.softmax:
