@@ -7,6 +7,7 @@ it never waits for a sink.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +21,12 @@ from secfepas_sdk.alerts.policy import AlertPolicy, PolicyConfig
 from secfepas_sdk.alerts.sinks import AlertSink, load_sinks
 from secfepas_sdk.errors import ConfigError
 
-__all__ = ["AlertService"]
+__all__ = ["DEFAULT_CLOSE_TIMEOUT_S", "AlertService"]
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_CLOSE_TIMEOUT_S = 5.0
+"""How long ``close()`` may keep delivering pending alerts, and stopping, in all."""
 
 
 class AlertService:
@@ -110,12 +116,38 @@ class AlertService:
             time.sleep(0.02)
         return True
 
-    def close(self, timeout: float = 5.0) -> list[str]:
-        """Stop delivering (pending alerts stay in the outbox); return stuck sink names."""
+    def _flush(self, seconds: float) -> bool:
+        """Wait until nothing is pending, or until nothing pending can become due in time."""
+        deadline = time.monotonic() + seconds
+        while self.outbox.pending() > 0:
+            left = deadline - time.monotonic()
+            due = [self.outbox.next_attempt(name) for name in self.sink_names]
+            soonest = min((t for t in due if t is not None), default=None)
+            if left <= 0 or (soonest is not None and soonest > time.time() + left):
+                return False  # every sink left is backing off past the deadline
+            time.sleep(0.02)
+        return True
+
+    def close(self, timeout: float = DEFAULT_CLOSE_TIMEOUT_S, *, flush: bool = True) -> list[str]:
+        """Deliver what is pending, then stop, all within ``timeout`` seconds.
+
+        So an alert submitted just before ``close()`` still reaches its sinks.
+        What a sink could not take in time (it is down and backing off, or
+        hangs) stays in the outbox for the next start; ``flush=False`` stops at
+        once. Returns the names of sinks still stuck in ``deliver``.
+        """
         if self._closed:
             return []
         self._closed = True
-        stuck = self._dispatcher.close(timeout)
+        # Keep part of the budget for the threads to stop after the flush.
+        flush_s = timeout - min(0.5, timeout / 2)
+        if flush and self.outbox.pending() > 0 and not self._flush(flush_s):
+            _log.warning(
+                "%d alert delivery(ies) still pending at close; kept in the outbox "
+                "for the next start",
+                self.outbox.pending(),
+            )
+        stuck = self._dispatcher.close(timeout - flush_s)
         if not stuck:
             self.outbox.close()
         return stuck
