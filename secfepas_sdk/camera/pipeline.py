@@ -17,7 +17,6 @@ the edge when a face is present and when it moves.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import math
 import threading
@@ -32,6 +31,7 @@ from numpy.typing import NDArray
 from secfepas_sdk.alerts.assessment import PainAssessment
 from secfepas_sdk.camera.client import FATAL_CODES, SecureInferenceClient
 from secfepas_sdk.camera.detection import Face
+from secfepas_sdk.camera.frame_queue import DropOldestQueue, End, raise_source_error
 from secfepas_sdk.camera.frames import Frame
 from secfepas_sdk.camera.preprocess import PreprocessConfig, preprocess_face
 from secfepas_sdk.camera.schedule import (
@@ -49,9 +49,7 @@ from secfepas_sdk.errors import (
     InvalidValueError,
     PeerError,
     ProtocolError,
-    SecfepasError,
     SessionError,
-    SourceError,
 )
 from secfepas_sdk.logsafe import safe_text
 
@@ -110,48 +108,6 @@ class PipelineStats:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
-
-
-class _End:
-    """Queue marker: the source is exhausted (``error`` set if it failed)."""
-
-    def __init__(self, error: BaseException | None = None) -> None:
-        self.error = error
-
-
-class DropOldestQueue:
-    """Thread -> event loop queue of bounded size; a put on a full queue drops the oldest."""
-
-    def __init__(self, maxsize: int, loop: asyncio.AbstractEventLoop) -> None:
-        self._items: collections.deque[Frame | _End] = collections.deque()
-        self._maxsize = maxsize
-        self._lock = threading.Lock()
-        self._loop = loop
-        self._ready = asyncio.Event()
-        self.dropped = 0
-
-    def put(self, item: Frame | _End) -> None:
-        """Never blocks (called from the capture thread)."""
-        with self._lock:
-            if isinstance(item, Frame) and self._frames() >= self._maxsize:
-                for i, old in enumerate(self._items):
-                    if isinstance(old, Frame):
-                        del self._items[i]
-                        self.dropped += 1
-                        break
-            self._items.append(item)
-        self._loop.call_soon_threadsafe(self._ready.set)
-
-    def _frames(self) -> int:
-        return sum(1 for x in self._items if isinstance(x, Frame))
-
-    async def get(self) -> Frame | _End:
-        while True:
-            with self._lock:
-                if self._items:
-                    return self._items.popleft()
-                self._ready.clear()
-            await self._ready.wait()
 
 
 class FaceFinder(Protocol):
@@ -223,7 +179,7 @@ class CameraPipeline:
         except BaseException as exc:  # reported to the consumer, which re-raises
             error = exc
         finally:
-            queue.put(_End(error))
+            queue.put(End(error))
 
     async def _tensor(self, frame: Frame) -> NDArray[np.float32] | None:
         pixels = frame.pixels
@@ -255,7 +211,7 @@ class CameraPipeline:
         await self.client.connect()
         loop = asyncio.get_running_loop()
         queue = DropOldestQueue(self.config.queue_size, loop)
-        results: asyncio.Queue[PainAssessment | _End] = asyncio.Queue()
+        results: asyncio.Queue[PainAssessment | End] = asyncio.Queue()
         capture = threading.Thread(
             target=self._capture, args=(queue,), name="secfepas-capture", daemon=True
         )
@@ -267,7 +223,7 @@ class CameraPipeline:
         try:
             while True:
                 item = await results.get()
-                if isinstance(item, _End):
+                if isinstance(item, End):
                     if item.error is not None:
                         raise item.error
                     return
@@ -282,31 +238,29 @@ class CameraPipeline:
             self.stats.dropped = queue.dropped
 
     @staticmethod
-    async def _guarded(
-        work: Awaitable[None], results: asyncio.Queue[PainAssessment | _End]
-    ) -> None:
-        """Run a driver; hand its end (or its error) to the consumer as an ``_End``."""
+    async def _guarded(work: Awaitable[None], results: asyncio.Queue[PainAssessment | End]) -> None:
+        """Run a driver; hand its end (or its error) to the consumer as an ``End``."""
         try:
             await work
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
-            results.put_nowait(_End(exc))
+            results.put_nowait(End(exc))
         else:
-            results.put_nowait(_End())
+            results.put_nowait(End())
 
     def _done(self) -> bool:
         return bool(self.config.max_frames and self.stats.analysed >= self.config.max_frames)
 
     async def _drive_on_change(
-        self, queue: DropOldestQueue, results: asyncio.Queue[PainAssessment | _End]
+        self, queue: DropOldestQueue, results: asyncio.Queue[PainAssessment | End]
     ) -> None:
         """Analyse each selected frame that has a face, as soon as it is there (leaky)."""
         while not self._done():
             item = await queue.get()
             self.stats.dropped = queue.dropped
-            if isinstance(item, _End):
-                _raise_source_error(item)
+            if isinstance(item, End):
+                raise_source_error(item)
                 return
             tensor = await self._tensor(item)
             if tensor is None:
@@ -318,7 +272,7 @@ class CameraPipeline:
                 results.put_nowait(assessment)
 
     async def _drive_constant(
-        self, queue: DropOldestQueue, results: asyncio.Queue[PainAssessment | _End]
+        self, queue: DropOldestQueue, results: asyncio.Queue[PainAssessment | End]
     ) -> None:
         """One inference per slot: the newest prepared face, else the dummy tensor."""
         clock = self.clock
@@ -360,9 +314,9 @@ class CameraPipeline:
         while True:
             item = await queue.get()
             self.stats.dropped = queue.dropped
-            if isinstance(item, _End):
+            if isinstance(item, End):
                 await clock.source_ended()
-                _raise_source_error(item)
+                raise_source_error(item)
                 return
             await clock.admit(item.timestamp)
             tensor = await self._tensor(item)
@@ -410,14 +364,6 @@ class _Prepared:
 
     def __init__(self) -> None:
         self.pending: tuple[Frame, NDArray[np.float32]] | None = None
-
-
-def _raise_source_error(end: _End) -> None:
-    if end.error is None:
-        return
-    if isinstance(end.error, SecfepasError):
-        raise end.error
-    raise SourceError(f"frame source failed: {end.error}") from end.error
 
 
 def _no_margin(cfg: PreprocessConfig) -> PreprocessConfig:
