@@ -1,14 +1,11 @@
-"""Fixtures for alert tests; helpers live in alerts_testkit (this folder is put on sys.path)."""
+"""Fixtures for alert tests; plain helpers live in testkit.alerts."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture

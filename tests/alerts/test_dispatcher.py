@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from alerts_testkit import (
+from testkit.alerts import (
     FAST_RETRY,
     HangingSink,
     RaisingSink,

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from alerts_testkit import make_alert
+from testkit.alerts import make_alert
 
 from secfepas_sdk.alerts.alert import Alert
 from secfepas_sdk.alerts.dispatcher import RetryPolicy

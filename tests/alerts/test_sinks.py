@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from alerts_testkit import make_alert
+from testkit.alerts import make_alert
 
 from secfepas_sdk.alerts import AlertService, load_sink, load_sinks
 from secfepas_sdk.alerts.alert import Alert

@@ -1,10 +1,9 @@
 """Real media for the camera tests (scikit-image stills, the bundled clip) and the PKI
-for the tests against a real edge; helpers live in camera_testkit (this folder is put
-on sys.path)."""
+for the tests against a real edge; plain helpers live in
+testkit.camera."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,8 +17,6 @@ from secfepas_sdk.camera.detection import FaceDetector
 from secfepas_sdk.certs import Pki, init_pki
 from secfepas_sdk.models.bundled import sample_video_path
 from secfepas_sdk.protocol.transport import TlsFiles
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(scope="session")

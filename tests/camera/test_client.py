@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from camera_testkit import BackgroundEdge, demo_edge
+from testkit.camera import BackgroundEdge, demo_edge, edge_started_computing
 
 from secfepas_sdk.camera.client import (
     ClientTimeouts,
@@ -78,8 +78,9 @@ def test_cancellation_aborts_session_and_next_call_recovers(
     async def main() -> None:
         client = SecureInferenceClient(edge.address, tls, MODEL)
         first = await client.infer(x)
+        computing = edge_started_computing(client)
         task = asyncio.ensure_future(client.infer(x))
-        await asyncio.sleep(0.1)  # mid-inference: one takes about 0.5 s here, more under load
+        await computing.wait()  # mid-inference, however loaded the machine is
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

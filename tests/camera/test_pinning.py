@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from camera_testkit import BackgroundEdge, demo_edge
+from testkit.camera import BackgroundEdge, demo_edge
 
 from secfepas_sdk.camera.client import RetryPolicy, SecureInferenceClient
 from secfepas_sdk.certs import Pki

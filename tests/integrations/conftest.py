@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "alerts"))
-sys.path.insert(0, str(HERE.parent / "camera"))  # camera_testkit: a real edge
-
-from integrations_testkit import FhirServer, Mosquitto, Pki, make_pki  # noqa: E402
+from testkit.integrations import FhirServer, Mosquitto, Pki, make_pki
 
 
 @pytest.fixture(scope="session")

@@ -10,10 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from alerts_testkit import FAST_RETRY, make_alert
 from fhir.resources.R4B.observation import Observation
-from integrations_testkit import FhirServer, Pki
 from secfepas_fhir import PSPI_CODE_SYSTEM, FhirSink
+from testkit.alerts import FAST_RETRY, make_alert
+from testkit.integrations import FhirServer, Pki
 
 from secfepas_sdk.alerts import AlertService, load_sink, load_sinks
 from secfepas_sdk.alerts.alert import Alert

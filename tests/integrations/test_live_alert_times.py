@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from alerts_testkit import wait_for
-from camera_testkit import demo_edge
-from integrations_testkit import FhirServer, Mosquitto, Subscriber
+from testkit.alerts import wait_for
+from testkit.camera import demo_edge
+from testkit.integrations import FhirServer, Mosquitto, Subscriber
 
 from secfepas_sdk.alerts import AlertService
 from secfepas_sdk.alerts.alert import Alert, AlertKind

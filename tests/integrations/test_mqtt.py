@@ -14,10 +14,10 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from alerts_testkit import FAST_RETRY, make_alert, wait_for
-from integrations_testkit import Mosquitto, Pki, Subscriber
 from paho.mqtt.enums import CallbackAPIVersion
 from secfepas_mqtt.cadence import HEARTBEAT_SCHEMA
+from testkit.alerts import FAST_RETRY, make_alert, wait_for
+from testkit.integrations import Mosquitto, Pki, Subscriber
 
 from secfepas_sdk.alerts import AlertService, load_sink, load_sinks
 from secfepas_sdk.alerts.alert import Alert

@@ -1,14 +1,12 @@
 """Shared snni fixtures: small real ONNX models built with onnx.helper (no torch
 needed), and both parties of a protocol run over the in-memory pair or over
-loopback TCP. Plain helpers live in snni_testkit."""
+loopback TCP. Plain helpers live in testkit.snni."""
 
 from __future__ import annotations
 
 import socket
-import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,8 +16,6 @@ from onnx import TensorProto, helper, numpy_helper
 
 from secfepas_sdk.protocol.transport import SocketChannel
 from secfepas_sdk.snni.channel import Channel, run_pair
-
-sys.path.insert(0, str(Path(__file__).parent))  # for snni_testkit
 
 
 def _init(name: str, arr: np.ndarray) -> onnx.TensorProto:

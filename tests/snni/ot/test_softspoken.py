@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from snni_testkit import CHI2_LIMIT, chi_square_uniform_bytes, recording_pair
+from testkit.snni import CHI2_LIMIT, chi_square_uniform_bytes, recording_pair
 
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.protocol.transport import SocketChannel

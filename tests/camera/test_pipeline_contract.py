@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
-from camera_testkit import BackgroundEdge
 from numpy.typing import NDArray
 from onnx import TensorProto, helper, numpy_helper
+from testkit.camera import BackgroundEdge
 
 from secfepas_sdk.camera.client import SecureInferenceClient
 from secfepas_sdk.camera.detection import FaceDetector

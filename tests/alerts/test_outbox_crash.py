@@ -9,7 +9,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from alerts_testkit import wait_for
+from testkit.alerts import wait_for
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 N = 40

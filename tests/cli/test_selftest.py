@@ -7,8 +7,8 @@ from pathlib import Path
 
 import cv2
 import pytest
-from cli_testkit import tiny_cnn
 from skimage import data
+from testkit.cli import tiny_cnn
 
 from secfepas_sdk.cli.main import main
 from secfepas_sdk.models.bundled import demo_model_path

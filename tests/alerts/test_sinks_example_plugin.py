@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from alerts_testkit import make_alert
+from testkit.alerts import make_alert
 
 from secfepas_sdk.alerts import AlertService, available_schemes, load_sink
 from secfepas_sdk.errors import ConfigError

@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 from numpy.typing import NDArray
-from snni_testkit import CHI2_LIMIT, chi_square_uniform_bytes, recording_pair
+from testkit.snni import CHI2_LIMIT, chi_square_uniform_bytes, recording_pair
 
 from secfepas_sdk.snni.channel import Channel
 from secfepas_sdk.snni.nonlinear import NonlinearEngine

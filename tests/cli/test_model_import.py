@@ -11,7 +11,7 @@ from pathlib import Path
 
 import onnx
 import pytest
-from cli_testkit import tiny_cnn
+from testkit.cli import tiny_cnn
 
 from secfepas_sdk.cli.main import main
 from secfepas_sdk.models.package import MANIFEST, load_private, load_public

@@ -1,5 +1,4 @@
-"""Helpers shared by the snni privacy tests (this folder is put on sys.path by
-tests/snni/conftest.py): a channel pair that records each party's view, and a
+"""Helpers shared by the snni privacy tests: a channel pair that records each party's view, and a
 chi-square check that bytes look uniform."""
 
 from __future__ import annotations

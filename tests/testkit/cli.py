@@ -1,5 +1,4 @@
-"""ONNX models for the CLI tests, built with onnx.helper (seeded weights; this folder
-is put on sys.path by tests/cli/conftest.py)."""
+"""ONNX models for the CLI tests, built with onnx.helper (seeded weights)."""
 
 from __future__ import annotations
 

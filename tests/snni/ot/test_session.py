@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from snni_testkit import CHI2_LIMIT, chi_square_uniform_bytes, recording_pair
+from testkit.snni import CHI2_LIMIT, chi_square_uniform_bytes, recording_pair
 
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import Channel, run_pair

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from camera_testkit import demo_edge
+from testkit.camera import demo_edge
 
 from secfepas_sdk.alerts.assessment import PainAssessment
 from secfepas_sdk.camera.client import SecureInferenceClient

@@ -57,3 +57,24 @@ def demo_edge(pki: Pki, workdir: Path, *, max_sessions: int) -> Iterator[Backgro
     )
     with BackgroundEdge(settings) as running:
         yield running
+
+
+def edge_started_computing(client: Any) -> asyncio.Event:
+    """An event set when the connected ``client`` receives its next DATA frame from the
+    edge. The edge sends InferenceEnd only after all its DATA, so once the event is set
+    the inference is in flight on both sides: a hook instead of a guessed sleep."""
+    from secfepas_sdk.protocol.events import Data
+
+    stream = client._stream
+    assert stream is not None, "connect the client first"
+    seen = asyncio.Event()
+    receive = stream.next_event
+
+    async def next_event(*args: Any, **kwargs: Any) -> Any:
+        event = await receive(*args, **kwargs)
+        if isinstance(event, Data):
+            seen.set()
+        return event
+
+    stream.next_event = next_event
+    return seen
