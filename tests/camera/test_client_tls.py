@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from camera_testkit import BackgroundEdge, demo_edge
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from testkit.camera import BackgroundEdge, demo_edge
 
 from secfepas_sdk.camera.client import RetryPolicy, SecureInferenceClient
 from secfepas_sdk.certs import Pki, init_pki

@@ -16,8 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from camera_testkit import BackgroundEdge, demo_edge
 from numpy.typing import NDArray
+from testkit.camera import BackgroundEdge, demo_edge
 
 from secfepas_sdk.camera.client import SecureInferenceClient
 from secfepas_sdk.camera.detection import FaceDetector
