@@ -8,7 +8,7 @@ import textwrap
 import threading
 from pathlib import Path
 
-from alerts_testkit import RecordingSink
+from testkit.alerts import RecordingSink
 
 from secfepas_sdk.alerts import AlertService
 from secfepas_sdk.alerts.alert import Alert
