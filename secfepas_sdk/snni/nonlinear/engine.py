@@ -30,8 +30,9 @@ from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import Channel
 from secfepas_sdk.snni.nonlinear.millionaire import greater_than
 from secfepas_sdk.snni.nonlinear.pooling import pool_output_hw, window_indices
+from secfepas_sdk.snni.ot import extension as extension_mod
 from secfepas_sdk.snni.ot.bits import pack_bits, packed_size, unpack_bits
-from secfepas_sdk.snni.ot.extension import DEFAULT_EXTENSION, DEFAULT_K
+from secfepas_sdk.snni.ot.extension import DEFAULT_K
 from secfepas_sdk.snni.ot.session import OtSession, one_of_n_decode, one_of_n_payload, slot_width
 from secfepas_sdk.snni.party import Party
 from secfepas_sdk.snni.prg import Prg
@@ -56,7 +57,7 @@ class NonlinearEngine:
         ring: Ring,
         prg: Prg | None = None,
         batch_size: int = DEFAULT_BATCH,
-        ot_extension: str = DEFAULT_EXTENSION,
+        ot_extension: str | None = None,
         ot_k: int = DEFAULT_K,
         extra_ot_k: tuple[int, ...] = (),
     ) -> None:
@@ -67,15 +68,18 @@ class NonlinearEngine:
         self.ring = ring
         self.prg = prg if prg is not None else Prg()
         self.batch_size = batch_size
-        self.ot = OtSession(self.party, extension=ot_extension, k=ot_k)  # both parties alike
+        extension = extension_mod.DEFAULT_EXTENSION if ot_extension is None else ot_extension
+        self.ot = OtSession(self.party, extension=extension, k=ot_k)  # both parties alike
         # Further SoftSpokenOT sessions (own base OTs, own hash domain) that
         # :meth:`using_ot_k` selects per op: a larger k trades compute for bytes.
+        # Under Ferret, k only shapes the bootstrap: every k maps to the one session.
         self._ots: dict[int, OtSession] = {ot_k: self.ot}
         extra = sorted(set(extra_ot_k) - {ot_k})
-        if extra and ot_extension != "softspoken":
-            raise SnniError("extra_ot_k needs the softspoken OT extension")
-        for i, k in enumerate(extra, start=1):
-            self._ots[k] = OtSession(self.party, extension=ot_extension, k=k, domain_base=i)
+        if extra and extension == "iknp":
+            raise SnniError("extra_ot_k needs the softspoken or ferret OT extension")
+        self._aliases = dict.fromkeys(extra, ot_k) if extension == "ferret" else {}
+        for i, k in enumerate([] if self._aliases else extra, start=1):
+            self._ots[k] = OtSession(self.party, extension=extension, k=k, domain_base=i)
 
     # -- session ------------------------------------------------------------
     def setup(self) -> None:
@@ -87,6 +91,7 @@ class NonlinearEngine:
     def using_ot_k(self, k: int) -> Iterator[None]:
         """Run the enclosed calls on the SoftSpokenOT session with this k (one of
         ``ot_k``/``extra_ot_k``; both parties must select the same)."""
+        k = self._aliases.get(k, k)
         if k not in self._ots:
             raise SnniError(f"no OT session with k = {k}; have {sorted(self._ots)}")
         previous, self.ot = self.ot, self._ots[k]

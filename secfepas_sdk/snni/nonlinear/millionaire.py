@@ -14,7 +14,8 @@ each party; nothing else is revealed.
    so each tree node consumes one *correlated* Beaver triple (x; y, y'; xy, xy'),
    made from 2 random OTs with 2-bit messages (one in each direction):
    a random OT with choice x0 and messages (m0, m1) gives x0 * (m0 xor m1) as
-   m_{x0} xor m0, i.e. an XOR-shared cross term.
+   m_{x0} xor m0, i.e. an XOR-shared cross term. The choices x are random, so
+   under Ferret these are random-choice OTs: bit triples with no message at all.
 Rounds: one OT round trip, then one exchange per tree level (ceil(log2 q)).
 """
 
@@ -44,17 +45,24 @@ U64 = NDArray[np.uint64]
 U8 = NDArray[np.uint8]
 
 MAX_DIGIT_BITS = 5  # 1-of-32 leaves: 32 two-bit messages fill one 64-bit word
+FERRET_DIGIT_BITS = 3  # see digit_sizes
 _MSG_BITS = 2  # (gt, eq)
 
 
-def digit_sizes(bits: int) -> list[int]:
-    """Digit widths, least significant first. A k-bit leaf costs k random OTs and
-    2^k two-bit messages (16k + 2^(k-2) bytes) and each extra digit one tree node
-    (about 33 bytes), so the cheapest split uses digits of 4-5 bits: the fewest
-    digits of at most 5 bits, as even as possible."""
+def digit_sizes(bits: int, max_digit: int = MAX_DIGIT_BITS) -> list[int]:
+    """Digit widths, least significant first: the fewest digits of at most
+    ``max_digit`` bits, as even as possible. A k-bit leaf costs k chosen-choice
+    random OTs and 2^k two-bit messages; each extra digit costs a tree node (a bit
+    triple and 3 opened bits each way). With SoftSpokenOT (k=4: 4 bytes per OT) and
+    IKNP the OTs dominate and 4-5-bit digits are cheapest; under Ferret an OT costs
+    about 1.5 bits, so 2^(k+1) message bits dominate and 3-bit digits are cheapest
+    (36 bits: 37 bytes against 58 with 5-bit digits; 2-bit digits save 5% more but
+    add a round)."""
     if bits < 1:
         raise SnniError("the millionaires' protocol needs at least one bit")
-    q = -(-bits // MAX_DIGIT_BITS)
+    if not 1 <= max_digit <= MAX_DIGIT_BITS:
+        raise SnniError(f"digits must have 1..{MAX_DIGIT_BITS} bits")
+    q = -(-bits // max_digit)
     base, extra = divmod(bits, q)
     return [base + 1] * extra + [base] * (q - extra)
 
@@ -108,13 +116,12 @@ def _split(values: U64, sizes: list[int]) -> U64:
 def greater_than(channel: Channel, party: Party, ot: OtSession, value: U64, bits: int) -> U8:
     """XOR share of 1{a > b}; the client passes a, the server b (``bits`` wide)."""
     n = int(value.size)
-    sizes = digit_sizes(bits)
+    sizes = digit_sizes(bits, FERRET_DIGIT_BITS if ot.extension == "ferret" else MAX_DIGIT_BITS)
     q = len(sizes)
     digits = _split(value, sizes)
     classes = sorted(set(sizes))
     cols = {k: [j for j, size in enumerate(sizes) if size == k] for k in classes}
     nodes = q - 1
-    x = _random_bits((n * nodes,))
     gt = np.empty((n, q), dtype=np.uint8)
     eq = np.empty((n, q), dtype=np.uint8)
     # Step 1: all random OTs of this comparison, in one flight each way.
@@ -123,8 +130,8 @@ def greater_than(channel: Channel, party: Party, ot: OtSession, value: U64, bits
             k: ot.rot_recv(channel, choice_bits(digits[:, cols[k]], k), slot_width(k, _MSG_BITS))
             for k in classes
         }
-        k_recv = ot.rot_recv(channel, x, 2)
-        s0, s1 = ot.rot_send(channel, n * nodes, 2)
+        x, k_recv = ot.rot_recv_random(channel, n * nodes, 2)
+        s0, s1 = ot.rot_send_random(channel, n * nodes, 2)
         for k in classes:
             chosen = digits[:, cols[k]]
             count = chosen.size << k
@@ -141,8 +148,8 @@ def greater_than(channel: Channel, party: Party, ot: OtSession, value: U64, bits
         leaf_pairs = {
             k: ot.rot_send(channel, n * len(cols[k]) * k, slot_width(k, _MSG_BITS)) for k in classes
         }
-        s0, s1 = ot.rot_send(channel, n * nodes, 2)
-        k_recv = ot.rot_recv(channel, x, 2)
+        s0, s1 = ot.rot_send_random(channel, n * nodes, 2)
+        x, k_recv = ot.rot_recv_random(channel, n * nodes, 2)
         gt[:] = _random_bits((n, q))
         eq[:] = _random_bits((n, q))
         for k in classes:

@@ -30,6 +30,9 @@ U64 = NDArray[np.uint64]
 U8 = NDArray[np.uint8]
 
 EXTENSIONS = ("iknp", "softspoken", "ferret")
+# Ferret's main-iteration LPN set (read when a session is set up; tests of the
+# protocols above substitute the small set to run fast, both are 128-bit).
+FERRET_MAIN = lpn.MAIN
 DEFAULT_EXTENSION = "softspoken"  # measured: see docs/snni-core.md, "SoftSpokenOT"
 
 __all__ = ["DEFAULT_EXTENSION", "DEFAULT_K", "EXTENSIONS", "build", "check_extension"]
@@ -82,8 +85,8 @@ def build(
     if extension != "ferret":
         return sender, receiver
     lpn.warm_up()
-    f_sender = FerretSender(sender, s_bits, domain=peer)
-    f_receiver = FerretReceiver(receiver, domain=mine)
+    f_sender = FerretSender(sender, s_bits, domain=peer, main=FERRET_MAIN)
+    f_receiver = FerretReceiver(receiver, domain=mine, main=FERRET_MAIN)
     with channel.label("ot-setup"):
         # Each bootstrap is two one-way flights (SoftSpokenOT rows, then the SPCOT
         # message); the client's receiver starts, so no two large sends overlap.

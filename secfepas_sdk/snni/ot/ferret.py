@@ -14,8 +14,11 @@ One iteration (parameters in :mod:`.lpn`) consumes ``reserve`` = k + t*h base CO
   That is one message, sender to receiver, of 16 t (2h + 1) bytes; no reply.
 - primal-LPN encoding of the k remaining base COTs, added to the noise vectors.
 It yields n COTs, of which the last ``reserve`` bootstrap the next iteration.
-Bootstrap: SoftSpokenOT makes the base COTs of a small iteration (``lpn.SETUP``),
-whose output makes those of the first main one (``lpn.MAIN``).
+Bootstrap (in the session's setup): SoftSpokenOT makes the base COTs of a small
+iteration (``lpn.SETUP``), whose output makes those of the first main one
+(``lpn.MAIN``), which also runs in the setup so that small inferences never wait
+for an iteration; later ones run when the buffer empties (one more flight each
+10 million OTs).
 Semi-honest only: Ferret's malicious consistency check is not run.
 
 Random OTs: the receiver sends d = x xor c (one bit per OT) for its choices c; the
@@ -43,6 +46,7 @@ U8 = NDArray[np.uint8]
 
 _TREES_PER_GROUP = 64  # trees expanded and encoded together: bounds the GGM scratch memory
 _HASH_CHUNK = 1 << 18
+ITERATION_LABEL = "ot-iteration"  # channel label of the iteration messages (traffic accounting)
 _INTERNAL = 1 << 32  # added to the domain for the SPCOT mask hashes (OT outputs use the domain)
 
 
@@ -79,23 +83,28 @@ class FerretSender:
 
     __slots__ = ("_base", "_blocks", "_counter", "_delta", "_params", "_sched", "_used")
 
-    def __init__(self, base: SoftSpokenSender, s_bits: U8, *, domain: int) -> None:
+    def __init__(
+        self, base: SoftSpokenSender, s_bits: U8, *, domain: int, main: lpn.LpnParams = lpn.MAIN
+    ) -> None:
+        if lpn.SETUP.n < main.reserve:
+            raise SnniError(f"Ferret cannot bootstrap {main.name} from {lpn.SETUP.name}")
         self._base: SoftSpokenSender | None = base
         self._delta = np.packbits(s_bits.astype(np.uint8), bitorder="little").reshape(1, 16)
         self._sched = _Schedule(domain)
         self._blocks = np.empty((0, 16), dtype=np.uint8)
         self._used = 0
         self._counter = 0
-        self._params = lpn.SETUP
+        self._params = main
 
     def bootstrap(self, channel: Channel) -> None:
-        """SoftSpokenOT base COTs, then the setup iteration (the peer's receiver too)."""
+        """SoftSpokenOT base COTs, the setup iteration, then the first main one
+        (the peer's receiver runs :meth:`FerretReceiver.bootstrap` meanwhile)."""
         if self._base is None:
             raise SnniError("Ferret bootstrap already done")
         base = self._base.extend(channel, lpn.SETUP.reserve)
         self._base = None
-        self._blocks = self._iterate(channel, lpn.SETUP, base)
-        self._params = lpn.MAIN
+        setup = self._iterate(channel, lpn.SETUP, base)
+        self._blocks = self._iterate(channel, self._params, setup[-self._params.reserve :])
 
     def _iterate(self, channel: Channel, p: lpn.LpnParams, base: U8) -> U8:
         h = p.log_leaves
@@ -120,7 +129,8 @@ class FerretSender:
             lpn.encode(key, k_lpn, out[rows], first_row=rows.start)
         masks = np.stack([mask0, mask1], axis=1).reshape(p.t, 2 * h, 16)
         msg[:, : 2 * h] ^= masks
-        channel.send(msg)
+        with channel.label(ITERATION_LABEL):
+            channel.send(msg)
         return out
 
     def _take(self, channel: Channel, count: int) -> U8:
@@ -181,17 +191,19 @@ class FerretReceiver:
 
     __slots__ = ("_base", "_bits", "_blocks", "_counter", "_params", "_sched", "_used")
 
-    def __init__(self, base: SoftSpokenReceiver, *, domain: int) -> None:
+    def __init__(
+        self, base: SoftSpokenReceiver, *, domain: int, main: lpn.LpnParams = lpn.MAIN
+    ) -> None:
         self._base: SoftSpokenReceiver | None = base
         self._sched = _Schedule(domain)
         self._blocks = np.empty((0, 16), dtype=np.uint8)
         self._bits = np.empty(0, dtype=np.uint8)
         self._used = 0
         self._counter = 0
-        self._params = lpn.SETUP
+        self._params = main
 
     def bootstrap(self, channel: Channel) -> None:
-        """Random-choice SoftSpokenOT base COTs, then the setup iteration."""
+        """Random-choice SoftSpokenOT base COTs, the setup iteration, the first main one."""
         if self._base is None:
             raise SnniError("Ferret bootstrap already done")
         count = lpn.SETUP.reserve
@@ -199,8 +211,9 @@ class FerretReceiver:
         bits = np.unpackbits(raw, count=count, bitorder="little")
         blocks = self._base.extend(channel, bits)
         self._base = None
-        self._bits, self._blocks = self._iterate(channel, lpn.SETUP, bits, blocks)
-        self._params = lpn.MAIN
+        bits, blocks = self._iterate(channel, lpn.SETUP, bits, blocks)
+        tail = -self._params.reserve
+        self._bits, self._blocks = self._iterate(channel, self._params, bits[tail:], blocks[tail:])
 
     def _iterate(self, channel: Channel, p: lpn.LpnParams, bits: U8, base: U8) -> tuple[U8, U8]:
         h = p.log_leaves
@@ -210,7 +223,8 @@ class FerretReceiver:
         m_tree = np.ascontiguousarray(base[p.k : p.reserve])
         own = crhash(m_tree, self._sched.mask_tweaks(p.t * h)).reshape(p.t, h, 16)
         key = self._sched.next_key()
-        raw = channel.recv_exact(p.spcot_message_bytes)
+        with channel.label(ITERATION_LABEL):
+            raw = channel.recv_exact(p.spcot_message_bytes)
         msg = np.frombuffer(raw, dtype=np.uint8).reshape(p.t, 2 * h + 1, 16)
         masked = msg[:, : 2 * h].reshape(p.t, h, 2, 16)
         rows_t, levels = np.indices((p.t, h))
@@ -220,13 +234,12 @@ class FerretReceiver:
         leaves_per_tree = 1 << h
         for g in range(0, p.t, _TREES_PER_GROUP):
             trees = min(_TREES_PER_GROUP, p.t - g)
-            leaves, alpha = ggm.expand_punctured(known[g : g + trees], sides[g : g + trees], h)
-            flat = leaves.view(np.uint64).reshape(trees, leaves_per_tree, 2)
-            total = np.bitwise_xor.reduce(flat, axis=1).view(np.uint8).reshape(trees, 16)
-            leaves[np.arange(trees), alpha] = msg[g : g + trees, 2 * h] ^ total
             g_row = g * leaves_per_tree
             rows = slice(g_row, g_row + trees * leaves_per_tree)
-            out[rows] = leaves.reshape(-1, 16)
+            leaves, alpha = ggm.expand_punctured(
+                known[g : g + trees], sides[g : g + trees], h, out=out[rows]
+            )
+            leaves[np.arange(trees), alpha] = msg[g : g + trees, 2 * h] ^ ggm.xor_all(leaves)
             out_bits[rows.start + np.arange(trees) * leaves_per_tree + alpha] = 1
             lpn.encode(
                 key,

@@ -34,18 +34,19 @@ _PI = (
 )
 
 
-def _children(nodes: U8) -> U8:
-    """(t, m, 16) nodes -> (t, 2m, 16) children: child 2a + b = pi_b(x_a) xor x_a."""
+def _children(nodes: U8, out: U8 | None = None) -> U8:
+    """(t, m, 16) nodes -> (t, 2m, 16) children: child 2a + b = pi_b(x_a) xor x_a
+    (written into ``out`` when given, e.g. a slice of the caller's output buffer)."""
     t, m, _ = nodes.shape
-    src = np.ascontiguousarray(nodes).reshape(-1)
-    out = np.empty((t, m, 2, 16), dtype=np.uint8)
-    scratch = np.empty(src.size + 16, dtype=np.uint8)
+    src = np.ascontiguousarray(nodes)
+    flat = src.reshape(-1)
+    dest = np.empty((t, m, 2, 16), dtype=np.uint8) if out is None else out.reshape(t, m, 2, 16)
+    scratch = np.empty(flat.size + 16, dtype=np.uint8)
     for b in (0, 1):
         enc = _PI[b].encryptor()
-        enc.update_into(src.data, scratch.data)
-        out[:, :, b, :] = scratch[: src.size].reshape(t, m, 16)
-    out ^= nodes[:, :, None, :]
-    return out.reshape(t, 2 * m, 16)
+        enc.update_into(flat.data, scratch.data)
+        np.bitwise_xor(scratch[: flat.size].reshape(t, m, 16), src, out=dest[:, :, b, :])
+    return dest.reshape(t, 2 * m, 16)
 
 
 def _side_sums(level: U8) -> U64:
@@ -63,22 +64,32 @@ def _side_sums(level: U8) -> U64:
     return out
 
 
-def expand_full(roots: U8, depth: int) -> tuple[U8, U8]:
-    """Sender: the 2^depth leaves of each root, and the level sums (t, depth, 2, 16):
-    sums[j, i, b] = XOR of the children on side b at depth i + 1 of tree j."""
+def xor_all(level: U8) -> U8:
+    """(t, 16): the XOR of all nodes of each tree (folds, as :func:`_side_sums`)."""
+    sides = _side_sums(level).view(np.uint8).reshape(level.shape[0], 2, 16)
+    out: U8 = sides[:, 0] ^ sides[:, 1]
+    return out
+
+
+def expand_full(roots: U8, depth: int, out: U8 | None = None) -> tuple[U8, U8]:
+    """Sender: the 2^depth leaves of each root (into ``out`` if given), and the level
+    sums (t, depth, 2, 16): sums[j, i, b] = XOR of the side-b children at depth i + 1."""
     if roots.ndim != 2 or roots.shape[1] != 16 or not 1 <= depth <= 20:
         raise SnniError("GGM expansion needs (t, 16) roots and a depth in 1..20")
     t = roots.shape[0]
     sums = np.empty((t, depth, 2, 2), dtype=np.uint64)
     level = roots.reshape(t, 1, 16)
     for i in range(depth):
-        level = _children(level)
+        level = _children(level, out if i == depth - 1 else None)
         sums[:, i] = _side_sums(level)
     return level, sums.view(np.uint8).reshape(t, depth, 2, 16)
 
 
-def expand_punctured(known_sums: U8, sides: U8, depth: int) -> tuple[U8, NDArray[np.intp]]:
-    """Receiver: every leaf except the punctured one (left as zeros), and alpha.
+def expand_punctured(
+    known_sums: U8, sides: U8, depth: int, out: U8 | None = None
+) -> tuple[U8, NDArray[np.intp]]:
+    """Receiver: every leaf except the punctured one (left as zeros), and alpha
+    (leaves into ``out`` if given).
 
     ``sides[j, i]`` is the side b whose sum ``known_sums[j, i]`` the receiver learnt at
     depth i + 1; the path goes the other way, so alpha's bits are 1 - b (MSB first).
@@ -91,7 +102,7 @@ def expand_punctured(known_sums: U8, sides: U8, depth: int) -> tuple[U8, NDArray
     path = np.zeros(t, dtype=np.intp)
     level = np.zeros((t, 1, 16), dtype=np.uint8)
     for i in range(depth):
-        level = _children(level)
+        level = _children(level, out if i == depth - 1 else None)
         b = sides[:, i].astype(np.intp)
         side_sum = _side_sums(level).view(np.uint8).reshape(t, 2, 16)[rows, b]
         sibling = 2 * path + b

@@ -48,7 +48,7 @@ class LpnParams:
     log_leaves: int
 
     def __post_init__(self) -> None:
-        if self.n != self.t << self.log_leaves or not 0 < self.k < self.n:
+        if self.n != self.t << self.log_leaves or not 0 < self.reserve < self.n:
             raise SnniError(f"inconsistent LPN parameters {self.name}")
 
     @property

@@ -57,12 +57,14 @@ class OtSession:
         self,
         party: Party,
         *,
-        extension: str = extension_mod.DEFAULT_EXTENSION,
+        extension: str | None = None,
         k: int = extension_mod.DEFAULT_K,
         domain_base: int = 0,
     ) -> None:
         """``domain_base`` separates the hash tweaks of several sessions of one
-        pair of parties (each session has its own base OTs as well)."""
+        pair of parties (each session has its own base OTs as well). ``extension``
+        None is :data:`.extension.DEFAULT_EXTENSION`, read when the session is made."""
+        extension = extension_mod.DEFAULT_EXTENSION if extension is None else extension
         extension_mod.check_extension(extension, k)
         if not 0 <= domain_base < 1 << 30:
             raise SnniError("domain_base out of range")
@@ -71,6 +73,10 @@ class OtSession:
         self._domain_base = domain_base
         self._sender: extension_mod.ExtensionSender | None = None
         self._receiver: extension_mod.ExtensionReceiver | None = None
+
+    @property
+    def extension(self) -> str:
+        return self._extension
 
     @property
     def ready(self) -> bool:

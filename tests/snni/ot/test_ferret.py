@@ -14,14 +14,20 @@ from hypothesis import strategies as st
 from testkit.snni import CHI2_LIMIT, chi_square_uniform_bytes, recording_pair
 
 from secfepas_sdk.errors import SnniError
-from secfepas_sdk.snni.channel import Channel
+from secfepas_sdk.snni.channel import Channel, run_pair
 from secfepas_sdk.snni.ot import OtSession, ggm, lpn
+from secfepas_sdk.snni.ot import extension as extension_mod
 from secfepas_sdk.snni.ot.ferret import FerretReceiver, FerretSender
 from secfepas_sdk.snni.party import Party
 
-# Past the setup iteration's 43,069 spare COTs: the first main iteration runs too.
-SPARE_AFTER_SETUP = lpn.SETUP.n - lpn.MAIN.reserve
-COUNT = SPARE_AFTER_SETUP + 5003
+# With the small set as the main one: past the first main iteration's spare COTs.
+COUNT = lpn.SETUP.n - lpn.SETUP.reserve + 5003
+
+
+@pytest.fixture
+def small_main(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Main iterations of the small LPN set, so that a test crosses iterations fast."""
+    monkeypatch.setattr(extension_mod, "FERRET_MAIN", lpn.SETUP)
 
 
 def _sessions(ch: Channel, party: Party) -> tuple[FerretSender, FerretReceiver]:
@@ -32,22 +38,45 @@ def _sessions(ch: Channel, party: Party) -> tuple[FerretSender, FerretReceiver]:
     return sender, receiver
 
 
-def test_cot_correlation_on_every_output(run_parties: Callable[..., tuple[Any, Any]]) -> None:
-    """q = t xor x * Delta on every COT, both directions, across an iteration boundary."""
-
+def _both_ways(run_parties: Callable[..., tuple[Any, Any]], count: int, back: int) -> Any:
     def client(ch: Channel) -> Any:
         sender, receiver = _sessions(ch, Party.CLIENT)
-        x, t = receiver.extend(ch, COUNT)
-        q = sender.extend(ch, 1000)
+        x, t = receiver.extend(ch, count)
+        q = sender.extend(ch, back)
         return x, t, q, sender._delta
 
     def server(ch: Channel) -> Any:
         sender, receiver = _sessions(ch, Party.SERVER)
-        q = sender.extend(ch, COUNT)
-        x, t = receiver.extend(ch, 1000)
+        q = sender.extend(ch, count)
+        x, t = receiver.extend(ch, back)
         return q, sender._delta, x, t
 
-    (x, t, q_back, delta_c), (q, delta_s, x_back, t_back) = run_parties(client, server)
+    return run_parties(client, server)
+
+
+def test_cot_correlation_on_the_main_set(run_parties: Callable[..., tuple[Any, Any]]) -> None:
+    """The real 10 M-COT main iteration (run in the setup): its first outputs."""
+    (x, t, q_back, delta_c), (q, delta_s, x_back, t_back) = _both_ways(run_parties, 20_000, 999)
+    for bits, rows, qs, delta in ((x, t, q, delta_s), (x_back, t_back, q_back, delta_c)):
+        np.testing.assert_array_equal(rows, qs ^ ((bits * np.uint8(0xFF))[:, None] & delta))
+    assert chi_square_uniform_bytes(t.tobytes()) < CHI2_LIMIT
+
+
+@pytest.mark.slow
+def test_cot_correlation_on_every_output_of_a_main_iteration() -> None:
+    """All 10 M usable COTs of the first main iteration, then into the second."""
+    count = lpn.MAIN.n - lpn.MAIN.reserve + 1000
+    (x, t, _, _), (q, delta, _, _) = _both_ways(run_pair, count, 8)
+    for lo in range(0, count, 1 << 20):
+        sl = slice(lo, lo + (1 << 20))
+        np.testing.assert_array_equal(t[sl], q[sl] ^ ((x[sl] * np.uint8(0xFF))[:, None] & delta))
+    assert abs(float(x.mean()) - 0.5) < 4 * 0.5 / np.sqrt(x.size)
+
+
+@pytest.mark.usefixtures("small_main")
+def test_cot_correlation_on_every_output(run_parties: Callable[..., tuple[Any, Any]]) -> None:
+    """q = t xor x * Delta on every COT, both directions, across an iteration boundary."""
+    (x, t, q_back, delta_c), (q, delta_s, x_back, t_back) = _both_ways(run_parties, COUNT, 1000)
     for bits, rows, qs, delta in ((x, t, q, delta_s), (x_back, t_back, q_back, delta_c)):
         np.testing.assert_array_equal(rows, qs ^ ((bits * np.uint8(0xFF))[:, None] & delta))
     # Uniformity: the receiver's bits are balanced; every block byte is uniform.
@@ -56,8 +85,7 @@ def test_cot_correlation_on_every_output(run_parties: Callable[..., tuple[Any, A
     assert chi_square_uniform_bytes(q.tobytes()) < CHI2_LIMIT
     # No two outputs collide (a broken GGM or LPN would repeat blocks).
     assert np.unique(q.view(np.uint64).reshape(-1, 2), axis=0).shape[0] == q.shape[0]
-    # The punctured positions are one per tree: the setup iteration's spare COTs
-    # straddle many trees, so the bits have no structure a test of pairs would show.
+    # Neighbouring bits are independent (a broken noise or encoding shows here).
     assert abs(float((x[1:] ^ x[:-1]).mean()) - 0.5) < 4 * 0.5 / np.sqrt(x.size)
 
 
@@ -118,6 +146,8 @@ def test_views_are_uniform_whatever_the_choices(choice: int) -> None:
     assert chi_square_uniform_bytes(sv.view[-1]) < CHI2_LIMIT
     spcot = [m for m in cl.view if len(m) == lpn.SETUP.spcot_message_bytes]
     assert len(spcot) == 1 and chi_square_uniform_bytes(spcot[0]) < CHI2_LIMIT
+    main = [m for m in cl.view if len(m) == lpn.MAIN.spcot_message_bytes]
+    assert len(main) == 1 and chi_square_uniform_bytes(main[0]) < CHI2_LIMIT
     pairs = np.frombuffer(cl.view[-1], dtype=np.uint8).reshape(-1, 2)
     for col in range(2):
         assert chi_square_uniform_bytes(pairs[:, col].tobytes()) < CHI2_LIMIT

@@ -1,0 +1,34 @@
+"""Every non-linear test runs on each OT backend: the protocols must not care."""
+
+from __future__ import annotations
+
+import pytest
+
+from secfepas_sdk.snni.ot import extension as extension_mod
+from secfepas_sdk.snni.ot import lpn
+
+BACKENDS = ("softspoken", "ferret", "iknp")
+# Hypothesis and scale tests set up many sessions: on the non-default backends
+# they run in the slow suite (-m slow), the rest of each backend in the default one.
+_HEAVY_MODULES = ("test_properties", "test_scale")
+
+
+@pytest.fixture(autouse=True, params=BACKENDS)
+def ot_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The OT extension the engines and sessions of this test use by default."""
+    backend = str(request.param)
+    monkeypatch.setattr(extension_mod, "DEFAULT_EXTENSION", backend)
+    # Ferret's small (also 128-bit) LPN set for the main iterations: 0.6 M COTs
+    # each instead of 10 M, so the tests cross iterations often and run fast.
+    # tests/snni/ot/test_ferret.py runs the real main set.
+    monkeypatch.setattr(extension_mod, "FERRET_MAIN", lpn.SETUP)
+    return backend
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("ot_backend") if callspec is not None else None
+        heavy = item.module is not None and item.module.__name__.endswith(_HEAVY_MODULES)
+        if backend == "iknp" or (backend == "ferret" and heavy):
+            item.add_marker(pytest.mark.slow)

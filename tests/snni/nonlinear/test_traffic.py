@@ -1,0 +1,96 @@
+"""Bytes per element of each non-linear op, pinned per OT backend, so that traffic
+cannot silently grow back. Ferret's LPN iterations (labelled ``ot-iteration``,
+amortised to under 0.5 bits per OT, see tests/snni/ot/test_ferret.py) are counted
+apart: they depend on how full the COT buffer is, the protocol bytes do not.
+
+Ferret's ReLU at l = 37, for instance (bits per element, both ways):
+  millionaires on 36 bits as 12 digits of 3 bits: 36 choice bits + 12 * 2^3 * 2
+  message bits + 11 tree nodes * 3 opened bits * 2 parties (bit triples are free),
+  then the multiplexer: 2 * (1 choice bit + 37 bits) = 370 bits = 46.25 bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from secfepas_sdk.snni.channel import Channel, run_pair
+from secfepas_sdk.snni.nonlinear import NonlinearEngine
+from secfepas_sdk.snni.ot.ferret import ITERATION_LABEL
+from secfepas_sdk.snni.party import Party
+from secfepas_sdk.snni.prg import Prg
+from secfepas_sdk.snni.ring import Ring
+
+RING = Ring(bits=37, frac_bits=12)
+N = 4096  # a multiple of 8: no packing remainders
+POOL = (1, 4, 32, 32)  # 3x3 stride 2 -> 4 x 15 x 15 = 900 outputs
+# Bytes per element (per output for max-pool), both directions together.
+PINNED: dict[str, dict[str, float]] = {
+    "ferret": {
+        "relu": 46.25,
+        "relu_bound24": 33.75,
+        "truncate": 28.25,
+        "relu_truncate": 40.0,
+        "maxpool": 289.844,
+        "maxpool_bound24": 216.993,
+    },
+    "softspoken": {
+        "relu": 270.5,
+        "relu_bound24": 184.25,
+        "truncate": 182.0,
+        "relu_truncate": 198.25,
+        "maxpool": 1695.28,
+        "maxpool_bound24": 1204.88,
+    },
+    "iknp": {
+        "relu": 894.5,
+        "relu_bound24": 592.25,
+        "truncate": 590.0,
+        "relu_truncate": 630.25,
+        "maxpool": 5606.107,
+        "maxpool_bound24": 3837.2,
+    },
+}
+
+
+def _ops(e: NonlinearEngine, x: Any) -> list[tuple[str, Any]]:
+    pool = x[: int(np.prod(POOL))].reshape(POOL)
+    return [
+        ("relu", lambda: e.relu(x)),
+        ("relu_bound24", lambda: e.relu(x, bound_bits=24)),
+        ("truncate", lambda: e.truncate(x, RING.frac_bits)),
+        ("relu_truncate", lambda: e.relu_truncate(x, RING.frac_bits)),
+        ("maxpool", lambda: e.maxpool2d(pool, (3, 3), (2, 2))),
+        ("maxpool_bound24", lambda: e.maxpool2d(pool, (3, 3), (2, 2), bound_bits=24)),
+    ]
+
+
+def _protocol_bytes(channel: Channel, name: str) -> int:
+    return sum(
+        s.bytes_sent + s.bytes_received
+        for label, s in channel.stats.by_label.items()
+        if label.split("/")[0] == name and ITERATION_LABEL not in label
+    )
+
+
+def test_bytes_per_element_are_pinned(ot_backend: str) -> None:
+    vals = np.random.default_rng(3).integers(-(1 << 24), 1 << 24, N)
+    x0, x1 = RING.share(RING.from_signed(vals), Prg())
+
+    def party(who: Party, share: Any) -> Any:
+        def run(channel: Channel) -> dict[str, float]:
+            engine = NonlinearEngine(channel, party=who, ring=RING)
+            engine.setup()
+            out = {}
+            for name, op in _ops(engine, share):
+                with channel.label(name):
+                    result = op()
+                out[name] = _protocol_bytes(channel, name) / result.size
+            return out
+
+        return run
+
+    measured, _ = run_pair(party(Party.CLIENT, x0), party(Party.SERVER, x1))
+    assert measured == pytest.approx(PINNED[ot_backend], abs=0.005)
