@@ -25,9 +25,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from functools import singledispatch
 
 from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.ops import (
+    Add,
+    AvgPool,
+    Concat,
+    GlobalAvgPool,
+    LinearOp,
+    MaxPool,
+    Op,
+    Relu,
+    ReluTruncate,
+    Reshape,
+    ShiftLeft,
+    Truncate,
+)
 
 
 def input_bound_units(input_bound: float, frac_bits: int) -> int:
@@ -35,48 +49,80 @@ def input_bound_units(input_bound: float, frac_bits: int) -> int:
     return math.floor(input_bound * (1 << frac_bits) + 0.5)
 
 
-def op_bound(kind: str, attrs: dict[str, Any], ins: list[int], in_shape: tuple[int, ...]) -> int:
+@singledispatch
+def op_bound(op: Op, ins: list[int], in_shape: tuple[int, ...]) -> int:
     """The output bound of one op from its inputs' bounds (see the module docstring)."""
-    b = ins[0]
-    if kind in ("relu", "relu_truncate") and "cap" in attrs:
-        plain = {k: v for k, v in attrs.items() if k != "cap"}
-        return min(op_bound(kind, plain, ins, in_shape), int(attrs["cap"]))
-    if kind in ("conv", "gemm"):
-        if "w_l1_log2" not in attrs or "b_log2" not in attrs:
-            raise SnniError("linear op lacks its public weight bounds")
-        return (b << int(attrs["w_l1_log2"])) + (1 << int(attrs["b_log2"]))
-    if kind == "truncate":
-        s = int(attrs["shift"])
-        return -(-b >> s) + 1
-    if kind == "relu_truncate":
-        return (b >> int(attrs["shift"])) + 1
-    if kind in ("relu", "maxpool", "reshape"):
-        return b
-    if kind == "concat":
-        return max(ins)
-    if kind == "add":
-        return ins[0] + ins[1]
-    if kind == "shift_left":
-        return b << int(attrs["shift"])
-    if kind == "avgpool":
-        kh, kw = attrs["kernel"]
-        return b * ((1 << int(attrs["shift"])) + int(kh) * int(kw))
-    if kind == "global_avgpool":
-        return b * ((1 << int(attrs["shift"])) + int(in_shape[1]) * int(in_shape[2]))
-    raise SnniError(f"no bound rule for op kind {kind!r}")
+    raise SnniError(f"no bound rule for op kind {op.kind!r}")
+
+
+@op_bound.register
+def _(op: LinearOp, ins: list[int], in_shape: tuple[int, ...]) -> int:
+    if op.w_l1_log2 is None or op.b_log2 is None:
+        raise SnniError("linear op lacks its public weight bounds")
+    return (ins[0] << op.w_l1_log2) + (1 << op.b_log2)
+
+
+def _capped(op: Relu | ReluTruncate, bound: int) -> int:
+    return bound if op.cap is None else min(bound, op.cap)
+
+
+@op_bound.register
+def _(op: Truncate, ins: list[int], in_shape: tuple[int, ...]) -> int:
+    return -(-ins[0] >> op.shift) + 1
+
+
+@op_bound.register
+def _(op: ReluTruncate, ins: list[int], in_shape: tuple[int, ...]) -> int:
+    return _capped(op, (ins[0] >> op.shift) + 1)
+
+
+@op_bound.register
+def _(op: Relu, ins: list[int], in_shape: tuple[int, ...]) -> int:
+    return _capped(op, ins[0])
+
+
+@op_bound.register(MaxPool)
+@op_bound.register(Reshape)
+def _(op: Op, ins: list[int], in_shape: tuple[int, ...]) -> int:
+    return ins[0]
+
+
+@op_bound.register
+def _(op: Concat, ins: list[int], in_shape: tuple[int, ...]) -> int:
+    return max(ins)
+
+
+@op_bound.register
+def _(op: Add, ins: list[int], in_shape: tuple[int, ...]) -> int:
+    return ins[0] + ins[1]
+
+
+@op_bound.register
+def _(op: ShiftLeft, ins: list[int], in_shape: tuple[int, ...]) -> int:
+    return ins[0] << op.shift
+
+
+@op_bound.register
+def _(op: AvgPool, ins: list[int], in_shape: tuple[int, ...]) -> int:
+    return ins[0] * ((1 << op.shift) + op.kernel[0] * op.kernel[1])
+
+
+@op_bound.register
+def _(op: GlobalAvgPool, ins: list[int], in_shape: tuple[int, ...]) -> int:
+    return ins[0] * ((1 << op.shift) + in_shape[1] * in_shape[2])
 
 
 def tensor_bounds(
     input_name: str,
     input_units: int,
     shapes: dict[str, tuple[int, ...]],
-    ops: Iterable[Any],
+    ops: Iterable[Op],
 ) -> dict[str, int]:
     """Name -> public bound B (|v| <= B in ring units) for every tensor."""
     bounds = {input_name: input_units}
     for op in ops:
         ins = [bounds[i] for i in op.inputs]
-        bounds[op.output] = op_bound(op.kind, op.attrs, ins, shapes[op.inputs[0]])
+        bounds[op.output] = op_bound(op, ins, shapes[op.inputs[0]])
     return bounds
 
 

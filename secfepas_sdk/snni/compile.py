@@ -21,7 +21,19 @@ from secfepas_sdk._extras import require
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.bounds import bound_bits, input_bound_units, tensor_bounds
 from secfepas_sdk.snni.he.params import check_layer_noise, get_params
-from secfepas_sdk.snni.plan import ModelWeights, Op, Plan, he_layer
+from secfepas_sdk.snni.ops import (
+    OP_TYPES,
+    Concat,
+    ConvTiling,
+    LinearOp,
+    MatmulTiling,
+    MaxPool,
+    Op,
+    OtOp,
+    Relu,
+    ReluTruncate,
+)
+from secfepas_sdk.snni.plan import ModelWeights, Plan, he_layer
 
 F64 = NDArray[np.float64]
 
@@ -138,7 +150,7 @@ class _Compiler:
         shape: tuple[int, ...],
         **a: Any,
     ) -> None:
-        self.ops.append(Op(kind=kind, name=name, inputs=inputs, output=out, shape=shape, attrs=a))
+        self.ops.append(make_op(kind, name=name, inputs=inputs, output=out, shape=shape, **a))
         self.shapes[out] = shape
 
     def const(self, t: str, node: Any) -> F64:
@@ -232,14 +244,8 @@ class _Compiler:
             attrs["out_features"] = int(w.shape[0])
         wq = quantise(w, self.frac_bits)
         bq = quantise(b, 2 * self.frac_bits)
-        probe = Op(
-            kind=kind,
-            name=name,
-            inputs=(x,),
-            output="?",
-            shape=shape,
-            attrs={**attrs, "l1_log2": 0, "tiling": None},
-        )
+        probe = make_op(kind, name=name, inputs=(x,), output="?", shape=shape, **attrs, l1_log2=0)
+        assert isinstance(probe, LinearOp)
         layer = he_layer(probe, in_shape, self.he.poly_degree)
         l1 = max(layer.l1_bound(wq), 1.0)
         l1_log2 = math.ceil(math.log2(l1))
@@ -504,14 +510,27 @@ def compile_onnx(
     plan, weights = _Compiler(model, ring_bits, frac_bits, he_params, input_bound).run()
     if ot_k:
         ops = tuple(
-            _with_attr(op, "ot_k", int(ot_k[op.kind])) if op.kind in ot_k else op for op in plan.ops
+            _with_attr(op, "ot_k", int(ot_k[op.kind]))
+            if op.kind in ot_k and isinstance(op, OtOp)
+            else op
+            for op in plan.ops
         )
         plan = replace(plan, ops=ops)
     return plan, weights
 
 
+def make_op(kind: str, **fields: Any) -> Op:
+    """A typed op of ``kind`` from compiler values (lists become tuples, tilings typed)."""
+    cls = OP_TYPES[kind]
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    tiling = values.get("tiling")
+    if isinstance(tiling, dict):
+        values["tiling"] = ConvTiling(**tiling) if kind == "conv" else MatmulTiling(**tiling)
+    return cls(**values)  # type: ignore[arg-type]
+
+
 def _with_attr(op: Op, key: str, value: Any) -> Op:
-    return replace(op, attrs={**op.attrs, key: value})
+    return replace(op, **{key: value})
 
 
 def annotate_bounds(
@@ -528,15 +547,12 @@ def annotate_bounds(
     bounds = tensor_bounds(input_name, input_bound_units(input_bound, frac_bits), shapes, ops)
     out = []
     for op in ops:
-        limit = {
-            "maxpool": ring_bits - (3 if op.attrs.get("drop_bits") else 2),
-            "relu": ring_bits - 1,
-        }
-        k = (
-            bound_bits(bounds[op.inputs[0]], ring_bits, limit[op.kind])
-            if op.kind in limit
-            else None
-        )
+        k = None
+        if isinstance(op, MaxPool):
+            limit = ring_bits - (3 if op.drop_bits else 2)
+            k = bound_bits(bounds[op.inputs[0]], ring_bits, limit)
+        elif isinstance(op, Relu):
+            k = bound_bits(bounds[op.inputs[0]], ring_bits, ring_bits - 1)
         out.append(op if k is None else _with_attr(op, "bound_bits", k))
     return out
 
@@ -553,72 +569,57 @@ def pool_before_relu(ops: list[Op], keep: set[str]) -> list[Op]:
     for op in ops:
         for i in op.inputs:
             uses[i] += 1
-    replace: dict[str, list[Op]] = {}  # maxpool name -> its replacement ops
+    rewrites: dict[str, list[Op]] = {}  # maxpool name -> its replacement ops
     drop: set[str] = set()
     for op in ops:
-        if op.kind != "maxpool":
+        if not isinstance(op, MaxPool):
             continue
         src = producer.get(op.inputs[0])
         if src is None or uses[src.output] != 1 or src.output in keep:
             continue
-        relus = [src] if src.kind == "relu_truncate" else []
-        if src.kind == "concat":
-            relus = [producer[i] for i in src.inputs if i in producer]
+        relus: list[ReluTruncate] = [src] if isinstance(src, ReluTruncate) else []
+        if isinstance(src, Concat):
+            feeding = [producer[i] for i in src.inputs if i in producer]
+            relus = [r for r in feeding if isinstance(r, ReluTruncate)]
             if len(relus) != len(src.inputs) or any(
-                r.kind != "relu_truncate" or uses[r.output] != 1 or r.output in keep for r in relus
+                uses[r.output] != 1 or r.output in keep for r in relus
             ):
                 continue
-        if not relus or len({(r.attrs["shift"], r.attrs.get("cap")) for r in relus}) != 1:
+        if not relus or len({(r.shift, r.cap) for r in relus}) != 1:
             continue
         pool_in = relus[0].inputs[0]
         new: list[Op] = []
-        if src.kind == "concat":
+        if isinstance(src, Concat):
             pool_in = f"{src.output}@raw"
-            new.append(
-                Op(
-                    kind="concat",
-                    name=src.name,
-                    inputs=tuple(r.inputs[0] for r in relus),
-                    output=pool_in,
-                    shape=src.shape,
-                    attrs=src.attrs,
-                )
-            )
+            new.append(replace(src, inputs=tuple(r.inputs[0] for r in relus), output=pool_in))
             drop.add(src.name)
         raw_out = f"{op.output}@raw"
         # The pool runs on raw values (scale f + shift) and truncation by `shift`
         # follows: comparisons may ignore the low drop bits as long as the error,
         # at most levels * (2^drop - 1) (engine.maxpool2d), stays below 2^shift,
         # one ulp of the truncated output.
-        kh, kw = op.attrs["kernel"]
+        kh, kw = op.kernel
         levels = math.ceil(math.log2(kh)) + math.ceil(math.log2(kw))
-        dropped = max(0, int(relus[0].attrs["shift"]) - math.ceil(math.log2(max(levels, 1))))
+        dropped = max(0, relus[0].shift - math.ceil(math.log2(max(levels, 1))))
         new.append(
-            Op(
-                kind="maxpool",
-                name=op.name,
-                inputs=(pool_in,),
-                output=raw_out,
-                shape=op.shape,
-                attrs={**op.attrs, "drop_bits": dropped} if dropped else op.attrs,
-            )
+            replace(op, inputs=(pool_in,), output=raw_out, drop_bits=dropped or op.drop_bits)
         )
         new.append(
-            Op(
-                kind="relu_truncate",
+            ReluTruncate(
                 name=f"{op.name}/relu",
                 inputs=(raw_out,),
                 output=op.output,
                 shape=op.shape,
-                attrs={k: v for k, v in relus[0].attrs.items() if k in ("shift", "cap")},
+                shift=relus[0].shift,
+                cap=relus[0].cap,
             )
         )
-        replace[op.name] = new
+        rewrites[op.name] = new
         drop.update(r.name for r in relus)
     out: list[Op] = []
     for op in ops:
-        if op.name in replace:
-            out.extend(replace[op.name])
+        if op.name in rewrites:
+            out.extend(rewrites[op.name])
         elif op.name not in drop:
             out.append(op)
     return out

@@ -16,7 +16,8 @@ Compiling from ONNX lives in :mod:`secfepas_sdk.snni.compile`.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,78 +27,22 @@ from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.bounds import input_bound_units, tensor_bounds
 from secfepas_sdk.snni.he.layers import ConvLayer, ConvSpec, MatmulLayer
 from secfepas_sdk.snni.he.params import get_params
+from secfepas_sdk.snni.ops import (
+    Conv,
+    Gemm,
+    LinearOp,
+    MaxPool,
+    Op,
+    OtOp,
+    Relu,
+    _check_shape,
+    op_from_dict,
+)
 from secfepas_sdk.snni.ring import Ring
 
 PLAN_VERSION = 2  # 2: public activation bounds (input_bound, bound_bits, drop_bits)
 READABLE_VERSIONS = (1, 2)  # a plan without input_bound is written as version 1
-
-# kind -> attributes it must carry
-OP_ATTRS: dict[str, tuple[str, ...]] = {
-    "conv": ("kernel", "stride", "pads", "groups", "out_channels", "l1_log2", "tiling"),
-    "gemm": ("out_features", "l1_log2", "tiling"),
-    "truncate": ("shift",),
-    "relu": (),
-    "relu_truncate": ("shift",),
-    "maxpool": ("kernel", "stride", "pads"),
-    "avgpool": ("kernel", "stride", "pads", "count_include_pad", "shift"),
-    "global_avgpool": ("shift",),
-    "add": (),
-    "shift_left": ("shift",),
-    "concat": ("axis",),
-    "reshape": (),
-}
-LINEAR_KINDS = ("conv", "gemm")
-NONLINEAR_KINDS = ("truncate", "relu", "relu_truncate", "maxpool")
-OT_KS = (2, 4, 6, 8)  # SoftSpokenOT k an op may select (attr "ot_k"); the default is 4
-V2_ATTRS = ("bound_bits", "drop_bits", "ot_k", "cap")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Op:
-    """One secure op: reads ``inputs`` (tensor names), writes ``output`` of ``shape``."""
-
-    kind: str
-    name: str
-    inputs: tuple[str, ...]
-    output: str
-    shape: tuple[int, ...]
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.kind not in OP_ATTRS:
-            raise SnniError(f"unknown plan op kind {self.kind!r}")
-        missing = [a for a in OP_ATTRS[self.kind] if a not in self.attrs]
-        if missing:
-            raise SnniError(f"op {self.name!r} ({self.kind}) lacks attributes {missing}")
-        if not self.inputs or any(d < 1 for d in self.shape):
-            raise SnniError(f"op {self.name!r} has no inputs or a bad shape {self.shape}")
-        want = 2 if self.kind in ("add",) else None
-        if want is not None and len(self.inputs) != want:
-            raise SnniError(f"op {self.name!r} needs {want} inputs")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "name": self.name,
-            "inputs": list(self.inputs),
-            "output": self.output,
-            "shape": list(self.shape),
-            "attrs": self.attrs,
-        }
-
-    @staticmethod
-    def from_dict(d: dict[str, Any]) -> Op:
-        try:
-            return Op(
-                kind=str(d["kind"]),
-                name=str(d["name"]),
-                inputs=tuple(str(i) for i in d["inputs"]),
-                output=str(d["output"]),
-                shape=tuple(int(s) for s in d["shape"]),
-                attrs=dict(d.get("attrs", {})),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SnniError(f"malformed plan op: {exc}") from exc
+MAX_OPS = 4096
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,37 +66,48 @@ class Plan:
             raise SnniError(f"plan input_bound must be positive and finite, got {self.input_bound}")
         if len(self.input_shape) < 2 or self.input_shape[0] != 1:
             raise SnniError(f"plan input shape must have batch 1, got {self.input_shape}")
-        known = {self.input_name}
+        _check_shape(tuple(self.input_shape[1:]), "plan input shape")
+        if not 0 < len(self.ops) <= MAX_OPS or not all(isinstance(op, Op) for op in self.ops):
+            raise SnniError(f"a plan has 1..{MAX_OPS} ops")
+        shapes = {self.input_name: tuple(self.input_shape[1:])}
         for op in self.ops:
-            unknown = [i for i in op.inputs if i not in known]
+            unknown = [i for i in op.inputs if i not in shapes]
             if unknown:
                 raise SnniError(f"op {op.name!r} reads undefined tensors {unknown}")
-            known.add(op.output)
-        if self.output not in known:
+            if op.output in shapes:
+                raise SnniError(f"op {op.name!r} overwrites tensor {op.output!r}")
+            implied = op.infer_shape([shapes[i] for i in op.inputs])
+            if implied != op.shape:
+                raise SnniError(
+                    f"op {op.name!r} claims shape {op.shape}, its inputs give {implied}"
+                )
+            self._check_bits(op)
+            shapes[op.output] = op.shape
+        if self.output not in shapes:
             raise SnniError(f"plan output {self.output!r} is never produced")
         self._check_bounds()
+
+    def _check_bits(self, op: Op) -> None:
+        """Shifts and bit counts fit this plan's ring (the ops cap them at 64 bits)."""
+        for name in ("shift", "bound_bits"):
+            value = getattr(op, name, None)
+            if value is not None and value >= self.ring_bits:
+                raise SnniError(
+                    f"op {op.name!r}: {name} {value} is not below the ring's {self.ring_bits} bits"
+                )
+        cap = getattr(op, "cap", None)
+        if cap is not None and cap.bit_length() >= self.ring_bits:
+            raise SnniError(f"op {op.name!r}: cap {cap} is beyond the ring's signed range")
+        drop = getattr(op, "drop_bits", None)
+        if drop is not None and drop > self.frac_bits:
+            raise SnniError(f"op {op.name!r}: drop_bits {drop} out of 0..{self.frac_bits}")
 
     def _check_bounds(self) -> None:
         """Every promised bound must follow from the public data (snni.bounds), so
         a plan can never make the parties promise more than is provable."""
-        claimed = [op for op in self.ops if "bound_bits" in op.attrs]
-        for op in self.ops:
-            if "ot_k" in op.attrs:
-                k = op.attrs["ot_k"]
-                if op.kind not in NONLINEAR_KINDS or not isinstance(k, int) or k not in OT_KS:
-                    raise SnniError(
-                        f"op {op.name!r}: ot_k must be one of {OT_KS} on {NONLINEAR_KINDS}"
-                    )
-            cap = op.attrs.get("cap", 1)
-            if "cap" in op.attrs and (
-                op.kind not in ("relu", "relu_truncate") or not isinstance(cap, int) or cap < 1
-            ):
-                raise SnniError(f"op {op.name!r}: cap only on relu/relu_truncate, a positive int")
-            drop = op.attrs.get("drop_bits", 0)
-            if "drop_bits" in op.attrs and (op.kind != "maxpool" or not isinstance(drop, int)):
-                raise SnniError(f"op {op.name!r}: drop_bits only on maxpool, as an int")
-            if not 0 <= drop <= self.frac_bits:
-                raise SnniError(f"op {op.name!r}: drop_bits {drop} out of 0..{self.frac_bits}")
+        claimed = [
+            op for op in self.ops if isinstance(op, Relu | MaxPool) and op.bound_bits is not None
+        ]
         if not claimed:
             return
         if self.input_bound is None:
@@ -163,23 +119,22 @@ class Plan:
             self.ops,
         )
         for op in claimed:
-            k = op.attrs["bound_bits"]
-            if op.kind not in ("maxpool", "relu") or not isinstance(k, int):
-                raise SnniError(f"op {op.name!r}: bound_bits only on maxpool/relu, as an int")
+            k = op.bound_bits
+            assert k is not None
             if derived[op.inputs[0]] >= 1 << k:
                 raise SnniError(f"op {op.name!r}: bound_bits {k} is not implied by the plan")
 
     @property
     def needs_v2(self) -> bool:
         """Older readers would ignore these fields and fall out of step with the peer."""
-        return self.input_bound is not None or any(
-            a in op.attrs for op in self.ops for a in V2_ATTRS
-        )
+        return self.input_bound is not None or any(op.needs_v2 for op in self.ops)
 
     @property
     def ot_ks(self) -> tuple[int, ...]:
         """The SoftSpokenOT k values ops select (both parties set up one session each)."""
-        return tuple(sorted({int(op.attrs["ot_k"]) for op in self.ops if "ot_k" in op.attrs}))
+        return tuple(
+            sorted({op.ot_k for op in self.ops if isinstance(op, OtOp) and op.ot_k is not None})
+        )
 
     @property
     def ring(self) -> Ring:
@@ -217,6 +172,9 @@ class Plan:
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Plan:
         try:
+            ops = d["ops"]
+            if not isinstance(ops, list) or len(ops) > MAX_OPS:
+                raise SnniError(f"plan ops must be a list of at most {MAX_OPS}")
             if d["version"] not in READABLE_VERSIONS:
                 raise SnniError(f"plan version {d['version']} is not one of {READABLE_VERSIONS}")
             bound = d.get("input_bound")
@@ -226,7 +184,7 @@ class Plan:
                 ring_bits=int(d["ring"]["bits"]),
                 frac_bits=int(d["ring"]["frac_bits"]),
                 he_params=str(d["he_params"]),
-                ops=tuple(Op.from_dict(o) for o in d["ops"]),
+                ops=tuple(op_from_dict(o) for o in ops),
                 output=str(d["output"]),
                 softmax=bool(d.get("softmax", False)),
                 input_bound=None if bound is None else float(bound),
@@ -275,51 +233,37 @@ class ModelWeights:
     def check_against(self, plan: Plan) -> None:
         """Every linear op has weights of the right shape within its public L1 bound."""
         shapes = plan.shapes
+        n = get_params(plan.he_params).poly_degree
         for op in plan.ops:
-            if op.kind not in LINEAR_KINDS:
+            if not isinstance(op, LinearOp):
                 continue
-            w = self.get(f"{op.name}/w", weight_shape(op, shapes[op.inputs[0]]))
-            self.get(f"{op.name}/b", (w.shape[0],))
-            layer = he_layer(op, shapes[op.inputs[0]], get_params(plan.he_params).poly_degree)
-            if layer.l1_bound(w) > 2.0 ** int(op.attrs["l1_log2"]):
+            in_shape = shapes[op.inputs[0]]
+            w = self.get(f"{op.name}/w", op.weight_shape(in_shape))
+            b = self.get(f"{op.name}/b", (w.shape[0],))
+            if he_layer(op, in_shape, n).l1_bound(w) > 2.0**op.l1_log2:
                 raise SnniError(f"weights of {op.name!r} exceed the plan's public L1 bound")
-            b = self.arrays[f"{op.name}/b"]
             row_l1 = int(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max())
-            if "w_l1_log2" in op.attrs and (
-                row_l1 > 1 << int(op.attrs["w_l1_log2"])
-                or int(np.abs(b).max(initial=0)) > 1 << int(op.attrs.get("b_log2", 0))
+            if op.w_l1_log2 is not None and (
+                row_l1 > 1 << op.w_l1_log2 or int(np.abs(b).max(initial=0)) > 1 << (op.b_log2 or 0)
             ):
                 raise SnniError(f"weights of {op.name!r} exceed the plan's activation bounds")
 
 
-def weight_shape(op: Op, in_shape: tuple[int, ...]) -> tuple[int, ...]:
-    if op.kind == "conv":
-        kh, kw = op.attrs["kernel"]
-        return (int(op.attrs["out_channels"]), in_shape[0] // int(op.attrs["groups"]), kh, kw)
-    if op.kind == "gemm":
-        return (int(op.attrs["out_features"]), int(np.prod(in_shape)))
-    raise SnniError(f"op {op.name!r} has no weights")
-
-
-def he_layer(op: Op, in_shape: tuple[int, ...], n: int) -> ConvLayer | MatmulLayer:
+def he_layer(op: LinearOp, in_shape: tuple[int, ...], n: int) -> ConvLayer | MatmulLayer:
     """The HE layout of a linear op (public: shapes only)."""
-    if op.kind == "conv":
-        kh, kw = op.attrs["kernel"]
-        sh, sw = op.attrs["stride"]
-        t, left, b, r = op.attrs["pads"]
+    if isinstance(op, Conv):
         if len(in_shape) != 3:
             raise SnniError(f"conv {op.name!r} needs a (C, H, W) input, got {in_shape}")
         spec = ConvSpec(
             in_shape=(in_shape[0], in_shape[1], in_shape[2]),
-            out_channels=int(op.attrs["out_channels"]),
-            kernel=(int(kh), int(kw)),
-            stride=(int(sh), int(sw)),
-            pads=(int(t), int(left), int(b), int(r)),
-            groups=int(op.attrs["groups"]),
+            out_channels=op.out_channels,
+            kernel=op.kernel,
+            stride=op.stride,
+            pads=op.pads,
+            groups=op.groups,
         )
-        return ConvLayer(spec, n, op.attrs.get("tiling"))
-    if op.kind == "gemm":
-        return MatmulLayer(
-            int(np.prod(in_shape)), int(op.attrs["out_features"]), n, op.attrs.get("tiling")
-        )
+        return ConvLayer(spec, n, None if op.tiling is None else op.tiling.to_dict())
+    if isinstance(op, Gemm):
+        tiling = None if op.tiling is None else op.tiling.to_dict()
+        return MatmulLayer(math.prod(in_shape), op.out_features, n, tiling)
     raise SnniError(f"op {op.name!r} is not linear")

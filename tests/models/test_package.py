@@ -124,8 +124,8 @@ def test_cli_import_options_reach_the_plan(
     capsys.readouterr()
     plan_default, plan_custom = load_public(default).plan, load_public(custom).plan
     assert plan_default.input_bound is not None and plan_custom.input_bound is None
-    ks_default = {op.attrs["ot_k"] for op in plan_default.ops if "ot_k" in op.attrs}
-    ks_custom = {op.attrs["ot_k"] for op in plan_custom.ops if "ot_k" in op.attrs}
+    ks_default = {getattr(op, "ot_k", None) for op in plan_default.ops} - {None}
+    ks_custom = {getattr(op, "ot_k", None) for op in plan_custom.ops} - {None}
     assert ks_default == {6} and ks_custom == {4}
 
 

@@ -23,7 +23,7 @@ def test_bounds_hold_on_extreme_inputs(make_small_cnn) -> None:
     """Every tensor of the fixed-point simulation stays within its derived bound,
     including on inputs at the range's corners."""
     plan, weights = compile_onnx(make_small_cnn(softmax=False), input_bound=BOUND)
-    assert plan.input_bound == BOUND and any("bound_bits" in op.attrs for op in plan.ops)
+    assert plan.input_bound == BOUND and any(getattr(op, "bound_bits", None) for op in plan.ops)
     bounds = tensor_bounds(
         plan.input_name, input_bound_units(BOUND, plan.frac_bits), plan.shapes, plan.ops
     )
@@ -45,19 +45,18 @@ def test_plan_refuses_unprovable_bounds(make_small_cnn) -> None:
     plan, _ = compile_onnx(make_small_cnn(softmax=False), input_bound=BOUND)
     assert Plan.from_json(plan.to_json()) == plan
     assert '"version":2' in plan.to_json()
-    pool = next(i for i, op in enumerate(plan.ops) if "bound_bits" in op.attrs)
+    pool = next(i for i, op in enumerate(plan.ops) if getattr(op, "bound_bits", None))
     ops = list(plan.ops)
-    tight = replace(ops[pool], attrs={**ops[pool].attrs, "bound_bits": 3})
+    tight = replace(ops[pool], bound_bits=3)
     with pytest.raises(SnniError, match="not implied"):
         replace(plan, ops=(*ops[:pool], tight, *ops[pool + 1 :]))
     with pytest.raises(SnniError, match="no input_bound"):
         replace(plan, input_bound=None)
-    bad_k = replace(ops[pool], attrs={**ops[pool].attrs, "ot_k": 5})
     with pytest.raises(SnniError, match="ot_k"):
-        replace(plan, ops=(*ops[:pool], bad_k, *ops[pool + 1 :]))
+        replace(ops[pool], ot_k=5)
     # Without a bound nor per-op choices the plan stays version 1 (old packages load).
     plain, _ = compile_onnx(make_small_cnn(softmax=False))
-    assert all("bound_bits" not in op.attrs for op in plain.ops)
+    assert all(getattr(op, "bound_bits", None) is None for op in plain.ops)
 
 
 def test_secure_run_with_bounds_and_ot_k(make_small_cnn) -> None:
