@@ -75,6 +75,8 @@ def test_ops_are_frozen_typed_and_checked_when_built() -> None:
         (_with(DEMO, "relu_truncate", shift=12.5), "shift"),
         (_with(DEMO, "relu_truncate", ot_k=5), "ot_k"),
         (_with(DEMO, "relu_truncate", ot_k=1 << 70), "ot_k"),
+        (_with(DEMO, "relu_truncate", cap=0), "cap"),
+        (_with(DEMO, "relu_truncate", cap=1 << 40), "ring"),
         (_with(SMALL, "maxpool", bound_bits=-1), "bound_bits"),
         (_with(SMALL, "maxpool", bound_bits=40), "ring"),
         (_with(SMALL, "maxpool", bound_bits=3), "not implied"),
@@ -166,7 +168,7 @@ _JSON = st.recursive(
     index=st.integers(min_value=0, max_value=len(SMALL["ops"]) - 1),
     key=st.sampled_from(["kernel", "stride", "pads", "shift", "bound_bits", "drop_bits", "ot_k",
                          "axis", "tiling", "l1_log2", "w_l1_log2", "groups", "ceil_pads",
-                         "out_features", "count_include_pad", "shape", "inputs", "name"]),
+                         "out_features", "count_include_pad", "cap", "shape", "inputs", "name"]),
     value=_JSON,
 )  # fmt: skip
 def test_any_mutated_field_parses_or_is_a_snni_error(index: int, key: str, value: Any) -> None:

@@ -13,6 +13,7 @@ from secfepas_sdk.models.bundled import demo_model_path
 from secfepas_sdk.models.package import load_private, load_public, reference_onnx
 from secfepas_sdk.snni.channel import run_pair
 from secfepas_sdk.snni.compile import compile_onnx
+from secfepas_sdk.snni.ops import Relu, ReluTruncate
 from secfepas_sdk.snni.runtime import ClientRuntime, ServerRuntime, softmax
 
 
@@ -172,7 +173,7 @@ def test_relu6_clip_is_a_capped_relu_and_matches(input_bound: float | None) -> N
 
     raw = _relu6_model()
     plan, weights = compile_onnx(onnx.load_from_string(raw), input_bound=input_bound)
-    caps = [op.attrs.get("cap") for op in plan.ops if op.kind in ("relu", "relu_truncate")]
+    caps = [op.cap for op in plan.ops if isinstance(op, Relu | ReluTruncate)]
     assert caps == [6 << 12] * 3
     rng = np.random.default_rng(10)
     x = np.clip(rng.standard_normal((1, 3, 8, 8)) * 4, -9, 9).astype(np.float32)
@@ -183,7 +184,7 @@ def test_relu6_clip_is_a_capped_relu_and_matches(input_bound: float | None) -> N
     assert np.abs(simulate(plan, weights, x).reshape(-1) - ref).max() < 0.01
     # Without the cap the result would be far off: the test sees the clipping.
     uncapped = tuple(
-        replace(op, attrs={k: v for k, v in op.attrs.items() if k != "cap"}) for op in plan.ops
+        replace(op, cap=None) if isinstance(op, Relu | ReluTruncate) else op for op in plan.ops
     )
     loose = simulate(replace(plan, ops=uncapped), weights, x)
     assert np.abs(loose.reshape(-1) - ref).max() > 0.5
