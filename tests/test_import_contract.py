@@ -16,10 +16,13 @@ Rules, each with the reason it exists:
      ``models``, ``alerts``, ``cli``, ``certs`` or any alert-sink plugin.
 2. ``secfepas_sdk.protocol`` (sans-IO wire protocol) may import the engine but no
    layer above it (``camera``, ``edge``, ``models``, ``alerts``, ``cli``, ``certs``,
-   plugins). Its I/O lives in exactly one module, ``protocol/transport.py``: only
-   that module may import ``socket``, ``ssl``, ``asyncio`` or ``selectors``. No
-   protocol module spawns processes, reads files through ``tempfile``, parses a
-   command line or reads the environment.
+   plugins). Its I/O lives in its transport layer: ``protocol/transport.py``, and
+   ``protocol/tls_failures.py``, which only reads the TLS error types (``ssl``,
+   ``asyncio``) that the transport and its callers catch. Only those two may import
+   ``socket``, ``ssl``, ``asyncio`` or ``selectors``; the sans-IO rest (framing,
+   events, the connection and its table) may not. No protocol module spawns
+   processes, reads files through ``tempfile``, parses a command line or reads the
+   environment.
 
 Imports are found wherever they are written (module level, inside functions,
 under ``TYPE_CHECKING``), absolute or relative. The checker is itself tested on
@@ -90,7 +93,8 @@ PROTOCOL_RULES = Rules(
     forbid_env=True,
     forbid_open=True,
 )
-# The protocol's one I/O module: the same rules, except that it owns the sockets.
+# The protocol's transport layer: the same rules, except that it owns the sockets.
+TRANSPORT_MODULES = ("secfepas_sdk.protocol.transport", "secfepas_sdk.protocol.tls_failures")
 TRANSPORT_RULES = Rules(
     forbidden_modules=tuple(m for m in PROTOCOL_RULES.forbidden_modules if m not in IO_MODULES),
     forbid_env=True,
@@ -177,9 +181,7 @@ def test_snni_does_no_io_and_imports_no_upper_layer() -> None:
 def test_protocol_keeps_its_io_in_transport_and_imports_no_upper_layer() -> None:
     names = [name for name, _ in _modules("protocol")]
     assert "secfepas_sdk.protocol.transport" in names
-    problems = _check(
-        "protocol", {"secfepas_sdk.protocol.transport": TRANSPORT_RULES}, PROTOCOL_RULES
-    )
+    problems = _check("protocol", dict.fromkeys(TRANSPORT_MODULES, TRANSPORT_RULES), PROTOCOL_RULES)
     assert problems == []
 
 
