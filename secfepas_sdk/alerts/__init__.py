@@ -8,7 +8,6 @@ Plugin authors need :class:`Alert`, :class:`SinkContext`, :func:`redact_uri`
 
 from secfepas_sdk.alerts.alert import SCHEMA_VERSION, Alert, AlertKind
 from secfepas_sdk.alerts.assessment import PAIN_LEVELS, PainAssessment
-from secfepas_sdk.alerts.dispatcher import RetryPolicy
 from secfepas_sdk.alerts.outbox import DeadLetter, Outbox
 from secfepas_sdk.alerts.policy import AlertPolicy, EpisodeState, PolicyConfig, decide
 from secfepas_sdk.alerts.service import AlertService
@@ -22,6 +21,7 @@ from secfepas_sdk.alerts.sinks import (
     redact_uri,
 )
 from secfepas_sdk.errors import SinkPluginError
+from secfepas_sdk.retry import RetryPolicy
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -8,56 +8,22 @@ writes to the outbox and wakes the threads; it never waits for a sink.
 from __future__ import annotations
 
 import logging
-import math
-import secrets
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from pydantic import ValidationError
 
 from secfepas_sdk.alerts.alert import Alert
 from secfepas_sdk.alerts.outbox import Outbox
 from secfepas_sdk.alerts.sinks import AlertSink
-from secfepas_sdk.errors import ConfigError, InvalidValueError, PermanentSinkError
+from secfepas_sdk.errors import ConfigError, PermanentSinkError
+from secfepas_sdk.retry import RetryPolicy
 
-__all__ = ["Dispatcher", "RetryPolicy"]
+__all__ = ["Dispatcher"]
 
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RetryPolicy:
-    """Exponential back-off per delivery: ``initial * factor**attempts`` capped at ``maximum``.
-
-    ``jitter`` spreads retries by up to that fraction so that many cameras do not hit
-    a recovering server together. ``max_attempts=None`` retries until success.
-    """
-
-    initial: float = 0.5
-    factor: float = 2.0
-    maximum: float = 60.0
-    jitter: float = 0.1
-    max_attempts: int | None = None
-
-    def __post_init__(self) -> None:
-        values = (self.initial, self.factor, self.maximum, self.jitter)
-        if not all(math.isfinite(v) for v in values):
-            raise InvalidValueError("retry settings must be finite")
-        if self.initial <= 0 or self.factor < 1 or self.maximum < self.initial:
-            raise InvalidValueError("need initial > 0, factor >= 1 and maximum >= initial")
-        if not 0 <= self.jitter <= 1:
-            raise InvalidValueError("jitter must be within [0, 1]")
-        if self.max_attempts is not None and self.max_attempts < 1:
-            raise InvalidValueError("max_attempts must be >= 1 or None")
-
-    def delay(self, attempts: int) -> float:
-        """Seconds to wait after the ``attempts``-th failure (1 = first failure)."""
-        base = min(self.maximum, self.initial * self.factor ** min(attempts - 1, 64))
-        spread = base * self.jitter * secrets.randbelow(1001) / 1000.0
-        return base + spread
 
 
 class Dispatcher:
@@ -158,7 +124,7 @@ class Dispatcher:
             return
         except Exception as exc:  # transient, or a plugin bug: retry with back-off
             failures = attempts + 1
-            limit = self._retry.max_attempts
+            limit = self._retry.attempts
             if limit is not None and failures >= limit:
                 self._outbox.dead_letter(
                     alert_id, sink.name, reason=f"gave up after {failures} attempts: {exc!r}"

@@ -15,11 +15,12 @@ from types import TracebackType
 
 from secfepas_sdk.alerts.alert import Alert
 from secfepas_sdk.alerts.assessment import PainAssessment
-from secfepas_sdk.alerts.dispatcher import Dispatcher, RetryPolicy
+from secfepas_sdk.alerts.dispatcher import Dispatcher
 from secfepas_sdk.alerts.outbox import DEFAULT_DEAD_LETTER_MAX_AGE_S, Outbox
 from secfepas_sdk.alerts.policy import AlertPolicy, PolicyConfig
 from secfepas_sdk.alerts.sinks import AlertSink, load_sinks
 from secfepas_sdk.errors import ConfigError
+from secfepas_sdk.retry import RetryPolicy
 
 __all__ = ["DEFAULT_CLOSE_TIMEOUT_S", "AlertService"]
 

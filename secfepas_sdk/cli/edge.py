@@ -66,15 +66,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     require("pydantic_settings", "edge")
     from secfepas_sdk.edge.settings import load_settings
+    from secfepas_sdk.protocol.address import parse_host_port
 
-    host = port = None
+    host: str | None = None
+    port: int | None = None
     if args.listen:
-        host_text, _, port_text = args.listen.rpartition(":")
-        if not host_text or not port_text.isdigit():
-            from secfepas_sdk.errors import ConfigError
-
-            raise ConfigError(f"--listen must be HOST:PORT, got {args.listen!r}")
-        host, port = host_text.strip("[]"), int(port_text)
+        host, port = parse_host_port(args.listen, what="--listen", listen=True)
     settings = load_settings(
         args.config,
         host=host,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from secfepas_sdk.alerts import AlertService, AlertSink, load_sinks
 from secfepas_sdk.alerts.alert import Alert, AlertKind
-from secfepas_sdk.alerts.dispatcher import RetryPolicy
+from secfepas_sdk.retry import RetryPolicy
 
 
 class FileSink:
@@ -66,7 +66,7 @@ def main() -> None:
         inner: AlertSink = FileSink(Path(target.removeprefix("file:")))
     else:
         (inner,) = load_sinks([target], camera_id="bed-1")
-    retry = RetryPolicy(initial=0.05, maximum=0.2, jitter=0.0)
+    retry = RetryPolicy(initial_s=0.05, max_s=0.2, jitter_up=0.0)
     service = AlertService([Slow(inner)], outbox=outbox, retry=retry)
     if count:
         alerts = [

@@ -16,9 +16,9 @@ from testkit.alerts import (
 
 from secfepas_sdk.alerts.alert import AlertKind
 from secfepas_sdk.alerts.assessment import PainAssessment
-from secfepas_sdk.alerts.dispatcher import RetryPolicy
 from secfepas_sdk.alerts.policy import PolicyConfig
 from secfepas_sdk.alerts.service import AlertService
+from secfepas_sdk.retry import RetryPolicy
 
 
 def test_transient_failures_retry_until_delivered_once(tmp_path: Path) -> None:
@@ -47,7 +47,7 @@ def test_permanent_failure_dead_letters_without_retry(tmp_path: Path) -> None:
 
 def test_max_attempts_gives_up_into_dead_letters(tmp_path: Path) -> None:
     sink = RaisingSink("buggy")
-    retry = RetryPolicy(initial=0.01, maximum=0.01, jitter=0.0, max_attempts=3)
+    retry = RetryPolicy(initial_s=0.01, max_s=0.01, jitter_up=0.0, attempts=3)
     with AlertService([sink], outbox=tmp_path / "o.db", retry=retry) as service:
         service.publish(make_alert())
         assert service.wait_idle(5.0)

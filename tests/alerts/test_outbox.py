@@ -12,9 +12,9 @@ import pytest
 from testkit.alerts import make_alert
 
 from secfepas_sdk.alerts.alert import Alert
-from secfepas_sdk.alerts.dispatcher import RetryPolicy
 from secfepas_sdk.alerts.outbox import Outbox
 from secfepas_sdk.errors import ConfigError, SinkError
+from secfepas_sdk.retry import RetryPolicy
 
 
 def test_put_due_delivered_per_sink(tmp_path: Path) -> None:
@@ -173,15 +173,15 @@ def test_write_is_committed_before_put_returns(tmp_path: Path) -> None:
     ("attempts", "expected"), [(1, 0.5), (2, 1.0), (3, 2.0), (8, 60.0), (500, 60.0)]
 )
 def test_retry_back_off(attempts: int, expected: float) -> None:
-    policy = RetryPolicy(initial=0.5, factor=2.0, maximum=60.0, jitter=0.0)
+    policy = RetryPolicy(initial_s=0.5, multiplier=2.0, max_s=60.0, jitter_up=0.0)
     assert policy.delay(attempts) == expected
-    jittered = RetryPolicy(initial=0.5, factor=2.0, maximum=60.0, jitter=0.5).delay(attempts)
+    jittered = RetryPolicy(initial_s=0.5, multiplier=2.0, max_s=60.0, jitter_up=0.5).delay(attempts)
     assert expected <= jittered <= expected * 1.5
 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"initial": 0}, {"factor": 0.5}, {"maximum": 0.1}, {"jitter": 2}, {"max_attempts": 0}],
+    [{"initial_s": 0}, {"multiplier": 0.5}, {"max_s": 0.1}, {"jitter_up": 2}, {"attempts": 0}],
 )
 def test_retry_rejects_bad_settings(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):

@@ -13,8 +13,8 @@ from testkit.alerts import RecordingSink
 from secfepas_sdk.alerts import AlertService
 from secfepas_sdk.alerts.alert import Alert
 from secfepas_sdk.alerts.assessment import PainAssessment
-from secfepas_sdk.alerts.dispatcher import RetryPolicy
 from secfepas_sdk.alerts.outbox import Outbox
+from secfepas_sdk.retry import RetryPolicy
 
 # A camera process that submits a pain frame, publishes more alerts, closes at
 # once and exits: without a flush most of them would wait for the next start.
@@ -64,7 +64,7 @@ def test_close_stops_flushing_when_the_sink_backs_off_past_the_deadline(tmp_path
     service = AlertService(
         [down],
         outbox=tmp_path / "outbox.sqlite",
-        retry=RetryPolicy(initial=3600.0, maximum=3600.0, jitter=0.0),
+        retry=RetryPolicy(initial_s=3600.0, max_s=3600.0, jitter_up=0.0),
     )
     service.submit(
         PainAssessment(level=3, probabilities=(0.0, 0.0, 0.1, 0.9), frame_time=1_800_000_000.0)

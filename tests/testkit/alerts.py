@@ -8,10 +8,10 @@ from collections.abc import Callable
 
 from secfepas_sdk.alerts.alert import Alert, AlertKind
 from secfepas_sdk.alerts.assessment import PainAssessment
-from secfepas_sdk.alerts.dispatcher import RetryPolicy
 from secfepas_sdk.errors import PermanentSinkError, TransientSinkError
+from secfepas_sdk.retry import RetryPolicy
 
-FAST_RETRY = RetryPolicy(initial=0.02, factor=2.0, maximum=0.2, jitter=0.0)
+FAST_RETRY = RetryPolicy(initial_s=0.02, multiplier=2.0, max_s=0.2, jitter_up=0.0)
 
 
 def make_alert(level: int = 2, camera: str = "cam-1", t: float = 1_700_000_000.0) -> Alert:
