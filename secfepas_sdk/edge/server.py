@@ -212,6 +212,9 @@ class Server:
         peer = writer.get_extra_info("peername")
         addr = f"{peer[0]}:{peer[1]}" if peer else "?"
         assert self._ssl is not None
+        # One deadline for the TLS handshake and the ClientHello together: a camera
+        # trickling either one byte at a time is cut when it expires.
+        deadline = asyncio.get_running_loop().time() + self.settings.handshake_timeout_s
         try:
             await writer.start_tls(
                 self._ssl, ssl_handshake_timeout=self.settings.handshake_timeout_s
@@ -225,7 +228,7 @@ class Server:
         stream = FramedStream(reader, writer, conn)
         self.metrics.track(stream.conn)
         try:
-            await self._session(stream)
+            await self._session(stream, deadline)
         except (_Refused, NegotiationError) as exc:
             self.metrics.errors[exc.code] += 1
             log.info("camera %s at %s refused (%s): %s", stream.peer, addr, exc.code, exc)
@@ -262,9 +265,10 @@ class Server:
         with contextlib.suppress(ProtocolError, SessionError, ValueError):
             await stream.send(Error(code=ErrorCode(code), message=message[:1000]))
 
-    async def _session(self, stream: FramedStream) -> None:
+    async def _session(self, stream: FramedStream, hello_deadline: float) -> None:
         s = self.settings
-        event = await stream.next_event(s.handshake_timeout_s, frame_timeout=s.handshake_timeout_s)
+        left = max(0.0, hello_deadline - asyncio.get_running_loop().time())
+        event = await stream.next_event(left, frame_timeout=left)
         if isinstance(event, Error):
             raise peer_error(event, "the camera")
         # The connection admits nothing else first, and has negotiated version and suite.

@@ -175,23 +175,28 @@ class FramedStream:
     ) -> Event:
         """The next event from the peer.
 
-        ``timeout`` bounds the whole wait; ``frame_timeout`` bounds each read
-        while a frame is partly received (a peer trickling bytes is cut off).
+        ``timeout`` bounds the whole wait; ``frame_timeout`` bounds the time from
+        a frame's first byte to its last, as one deadline (a peer trickling one
+        byte at a time is cut when it expires, however often it writes).
         Raises RemoteProtocolError (bad bytes) or ConnectionLostError (reset,
         TLS alert, timeout).
         """
+        loop = asyncio.get_running_loop()
+        frame_deadline: float | None = None
         try:
             async with asyncio.timeout(timeout):
                 while True:
                     event = self.conn.next_event()
                     if event is not NEED_DATA:
                         return event  # type: ignore[return-value]
+                    if frame_timeout is not None and self.conn.partial and frame_deadline is None:
+                        # Until an event is returned, every byte belongs to this frame.
+                        frame_deadline = loop.time() + frame_timeout
                     try:
-                        if frame_timeout is not None and self.conn.partial:
-                            async with asyncio.timeout(frame_timeout):
-                                chunk = await self.reader.read(READ_CHUNK)
-                        else:
+                        async with asyncio.timeout_at(frame_deadline):
                             chunk = await self.reader.read(READ_CHUNK)
+                    except TimeoutError:
+                        raise  # an OSError too, but ours: reported as a timeout below
                     except (OSError, ssl.SSLError) as exc:
                         raise ConnectionLostError(
                             f"connection lost: {tls_failure_reason(exc)}", ErrorCode.CONNECTION_LOST
