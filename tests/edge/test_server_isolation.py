@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from testkit.camera import edge_started_computing
 
 from secfepas_sdk.camera.client import RetryPolicy, SecureInferenceClient
 from secfepas_sdk.edge.server import Server
@@ -58,9 +59,10 @@ def test_sigkilled_worker_or_host_ends_only_its_own_session(
             pids = {c.session_id: _worker_pid(server, c.session_id) for c in (victim, *others)}
             assert len(set(pids.values())) == 3  # one process per session
             host_pid = server._workers.pid  # type: ignore[union-attr]
+            computing = edge_started_computing(victim)
             task = asyncio.ensure_future(victim.infer(demo_input))
             busy = [asyncio.ensure_future(c.infer(demo_input)) for c in others]
-            await asyncio.sleep(0.3)  # inside the inference
+            await computing.wait()  # the victim's worker is inside this inference
             assert not task.done()
             os.kill(pids[victim.session_id], signal.SIGKILL)  # the OOM killer, say
             with pytest.raises(PeerError) as exc:
