@@ -2,13 +2,16 @@
 
 Prints one line per analysed frame; with --json exactly
 ``{"index", "t", "level", "probabilities", "seconds", "bytes"}``, where ``t`` is
-the frame's capture time in UTC POSIX seconds.
+the frame's capture time in UTC POSIX seconds. At the end, one summary line on
+stderr (with --json: a last ``{"summary": {...}}`` line on stdout); exit 1 when
+any inference failed (e.g. the edge went away), so a supervisor notices.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,13 @@ def register(camera_subparsers: argparse._SubParsersAction[Any]) -> None:
         metavar="URI",
         help="alert sink (console:, mqtts://..., fhir+https://...; repeatable; default: none)",
     )
-    run.add_argument("--outbox", type=Path, help="alert outbox file (default: ./alerts.sqlite)")
+    run.add_argument(
+        "--outbox",
+        type=Path,
+        metavar="PATH",
+        help="alert outbox (sqlite; used with --sink; default: "
+        "$XDG_STATE_HOME/secfepas/outbox.sqlite, else ~/.local/state/secfepas/outbox.sqlite)",
+    )
     run.add_argument("--json", action="store_true", help="one JSON object per analysed frame")
     run.add_argument("--server-name", help="edge name to verify (default: the host)")
     run.add_argument(
@@ -98,6 +107,37 @@ def clock(posix: float) -> str:
     return datetime.fromtimestamp(posix, UTC).strftime("%H:%M:%S.%f")[:-4] + "Z"
 
 
+def default_outbox() -> Path:
+    """Where alerts wait for their sinks unless --outbox says otherwise (XDG state dir)."""
+    import os
+
+    state = os.environ.get("XDG_STATE_HOME", "")
+    base = Path(state) if os.path.isabs(state) else Path.home() / ".local" / "state"
+    return base / "secfepas" / "outbox.sqlite"
+
+
+def _outbox_path(given: Path | None) -> Path:
+    from secfepas_sdk.errors import ConfigError
+
+    path = given if given is not None else default_outbox()
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the outbox folder {path.parent}: {exc}") from exc
+    return path
+
+
+def summary_line(stats: Any, alerts: int) -> dict[str, int]:
+    """The run's counters: frames selected, analysed, dropped; inferences failed; alerts."""
+    return {
+        "selected": stats.selected,
+        "analysed": stats.analysed,
+        "dropped": stats.dropped,
+        "failed": stats.errors,
+        "alerts": alerts,
+    }
+
+
 def _run(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -130,14 +170,21 @@ async def _main(args: argparse.Namespace) -> int:
     if args.sink:
         from secfepas_sdk.alerts.service import AlertService
 
-        outbox = args.outbox or Path("alerts.sqlite")
+        outbox = _outbox_path(args.outbox)
         alerts = AlertService.from_uris(args.sink, outbox=outbox, camera_id=client.camera_id)
+    raised = 0
+
+    def on_assessment(a: Any) -> None:
+        nonlocal raised
+        if alerts is not None and alerts.submit(a) is not None:
+            raised += 1
+
     pipeline = CameraPipeline(
         open_source(args.source),
         client,
         selector=default_chain(period_s=args.period),
         detector=detector,
-        on_assessment=None if alerts is None else alerts.submit,
+        on_assessment=on_assessment,
         config=PipelineConfig(
             pace=args.pace,
             max_frames=args.max_frames,
@@ -161,4 +208,20 @@ async def _main(args: argparse.Namespace) -> int:
         if alerts is not None:
             with contextlib.suppress(Exception):
                 alerts.close()
+    summary = summary_line(pipeline.stats, raised)
+    if args.json:
+        print(json.dumps({"summary": summary}), flush=True)
+    else:
+        print(
+            "secfepas camera run: " + ", ".join(f"{k} {v}" for k, v in summary.items()),
+            file=sys.stderr,
+            flush=True,
+        )
+    if summary["failed"]:
+        from secfepas_sdk.errors import SecfepasError
+
+        raise SecfepasError(
+            f"{summary['failed']} inference(s) failed (the edge went away or refused; "
+            "see the warnings above)"
+        )
     return 0
