@@ -150,10 +150,15 @@ class CameraPipeline:
         self.clock: SlotClock = clock or MonotonicClock()
         self.stats = PipelineStats()
         self._stop = threading.Event()
+        self._wakeup: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
 
     def stop(self) -> None:
-        """Ask the capture thread to end; run() then drains and returns."""
+        """Ask the pipeline to end (from any thread): capture stops; under on-change run()
+        drains the queue, under constant no further slot starts; then run() returns."""
         self._stop.set()
+        if self._wakeup is not None:
+            loop, wakeup = self._wakeup
+            loop.call_soon_threadsafe(wakeup.set)
 
     def _capture(self, queue: DropOldestQueue) -> None:
         """Capture thread: read, select, enqueue. Never waits for inference."""
@@ -208,8 +213,11 @@ class CameraPipeline:
         waits for this generator's consumer, so a slow consumer (or alert
         callback) cannot delay a slot.
         """
-        await self.client.connect()
         loop = asyncio.get_running_loop()
+        self._wakeup = (loop, asyncio.Event())
+        if self._stop.is_set():
+            return
+        await self.client.connect()
         queue = DropOldestQueue(self.config.queue_size, loop)
         results: asyncio.Queue[PainAssessment | End] = asyncio.Queue()
         capture = threading.Thread(
@@ -288,7 +296,8 @@ class CameraPipeline:
                     preparer.result()  # re-raise a detection or source failure
                     if state.pending is None:
                         return  # the source has ended and its last face is analysed
-                await clock.sleep_until(slots.deadline)
+                if not await self._sleep_unless_stopped(clock.sleep_until(slots.deadline)):
+                    return
                 taken, state.pending = state.pending, None
                 self.stats.slots += 1
                 tensor = dummy if taken is None else taken[1]
@@ -308,6 +317,23 @@ class CameraPipeline:
             preparer.cancel()
             await asyncio.gather(preparer, return_exceptions=True)
             self.stats.dropped = queue.dropped
+
+    async def _sleep_unless_stopped(self, sleep: Awaitable[None]) -> bool:
+        """Wait for the slot; False if stop() came first (the slot then never starts)."""
+        assert self._wakeup is not None
+        sleeper = asyncio.ensure_future(sleep)
+        stopper = asyncio.ensure_future(self._wakeup[1].wait())
+        try:
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            if not sleeper.done():
+                sleeper.cancel()
+            await asyncio.gather(sleeper, stopper, return_exceptions=True)
+        if self._stop.is_set():
+            return False
+        sleeper.result()
+        return True
 
     async def _prepare(self, queue: DropOldestQueue, clock: SlotClock, state: _Prepared) -> None:
         """Detect and preprocess selected frames ahead of their slot; keep the newest face."""

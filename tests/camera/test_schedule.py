@@ -214,3 +214,42 @@ def test_on_change_shows_the_edge_when_a_face_is_there(
     assert edge_inferences == stats.analysed == per_half  # every face frame, no empty one
     assert indices == [int(k * PERIOD_S * FPS) for k in range(per_half)]
     assert stats.slots == stats.dummies == 0
+
+
+class _NeverAgainClock(FakeClock):
+    """The first slot starts at once; every later one lies beyond the test's patience."""
+
+    async def sleep_until(self, deadline: float) -> None:
+        if deadline > self.t:
+            await asyncio.Event().wait()
+
+
+def test_stop_ends_a_constant_run_between_slots(edge: BackgroundEdge, tls: TlsFiles) -> None:
+    from secfepas_sdk.camera.sources import SyntheticSource
+
+    async def main() -> PipelineStats:
+        client = SecureInferenceClient(edge.address, tls, MODEL)
+        pipeline = CameraPipeline(
+            SyntheticSource(count=10_000, fps=10.0, width=64, height=64),
+            client,
+            detector=None,
+            config=PipelineConfig(schedule_period_s=3600.0, pace="realtime"),
+            clock=_NeverAgainClock(0.0),
+        )
+        run = asyncio.ensure_future(_drain(pipeline))
+        async with asyncio.timeout(120):
+            while pipeline.stats.slots < 1 or client._seq < 1:
+                await asyncio.sleep(0.05)
+        pipeline.stop()  # mid-sleep, an hour before the next slot
+        async with asyncio.timeout(30):
+            await run
+        await client.close()
+        return pipeline.stats
+
+    stats = asyncio.run(main())
+    assert stats.slots == 1 and stats.errors == 0
+
+
+async def _drain(pipeline: CameraPipeline) -> None:
+    async for _ in pipeline.run():
+        pass
