@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
-from secfepas_sdk.snni.he.packing import ConvPacking, MatmulPacking
+from secfepas_sdk.snni.he.packing import (
+    ConvPacking,
+    MatmulPacking,
+    choose_depthwise,
+    depthwise_pairs,
+)
 
 U64 = NDArray[np.uint64]
 I64 = NDArray[np.int64]
@@ -140,20 +145,37 @@ class ConvLayer:
     """A conv as an HE layout (same packing for every group)."""
 
     def __init__(self, spec: ConvSpec, n: int, tiling: dict[str, int] | None = None) -> None:
-        """``tiling`` (cp, th, tw, no) pins the packing (plans carry it); else it is chosen."""
+        """``tiling`` (cp, th, tw, no) pins the packing (plans carry it); else it is chosen.
+
+        A depthwise conv (groups = C = M) is packed as one block-diagonal dense conv
+        (tiling ``dw`` = 1; packing.choose_depthwise), several channels per
+        polynomial; a pinned tiling without ``dw`` keeps the older one-group-per-
+        polynomial packing, so plans compiled before read the same."""
         self.spec = spec
+        c = spec.in_shape[0]
+        self.depthwise = (
+            spec.groups > 1
+            and spec.groups == c == spec.out_channels
+            and (tiling is None or int(tiling.get("dw", 0)) == 1)
+        )
+        self.dense = replace(spec, groups=1) if self.depthwise else spec
         hp, wp = spec.phase_size
         kh, kw = spec.phase_kernel
         geometry = {
-            "channels": spec.group_in_channels,
+            "channels": self.dense.group_in_channels,
             "height": hp,
             "width": wp,
-            "out_channels": spec.out_channels // spec.groups,
+            "out_channels": spec.out_channels // self.dense.groups,
             "kh": kh,
             "kw": kw,
             "n": n,
         }
-        if tiling is None:
+        if tiling is None and self.depthwise:
+            phases = spec.phases[0] * spec.phases[1]
+            self.packing = choose_depthwise(
+                channels=c, phases=phases, height=hp, width=wp, kh=kh, kw=kw, n=n
+            )
+        elif tiling is None:
             self.packing = ConvPacking.choose(**geometry)
         else:
             try:
@@ -167,11 +189,17 @@ class ConvLayer:
             except (KeyError, TypeError, ValueError) as exc:
                 raise SnniError(f"bad conv tiling {tiling}: {exc}") from exc
         p = self.packing
-        g = spec.groups
+        g = self.dense.groups
         terms: list[list[tuple[int, int]]] = []
-        for gi in range(g):
-            for t in p.terms():
-                terms.append([(gi * p.n_in + i, gi * p.n_kernels + k) for i, k in t])
+        if self.depthwise:
+            pairs = depthwise_pairs(p, spec.phases[0] * spec.phases[1])
+            for ob in range(p.n_ob):
+                for tile in range(p.n_tiles):
+                    terms.append([(cb * p.n_tiles + tile, ob * p.n_cb + cb) for cb in pairs[ob]])
+        else:
+            for gi in range(g):
+                for pair in p.terms():
+                    terms.append([(gi * p.n_in + i, gi * p.n_kernels + k) for i, k in pair])
         base = p.output_index()
         out_index = (np.arange(g, dtype=np.int64)[:, None] * (p.n_out * n) + base[None, :]).reshape(
             -1
@@ -185,25 +213,37 @@ class ConvLayer:
             out_index=out_index,
         )
 
+    def _dense_weights(self, w: I64) -> I64:
+        """Phase weights of the conv as the packing sees it (block-diagonal if depthwise)."""
+        if not self.depthwise:
+            return self.spec.phase_weights(w)
+        c = self.spec.out_channels
+        if w.shape != (c, 1, *self.spec.kernel):
+            raise SnniError(f"depthwise weight shape {w.shape} != {(c, 1, *self.spec.kernel)}")
+        full = np.zeros((c, c, *self.spec.kernel), dtype=np.int64)
+        full[np.arange(c), np.arange(c)] = w[:, 0]
+        return self.dense.phase_weights(full)
+
     @property
     def tiling(self) -> dict[str, int]:
         p = self.packing
-        return {"cp": p.cp, "th": p.th, "tw": p.tw, "no": p.no}
+        out = {"cp": p.cp, "th": p.th, "tw": p.tw, "no": p.no}
+        return {**out, "dw": 1} if self.depthwise else out
 
     def pack(self, x: U64) -> U64:
-        ph = self.spec.phase_input(x)
-        return np.concatenate([self.packing.pack_input(ph[g]) for g in range(self.spec.groups)])
+        ph = self.dense.phase_input(x)
+        return np.concatenate([self.packing.pack_input(ph[g]) for g in range(self.dense.groups)])
 
     def kernel_polys(self, w: I64) -> I64:
         """Signed kernel polynomials (n_kernels, n), server side only."""
-        pw = self.spec.phase_weights(w)
-        polys = [self.packing.kernels(pw[g]) for g in range(self.spec.groups)]
+        pw = self._dense_weights(w)
+        polys = [self.packing.kernels(pw[g]) for g in range(self.dense.groups)]
         return np.concatenate(polys).reshape(self.layout.n_kernels, self.layout.n)
 
     def kernel_source(self, w: I64) -> Callable[[int], I64]:
         """Kernel polynomial k on demand (one output block at a time), so that a large
         model never holds all its kernel polynomials at once."""
-        pw = self.spec.phase_weights(w)
+        pw = self._dense_weights(w)
         p = self.packing
         block: dict[tuple[int, int], I64] = {}
 
@@ -220,8 +260,8 @@ class ConvLayer:
 
     def l1_bound(self, w: I64) -> float:
         """Largest sum of |kernel| over the terms of one output ciphertext."""
-        pw = self.spec.phase_weights(w)
-        return max(self.packing.l1_bound(pw[g]) for g in range(self.spec.groups))
+        pw = self._dense_weights(w)
+        return max(self.packing.l1_bound(pw[g]) for g in range(self.dense.groups))
 
 
 class MatmulLayer:

@@ -234,6 +234,60 @@ class ConvPacking:
         return best[1]
 
 
+def depthwise_pairs(packing: ConvPacking, phases: int) -> list[list[int]]:
+    """Per output block ob, the input blocks cb that hold its channels' phases.
+
+    A depthwise conv run as one dense conv has block-diagonal weights: output
+    channel o reads only the phase channels [o*P, (o+1)*P). Every other kernel
+    block is zero by structure (public), so its product is never computed."""
+    pairs = []
+    c_out, no, cp = packing.out_channels, packing.no, packing.cp
+    for ob in range(packing.n_ob):
+        lo = ob * no * phases
+        hi = min((ob + 1) * no, c_out) * phases
+        pairs.append(list(range(lo // cp, min(math.ceil(hi / cp), packing.n_cb))))
+    return pairs
+
+
+def choose_depthwise(
+    *, channels: int, phases: int, height: int, width: int, kh: int, kw: int, n: int
+) -> ConvPacking:
+    """The least modelled-time tiling of a depthwise conv of ``channels`` channels (each
+    stacked from ``phases`` polyphase components) as a block-diagonal dense conv: cp =
+    no * P keeps each output block's inputs in one input block, so a tile costs one
+    product per output ciphertext, and no^2 P hh ww <= N packs several channels per
+    polynomial instead of one small ciphertext per channel."""
+    out_h, out_w = height - kh + 1, width - kw + 1
+    if out_h < 1 or out_w < 1:
+        raise SnniError("conv kernel larger than its padded input")
+    best: tuple[float, ConvPacking] | None = None
+    for tw in sorted({math.ceil(out_w / k) for k in range(1, out_w + 1)}):
+        ww = tw + kw - 1
+        for th in sorted({math.ceil(out_h / k) for k in range(1, out_h + 1)}):
+            hh = th + kh - 1
+            if phases * hh * ww > n:
+                continue
+            n_t = math.ceil(out_h / th) * math.ceil(out_w / tw)
+            no_max = min(channels, math.isqrt(n // (phases * hh * ww)))
+            for no in sorted({math.ceil(channels / k) for k in range(1, channels + 1)}):
+                if no > no_max:
+                    continue
+                n_ob = math.ceil(channels / no)
+                cost = (_COST_IN + _COST_MUL + _COST_OUT) * n_ob * n_t
+                if best is None or cost < best[0]:
+                    best = (
+                        cost,
+                        ConvPacking(
+                            channels=channels * phases, height=height, width=width,
+                            out_channels=channels, kh=kh, kw=kw, n=n, cp=no * phases,
+                            th=th, tw=tw, no=no,
+                        ),
+                    )  # fmt: skip
+    if best is None:
+        raise SnniError(f"a {kh}x{kw} kernel does not fit in a degree-{n} polynomial")
+    return best[1]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MatmulPacking:
     """y (M) = W (M, K) x (K) with chunks of kc inputs and n_o rows per polynomial."""

@@ -217,3 +217,40 @@ def test_strided_pointwise_conv_and_zero_kernels(parties) -> None:
     assert np.array_equal(got, ref_conv(x, w, spec))
     w[:] = 0
     assert np.array_equal(secure(parties, layer, w, x), np.zeros(6 * 5 * 5, dtype=np.uint64))
+
+
+@pytest.mark.parametrize(("c", "hw", "stride"), [(37, 7, 1), (19, 14, 2), (5, 20, 1), (24, 28, 2)])
+def test_depthwise_packs_several_channels_per_polynomial(parties, c, hw, stride) -> None:
+    """A depthwise conv is one block-diagonal conv: several channels per ciphertext each
+    way and one product per output ciphertext, exact against numpy."""
+    spec = ConvSpec(
+        in_shape=(c, hw, hw), out_channels=c, kernel=(3, 3), stride=(stride, stride),
+        pads=(1, 1, 1, 1), groups=c,
+    )  # fmt: skip
+    rng = np.random.default_rng(c)
+    w = weights(rng, (c, 1, 3, 3))
+    x = RING.random(Prg(), spec.in_shape)
+    layer = ConvLayer(spec, N)
+    assert layer.tiling["dw"] == 1
+    lay = layer.layout
+    assert lay.n_mul == lay.n_out  # one product per output ciphertext
+    old = ConvLayer(spec, N, _per_group_tiling(spec))
+    if hw <= 14:
+        assert lay.n_in * 3 <= old.layout.n_in and lay.n_out * 3 <= old.layout.n_out
+    assert np.array_equal(
+        secure(parties, layer, w, x).reshape(spec.out_shape), ref_conv(x, w, spec)
+    )
+    # A plan pinned before (no "dw": one group per polynomial) still computes the same.
+    assert not old.depthwise
+    assert np.array_equal(secure(parties, old, w, x).reshape(spec.out_shape), ref_conv(x, w, spec))
+
+
+def _per_group_tiling(spec: ConvSpec) -> dict[str, int]:
+    from secfepas_sdk.snni.he.packing import ConvPacking
+
+    hp, wp = spec.phase_size
+    kh, kw = spec.phase_kernel
+    p = ConvPacking.choose(
+        channels=spec.group_in_channels, height=hp, width=wp, out_channels=1, kh=kh, kw=kw, n=N
+    )
+    return {"cp": p.cp, "th": p.th, "tw": p.tw, "no": p.no}
