@@ -121,13 +121,17 @@ class ConvTiling:
     th: int
     tw: int
     no: int
+    dw: int = 0
+    """1: a depthwise conv packed as one block-diagonal conv (snni.he.layers)."""
 
     def __post_init__(self) -> None:
         for name in ("cp", "th", "tw", "no"):
             _int(getattr(self, name), f"conv tiling {name}", 1, MAX_DIM)
+        _int(self.dw, "conv tiling dw", 0, 1)
 
     def to_dict(self) -> dict[str, int]:
-        return {"cp": self.cp, "th": self.th, "tw": self.tw, "no": self.no}
+        out = {"cp": self.cp, "th": self.th, "tw": self.tw, "no": self.no}
+        return {**out, "dw": 1} if self.dw else out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
