@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from secfepas_sdk import __version__
 from secfepas_sdk.errors import SecfepasError
@@ -53,6 +53,10 @@ class Parser(argparse.ArgumentParser):
             default=argparse.SUPPRESS,
             help="more log output (repeatable; also before the command)",
         )
+
+    def error(self, message: str) -> NoReturn:
+        """A usage mistake: one line like every other failure (exit status 2, as argparse)."""
+        self.exit(2, f"secfepas: error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -169,3 +169,15 @@ def test_demo_with_only_the_core_names_the_all_extra_at_once() -> None:
     assert "[all]" in line and "pip install '.[all]'" in line
     for module in ("cv2", "onnxruntime", "tenseal", "pydantic_settings"):
         assert module in line
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["model", "import", "only-one.onnx"], ["bench", "--repeat", "x"], ["nosuchcommand"]],
+    ids=["missing-positional", "bad-type", "unknown-command"],
+)
+def test_usage_mistakes_are_one_line_too(argv: list[str]) -> None:
+    code, err = secfepas(*argv)
+    assert code == 2  # argparse's status for usage errors, kept apart from failures (1)
+    line = one_error_line(err)
+    assert "--help" in line
