@@ -13,7 +13,7 @@ import pytest
 
 from secfepas_sdk.camera.client import SecureInferenceClient
 from secfepas_sdk.camera.pipeline import CameraPipeline
-from secfepas_sdk.camera.sources import SyntheticSource
+from secfepas_sdk.camera.testing import SyntheticSource
 from secfepas_sdk.errors import ConnectionLostError, PeerError
 from secfepas_sdk.protocol.transport import TlsFiles
 

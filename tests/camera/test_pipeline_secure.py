@@ -20,7 +20,8 @@ from secfepas_sdk.camera.client import SecureInferenceClient
 from secfepas_sdk.camera.frames import Frame
 from secfepas_sdk.camera.pipeline import CameraPipeline, DropOldestQueue, PipelineConfig
 from secfepas_sdk.camera.selection import default_chain
-from secfepas_sdk.camera.sources import SyntheticSource, open_source
+from secfepas_sdk.camera.sources import open_source
+from secfepas_sdk.camera.testing import SyntheticSource
 from secfepas_sdk.certs import Pki
 from secfepas_sdk.errors import ModelPackageError
 from secfepas_sdk.protocol.transport import TlsFiles

@@ -21,7 +21,8 @@ from secfepas_sdk.camera.selection import (
     dc_image,
     default_chain,
 )
-from secfepas_sdk.camera.sources import SyntheticSource, open_source
+from secfepas_sdk.camera.sources import open_source
+from secfepas_sdk.camera.testing import SyntheticSource
 
 
 def _frame(px: np.ndarray, t: float, i: int = 0) -> Frame:

@@ -14,10 +14,10 @@ import pytest
 from secfepas_sdk.camera.sources import (
     ImageFolderSource,
     PushSource,
-    SyntheticSource,
     VideoCaptureSource,
     open_source,
 )
+from secfepas_sdk.camera.testing import SyntheticSource
 from secfepas_sdk.errors import SourceError
 
 
