@@ -1,8 +1,9 @@
-"""Benchmark OT extension: IKNP against SoftSpokenOT for several k.
+"""Benchmark OT extension: IKNP, SoftSpokenOT for several k, and Ferret silent OT.
 
 Both parties run as separate processes on this machine over loopback TCP
 (SocketChannel). For each extension: setup (base OTs + SoftSpokenOT's PPRF
-message), then 2^log-ot random OTs (client receives, server sends), then
+message; for Ferret also its bootstrap and first 10 M-COT LPN iteration), then
+2^log-ot random OTs (client receives, server sends), then
 optionally a ReLU over 2^log-relu elements through NonlinearEngine. Each figure
 is the slower party's wall time; outputs are checked after the timings.
 
@@ -32,6 +33,7 @@ from secfepas_sdk.snni.ring import Ring
 
 CONFIGS = {"iknp": ("iknp", 4), "ss2": ("softspoken", 2), "ss4": ("softspoken", 4)}
 CONFIGS["ss8"] = ("softspoken", 8)
+CONFIGS["ferret"] = ("ferret", 4)  # bootstrapped from SoftSpokenOT k = 4
 
 
 def _connect(party: Party, port: int) -> socket.socket:

@@ -3,6 +3,8 @@
 Both parties run as separate processes on this machine and talk over loopback
 TCP (SocketChannel). Each party measures its own wall time, bytes and rounds
 per op; the results are checked by reconstructing the outputs after timing.
+Each OT backend of ``--ot-extensions`` runs in its own pair of processes; the
+table has a column group per backend (bytes include Ferret's LPN iterations).
 
     flock /tmp/secfepas-bench.lock python benchmarks/snni_primitives.py --json out.json
 """
@@ -145,16 +147,8 @@ def _party(
     queue.put({"party": party.name.lower(), "rows": rows, "ok": ok, "peak_rss_mb": _peak_rss_mb()})
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", help="write the results here")
-    parser.add_argument("--log-n", type=int, default=20, help="ReLU/truncation size 2^k")
-    parser.add_argument("--log-ot", type=int, default=22, help="random OTs for throughput")
-    parser.add_argument("--bits", type=int, default=37)
-    parser.add_argument("--frac", type=int, default=12)
-    parser.add_argument("--ot-extension", default=DEFAULT_EXTENSION, choices=list(EXTENSIONS))
-    parser.add_argument("--ot-k", type=int, default=DEFAULT_K, help="SoftSpokenOT's k")
-    args = parser.parse_args(argv)
+def _run_backend(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Both parties for one OT backend: the merged rows and the peak RSS per party."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -184,31 +178,66 @@ def main(argv: list[str] | None = None) -> int:
         if crow["op"] == "random OT":
             row["ots_per_second"] = crow["count"] / row["seconds"]
         table.append(row)
-    print(
-        f"{'op':<28}{'n':>10}{'s':>8}{'c->s MB':>10}{'s->c MB':>10}{'B/elem':>9}{'rounds':>8}  ok"
+    rss = {"client": client["peak_rss_mb"], "server": server["peak_rss_mb"]}
+    return table, rss
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--log-n", type=int, default=20, help="ReLU/truncation size 2^k")
+    parser.add_argument("--log-ot", type=int, default=22, help="random OTs for throughput")
+    parser.add_argument("--bits", type=int, default=37)
+    parser.add_argument("--frac", type=int, default=12)
+    parser.add_argument(
+        "--ot-extensions",
+        default="softspoken,ferret",
+        help=f"comma-separated, from {list(EXTENSIONS)} (default extension: {DEFAULT_EXTENSION})",
     )
-    for r in table:
-        bpe = f"{r['bytes_per_element']:.0f}" if r["bytes_per_element"] else "-"
+    parser.add_argument("--ot-k", type=int, default=DEFAULT_K, help="SoftSpokenOT's k")
+    args = parser.parse_args(argv)
+    backends = [b for b in args.ot_extensions.split(",") if b]
+    if not backends or any(b not in EXTENSIONS for b in backends):
+        parser.error(f"--ot-extensions must name some of {list(EXTENSIONS)}")
+    results: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {}
+    for backend in backends:
+        args.ot_extension = backend
+        results[backend] = _run_backend(args)
+    first = results[backends[0]][0]
+    head = f"{'op':<28}{'n':>10}"
+    for b in backends:
+        head += f" | {b[:10]:>10}{'s':>7}{'MB':>8}{'B/el':>8}{'rnd':>5} ok"
+    print(head)
+    for i, base_row in enumerate(first):
+        line = f"{base_row['op']:<28}{base_row['count'] or '-':>10}"
+        for b in backends:
+            r = results[b][0][i]
+            bpe = f"{r['bytes_per_element']:.1f}" if r["bytes_per_element"] else "-"
+            line += (
+                f" | {'':>10}{r['seconds']:>7.2f}{r['total_mb']:>8.1f}{bpe:>8}{r['rounds']:>5}"
+                f" {'y' if r['correct'] is not False else 'N'}"
+            )
+        print(line)
+    for b in backends:
+        table, rss = results[b]
+        ot_row = next(r for r in table if r["op"] == "random OT")
         print(
-            f"{r['op']:<28}{r['count'] or '-':>10}{r['seconds']:>8.2f}"
-            f"{r['client_to_server_mb']:>10.1f}{r['server_to_client_mb']:>10.1f}"
-            f"{bpe:>9}{r['rounds']:>8}  {r['correct']}"
+            f"{b}: {ot_row['ots_per_second'] / 1e6:.2f} M random OTs/s; peak RSS client "
+            f"{rss['client']:.0f} MB, server {rss['server']:.0f} MB"
         )
-    ot_row = next(r for r in table if r["op"] == "random OT")
-    print(f"OT extension: {ot_row['ots_per_second'] / 1e6:.2f} M random OTs/s")
-    print(f"peak RSS: client {client['peak_rss_mb']:.0f} MB, server {server['peak_rss_mb']:.0f} MB")
     if args.json:
         doc = {
             "machine": {"python": sys.version.split()[0], "arch": platform.machine()},
             "ring": {"bits": args.bits, "frac_bits": args.frac},
-            "ot_extension": args.ot_extension,
-            "ot_k": args.ot_k if args.ot_extension == "softspoken" else None,
-            "ops": table,
-            "peak_rss_mb": {"client": client["peak_rss_mb"], "server": server["peak_rss_mb"]},
+            "ot_k": args.ot_k,
+            "backends": {
+                b: {"ops": table, "peak_rss_mb": rss} for b, (table, rss) in results.items()
+            },
         }
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(doc, fh, indent=2)
-    return 0 if all(r["correct"] is not False for r in table) else 1
+    ok = all(r["correct"] is not False for table, _ in results.values() for r in table)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
