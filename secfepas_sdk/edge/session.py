@@ -20,8 +20,9 @@ from secfepas_sdk.edge.registry import RegisteredModel
 from secfepas_sdk.edge.settings import EdgeSettings
 from secfepas_sdk.edge.workers import SessionProcess, WorkerHost, WorkerStartError
 from secfepas_sdk.errors import SecfepasError
-from secfepas_sdk.protocol.events import Close, Error, InferenceBegin, InferenceEnd
-from secfepas_sdk.protocol.pump import MessagePump, peer_error
+from secfepas_sdk.protocol.events import Close, Data, Error, InferenceBegin, InferenceEnd
+from secfepas_sdk.protocol.messages import split_message
+from secfepas_sdk.protocol.pump import peer_error
 from secfepas_sdk.protocol.transport import FramedStream
 
 __all__ = ["EdgeSession", "WorkerFailed"]
@@ -106,7 +107,7 @@ class EdgeSession:
             worker.kill()
             worker.close()
             raise WorkerFailed("cannot talk to the session's worker", "internal") from exc
-        link = _WorkerLink(reader, writer, s.max_message)
+        link = _WorkerLink(reader, writer, worker_link.CHUNK)  # the worker sends chunks
         try:
             try:
                 async with asyncio.timeout(s.inference_timeout_s):
@@ -178,26 +179,25 @@ class EdgeSession:
         start = time.monotonic()
         done_before = self.inferences
         await link.write(worker_link.BEGIN, b"\x01" if begin.setup else b"\x00")
-        pump = MessagePump(
-            self.stream,
-            max_message=s.max_message,
-            frame_timeout=s.message_timeout_s,
-            peer="the camera",
-        )
-
-        async def to_worker(message: bytes) -> None:
-            await link.write(worker_link.DATA, message)
 
         async def camera_to_worker() -> None:
-            await pump.run(to_worker)
-            # The table lets the camera send only DATA (or Error) while inferring.
-            raise AssertionError("the camera's pump ended without an error")
+            # Each DATA frame goes on as it arrives: no message is joined on the loop.
+            while True:
+                event = await self.stream.next_event(frame_timeout=s.message_timeout_s)
+                if isinstance(event, Error):
+                    raise peer_error(event, "the camera")
+                # The table lets the camera send only DATA (or Error) while inferring.
+                assert isinstance(event, Data)
+                tag = worker_link.MORE if event.more else worker_link.DATA
+                await link.write(tag, event.payload)
+
+        max_data = self.stream.conn.limits.max_data
 
         async def worker_to_camera() -> None:
             while True:
                 tag, payload = await link.read()
-                if tag == worker_link.DATA:
-                    await self.stream.send_message(payload)
+                if tag in (worker_link.DATA, worker_link.MORE):
+                    await self.stream.send(*_frames(payload, tag == worker_link.MORE, max_data))
                 elif tag == worker_link.END:
                     # Counted before the camera can see the end (metrics never lag it).
                     elapsed = time.monotonic() - start
@@ -233,3 +233,11 @@ class EdgeSession:
             await asyncio.gather(up, down, return_exceptions=True)
         elapsed = time.monotonic() - start
         log.info("session %s inference %d done in %.2f s", self.session_id, begin.seq, elapsed)
+
+
+def _frames(chunk: bytes, more: bool, max_data: int) -> list[Data]:
+    """DATA frames for one chunk of a worker message; ``more``: the message goes on."""
+    frames = split_message(chunk, max_data)
+    if more:
+        frames[-1] = Data(payload=frames[-1].payload, more=True)
+    return frames

@@ -35,7 +35,7 @@ class SessionChannel(Channel):
         sock.settimeout(timeout_s)
         self._sock = sock
 
-    def write(self, tag: bytes, payload: bytes = b"") -> None:
+    def write(self, tag: bytes, payload: bytes | memoryview = b"") -> None:
         try:
             self._sock.sendall(worker_link.HEADER.pack(tag, len(payload)))
             if payload:
@@ -58,16 +58,32 @@ class SessionChannel(Channel):
         return tag, self._read_exact(length)
 
     def _send_message(self, payload: bytes) -> None:
-        self.write(worker_link.DATA, payload)
+        view = memoryview(payload)
+        step = worker_link.CHUNK
+        for offset in range(0, max(len(view), 1), step):
+            last = offset + step >= len(view)
+            self.write(worker_link.DATA if last else worker_link.MORE, view[offset : offset + step])
 
     def _flush(self) -> None:
         return None
 
     def _recv_message(self, max_bytes: int) -> bytes:
-        tag, payload = self.read_frame(max_bytes)
-        if tag != worker_link.DATA:
-            raise ChannelError("the session ended in the middle of an inference")
-        return payload
+        """One camera message, refused as soon as it outgrows ``max_bytes`` (the size
+        this protocol step allows, from the plan), before the excess is read."""
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            tag, length = worker_link.HEADER.unpack(self._read_exact(worker_link.HEADER.size))
+            if tag not in (worker_link.MORE, worker_link.DATA):
+                raise ChannelError("the session ended in the middle of an inference")
+            if size + length > max_bytes:
+                raise ChannelError(
+                    f"the camera's message exceeds the {max_bytes} bytes this step allows"
+                )
+            parts.append(self._read_exact(length))
+            size += length
+            if tag == worker_link.DATA:
+                return b"".join(parts)
 
     def close(self) -> None:
         self._sock.close()

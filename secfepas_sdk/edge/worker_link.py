@@ -9,16 +9,35 @@ from __future__ import annotations
 
 import struct
 
-__all__ = ["BEGIN", "DATA", "END", "FAIL", "HEADER", "QUIT", "READY", "TAGS", "frame"]
+__all__ = [
+    "BEGIN",
+    "CHUNK",
+    "DATA",
+    "END",
+    "FAIL",
+    "HEADER",
+    "MORE",
+    "QUIT",
+    "READY",
+    "TAGS",
+    "frame",
+]
 
 HEADER = struct.Struct("!cQ")
 READY = b"R"  # worker -> loop: model loaded, session may start
 BEGIN = b"B"  # loop -> worker: run one inference; payload b"\x01" = run setup first
-DATA = b"D"  # both ways: one whole SNNI message
+DATA = b"D"  # both ways: the last (or only) chunk of one SNNI message
+MORE = b"M"  # both ways: a chunk of an SNNI message, more chunks follow
 END = b"E"  # worker -> loop: the edge's half of the inference is done
 FAIL = b"X"  # worker -> loop: the inference failed; payload = short UTF-8 reason
 QUIT = b"Q"  # loop -> worker: the session is over
-TAGS = frozenset({READY, BEGIN, DATA, END, FAIL, QUIT})
+TAGS = frozenset({READY, BEGIN, DATA, MORE, END, FAIL, QUIT})
+
+# Messages cross the link in chunks, never whole, so the event loop holds at most
+# one chunk (or one camera DATA frame) per session and direction, and the worker
+# bounds each message by what the current protocol step expects
+# (Channel.recv(max_bytes)) before it has buffered more than that.
+CHUNK = 1 << 20
 
 
 def frame(tag: bytes, payload: bytes = b"") -> bytes:

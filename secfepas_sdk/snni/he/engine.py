@@ -53,6 +53,12 @@ def pack_blobs(blobs: list[bytes]) -> bytes:
     return _COUNT.pack(len(blobs)) + lengths.tobytes() + b"".join(blobs)
 
 
+def blobs_bound(count: int, max_each: int) -> int:
+    """The largest message :func:`pack_blobs` makes of ``count`` blobs of at most
+    ``max_each`` bytes: the bound a receiver applies before buffering it."""
+    return _COUNT.size + count * (4 + max_each)
+
+
 def unpack_blobs(raw: bytes, *, count: int, max_each: int) -> list[bytes]:
     """Split a peer's message into exactly ``count`` blobs of at most ``max_each`` bytes."""
     if len(raw) < _COUNT.size:
@@ -156,7 +162,8 @@ class HeClient:
         parts = []
         for start in range(0, layout.n_out, REPLY_CHUNK):
             count = min(REPLY_CHUNK, layout.n_out - start)
-            blobs = unpack_blobs(channel.recv(), count=count, max_each=self._s.max_ct_bytes)
+            raw = channel.recv(blobs_bound(count, self._s.max_ct_bytes))
+            blobs = unpack_blobs(raw, count=count, max_each=self._s.max_ct_bytes)
             parts.append(self.decrypt(blobs))
         return np.concatenate(parts).reshape(-1)[layout.out_index]
 
@@ -308,7 +315,8 @@ class HeServer:
             raise SnniError("HeServer.setup was not run")
         if polys.shape != (layout.n_in, layout.n):
             raise SnniError("packed input does not match the layout")
-        blobs = unpack_blobs(channel.recv(), count=layout.n_in, max_each=s.max_ct_bytes)
+        raw = channel.recv(blobs_bound(layout.n_in, s.max_ct_bytes))  # bounded by the plan
+        blobs = unpack_blobs(raw, count=layout.n_in, max_each=s.max_ct_bytes)
         cts = []
         for blob, poly in zip(blobs, polys, strict=True):
             ct = s.seal.Ciphertext(s.context)

@@ -1,0 +1,72 @@
+"""The edge's session forwards SNNI traffic chunk by chunk: the event loop never
+joins a message, and the worker refuses a message larger than the protocol step
+allows (from the plan) before it has read the excess."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from secfepas_sdk.edge.server import Server
+from secfepas_sdk.errors import ConnectionLostError
+from secfepas_sdk.protocol.events import ClientHello, Data, Error, InferenceBegin
+from secfepas_sdk.protocol.transport import client_context, open_client
+
+MODEL = "demo-pain-cnn"
+FRAME = 1 << 20
+FLOOD = 256 * FRAME  # far below the 1 GiB message cap, far above a public key
+
+
+@asynccontextmanager
+async def running(settings: Any) -> AsyncIterator[Server]:
+    server = Server(settings)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop(2.0)
+
+
+def test_oversized_setup_message_is_refused_while_it_is_still_arriving(
+    make_settings: Any, camera_tls: Any, demo_models: Path
+) -> None:
+    async def main() -> None:
+        async with running(make_settings(model_dir=demo_models, max_sessions=1)) as server:
+            stream = await open_client(
+                "127.0.0.1", server.address[1], client_context(camera_tls()), timeout=5
+            )
+            await stream.send(
+                ClientHello(versions=(1,), model_id=MODEL, suites=("snni-cheetah-v1",))
+            )
+            await stream.next_event(30)  # ServerHello
+            await stream.send(InferenceBegin(seq=0, setup=True))
+            sent = 0
+
+            async def flood() -> None:
+                nonlocal sent
+                chunk = Data(payload=bytes(FRAME), more=True)
+                while sent < FLOOD:
+                    await stream.send(chunk)
+                    sent += FRAME
+
+            flooding = asyncio.ensure_future(flood())
+            reply = None
+            async with asyncio.timeout(60):
+                while not isinstance(reply, Error):
+                    reply = await stream.next_event()
+            stopped_at = sent
+            flooding.cancel()
+            await asyncio.gather(flooding, return_exceptions=True)
+            assert reply.code == "inference_failed"
+            # The worker refused at the public key's bound; the loop had buffered no
+            # more than the socket buffers hold (before: the whole 256 MiB).
+            assert stopped_at < FLOOD // 8
+            await stream.aclose()
+
+    try:
+        asyncio.run(main())
+    except ConnectionLostError:  # pragma: no cover - the edge may cut before we read
+        raise AssertionError("the edge cut the connection without an Error") from None
