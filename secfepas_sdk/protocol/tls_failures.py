@@ -53,6 +53,11 @@ _LOCAL_REASON: dict[str, str] = {
 _CLOSED = (ConnectionError, ssl.SSLEOFError, ssl.SSLZeroReturnError, asyncio.IncompleteReadError)
 
 
+def _reason(exc: ssl.SSLError) -> str:
+    """OpenSSL's reason name (an SSLError built in Python may have none)."""
+    return str(getattr(exc, "reason", None) or "")
+
+
 def verify_failure(exc: BaseException | None) -> str | None:
     """Our check of the peer's certificate failed: ``"<meaning> (<OpenSSL's message>)"``."""
     if not isinstance(exc, ssl.SSLCertVerificationError):
@@ -65,7 +70,7 @@ def peer_alert(exc: BaseException | None) -> str | None:
     """The peer refused our certificate with a TLS alert: what the alert means."""
     if not isinstance(exc, ssl.SSLError) or isinstance(exc, ssl.SSLCertVerificationError):
         return None
-    return _ALERT_MEANING.get(exc.reason or "")
+    return _ALERT_MEANING.get(_reason(exc))
 
 
 def handshake_failure(exc: BaseException, peer: str) -> str:
@@ -82,13 +87,13 @@ def handshake_failure(exc: BaseException, peer: str) -> str:
         return f"the {peer} refused our certificate: {alert}"
     if isinstance(exc, TimeoutError):
         return f"the {peer} did not complete the handshake in time"
-    if isinstance(exc, ssl.SSLError) and exc.reason in _LOCAL_REASON:
-        return f"the {peer} {_LOCAL_REASON[exc.reason or '']}"
+    if isinstance(exc, ssl.SSLError) and _reason(exc) in _LOCAL_REASON:
+        return f"the {peer} {_LOCAL_REASON[_reason(exc)]}"
     if isinstance(exc, _CLOSED):
         return (
             f"the {peer} closed the connection during the handshake: it probably refused "
             f"our certificate (check the CA it trusts and the name it expects)"
         )
     if isinstance(exc, ssl.SSLError):
-        return f"TLS error {exc.reason or type(exc).__name__}"
+        return f"TLS error {_reason(exc) or type(exc).__name__}"
     return type(exc).__name__
