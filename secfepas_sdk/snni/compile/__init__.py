@@ -41,6 +41,7 @@ def compile_onnx(
     he_params: str = "bfv-n8192-q180",
     input_bound: float | None = None,
     ot_k: dict[str, int] | None = None,
+    fuse: bool = True,
 ) -> tuple[Plan, ModelWeights]:
     """ONNX ModelProto -> (public plan, private quantised weights).
 
@@ -48,10 +49,13 @@ def compile_onnx(
     pixels in [0, 1]); with it, the plan carries provable activation bounds that
     shorten the comparisons (snni.bounds), and the client refuses inputs beyond it.
     ``ot_k``: op kind -> SoftSpokenOT k for that kind's ops (e.g. {"maxpool": 8}:
-    half the OT bytes, several times the OT compute); other ops use the default."""
+    half the OT bytes, several times the OT compute); other ops use the default.
+    ``fuse``: a depthwise conv read only by a pointwise conv becomes one conv."""
     if not hasattr(model, "graph"):
         raise SnniError("compile_onnx takes an onnx.ModelProto (load the file first)")
-    front = OnnxFrontEnd(model, ring_bits=ring_bits, frac_bits=frac_bits, he=get_params(he_params))
+    front = OnnxFrontEnd(
+        model, ring_bits=ring_bits, frac_bits=frac_bits, he=get_params(he_params), fuse=fuse
+    )
     input_name, input_shape, output = front.translate()
     ops = pool_before_relu(front.ops, keep={output})
     if input_bound is not None:

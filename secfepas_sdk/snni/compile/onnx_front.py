@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from secfepas_sdk._extras import require
 from secfepas_sdk.snni.compile.errors import UnsupportedModelError
-from secfepas_sdk.snni.compile.passes import fold_batchnorm
+from secfepas_sdk.snni.compile.passes import LinearSource, fold_batchnorm, fuse_pointwise
 from secfepas_sdk.snni.compile.quantise import quantise_linear
 from secfepas_sdk.snni.compile.scales import ScaledOps, make_op
 from secfepas_sdk.snni.geometry import Window, onnx_pool_axis
@@ -45,7 +45,9 @@ def _no_dilation_or_auto_pad(a: dict[str, Any], name: str, what: str) -> None:
 class OnnxFrontEnd(ScaledOps):
     """Translates one ONNX graph; :meth:`translate` returns the plan's raw material."""
 
-    def __init__(self, model: Any, *, ring_bits: int, frac_bits: int, he: HeParams) -> None:
+    def __init__(
+        self, model: Any, *, ring_bits: int, frac_bits: int, he: HeParams, fuse: bool = True
+    ) -> None:
         super().__init__()
         onnx = require("onnx", "edge")
         self.numpy_helper = onnx.numpy_helper
@@ -60,6 +62,9 @@ class OnnxFrontEnd(ScaledOps):
         self.weights: dict[str, NDArray[np.int64]] = {}
         self.softmax = False
         self.folded: dict[str, tuple[F64, F64]] = {}  # conv node name -> (W, B) after BN
+        self.fuse = fuse
+        self.uses: dict[str, int] = {}  # ONNX tensor (BN outputs resolved) -> consumers
+        self.linear_sources: dict[str, LinearSource] = {}  # plan tensor -> how it was made
         # An average pool multiplies its sum by round(2^s / count): 2 bits above f keep
         # the constant's relative error under 1/2^(f+2) * count.
         self.pool_shift = frac_bits + 2
@@ -131,6 +136,10 @@ class OnnxFrontEnd(ScaledOps):
     def _linear(self, node: Any, kind: str, w: F64, b: F64, inp: str, **attrs: Any) -> None:
         name = node.name or node.output[0]
         x = self.act(inp)
+        if kind == "conv":
+            self.linear_sources[f"{name}:out"] = LinearSource(
+                name=name, input=x, weights=w, bias=b, attrs=dict(attrs), onnx_output=node.output[0]
+            )
         in_shape = self.shapes[x]
         if kind == "conv":
             window = Window(kernel=attrs["kernel"], stride=attrs["stride"], pads=attrs["pads"])
@@ -165,13 +174,23 @@ class OnnxFrontEnd(ScaledOps):
         if w.ndim != 4:
             raise UnsupportedModelError(f"{name}: only 2-D convs are supported")
         pads = a.get("pads", [0, 0, 0, 0])
-        self._linear(
-            node, "conv", w, b, node.input[0],
-            kernel=(int(w.shape[2]), int(w.shape[3])),
-            stride=tuple(int(s) for s in a.get("strides", [1, 1])),
-            pads=(int(pads[0]), int(pads[1]), int(pads[2]), int(pads[3])),
-            groups=int(a.get("group", 1)),
-        )  # fmt: skip
+        attrs: dict[str, Any] = {
+            "kernel": (int(w.shape[2]), int(w.shape[3])),
+            "stride": tuple(int(s) for s in a.get("strides", [1, 1])),
+            "pads": (int(pads[0]), int(pads[1]), int(pads[2]), int(pads[3])),
+            "groups": int(a.get("group", 1)),
+        }
+        inp = node.input[0]
+        source = self.linear_sources.get(self.name(inp))
+        if self.fuse and source is not None and self.uses.get(source.onnx_output) == 1:
+            fused = fuse_pointwise(source, w, b, attrs)
+            if fused is not None:  # depthwise then pointwise: one HE op, one truncation
+                self.ops = [op for op in self.ops if op.name != source.name]
+                for key in (f"{source.name}/w", f"{source.name}/b"):
+                    del self.weights[key]
+                w, b, attrs = fused
+                inp = source.input
+        self._linear(node, "conv", w, b, inp, **attrs)
 
     def _gemm(self, node: Any, a: dict[str, Any], name: str) -> None:
         op = node.op_type
@@ -299,6 +318,12 @@ class OnnxFrontEnd(ScaledOps):
                 self.consts[node.output[0]] = self.constant_value(node, onnx_attrs(node))
         self.folded, bn_alias, skip = fold_batchnorm(self.graph, self.const, onnx_attrs)
         self.alias.update(bn_alias)
+        for idx, node in enumerate(self.graph.node):
+            for t in node.input if idx not in skip else ():
+                key = bn_alias.get(t, t)
+                self.uses[key] = self.uses.get(key, 0) + 1
+        for o in self.graph.output:
+            self.uses[o.name] = self.uses.get(o.name, 0) + 1
         for idx, node in enumerate(self.graph.node):
             if idx not in skip:
                 self.handlers[node.op_type](node, onnx_attrs(node), node.name or node.output[0])

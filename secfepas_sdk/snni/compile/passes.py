@@ -6,6 +6,8 @@
   max, so pooling first runs the costly ReLU on 4-9x fewer values.
 - :func:`annotate_bounds`: provable public activation bounds shorten comparisons.
 - :func:`assign_ot_k`: the SoftSpokenOT k chosen per op kind.
+- :func:`fuse_pointwise` (while emitting): a depthwise conv whose only reader is a
+  pointwise conv becomes one conv with one truncation.
 
 Residual adds at the raw scale are a rule of the front end's bookkeeping
 (:mod:`.scales`), applied while the ops are emitted.
@@ -16,7 +18,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -68,6 +70,43 @@ def fold_batchnorm(
     if bad:
         raise UnsupportedModelError("unsupported nodes: " + ", ".join(bad))
     return folded, alias, skip
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LinearSource:
+    """How the front end made a conv's output: enough to fuse the conv into the next."""
+
+    name: str
+    input: str  # plan tensor at scale f
+    weights: F64  # float, BN folded
+    bias: F64
+    attrs: dict[str, Any]  # kernel, stride, pads, groups
+    onnx_output: str
+
+
+def fuse_pointwise(
+    first: LinearSource, w: F64, b: F64, attrs: dict[str, Any]
+) -> tuple[F64, F64, dict[str, Any]] | None:
+    """A depthwise conv followed (with nothing non-linear between) by a pointwise one
+    as one conv: W[m, c] = W2[m, c] W1[c] over the depthwise kernel, b = W2 b1 + b2.
+    It saves an HE layer and the truncation between them over C x H x W values; the
+    fused conv costs about what the pointwise one did (Cheetah's packing puts the
+    kernel inside the polynomial). None when the pair is not of that form."""
+    w1, b1, a1 = first.weights, first.bias, first.attrs
+    channels = w1.shape[0]
+    depthwise = a1["groups"] == channels > 1 and w1.shape[1] == 1
+    pointwise = (
+        attrs["kernel"] == (1, 1)
+        and attrs["stride"] == (1, 1)
+        and attrs["pads"] == (0, 0, 0, 0)
+        and attrs["groups"] == 1
+        and w.shape[1] == channels
+    )
+    if not (depthwise and pointwise):
+        return None
+    w2 = w[:, :, 0, 0]
+    fused = w2[:, :, None, None] * w1[None, :, 0, :, :]
+    return fused, w2 @ b1 + b, {**a1, "groups": 1}
 
 
 def assign_ot_k(ops: list[Op], ot_k: dict[str, int]) -> list[Op]:
