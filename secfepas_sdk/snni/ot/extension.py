@@ -88,9 +88,19 @@ def build(
     f_sender = FerretSender(sender, s_bits, domain=peer, main=FERRET_MAIN)
     f_receiver = FerretReceiver(receiver, domain=mine, main=FERRET_MAIN)
     with channel.label("ot-setup"):
-        # Each bootstrap is two one-way flights (SoftSpokenOT rows, then the SPCOT
-        # message); the client's receiver starts, so no two large sends overlap.
-        first, second = (f_receiver, f_sender) if client else (f_sender, f_receiver)
-        first.bootstrap(channel)
-        second.bootstrap(channel)
+        # SoftSpokenOT rows (the client's receiver first), then both senders compute
+        # their two iterations at the same time, swap the SPCOT messages (the client
+        # first: never two large sends at once), and both receivers finish together.
+        if client:
+            rows = f_receiver.bootstrap_rows(channel)
+            base_q = f_sender.bootstrap_rows(channel)
+            f_sender.bootstrap_send(channel, f_sender.bootstrap_compute(base_q))
+            messages = f_receiver.bootstrap_recv(channel)
+        else:
+            base_q = f_sender.bootstrap_rows(channel)
+            rows = f_receiver.bootstrap_rows(channel)
+            outgoing = f_sender.bootstrap_compute(base_q)
+            messages = f_receiver.bootstrap_recv(channel)
+            f_sender.bootstrap_send(channel, outgoing)
+        f_receiver.bootstrap_finish(rows, messages)
     return f_sender, f_receiver

@@ -96,17 +96,34 @@ class FerretSender:
         self._counter = 0
         self._params = main
 
-    def bootstrap(self, channel: Channel) -> None:
-        """SoftSpokenOT base COTs, the setup iteration, then the first main one
-        (the peer's receiver runs :meth:`FerretReceiver.bootstrap` meanwhile)."""
+    def bootstrap_rows(self, channel: Channel) -> U8:
+        """Bootstrap step 1: the SoftSpokenOT base COTs (the peer's receiver sends rows)."""
         if self._base is None:
             raise SnniError("Ferret bootstrap already done")
         base = self._base.extend(channel, lpn.SETUP.reserve)
         self._base = None
-        setup = self._iterate(channel, lpn.SETUP, base)
-        self._blocks = self._iterate(channel, self._params, setup[-self._params.reserve :])
+        return base
+
+    def bootstrap_compute(self, base: U8) -> list[U8]:
+        """Step 2, no I/O: the setup iteration, then the first main one from its output;
+        returns their SPCOT messages (the peer's sender computes at the same time)."""
+        setup, first = self._expand(lpn.SETUP, base)
+        self._blocks, second = self._expand(self._params, setup[-self._params.reserve :])
+        return [first, second]
+
+    def bootstrap_send(self, channel: Channel, messages: list[U8]) -> None:
+        """Step 3: the SPCOT messages of step 2."""
+        with channel.label(ITERATION_LABEL):
+            for msg in messages:
+                channel.send(msg)
 
     def _iterate(self, channel: Channel, p: lpn.LpnParams, base: U8) -> U8:
+        out, msg = self._expand(p, base)
+        with channel.label(ITERATION_LABEL):
+            channel.send(msg)
+        return out
+
+    def _expand(self, p: lpn.LpnParams, base: U8) -> tuple[U8, U8]:
         h = p.log_leaves
         k_lpn = np.ascontiguousarray(base[: p.k])
         k_tree = base[p.k : p.reserve].reshape(p.t, h, 16)
@@ -129,9 +146,7 @@ class FerretSender:
             lpn.encode(key, k_lpn, out[rows], first_row=rows.start)
         masks = np.stack([mask0, mask1], axis=1).reshape(p.t, 2 * h, 16)
         msg[:, : 2 * h] ^= masks
-        with channel.label(ITERATION_LABEL):
-            channel.send(msg)
-        return out
+        return out, msg
 
     def _take(self, channel: Channel, count: int) -> U8:
         """The next ``count`` q blocks, running iterations as the buffer empties."""
@@ -202,8 +217,8 @@ class FerretReceiver:
         self._counter = 0
         self._params = main
 
-    def bootstrap(self, channel: Channel) -> None:
-        """Random-choice SoftSpokenOT base COTs, the setup iteration, the first main one."""
+    def bootstrap_rows(self, channel: Channel) -> tuple[U8, U8]:
+        """Bootstrap step 1: random-choice SoftSpokenOT base COTs (sends the rows)."""
         if self._base is None:
             raise SnniError("Ferret bootstrap already done")
         count = lpn.SETUP.reserve
@@ -211,11 +226,27 @@ class FerretReceiver:
         bits = np.unpackbits(raw, count=count, bitorder="little")
         blocks = self._base.extend(channel, bits)
         self._base = None
-        bits, blocks = self._iterate(channel, lpn.SETUP, bits, blocks)
+        return bits, blocks
+
+    def bootstrap_recv(self, channel: Channel) -> list[bytes]:
+        """Step 3: the peer's two SPCOT messages (setup, then first main iteration)."""
+        with channel.label(ITERATION_LABEL):
+            return [channel.recv_exact(p.spcot_message_bytes) for p in (lpn.SETUP, self._params)]
+
+    def bootstrap_finish(self, base: tuple[U8, U8], messages: list[bytes]) -> None:
+        """Step 4, no I/O: the receiver's side of both iterations."""
+        bits, blocks = self._expand(lpn.SETUP, base[0], base[1], messages[0])
         tail = -self._params.reserve
-        self._bits, self._blocks = self._iterate(channel, self._params, bits[tail:], blocks[tail:])
+        self._bits, self._blocks = self._expand(
+            self._params, bits[tail:], blocks[tail:], messages[1]
+        )
 
     def _iterate(self, channel: Channel, p: lpn.LpnParams, bits: U8, base: U8) -> tuple[U8, U8]:
+        with channel.label(ITERATION_LABEL):
+            raw = channel.recv_exact(p.spcot_message_bytes)
+        return self._expand(p, bits, base, raw)
+
+    def _expand(self, p: lpn.LpnParams, bits: U8, base: U8, raw: bytes) -> tuple[U8, U8]:
         h = p.log_leaves
         m_lpn = np.ascontiguousarray(base[: p.k])
         u_lpn = np.ascontiguousarray(bits[: p.k])
@@ -223,8 +254,6 @@ class FerretReceiver:
         m_tree = np.ascontiguousarray(base[p.k : p.reserve])
         own = crhash(m_tree, self._sched.mask_tweaks(p.t * h)).reshape(p.t, h, 16)
         key = self._sched.next_key()
-        with channel.label(ITERATION_LABEL):
-            raw = channel.recv_exact(p.spcot_message_bytes)
         msg = np.frombuffer(raw, dtype=np.uint8).reshape(p.t, 2 * h + 1, 16)
         masked = msg[:, : 2 * h].reshape(p.t, h, 2, 16)
         rows_t, levels = np.indices((p.t, h))
