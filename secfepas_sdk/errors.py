@@ -179,14 +179,16 @@ class SinkPluginError(ConfigError):
         self.distribution = distribution
 
 
-class TlsRefusedError(SessionError):
+class TlsRefusedError(ConfigError):
     """A TLS certificate check failed, on either side: permanent, never retried.
 
-    The message says which side refused and why (code ``tls_refused``).
+    The certificates do not fit (another CA, expired, wrong name), so only a
+    configuration change helps: it is a :class:`ConfigError`, which the camera
+    pipeline does not take for a lost link, and it stops at once. The message
+    says which side refused and why; ``code`` is ``tls_refused`` (local only).
     """
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, ErrorCode.TLS_REFUSED)
+    code = ErrorCode.TLS_REFUSED
 
 
 class SinkError(SecfepasError):

@@ -152,3 +152,66 @@ def test_a_good_certificate_still_connects(edge: BackgroundEdge, tls: TlsFiles) 
         await client.close()
 
     asyncio.run(main())
+
+
+def test_a_refusal_on_reconnect_mid_run_stops_the_pipeline(
+    pki: Pki, foreign: Pki, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """The edge comes back on the same port with a certificate from another CA: the
+    pipeline stops with the refusal instead of failing every later frame."""
+    import numpy as np
+
+    from secfepas_sdk.camera.pipeline import CameraPipeline, PipelineConfig
+    from secfepas_sdk.camera.sources import PushSource
+    from secfepas_sdk.edge.settings import load_settings
+    from secfepas_sdk.models.bundled import demo_model_dir
+
+    models = demo_model_dir(tmp_path / "models")
+
+    def settings(site: Pki, port: int) -> object:
+        return load_settings(
+            None,
+            model_dir=models,
+            ca=pki.ca_cert,  # cameras of our site are welcome on both
+            cert=site.edge_cert,
+            key=site.edge_key,
+            port=port,
+            max_sessions=1,
+            metrics_enabled=False,
+        )
+
+    source = PushSource(maxsize=4)
+    frame = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    attempts = RetryPolicy(attempts=5, initial_s=0.5)
+
+    async def main() -> tuple[int, BaseException]:
+        first = BackgroundEdge(settings(pki, 0))
+        first.__enter__()
+        port = first.address[1]
+        client = SecureInferenceClient(first.address, tls, MODEL, retry=attempts)
+        pipeline = CameraPipeline(source, client, config=PipelineConfig(schedule="on-change"))
+        results = pipeline.run()
+        source.push(frame)
+        await anext(results)  # one frame analysed through the genuine edge
+        await asyncio.to_thread(first.__exit__)  # it closes our session and goes away
+        impostor = BackgroundEdge(settings(foreign, port))
+        impostor.__enter__()
+        try:
+            for _ in range(3):
+                source.push(frame)
+            source.end()
+            with pytest.raises(TlsRefusedError) as caught:
+                async for _ in results:
+                    pass
+            for _ in range(500):  # the edge counts the refusal in its own thread
+                if impostor.server.metrics.tls_refused:
+                    break
+                await asyncio.sleep(0.01)
+            return impostor.server.metrics.tls_refused, caught.value
+        finally:
+            await client.close()
+            await asyncio.to_thread(impostor.__exit__)
+
+    refused, err = asyncio.run(main())
+    assert str(err).startswith("the edge's certificate failed verification: unknown CA")
+    assert refused == 1  # one handshake: no retry, no attempt per later frame
