@@ -1,12 +1,21 @@
-"""Edge load: N cameras (1, 2, 4) against one edge server, bundled demo model.
+"""Edge load: N cameras (1, 2, 4, 8, 16) against one edge server.
 
-The edge runs as a real `secfepas edge serve` process (its worker processes
-included in the RSS figure); each camera is its own process with its own TLS
-session. Records throughput, latency percentiles (steady state: the first
-inference of each session, which includes the one-off setup, is reported
-apart), errors and the server's peak RSS.
+The edge runs as a real `secfepas edge serve` process with one session slot per
+camera (its model host and per-session worker processes are included in the
+memory figures); each camera is its own process with its own TLS session.
+Records throughput, latency percentiles (steady state: the first inference of
+each session, which includes the one-off setup, is reported apart), errors and
+the edge's peak memory, two ways: the sum of VmRSS over its process tree (counts
+the weights and libraries the workers share copy-on-write once per process) and
+the sum of PSS (each shared page split between its sharers: what the edge really
+occupies). ``cameras_at_5s`` is how many cameras at one frame per 5 s the
+measured steady throughput would serve.
 
     flock /tmp/secfepas-bench.lock python benchmarks/edge_load.py --json out.json
+    python benchmarks/edge_load.py --model squeezenet --cameras 1,4,16 --count 3
+
+SqueezeNet comes from tools/export_models.py (seeded weights; torch needed) or
+--models-dir holding squeezenet.onnx.
 """
 
 from __future__ import annotations
@@ -28,8 +37,6 @@ from typing import Any
 
 import numpy as np
 
-MODEL = "demo-pain-cnn"
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -37,25 +44,27 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _tree_rss_mb(pid: int) -> float:
-    """RSS of a process and all its descendants, from /proc."""
-    total = 0
+def _tree_memory_mb(pid: int) -> tuple[float, float]:
+    """(sum of RSS, sum of PSS) over a process and all its descendants, from /proc."""
+    rss = pss = 0
     todo = [pid]
     while todo:
         p = todo.pop()
         try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1])
             for task in Path(f"/proc/{p}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, ValueError):
             continue
-    return total / 1024
+    return rss / 1024, pss / 1024
 
 
-def _camera(args: tuple[int, int, str, int, str]) -> dict[str, Any]:
-    index, port, pki_dir, count, model = args
+def _camera(args: tuple[int, int, str, int, str, tuple[int, ...]]) -> dict[str, Any]:
+    index, port, pki_dir, count, model, shape = args
     from secfepas_sdk.camera.client import SecureInferenceClient
     from secfepas_sdk.protocol.transport import TlsFiles
 
@@ -64,7 +73,12 @@ def _camera(args: tuple[int, int, str, int, str]) -> dict[str, Any]:
     tls = TlsFiles(
         ca=pki / "ca.pem", cert=pki / "cameras" / f"{name}.pem", key=pki / "cameras" / f"{name}.key"
     )
-    x = np.random.default_rng(index).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    # Uniform pixels in [0, 1], normalised with ImageNet statistics: inside every
+    # imported plan's public input range.
+    rng = np.random.default_rng(index)
+    mean = np.asarray([0.485, 0.456, 0.406]).reshape(1, -1, 1, 1)
+    std = np.asarray([0.229, 0.224, 0.225]).reshape(1, -1, 1, 1)
+    x = ((rng.random(shape) - mean) / std).astype(np.float32)
 
     async def run() -> dict[str, Any]:
         client = SecureInferenceClient(("127.0.0.1", port), tls, model)
@@ -85,7 +99,7 @@ def _camera(args: tuple[int, int, str, int, str]) -> dict[str, Any]:
     return asyncio.run(run())
 
 
-def run_level(n: int, count: int, tmp: Path) -> dict[str, Any]:
+def run_level(n: int, count: int, tmp: Path, model: str, shape: tuple[int, ...]) -> dict[str, Any]:
     port, metrics_port = _free_port(), _free_port()
     cmd = [
         sys.executable,
@@ -111,12 +125,13 @@ def run_level(n: int, count: int, tmp: Path) -> dict[str, Any]:
     edge = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert edge.stdout is not None
     edge.stdout.readline()  # "listening on ..."
-    peak = [0.0]
+    peak = [0.0, 0.0]
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.2):
-            peak[0] = max(peak[0], _tree_rss_mb(edge.pid))
+            rss, pss = _tree_memory_mb(edge.pid)
+            peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -124,7 +139,7 @@ def run_level(n: int, count: int, tmp: Path) -> dict[str, Any]:
         start = time.monotonic()
         with mp.get_context("spawn").Pool(n) as pool:
             results = pool.map(
-                _camera, [(i, port, str(tmp / "pki"), count, MODEL) for i in range(n)]
+                _camera, [(i, port, str(tmp / "pki"), count, model, shape) for i in range(n)]
             )
         wall = time.monotonic() - start
     finally:
@@ -153,17 +168,53 @@ def run_level(n: int, count: int, tmp: Path) -> dict[str, Any]:
         if total
         else None,
         "server_peak_rss_mb": round(peak[0], 1),
+        "server_peak_pss_mb": round(peak[1], 1),
+        # One frame per 5 s is 12 a minute per camera (setup time included: conservative).
+        "cameras_at_5s": round(60 * total / wall / 12, 1),
     }
+
+
+def _prepare_model(name: str, tmp: Path, models_dir: Path | None) -> tuple[str, tuple[int, ...]]:
+    """Put the model's private package under tmp/models; returns (model id, input shape)."""
+    from secfepas_sdk.models.bundled import demo_model_path
+    from secfepas_sdk.models.package import load_public
+
+    (tmp / "models").mkdir()
+    if name == "demo":
+        (tmp / "models" / "demo").symlink_to(demo_model_path(), target_is_directory=True)
+        pkg = tmp / "models" / "demo"
+    else:
+        from secfepas_sdk.models.importer import import_onnx
+
+        source = models_dir or (tmp / "onnx")
+        if not (source / f"{name}.onnx").is_file():
+            root = Path(__file__).resolve().parent.parent
+            subprocess.run(
+                [sys.executable, str(root / "tools" / "export_models.py"), str(source),
+                 "--models", name],
+                check=True,
+            )  # fmt: skip
+        pkg = tmp / "models" / name
+        import_onnx(
+            source / f"{name}.onnx",
+            pkg,
+            model_id=name,
+            class_names=["none", "little", "moderate", "extreme"],
+            keep_reference=False,
+        )
+    manifest = load_public(pkg).manifest
+    return str(manifest.model_id), tuple(int(v) for v in manifest.input_shape)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cameras", default="1,2,4", help="comma-separated camera counts")
+    parser.add_argument("--cameras", default="1,2,4,8,16", help="comma-separated camera counts")
     parser.add_argument("--count", type=int, default=6, help="inferences per camera")
+    parser.add_argument("--model", choices=["demo", "squeezenet"], default="demo")
+    parser.add_argument("--models-dir", type=Path, help="where squeezenet.onnx is (or goes)")
     parser.add_argument("--json", type=Path, help="write the results here too")
     args = parser.parse_args()
     from secfepas_sdk.certs import init_pki, issue_camera
-    from secfepas_sdk.models.bundled import demo_model_path
 
     levels = [int(v) for v in args.cameras.split(",")]
     rows = []
@@ -172,22 +223,23 @@ def main() -> int:
         init_pki(tmp / "pki")
         for i in range(2, max(levels) + 1):
             issue_camera(tmp / "pki", f"camera-{i}")
-        (tmp / "models").mkdir()
-        (tmp / "models" / "demo").symlink_to(demo_model_path(), target_is_directory=True)
+        model, shape = _prepare_model(args.model, tmp, args.models_dir)
         for n in levels:
-            row = run_level(n, args.count, tmp)
+            row = {"model": args.model, **run_level(n, args.count, tmp, model, shape)}
             rows.append(row)
             print(json.dumps(row), flush=True)
     header = (
-        "| cameras | inferences | errors | throughput (/min) | first (s) | p50 (s) | p90 (s) "
-        "| p99 (s) | MB/inference | edge peak RSS (MB) |"
+        "| model | cameras | inferences | errors | throughput (/min) | first (s) | p50 (s) "
+        "| p90 (s) | p99 (s) | MB/inference | edge peak RSS sum (MB) | edge peak PSS (MB) "
+        "| cameras at 1 frame/5 s |"
     )
-    print("\n" + header + "\n|" + "---|" * 10)
+    print("\n" + header + "\n|" + "---|" * 13)
     for r in rows:
         print(
-            f"| {r['cameras']} | {r['inferences']} | {r['errors']} | {r['throughput_per_min']} "
-            f"| {r['first_s_mean']} | {r['p50_s']} | {r['p90_s']} | {r['p99_s']} "
-            f"| {r['mb_per_inference']} | {r['server_peak_rss_mb']} |"
+            f"| {r['model']} | {r['cameras']} | {r['inferences']} | {r['errors']} "
+            f"| {r['throughput_per_min']} | {r['first_s_mean']} | {r['p50_s']} | {r['p90_s']} "
+            f"| {r['p99_s']} | {r['mb_per_inference']} | {r['server_peak_rss_mb']} "
+            f"| {r['server_peak_pss_mb']} | {r['cameras_at_5s']} |"
         )
     meta = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "count": args.count}
     if args.json:
