@@ -23,11 +23,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from secfepas_sdk.errors import ConfigError
 
-__all__ = ["CameraFiles", "Pki", "init_pki", "issue_camera", "load_pki"]
+__all__ = ["CameraFiles", "Pki", "init_pki", "issue_camera", "load_pki", "revoke_camera"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
 CA_DAYS = 3650
 LEAF_DAYS = 825
+CRL_DAYS = 365  # the CRL's next update: re-sign (any `certs revoke`) before it passes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,6 +51,11 @@ class Pki:
     @property
     def ca_key(self) -> Path:
         return self.root / "ca.key"
+
+    @property
+    def crl(self) -> Path:
+        """The site's certificate revocation list (PEM), for the edge's ``crl`` setting."""
+        return self.root / "crl.pem"
 
     @property
     def edge_cert(self) -> Path:
@@ -235,3 +241,44 @@ def issue_camera(root: Path, name: str) -> CameraFiles:
     _write_key(files.key, key)
     _write_cert(files.cert, cert)
     return files
+
+
+def revoke_camera(root: Path, name: str) -> Path:
+    """Add camera ``name``'s certificate to the site CRL (re-signed by the CA, valid
+    for CRL_DAYS) and return the CRL's path. Revoking twice changes nothing."""
+    pki, ca_cert, ca_key = load_pki(root)
+    files = pki.camera(name)
+    try:
+        cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"no certificate for camera {name!r} in {files.cert.parent}") from exc
+    entries: list[x509.RevokedCertificate] = []
+    if pki.crl.exists():
+        try:
+            old = x509.load_pem_x509_crl(pki.crl.read_bytes())
+        except ValueError as exc:
+            raise ConfigError(f"{pki.crl} is not a PEM CRL: {exc}") from exc
+        if not old.is_signature_valid(ca_key.public_key()):
+            raise ConfigError(f"{pki.crl} is not signed by this site's CA")
+        entries = list(old)
+    now = _now()
+    if all(e.serial_number != cert.serial_number for e in entries):
+        entries.append(
+            x509.RevokedCertificateBuilder()
+            .serial_number(cert.serial_number)
+            .revocation_date(now)
+            .build()
+        )
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_cert.subject)
+        .last_update(now)
+        .next_update(now + dt.timedelta(days=CRL_DAYS))
+    )
+    for entry in entries:
+        builder = builder.add_revoked_certificate(entry)
+    crl = builder.sign(ca_key, hashes.SHA256())
+    tmp = pki.crl.with_suffix(".pem.tmp")
+    tmp.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    os.replace(tmp, pki.crl)  # the edge never reads a half-written list
+    return pki.crl

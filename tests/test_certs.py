@@ -75,3 +75,23 @@ def test_cli_init_and_issue(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "cam-2" in out
     assert (root / "cameras" / "cam-2.key").exists()
     assert main(["certs", "issue-camera", str(root), "cam-2"]) == 1
+
+
+def test_cli_revoke_writes_a_crl_signed_by_the_ca(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cryptography import x509
+
+    root = tmp_path / "pki"
+    assert main(["certs", "init", str(root), "--camera", "cam-1"]) == 0
+    assert main(["certs", "issue-camera", str(root), "cam-2"]) == 0
+    assert main(["certs", "revoke", str(root), "cam-2"]) == 0
+    assert "cam-2 revoked" in capsys.readouterr().out
+    crl = x509.load_pem_x509_crl((root / "crl.pem").read_bytes())
+    ca = x509.load_pem_x509_certificate((root / "ca.pem").read_bytes())
+    cam2 = x509.load_pem_x509_certificate((root / "cameras" / "cam-2.pem").read_bytes())
+    cam1 = x509.load_pem_x509_certificate((root / "cameras" / "cam-1.pem").read_bytes())
+    assert crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
+    assert crl.get_revoked_certificate_by_serial_number(cam2.serial_number) is not None
+    assert crl.get_revoked_certificate_by_serial_number(cam1.serial_number) is None
+    assert main(["certs", "revoke", str(root), "no-such-cam"]) == 1

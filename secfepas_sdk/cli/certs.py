@@ -1,4 +1,4 @@
-"""`secfepas certs`: create a site PKI and issue camera certificates."""
+"""`secfepas certs`: create a site PKI, issue and revoke camera certificates."""
 
 from __future__ import annotations
 
@@ -30,6 +30,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     issue.add_argument("dir", type=Path, help="directory made by `certs init`")
     issue.add_argument("name", help="the camera's identity (certificate CN and DNS SAN)")
     issue.set_defaults(handler=_issue)
+    revoke = sub.add_parser(
+        "revoke", help="add a camera to the site CRL (crl.pem; the edge's `crl` setting)"
+    )
+    revoke.add_argument("dir", type=Path, help="directory made by `certs init`")
+    revoke.add_argument("name", help="the camera's identity (certificate CN)")
+    revoke.set_defaults(handler=_revoke)
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -48,4 +54,12 @@ def _issue(args: argparse.Namespace) -> int:
 
     files = issue_camera(args.dir, args.name)
     print(f"camera {files.name}: {files.cert} {files.key}")
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    from secfepas_sdk.certs import revoke_camera
+
+    crl = revoke_camera(args.dir, args.name)
+    print(f"camera {args.name} revoked: {crl} (send the edge SIGHUP to reload it)")
     return 0

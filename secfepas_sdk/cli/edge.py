@@ -89,7 +89,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _run(settings: Any, grace: float) -> None:
-    from secfepas_sdk.edge.server import Server, stop_on_signals
+    from secfepas_sdk.edge.server import Server, reload_on_sighup, stop_on_signals
 
     async with Server(settings, grace_s=grace) as server:
         host, port = server.address
@@ -100,4 +100,5 @@ async def _run(settings: Any, grace: float) -> None:
             flush=True,
         )
         stop_on_signals(server)
+        reload_on_sighup(server)
         await server.serve_forever()

@@ -38,6 +38,7 @@ class EdgeMetrics:
         self._live: set[_Counted] = set()
         self.errors: dict[str, int] = defaultdict(int)  # code -> count
         self.tls_refused = 0
+        self.tls_revoked = 0  # of which: the camera's certificate is on the CRL
         self._bucket_counts = [0] * len(LATENCY_BUCKETS)
         self._latency_sum = 0.0
         self._latency_count = 0
@@ -114,6 +115,12 @@ class EdgeMetrics:
             "counter",
             "Connections refused in the TLS handshake.",
             [("", self.tls_refused)],
+        )
+        metric(
+            p + "tls_revoked_total",
+            "counter",
+            "Handshakes refused because the camera's certificate is revoked (CRL).",
+            [("", self.tls_revoked)],
         )
         name = p + "inference_seconds"
         lines.append(f"# HELP {name} Wall-clock time of the edge's half of one inference.")

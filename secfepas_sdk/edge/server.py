@@ -54,6 +54,8 @@ __all__ = ["Server", "stop_on_signals"]
 
 log = logging.getLogger(__name__)
 
+_REVOKED = 23  # X509_V_ERR_CERT_REVOKED
+
 
 class _Refused(SecfepasError):
     """Internal: end the session with this protocol error code."""
@@ -95,7 +97,7 @@ class Server:
         s = self.settings
         if self._registry is None:
             self._registry = await asyncio.to_thread(ModelRegistry.load, s.model_dir)
-        self._ssl = server_context(TlsFiles(ca=s.ca, cert=s.cert, key=s.key))
+        self._ssl = self._tls_context()
         self._stop_requested = asyncio.Event()
         self._stopped = asyncio.Event()
         self._slots = asyncio.Semaphore(s.max_sessions)
@@ -146,6 +148,30 @@ class Server:
         tb: TracebackType | None,
     ) -> None:
         await self.stop(self.grace_s)
+
+    def _tls_context(self) -> ssl.SSLContext:
+        """TLS 1.3 with client certificates from the site CA; with ``crl`` set, a
+        camera whose certificate the CRL lists is refused in the handshake."""
+        s = self.settings
+        ctx = server_context(TlsFiles(ca=s.ca, cert=s.cert, key=s.key))
+        if s.crl is not None:
+            try:
+                ctx.load_verify_locations(cafile=str(s.crl))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"cannot load the CRL {s.crl}: {exc}") from exc
+            ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+        return ctx
+
+    def reload_tls(self) -> bool:
+        """Re-read the certificates and the CRL (SIGHUP); new handshakes use them,
+        running sessions go on. On an error the old context stays; returns success."""
+        try:
+            self._ssl = self._tls_context()
+        except ConfigError as exc:
+            log.error("TLS reload failed, keeping the previous settings: %s", exc)
+            return False
+        log.info("TLS material and CRL reloaded")
+        return True
 
     @property
     def address(self) -> tuple[str, int]:
@@ -221,6 +247,8 @@ class Server:
             )
         except (ssl.SSLError, OSError, TimeoutError) as exc:
             self.metrics.tls_refused += 1
+            if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_code == _REVOKED:
+                self.metrics.tls_revoked += 1
             log.warning("TLS handshake with %s failed: %s", addr, handshake_failure(exc, "camera"))
             writer.transport.abort()
             return
@@ -381,6 +409,18 @@ class Server:
         finally:
             self._sessions.discard(session)
         log.info("session %s ended after %d inference(s)", session_id, session.inferences)
+
+
+def reload_on_sighup(server: Server) -> Callable[[], None]:
+    """Make SIGHUP re-read the TLS files and the CRL (:meth:`Server.reload_tls`);
+    returns the undo. Call it from the server's event loop."""
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
+
+    def undo() -> None:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+    return undo
 
 
 def stop_on_signals(

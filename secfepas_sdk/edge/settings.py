@@ -36,6 +36,11 @@ class EdgeSettings(BaseSettings):
     ca: Path = Field(description="PEM of the site CA that signs camera certificates")
     cert: Path = Field(description="the edge's certificate (PEM)")
     key: Path = Field(description="the edge's private key (PEM)")
+    crl: Path | None = Field(
+        None,
+        description="PEM CRL of the site CA (`secfepas certs revoke`): cameras it lists "
+        "are refused in the handshake; re-read on SIGHUP",
+    )
     metrics_enabled: bool = Field(
         True, description="serve Prometheus metrics and /healthz on metrics_host:metrics_port"
     )
@@ -86,7 +91,7 @@ def load_settings(toml_file: Path | None = None, **overrides: Any) -> EdgeSettin
             if name not in EdgeSettings.model_fields:
                 raise ConfigError(f"{toml_file}: unknown setting {name!r}{_did_you_mean(name)}")
         base = Path(toml_file).resolve().parent
-        for name in ("model_dir", "ca", "cert", "key"):  # relative to the file
+        for name in ("model_dir", "ca", "cert", "key", "crl"):  # relative to the file
             if isinstance(file_values.get(name), str):
                 file_values[name] = str(base / file_values[name])
 
