@@ -10,8 +10,6 @@ import os
 import signal
 import socket
 import tempfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,23 +17,13 @@ import numpy as np
 import pytest
 from testkit.alerts import wait_for
 from testkit.camera import edge_started_computing
+from testkit.edge import ONE_TRY, running
 
-from secfepas_sdk.camera.client import RetryPolicy, SecureInferenceClient
+from secfepas_sdk.camera.client import SecureInferenceClient
 from secfepas_sdk.edge.server import Server, stop_on_signals
 from secfepas_sdk.errors import ConnectionLostError, PeerError, RemoteProtocolError
 
 MODEL = "demo-pain-cnn"
-ONE_TRY = RetryPolicy(attempts=1)
-
-
-@asynccontextmanager
-async def running(settings: Any) -> AsyncIterator[Server]:
-    server = Server(settings)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop(5.0)
 
 
 def test_mutual_tls_secure_inference_matches_plaintext_model(

@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from secfepas_sdk.edge.server import Server
+from testkit.edge import running
+
 from secfepas_sdk.protocol.connection import Connection, Role
 from secfepas_sdk.protocol.events import ClientHello, InferenceBegin
 from secfepas_sdk.protocol.transport import client_context, open_client
@@ -20,16 +20,6 @@ from secfepas_sdk.protocol.transport import client_context, open_client
 MODEL = "demo-pain-cnn"
 STEP_S = 0.05  # one byte per step: every read() returns well within any deadline
 HELLO = ClientHello(versions=(1,), model_id=MODEL, suites=("snni-cheetah-v1",))
-
-
-@asynccontextmanager
-async def running(settings: Any) -> AsyncIterator[Server]:
-    server = Server(settings)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop(2.0)
 
 
 def _tls_client_hello(ctx: ssl.SSLContext) -> bytes:
@@ -61,7 +51,7 @@ def test_trickled_tls_client_hello_is_cut_at_the_handshake_deadline(
 ) -> None:
     async def main() -> None:
         settings = make_settings(model_dir=demo_models, handshake_timeout_s=1.0)
-        async with running(settings) as server:
+        async with running(settings, grace_s=2.0) as server:
             hello = _tls_client_hello(client_context(camera_tls()))
             assert len(hello) * STEP_S > 4.0  # trickled whole, it would take longer
             reader, writer = await asyncio.open_connection(*server.address)
@@ -90,7 +80,7 @@ def test_trickled_frames_after_tls_are_cut_at_their_deadline(
             message_timeout_s=0.5,
             idle_timeout_s=60.0,
         )
-        async with running(settings) as server:
+        async with running(settings, grace_s=2.0) as server:
             ctx = client_context(camera_tls())
             # 1. The protocol ClientHello, byte by byte, inside the handshake deadline.
             stream = await open_client("127.0.0.1", server.address[1], ctx, timeout=5)

@@ -6,22 +6,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from testkit.edge import ONE_TRY, running
 
 from secfepas_sdk.camera.client import RetryPolicy, SecureInferenceClient
 from secfepas_sdk.certs import Pki
 from secfepas_sdk.edge.registry import ModelRegistry, RegisteredModel
-from secfepas_sdk.edge.server import Server
 from secfepas_sdk.errors import ConnectionLostError, PeerError
 from secfepas_sdk.protocol.events import ClientHello, Error
 from secfepas_sdk.protocol.transport import TlsFiles, client_context, open_client
-
-ONE_TRY = RetryPolicy(attempts=1)
 
 
 def broken_registry(tmp_path: Path) -> ModelRegistry:
@@ -39,16 +35,6 @@ def broken_registry(tmp_path: Path) -> ModelRegistry:
     )
 
 
-@asynccontextmanager
-async def running(settings: Any, registry: ModelRegistry) -> AsyncIterator[Server]:
-    server = Server(settings, registry=registry)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop(2.0)
-
-
 def test_tls_refusals_are_logged_with_reason(
     make_settings: Any,
     pki: Pki,
@@ -59,7 +45,7 @@ def test_tls_refusals_are_logged_with_reason(
     caplog.set_level(logging.INFO, logger="secfepas_sdk.edge")
 
     async def main() -> None:
-        async with running(make_settings(), broken_registry(tmp_path)) as server:
+        async with running(make_settings(), broken_registry(tmp_path), grace_s=2.0) as server:
             _, port = server.address
             no_cert = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             no_cert.minimum_version = ssl.TLSVersion.TLSv1_3
@@ -94,7 +80,7 @@ def test_version_mismatch_is_clear_on_both_sides(
     caplog.set_level(logging.INFO, logger="secfepas_sdk.edge")
 
     async def main() -> Error:
-        async with running(make_settings(), broken_registry(tmp_path)) as server:
+        async with running(make_settings(), broken_registry(tmp_path), grace_s=2.0) as server:
             _, port = server.address
             stream = await open_client("127.0.0.1", port, client_context(camera_tls()), timeout=5)
             await stream.send(ClientHello(versions=(2, 3), model_id="ghost", suites=("x",)))
@@ -114,7 +100,7 @@ def test_unknown_model_is_refused_without_retrying(
     make_settings: Any, camera_tls: Any, tmp_path: Path
 ) -> None:
     async def main() -> None:
-        async with running(make_settings(), broken_registry(tmp_path)) as server:
+        async with running(make_settings(), broken_registry(tmp_path), grace_s=2.0) as server:
             client = SecureInferenceClient(
                 server.address,
                 camera_tls(),
@@ -136,7 +122,7 @@ def test_worker_that_cannot_load_gives_internal_error(
     caplog.set_level(logging.WARNING, logger="secfepas_sdk.edge")
 
     async def main() -> None:
-        async with running(make_settings(), broken_registry(tmp_path)) as server:
+        async with running(make_settings(), broken_registry(tmp_path), grace_s=2.0) as server:
             client = SecureInferenceClient(server.address, camera_tls(), "ghost", retry=ONE_TRY)
             with pytest.raises(PeerError) as exc:
                 await client.connect()
@@ -161,9 +147,11 @@ def test_connection_refused_is_retried_then_reported(camera_tls: Any) -> None:
 
 def test_metrics_listener_follows_the_setting(make_settings: Any, tmp_path: Path) -> None:
     async def main() -> tuple[int | None, int | None]:
-        async with running(make_settings(), broken_registry(tmp_path)) as on:
+        async with running(make_settings(), broken_registry(tmp_path), grace_s=2.0) as on:
             with_metrics = on.metrics_port
-        async with running(make_settings(metrics_enabled=False), broken_registry(tmp_path)) as off:
+        async with running(
+            make_settings(metrics_enabled=False), broken_registry(tmp_path), grace_s=2.0
+        ) as off:
             without = off.metrics_port
         return with_metrics, without
 

@@ -7,31 +7,19 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from testkit.camera import edge_started_computing
+from testkit.edge import ONE_TRY, running
 
-from secfepas_sdk.camera.client import RetryPolicy, SecureInferenceClient
+from secfepas_sdk.camera.client import SecureInferenceClient
 from secfepas_sdk.edge.server import Server
 from secfepas_sdk.errors import PeerError
 
 MODEL = "demo-pain-cnn"
-ONE_TRY = RetryPolicy(attempts=1)
-
-
-@asynccontextmanager
-async def running(settings: Any) -> AsyncIterator[Server]:
-    server = Server(settings)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop(5.0)
 
 
 def _worker_pid(server: Server, session_id: str | None) -> int:

@@ -5,12 +5,11 @@ allows (from the plan) before it has read the excess."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from secfepas_sdk.edge.server import Server
+from testkit.edge import running
+
 from secfepas_sdk.errors import ConnectionLostError
 from secfepas_sdk.protocol.events import ClientHello, Data, Error, InferenceBegin
 from secfepas_sdk.protocol.transport import client_context, open_client
@@ -20,21 +19,13 @@ FRAME = 1 << 20
 FLOOD = 256 * FRAME  # far below the 1 GiB message cap, far above a public key
 
 
-@asynccontextmanager
-async def running(settings: Any) -> AsyncIterator[Server]:
-    server = Server(settings)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop(2.0)
-
-
 def test_oversized_setup_message_is_refused_while_it_is_still_arriving(
     make_settings: Any, camera_tls: Any, demo_models: Path
 ) -> None:
     async def main() -> None:
-        async with running(make_settings(model_dir=demo_models, max_sessions=1)) as server:
+        async with running(
+            make_settings(model_dir=demo_models, max_sessions=1), grace_s=2.0
+        ) as server:
             stream = await open_client(
                 "127.0.0.1", server.address[1], client_context(camera_tls()), timeout=5
             )
