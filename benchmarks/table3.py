@@ -1,13 +1,18 @@
 """Table III analogue: secure inference cost of SqueezeNet 1.1 and ResNet50.
 
 Both parties run as separate processes on this machine over loopback TCP
-(secfepas_sdk.cli.selftest). Per model it reports parameter memory, l and f,
-SNNI seconds, bytes each way, rounds, peak RSS per party and fidelity against
-plaintext onnxruntime (on the astronaut face and on random inputs).
+(secfepas_sdk.cli.selftest). Per model (and per OT backend given with --ot) it
+reports parameter memory, l and f, SNNI seconds, bytes each way, rounds, each
+party's CPU-seconds, peak RSS per party and fidelity against plaintext
+onnxruntime (on the astronaut face and on random inputs), and per op kind the
+seconds, CPU-seconds per party, bytes each way and rounds. With --cheetah it runs
+OpenCheetah (the paper's engine, built by hand under /tmp as
+../shared/anchors/opencheetah/README.md says) right after ours in the same run,
+and prints the ratios ours / Cheetah for time and bytes.
 
-Run it under the bench lock:
+Run it on a quiet machine, under the bench lock:
 
-    flock /tmp/secfepas-bench.lock python benchmarks/table3.py --json out.json
+    flock /tmp/secfepas-bench.lock python benchmarks/table3.py --json out.json --cheetah
 
 The ONNX models come from tools/export_models.py (seeded weights; torch
 needed), or from --models-dir holding squeezenet.onnx / resnet50.onnx.
@@ -21,12 +26,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import cheetah_anchor  # noqa: E402 - a sibling script, not a package
+
 ANCHORS = {
     "squeezenet": {
         "paper_cheetah": {"seconds": 22.1, "gb": 0.67},
@@ -113,8 +122,7 @@ def bench_model(name: str, onnx_path: Path, tmp: Path, args: argparse.Namespace)
                 "max_abs_err": err,
                 "argmax_match": bool(np.argmax(run.logits) == np.argmax(plain)),
                 "plain_logit_range": float(np.ptp(plain)),
-                "seconds_by_op": run.client["timings"],
-                "bytes_by_op": run.client["by_label"],
+                "by_kind": _by_kind(run.client, run.server),
             }
         )
         print(json.dumps({"model": name, **runs[-1]}), file=sys.stderr, flush=True)
@@ -141,9 +149,75 @@ def bench_model(name: str, onnx_path: Path, tmp: Path, args: argparse.Namespace)
             "argmax_match_all": all(r["argmax_match"] for r in runs),
             "inputs": [r["input"] for r in runs],
         },
+        "cpu_seconds": {"camera": first["client_compute"], "edge": first["server_compute"]},
+        "by_kind": first["by_kind"],
         "anchors": ANCHORS.get(name, {}),
         "runs": runs,
     }
+
+
+def _by_kind(client: dict[str, Any], server: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per op kind: the camera's wall seconds, each party's CPU-seconds, bytes each way
+    and rounds (labels that are no op, such as the OT setup, stand for themselves)."""
+    kinds = sorted(set(client["by_kind"]) | set(client["timings"]))
+    return {
+        kind: {
+            "seconds": client["timings"].get(kind, 0.0),
+            "cpu_camera": client["cpu_timings"].get(kind, 0.0),
+            "cpu_edge": server["cpu_timings"].get(kind, 0.0),
+            **client["by_kind"].get(kind, {"bytes_up": 0, "bytes_down": 0, "rounds": 0}),
+        }
+        for kind in kinds
+    }
+
+
+def run_cheetah(name: str, args: argparse.Namespace) -> dict[str, Any] | None:
+    """OpenCheetah on the same model, right after ours (None: not asked, or no such net)."""
+    net = cheetah_anchor.NETS.get(name)
+    if not args.cheetah or net is None:
+        return None
+    why = cheetah_anchor.available(args.cheetah_dir)
+    if why is not None:
+        raise SystemExit(f"table3: --cheetah: {why}")
+    return asdict(
+        cheetah_anchor.run(net, threads=args.cheetah_threads, anchor_dir=args.cheetah_dir)
+    )
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    head = (
+        "| model | SNNI s | GB (up / down) | rounds | CPU-s camera / edge | peak RSS MB camera "
+        "/ edge | fidelity | Cheetah s / GB / rounds | ours / Cheetah time, bytes |"
+    )
+    print(head)
+    print("|" + "---|" * head.count(" | ") + "---|")
+    for r in results:
+        b, c = r["bytes"], r.get("cheetah")
+        ours = f"{r['snni_seconds']:.1f}"
+        up, down = b["client_to_server"] / 1e6, b["server_to_client"] / 1e6
+        gb = f"{b['total_gb']:.3f} ({up:.0f} / {down:.0f} MB)"
+        cpu = f"{r['cpu_seconds']['camera']:.1f} / {r['cpu_seconds']['edge']:.1f}"
+        rss = f"{r['peak_rss_mb']['client']:.0f} / {r['peak_rss_mb']['server']:.0f}"
+        fid = r["fidelity"]
+        fidelity = (
+            f"err {fid['max_abs_err']:.4g}, argmax {'ok' if fid['argmax_match_all'] else 'WRONG'}"
+        )
+        anchor, ratio = "not run", ""
+        if c is not None:
+            anchor = f"{c['seconds']:.1f} / {c['bytes_total'] / 1e9:.3f} / {c['rounds']}"
+            t_ratio = r["snni_seconds"] / c["seconds"]
+            ratio = f"{t_ratio:.2f}, {b['total_gb'] * 1e9 / c['bytes_total']:.2f}"
+        cells = [r["model"], ours, gb, str(r["rounds"]), cpu, rss, fidelity, anchor, ratio]
+        print("| " + " | ".join(cells) + " |")
+    for r in results:
+        print(f"\n{r['model']}, per op kind (camera wall s; CPU-s per party; MB each way; rounds):")
+        print("| op kind | s | CPU-s camera | CPU-s edge | MB up | MB down | rounds |")
+        print("|---|---|---|---|---|---|---|")
+        for kind, k in r["by_kind"].items():
+            print(
+                f"| {kind} | {k['seconds']:.2f} | {k['cpu_camera']:.2f} | {k['cpu_edge']:.2f} | "
+                f"{k['bytes_up'] / 1e6:.1f} | {k['bytes_down'] / 1e6:.1f} | {k['rounds']} |"
+            )
 
 
 def main() -> None:
@@ -155,6 +229,14 @@ def main() -> None:
     parser.add_argument("--frac", type=int, default=12)
     parser.add_argument("--random-inputs", type=int, default=1)
     parser.add_argument("--image", type=Path, default=None, help="default: skimage astronaut")
+    parser.add_argument(
+        "--cheetah", action="store_true", help="also run OpenCheetah on each model, same run"
+    )
+    parser.add_argument("--cheetah-threads", type=int, default=1, help="threads per party")
+    parser.add_argument(
+        "--cheetah-dir", type=Path, default=cheetah_anchor.DEFAULT_ANCHOR_DIR,
+        help="the anchor's runner (default: ../shared/anchors/opencheetah)",
+    )  # fmt: skip
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="secfepas-table3-") as tmpdir:
@@ -165,9 +247,11 @@ def main() -> None:
         if args.image is None:
             args.image = astronaut_path(tmp)
         for name in args.models:
-            results.append(bench_model(name, models_dir / f"{name}.onnx", tmp, args))
+            result = bench_model(name, models_dir / f"{name}.onnx", tmp, args)
+            result["cheetah"] = run_cheetah(name, args)
+            results.append(result)
             args.json.write_text(json.dumps({"results": results}, indent=2) + "\n")
-    print(json.dumps({"results": results}, indent=2))
+    print_table(results)
 
 
 if __name__ == "__main__":

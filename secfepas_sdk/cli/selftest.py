@@ -65,6 +65,7 @@ def _server(package: str, timeout: float) -> dict[str, Any]:
         "compute": cpu,
         "peak_rss_mb": _peak_rss_mb(),
         "timings": runtime.timings,
+        "cpu_timings": runtime.cpu_timings,
     }
 
 
@@ -98,17 +99,23 @@ def _client(package: str, port: int, tensor: str, timeout: float) -> dict[str, A
         "rounds": stats.rounds,
         "peak_rss_mb": _peak_rss_mb(),
         "timings": runtime.timings,
-        "by_label": _by_kind(model.plan, stats.as_dict()),
+        "cpu_timings": runtime.cpu_timings,
+        "by_kind": _by_kind(model.plan, stats.as_dict()),
     }
 
 
-def _by_kind(plan: Any, stats: dict[str, Any]) -> dict[str, int]:
-    """Bytes (both ways) per op kind, from the channel's per-label counters."""
+def _by_kind(plan: Any, stats: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """Bytes each way and rounds per op kind (labels that are no op, such as the OT
+    setup, stand for themselves), from the client channel's per-label counters:
+    ``up`` is camera to edge."""
     kinds = {op.name: op.kind for op in plan.ops}
-    out: dict[str, int] = {}
+    out: dict[str, dict[str, int]] = {}
     for label, v in stats["by_label"].items():
         kind = kinds.get(label.split("/")[0], label.split("/")[0])
-        out[kind] = out.get(kind, 0) + int(v["bytes_sent"]) + int(v["bytes_received"])
+        row = out.setdefault(kind, {"bytes_up": 0, "bytes_down": 0, "rounds": 0})
+        row["bytes_up"] += int(v["bytes_sent"])
+        row["bytes_down"] += int(v["bytes_received"])
+        row["rounds"] += int(v["rounds"])
     return out
 
 

@@ -66,6 +66,7 @@ class _Runner:
         }
         self.nl: NonlinearEngine | None = None
         self.timings: dict[str, float] = defaultdict(float)
+        self.cpu_timings: dict[str, float] = defaultdict(float)
 
     def engine(self, channel: Channel) -> NonlinearEngine:
         if self.nl is None:
@@ -98,11 +99,13 @@ class _Runner:
         ctx = ShareContext(ring=self.ring, nl=nl, linear=linear)
         env = {self.plan.input_name: x}
         self.timings.clear()
+        self.cpu_timings.clear()
         for op in self.plan.ops:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             with channel.label(op.kind), self.ot_for(op, nl):
                 env[op.output] = self.run_op(op, [env[i] for i in op.inputs], ctx)
             self.timings[op.kind] += time.perf_counter() - t0
+            self.cpu_timings[op.kind] += time.process_time() - c0
         return env[self.plan.output]
 
 
@@ -153,6 +156,11 @@ class ClientRuntime:
     def timings(self) -> dict[str, float]:
         """Wall-clock seconds per op kind in the last inference (diagnostics)."""
         return dict(self._run.timings)
+
+    @property
+    def cpu_timings(self) -> dict[str, float]:
+        """This process's CPU-seconds per op kind in the last inference (diagnostics)."""
+        return dict(self._run.cpu_timings)
 
     def close(self) -> None:
         if self._he is not None:
@@ -224,6 +232,11 @@ class ServerRuntime:
     def timings(self) -> dict[str, float]:
         """Wall-clock seconds per op kind in the last inference (diagnostics)."""
         return dict(self._run.timings)
+
+    @property
+    def cpu_timings(self) -> dict[str, float]:
+        """This process's CPU-seconds per op kind in the last inference (diagnostics)."""
+        return dict(self._run.cpu_timings)
 
     def close(self) -> None:
         self._he.close()
