@@ -98,6 +98,19 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     imp.set_defaults(handler=_import)
 
+    ins = sub.add_parser(
+        "inspect",
+        help="per-layer cost of a package: parameters, activations, ReLUs, HE and OT traffic",
+    )
+    ins.add_argument("package", help="package directory (the public part is enough)")
+    ins.add_argument("--json", action="store_true", help="print the JSON report")
+    ins.add_argument(
+        "--no-probe",
+        action="store_true",
+        help="counts only: skip the short two-party probes that measure bytes and rounds",
+    )
+    ins.set_defaults(handler=_inspect)
+
     ver = sub.add_parser("verify", help="check every hash and the plan/weights consistency")
     ver.add_argument("package", help="package directory")
     ver.add_argument("--public-only", action="store_true", help="camera side: skip the weights")
@@ -143,6 +156,52 @@ def _import(args: argparse.Namespace) -> int:
             ot_k=None if args.ot_k is None else dict.fromkeys(DEFAULT_OT_K, args.ot_k),
         )
     print(json.dumps({"package": str(args.out_dir), "fingerprint": manifest.fingerprint}))
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from secfepas_sdk.models.inspect import inspect_package
+
+    report = inspect_package(args.package, probe=not args.no_probe)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    mb = 1e6
+    print(f"model {report['model']}")
+    ring, he = report["ring"], report["he"]
+    print(
+        f"ring l={ring['bits']} f={ring['frac_bits']}; HE {he['params']} (N={he['poly_degree']}, "
+        f"log q={sum(he['coeff_bits'])}, {he['security_bits']}-bit)"
+    )
+    c = report["preprocess"]
+    print(
+        f"input {c['channels']}x{c['height']}x{c['width']} {c['colour_order']}, mean {c['mean']} "
+        f"std {c['std']}, crop margin {c['crop_margin']} "
+        f"{'square' if c['crop_square'] else 'box'}, {c['interpolation']}"
+    )
+    print(
+        f"{'layer':<34} {'op':<15} {'out shape':<16} {'params':>9} {'act MB':>7} "
+        f"{'ReLUs':>9} {'cmp':>9} {'HE mul':>7} {'ct up/dn':>10} {'OTs':>10} {'MB up/dn':>13}"
+    )
+    for layer in report["layers"]:
+        he_ct = f"{layer['ct_up']}/{layer['ct_down']}" if layer["he_products"] else ""
+        print(
+            f"{layer['name'][-34:]:<34} {layer['kind']:<15} "
+            f"{'x'.join(map(str, layer['out_shape'])):<16} {layer['params']:>9} "
+            f"{layer['activation_bytes'] / mb:>7.2f} {layer['relus']:>9} "
+            f"{layer['comparisons']:>9} {layer['he_products'] or '':>7} {he_ct:>10} "
+            f"{layer['ots'] or '':>10} "
+            f"{layer['bytes_up'] / mb:>6.1f}/{layer['bytes_down'] / mb:<6.1f}"
+        )
+    t, s = report["per_inference"], report["setup"]
+    print(
+        f"per inference: {t['relus']} ReLUs, {t['comparisons']} comparisons, "
+        f"{t['he_products']} HE products, {t['ct_up']}/{t['ct_down']} ciphertexts up/down, "
+        f"{t['ots']} OTs, {t['bytes_up'] / mb:.1f} MB up, {t['bytes_down'] / mb:.1f} MB down, "
+        f"{t['rounds']} rounds; setup {s['bytes_up'] / mb:.1f} MB up, "
+        f"{s['bytes_down'] / mb:.1f} MB down, {s['rounds']} rounds"
+        + ("" if report["estimated"] else " (counts only: --no-probe)")
+    )
     return 0
 
 

@@ -1,0 +1,85 @@
+"""`secfepas model inspect` through the real CLI: the per-layer report, and its
+estimate of bytes and rounds held to a real two-party run of the demo model."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from secfepas_sdk.cli.main import main
+from secfepas_sdk.models.bundled import demo_model_path
+from secfepas_sdk.models.package import load_private
+from secfepas_sdk.snni.channel import run_pair
+from secfepas_sdk.snni.runtime import ClientRuntime, ServerRuntime
+
+
+def _report(capsys: pytest.CaptureFixture[str], *extra: str) -> dict[str, Any]:
+    assert main(["model", "inspect", str(demo_model_path()), "--json", *extra]) == 0
+    report: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return report
+
+
+def _measured() -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(setup, one inference) as (bytes up, bytes down, rounds), camera's view."""
+    private = load_private(demo_model_path())
+    client = ClientRuntime(private.plan)
+    server = ServerRuntime(private.plan, private.weights)
+    x = np.random.default_rng(0).standard_normal(private.plan.input_shape).astype(np.float32)
+
+    def camera(ch: Any) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        client.setup(ch)
+        a = (ch.stats.bytes_sent, ch.stats.bytes_received, ch.stats.rounds)
+        client.infer(ch, x)
+        b = (ch.stats.bytes_sent, ch.stats.bytes_received, ch.stats.rounds)
+        return a, (b[0] - a[0], b[1] - a[1], b[2] - a[2])
+
+    def edge(ch: Any) -> None:
+        server.setup(ch)
+        server.infer(ch)
+
+    try:
+        out, _ = run_pair(camera, edge)
+    finally:
+        client.close()
+        server.close()
+    return out
+
+
+def test_estimate_agrees_with_a_real_two_party_run(capsys: pytest.CaptureFixture[str]) -> None:
+    report = _report(capsys)
+    setup, infer = _measured()
+    est = report["per_inference"]
+    for got, want in zip((est["bytes_up"], est["bytes_down"], est["rounds"]), infer, strict=True):
+        assert abs(got - want) <= 0.1 * want, (got, want)
+    s = report["setup"]
+    assert abs(s["bytes_up"] - setup[0]) <= 0.1 * setup[0]
+    assert s["rounds"] == setup[2]
+
+
+def test_report_lists_every_layer_with_counts(capsys: pytest.CaptureFixture[str]) -> None:
+    report = _report(capsys, "--no-probe")
+    private = load_private(demo_model_path())
+    assert [layer["name"] for layer in report["layers"]] == [op.name for op in private.plan.ops]
+    assert report["ring"] == {"bits": 37, "frac_bits": 12}
+    assert report["he"]["security_bits"] == 128 and report["he"]["params"] == "bfv-n8192-q180"
+    assert report["preprocess"]["height"] == 64 and report["estimated"] is False
+    params = sum(a.size for a in private.weights.arrays.values())
+    assert report["per_inference"]["params"] == params
+    relu_elems = sum(
+        int(np.prod(op.shape)) for op in private.plan.ops if op.kind in ("relu", "relu_truncate")
+    )
+    assert report["per_inference"]["relus"] == relu_elems
+    conv = report["layers"][0]
+    assert conv["kind"] == "conv" and conv["ct_up"] > 0 and conv["he_products"] >= conv["ct_down"]
+    pool = next(layer for layer in report["layers"] if layer["kind"] == "maxpool")
+    assert pool["comparisons"] == int(np.prod(pool["out_shape"])) * 3  # 2x2 windows
+
+
+def test_text_report(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["model", "inspect", str(demo_model_path()), "--no-probe"]) == 0
+    out = capsys.readouterr().out
+    assert "ring l=37 f=12; HE bfv-n8192-q180" in out and "128-bit" in out
+    assert "input 3x64x64 RGB" in out and "per inference: 10240 ReLUs" in out
