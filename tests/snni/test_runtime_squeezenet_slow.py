@@ -30,7 +30,7 @@ def test_squeezenet_secure_matches_plaintext(squeezenet_model, tmp_path: Path) -
     manifest = load_public(pkg).manifest
     img = tmp_path / "astronaut.png"
     cv2.imwrite(str(img), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
-    face = preprocess_image(str(img), manifest.input_shape, manifest.mean, manifest.std)
+    face = preprocess_image(str(img), manifest)
     # A random image: uniform pixels, normalised (the plan's public input range).
     mean = np.asarray(manifest.mean).reshape(1, -1, 1, 1)
     std = np.asarray(manifest.std).reshape(1, -1, 1, 1)

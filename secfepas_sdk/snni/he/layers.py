@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.geometry import Window
 from secfepas_sdk.snni.he.packing import (
     ConvPacking,
     MatmulPacking,
@@ -54,10 +55,8 @@ class ConvSpec:
     @property
     def out_shape(self) -> tuple[int, int, int]:
         _, h, w = self.in_shape
-        t, left, b, r = self.pads
-        ho = (h + t + b - self.kernel[0]) // self.stride[0] + 1
-        wo = (w + left + r - self.kernel[1]) // self.stride[1] + 1
-        return (self.out_channels, ho, wo)
+        window = Window(kernel=self.kernel, stride=self.stride, pads=self.pads)
+        return (self.out_channels, *window.out_hw(h, w))
 
     @property
     def phase_kernel(self) -> tuple[int, int]:
