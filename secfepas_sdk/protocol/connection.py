@@ -49,6 +49,7 @@ from secfepas_sdk.protocol.events import (
     ServerHello,
     decode_control,
     encode_control,
+    first_lines,
 )
 from secfepas_sdk.protocol.framing import (
     FLAG_MORE,
@@ -283,7 +284,7 @@ class Connection:
             bad_json = any(e["type"] == "json_invalid" for e in exc.errors())
             code = ErrorCode.BAD_JSON if bad_json else ErrorCode.BAD_MESSAGE
             raise RemoteProtocolError(
-                f"invalid {header.frame_type.name} payload: {_first_line(exc)}", code
+                f"invalid {header.frame_type.name} payload: {first_lines(exc)}", code
             ) from None
 
     # -- outgoing ----------------------------------------------------------
@@ -396,8 +397,3 @@ class Connection:
                 ErrorCode.NO_COMMON_SUITE,
             )
         self._agreed = (hello.version, hello.suite)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).splitlines()
-    return " ".join(text[:3])[:300]

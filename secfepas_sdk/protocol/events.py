@@ -119,7 +119,7 @@ class _Validated:
             self.schema.model_validate(_fields(self))
         except ValidationError as exc:
             raise LocalProtocolError(
-                f"invalid {type(self).__name__}: {_first_line(exc)}", ErrorCode.BAD_MESSAGE
+                f"invalid {type(self).__name__}: {first_lines(exc)}", ErrorCode.BAD_MESSAGE
             ) from None
 
 
@@ -240,6 +240,7 @@ def decode_control(frame_type: FrameType, payload: bytes) -> ControlEvent:
     return event
 
 
-def _first_line(exc: BaseException) -> str:
+def first_lines(exc: BaseException) -> str:
+    """A validation error, short enough for one log line or Error message."""
     text = str(exc).splitlines()
     return " ".join(text[:3])[:300]
