@@ -109,8 +109,11 @@ def send_finish(
     return keys0, keys1
 
 
-def receive(channel: Channel, choices: NDArray[np.uint8]) -> NDArray[np.uint8]:
-    """Receiver: read (C, R), reply with PK_0 for each choice bit; keys (count, 16)."""
+def receive(
+    channel: Channel, choices: NDArray[np.uint8], *, peer_points: bytearray | None = None
+) -> NDArray[np.uint8]:
+    """Receiver: read (C, R), reply with PK_0 for each choice bit; keys (count, 16).
+    ``peer_points``, if given, receives the sender's public C || R."""
     sodium = _sodium()
     count = int(choices.size)
     _check_count(count)
@@ -118,6 +121,8 @@ def receive(channel: Channel, choices: NDArray[np.uint8]) -> NDArray[np.uint8]:
     big_c = _valid_point(raw[:POINT_BYTES], "C")
     big_r = _valid_point(raw[POINT_BYTES:], "R")
     transcript = big_c + big_r
+    if peer_points is not None:
+        peer_points += transcript
     keys = np.empty((count, KEY_BYTES), dtype=np.uint8)
     reply = bytearray()
     for i, bit in enumerate(choices.reshape(-1).tolist()):

@@ -21,6 +21,7 @@ several steps in one flight.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 
 import numpy as np
@@ -43,6 +44,19 @@ MAX_N_LOG = 8
 
 def _mask(width: int) -> np.uint64:
     return np.uint64((1 << width) - 1) if width < 64 else np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def session_tag(mine: bytes, peer: bytes) -> int:
+    """A 63-bit value both parties of one OT session compute alike (from the two
+    sides' fresh base-OT points, in a fixed order), different in every session.
+
+    XORed into the tweak's domain word. Within a session XOR with one value keeps
+    distinct domains distinct; the domains are below 2^31, so Ferret's internal
+    domains (+2^32) still differ from every main one; and below 2^63 the word
+    cannot overflow."""
+    first, second = sorted((mine, peer))
+    digest = hashlib.sha256(b"secfepas ot session tweak" + first + second).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 class OtSession:
@@ -85,15 +99,19 @@ class OtSession:
     def setup(self, channel: Channel) -> None:
         """Run the 2 x 128 base OTs (roles reversed for the extension). Both parties call it."""
         s_bits = np.frombuffer(secrets.token_bytes(KAPPA), dtype=np.uint8) & np.uint8(1)
-        # Tweak domains: 0 for the instance where the client receives, 1 for the other.
-        my_domain = 2 * self._domain_base + int(self.party)
-        peer_domain = 2 * self._domain_base + 1 - int(self.party)
+        peer_points = bytearray()
         with channel.label("ot-setup"):
             # Each side sends its (C, R) first, then answers the peer's, then reads
             # the peer's answer: 3 flights, never two large sends at once.
             state = base.send_first(channel)
-            chosen = base.receive(channel, s_bits)
+            chosen = base.receive(channel, s_bits, peer_points=peer_points)
             seeds0, seeds1 = base.send_finish(channel, state, KAPPA)
+        # Tweak domains: 0 for the instance where the client receives, 1 for the other,
+        # XORed with a value unique to this session (both parties derive it from the
+        # fresh base-OT points), so no two sessions ever hash under the same tweaks.
+        tag = session_tag(state[1] + state[2], bytes(peer_points))
+        my_domain = (2 * self._domain_base + int(self.party)) ^ tag
+        peer_domain = (2 * self._domain_base + 1 - int(self.party)) ^ tag
         warm_up()  # compile the optional numba kernel now, not inside the first layer
         self._sender, self._receiver = extension_mod.build(
             channel,

@@ -113,3 +113,35 @@ def test_one_of_n_rejects_bad_sizes() -> None:
     ot = OtSession(Party.CLIENT)
     with pytest.raises(SnniError, match="before setup"):
         run_pair(lambda ch: ot.rot_recv(ch, np.zeros(3, np.uint8), 8), lambda ch: None)
+
+
+def test_hash_tweaks_are_unique_to_each_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both parties derive the same session value from the fresh base-OT points, so
+    their tweak domains pair up; a second session of the same parties gets others."""
+    from secfepas_sdk.snni.ot import session as session_mod
+
+    seen: list[tuple[bool, tuple[int, int]]] = []
+    build = session_mod.extension_mod.build
+
+    def recording_build(*args: Any, **kwargs: Any) -> Any:
+        seen.append((kwargs["client"], kwargs["domains"]))
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(session_mod.extension_mod, "build", recording_build)
+
+    def setup(party: Party) -> Callable[[Channel], None]:
+        return lambda ch: OtSession(party).setup(ch)
+
+    for _ in range(2):
+        run_pair(setup(Party.CLIENT), setup(Party.SERVER))
+    assert len(seen) == 4
+    sessions = []
+    for first, second in (seen[:2], seen[2:]):
+        client = first[1] if first[0] else second[1]
+        server = second[1] if first[0] else first[1]
+        assert client == (server[1], server[0])  # mine and peer's swap between parties
+        assert client[0] ^ client[1] == 1  # the two directions stay apart
+        assert client[0] >= 1 << 31  # the session value reached the high bits
+        sessions.append(client)
+    assert sessions[0] != sessions[1]
+    assert session_mod.session_tag(b"a", b"b") == session_mod.session_tag(b"b", b"a")
