@@ -23,9 +23,9 @@ def _fingerprint(runtime: ServerRuntime) -> bytes:
     he = runtime._he
     he._s.plaintext(np.zeros(4, dtype=np.uint64))  # goes through the scratch
     inodes = ",".join(str(i) for i in sorted(_scratch_inodes(runtime)))
-    return b"|".join(
-        (runtime._prg.fork().random_bytes(16), he._prg.fork().random_bytes(16), inodes.encode())
-    )
+    draws = (runtime._prg.fork().random_bytes(16), he._prg.fork().random_bytes(16))
+    # hex: a raw draw holds the separator byte about one time in eight
+    return b"|".join((*(d.hex().encode() for d in draws), inodes.encode()))
 
 
 def _forked_fingerprint(runtime: ServerRuntime) -> bytes:
