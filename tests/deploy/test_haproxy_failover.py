@@ -13,22 +13,17 @@ after which a new camera is served by the restarted replica.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
+from testkit.edgeproc import Edge, free_port, metric, wait_until
 
 from secfepas_sdk.camera.client import SecureInferenceClient
 from secfepas_sdk.certs import Pki, init_pki, issue_camera
@@ -48,113 +43,6 @@ CAMERAS = 4
 FRAMES = 2  # per camera
 RECONNECT = RetryPolicy(initial_s=0.2, max_s=2.0, jitter_down=0.2, jitter_up=0.2, attempts=8)
 SERVER_UP, SERVER_DOWN = 2, 0  # HAProxy's srv_op_state: SRV_ST_RUNNING, SRV_ST_STOPPED
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout_s: float = 60.0) -> None:
-    """Poll a real condition until it holds (a deadline, not a sleep standing in for it)."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def http_get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
-            return int(r.status), r.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, ""
-    except OSError:
-        return 0, ""
-
-
-def metric(port: int, name: str) -> float:
-    """One sample of the edge's Prometheus text (0 when the edge does not answer)."""
-    _status, text = http_get(port, "/metrics")
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
-
-
-@dataclass
-class Edge:
-    """One `secfepas edge serve` replica, in its own process group."""
-
-    name: str
-    workdir: Path
-    pki: Pki
-    models: Path
-    port: int = field(default_factory=free_port)
-    health_port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-    groups: list[int] = field(default_factory=list)
-
-    def start(self) -> None:
-        self.launch()
-        self.wait_healthy()
-
-    def launch(self) -> None:
-        toml = self.workdir / f"{self.name}.toml"
-        toml.write_text(
-            f'host = "127.0.0.1"\nport = {self.port}\nmodel_dir = "{self.models}"\n'
-            f'ca = "{self.pki.ca_cert}"\ncert = "{self.pki.edge_cert}"\n'
-            f'key = "{self.pki.edge_key}"\nmetrics_port = {self.health_port}\n'
-            "max_sessions = 2\nmax_queue = 8\n"
-        )
-        log = (self.workdir / f"{self.name}.log").open("ab")
-        cmd = [sys.executable, "-m", "secfepas_sdk.cli.main", "edge", "serve"]
-        self.proc = subprocess.Popen(
-            [*cmd, "--config", str(toml), "--grace", "2"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-        )
-        self.groups.append(self.proc.pid)
-
-    def wait_healthy(self) -> None:
-        wait_until(f"{self.name} healthy", self.healthy, 90)
-
-    def group_alive(self) -> bool:
-        """Does any process of this replica's first process group remain (orphaned workers)?"""
-        try:
-            os.killpg(self.groups[0], 0)
-        except ProcessLookupError:
-            return False
-        return True
-
-    def healthy(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            log = (self.workdir / f"{self.name}.log").read_text(errors="replace")
-            raise AssertionError(f"{self.name} exited {self.proc.returncode}:\n{log}")
-        return http_get(self.health_port, "/healthz")[0] == 200
-
-    def kill(self) -> None:
-        """SIGKILL the edge's main process only, as a crash or OOM kill would."""
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(10)
-
-    def cleanup(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        for pgid in self.groups:  # orphaned workers of a killed replica, if any
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGKILL)
 
 
 class Balancer:
