@@ -5,19 +5,20 @@ the child processes and the temporary input file that ``snni`` never touches.
 
 Each party is ``python -m secfepas_sdk.cli.selftest --role client|server``;
 it reports one JSON line on stdout (no pickle between processes). The input
-tensor travels to the client process as a .npy file (allow_pickle=False).
+tensor (pixels) travels to the client process through its stdin, as .npy bytes
+(allow_pickle=False): it never touches a file.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import resource
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from numpy.typing import NDArray
 from secfepas_sdk.errors import SecfepasError, SnniError
 
 _HOST = "127.0.0.1"
+MAX_TENSOR_BYTES = 1 << 28  # the client's input tensor (float32 NCHW)
 
 
 def _peak_rss_mb() -> float:
@@ -69,13 +71,24 @@ def _server(package: str, timeout: float) -> dict[str, Any]:
     }
 
 
-def _client(package: str, port: int, tensor: str, timeout: float) -> dict[str, Any]:
+def _read_tensor() -> NDArray[np.float32]:
+    raw = sys.stdin.buffer.read(MAX_TENSOR_BYTES + 1)
+    if len(raw) > MAX_TENSOR_BYTES:
+        raise SnniError("the input tensor is too large")
+    try:
+        x: NDArray[np.float32] = np.load(io.BytesIO(raw), allow_pickle=False).astype(np.float32)
+    except (ValueError, OSError, EOFError) as exc:
+        raise SnniError(f"the input tensor is not a .npy array: {exc}") from exc
+    return x
+
+
+def _client(package: str, port: int, timeout: float) -> dict[str, Any]:
     from secfepas_sdk.models.package import load_public
     from secfepas_sdk.protocol.transport import SocketChannel
     from secfepas_sdk.snni.runtime import ClientRuntime
 
     model = load_public(package)
-    x = np.load(tensor, allow_pickle=False).astype(np.float32)
+    x = _read_tensor()
     runtime = ClientRuntime(model.plan)
     sock = socket.create_connection((_HOST, port), timeout=timeout)
     channel = SocketChannel(sock, timeout_s=timeout)
@@ -131,39 +144,38 @@ def run_two_processes(
 ) -> SecureRun:
     """Server and client as two child processes over loopback TCP."""
     cmd = [sys.executable, "-m", "secfepas_sdk.cli.selftest"]
-    with tempfile.TemporaryDirectory(prefix="secfepas-selftest-") as tmp:
-        tensor = os.path.join(tmp, "x.npy")
-        np.save(tensor, np.ascontiguousarray(x, dtype=np.float32), allow_pickle=False)
-        server = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-            [*cmd, "--role", "server", "--package", str(package), "--timeout", str(timeout)],
-            stdout=subprocess.PIPE,
-            text=True,
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(x, dtype=np.float32), allow_pickle=False)
+    server = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+        [*cmd, "--role", "server", "--package", str(package), "--timeout", str(timeout)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        first = server.stdout.readline()
+        if not first:
+            raise SnniError("the server process failed to start")
+        port = int(json.loads(first)["port"])
+        client = subprocess.run(  # noqa: S603
+            [
+                *cmd, "--role", "client", "--package", str(package), "--port", str(port),
+                "--timeout", str(timeout),
+            ],
+            input=buf.getvalue(), stdout=subprocess.PIPE, timeout=timeout, check=False,
+        )  # fmt: skip
+        rest = server.stdout.read()
+        server.wait(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    if client.returncode != 0 or server.returncode != 0:
+        raise SnniError(
+            f"a party failed (client exit {client.returncode}, server exit {server.returncode})"
         )
-        try:
-            assert server.stdout is not None
-            first = server.stdout.readline()
-            if not first:
-                raise SnniError("the server process failed to start")
-            port = int(json.loads(first)["port"])
-            client = subprocess.run(  # noqa: S603
-                [
-                    *cmd, "--role", "client", "--package", str(package), "--port", str(port),
-                    "--tensor", tensor, "--timeout", str(timeout),
-                ],
-                stdout=subprocess.PIPE, text=True, timeout=timeout, check=False,
-            )  # fmt: skip
-            rest = server.stdout.read()
-            server.wait(timeout=60)
-        finally:
-            if server.poll() is None:
-                server.kill()
-                server.wait()
-        if client.returncode != 0 or server.returncode != 0:
-            raise SnniError(
-                f"a party failed (client exit {client.returncode}, server exit {server.returncode})"
-            )
-        c = json.loads(client.stdout.strip().splitlines()[-1])
-        s = json.loads(rest.strip().splitlines()[-1])
+    c = json.loads(client.stdout.decode("utf-8").strip().splitlines()[-1])
+    s = json.loads(rest.strip().splitlines()[-1])
     return SecureRun(logits=np.asarray(c["logits"], dtype=np.float64), client=c, server=s)
 
 
@@ -172,14 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--role", choices=["client", "server"], required=True)
     parser.add_argument("--package", required=True)
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--tensor", default="")
     parser.add_argument("--timeout", type=float, default=3600.0)
     args = parser.parse_args(argv)
     try:
         if args.role == "server":
             report = _server(args.package, args.timeout)
         else:
-            report = _client(args.package, args.port, args.tensor, args.timeout)
+            report = _client(args.package, args.port, args.timeout)
     except SecfepasError as exc:
         print(f"secfepas {args.role}: error: {exc}", file=sys.stderr)
         return 1
