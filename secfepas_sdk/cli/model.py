@@ -111,6 +111,25 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     ins.set_defaults(handler=_inspect)
 
+    qua = sub.add_parser("quantize", help="write a copy of an ONNX model with FP16-rounded weights")
+    qua.add_argument("onnx", help="MODEL.onnx")
+    qua.add_argument("--fp16", action="store_true", required=True, help="round weights to FP16")
+    qua.add_argument("--out", required=True, help="M16.onnx to write")
+    qua.set_defaults(handler=_quantize)
+
+    fid = sub.add_parser(
+        "fidelity",
+        help="compare FP32, FP16, the fixed-point simulation and secure inference on images",
+    )
+    fid.add_argument("model", help="a package directory (private part needed) or MODEL.onnx")
+    fid.add_argument("--images", required=True, help="folder of images (whole image = input)")
+    fid.add_argument("--labels", help="CSV of file,label (class index or name): adds accuracy")
+    fid.add_argument(
+        "--secure", type=int, default=0, metavar="N", help="also run secure inference on N images"
+    )
+    fid.add_argument("--json", action="store_true", help="print the JSON report")
+    fid.set_defaults(handler=_fidelity)
+
     ver = sub.add_parser("verify", help="check every hash and the plan/weights consistency")
     ver.add_argument("package", help="package directory")
     ver.add_argument("--public-only", action="store_true", help="camera side: skip the weights")
@@ -156,6 +175,32 @@ def _import(args: argparse.Namespace) -> int:
             ot_k=None if args.ot_k is None else dict.fromkeys(DEFAULT_OT_K, args.ot_k),
         )
     print(json.dumps({"package": str(args.out_dir), "fingerprint": manifest.fingerprint}))
+    return 0
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from secfepas_sdk.models.fidelity import quantize_fp16
+
+    count = quantize_fp16(args.onnx, args.out)
+    print(json.dumps({"out": str(args.out), "fp16_tensors": count}))
+    return 0
+
+
+def _fidelity(args: argparse.Namespace) -> int:
+    from secfepas_sdk.models.fidelity import fidelity_report
+
+    report = fidelity_report(args.model, args.images, labels=args.labels, secure=args.secure)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"model {report['model']}: {report['images']} images, {report['labelled']} labelled")
+    for row in report["variants"]:
+        acc = f", accuracy {row['accuracy']:.4f}" if "accuracy" in row else ""
+        print(
+            f"{row['variant']:<12} {row['images']:>5} images: top-1 agreement with FP32 "
+            f"{row['top1_agreement_with_fp32']:.4f}{acc}, logit error max "
+            f"{row['max_logit_error']:.4g} mean {row['mean_logit_error']:.4g}"
+        )
     return 0
 
 
