@@ -225,7 +225,7 @@ class _NeverAgainClock(FakeClock):
 
 
 def test_stop_ends_a_constant_run_between_slots(edge: BackgroundEdge, tls: TlsFiles) -> None:
-    from secfepas_sdk.camera.sources import SyntheticSource
+    from secfepas_sdk.camera.testing import SyntheticSource
 
     async def main() -> PipelineStats:
         client = SecureInferenceClient(edge.address, tls, MODEL)
