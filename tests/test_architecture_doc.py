@@ -44,6 +44,17 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
+def _known_exceptions() -> set[str]:
+    """Imports the map lists as known exceptions: ``file`` imports ``package``."""
+    text = (
+        DOC.split("Known exception", 1)[1].split("\n\n", 1)[0] if "Known exception" in DOC else ""
+    )
+    return {
+        f"secfepas_sdk/{path} imports {target.split('.')[0]}"
+        for path, target in re.findall(r"`([\w/]+\.py)`[^`]*imports `([\w.]+)`", text)
+    }
+
+
 def test_every_import_between_packages_is_allowed_by_the_map() -> None:
     allowed = _allowed()
     assert {"snni", "protocol", "camera", "edge", "alerts", "models", "cli"} <= set(allowed)
@@ -59,6 +70,7 @@ def test_every_import_between_packages_is_allowed_by_the_map() -> None:
     for plugin in (ROOT / "integrations").glob("*/secfepas_*/*.py"):
         for target in _imports(plugin) - allowed["integrations/*"]:
             broken.append(f"{plugin.relative_to(ROOT)} imports {target}")
+    broken = [b for b in broken if b not in _known_exceptions()]
     assert not broken, "docs/architecture.md does not allow: " + "; ".join(sorted(broken))
 
 
