@@ -123,7 +123,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     fid.add_argument("model", help="a package directory (private part needed) or MODEL.onnx")
     fid.add_argument("--images", required=True, help="folder of images (whole image = input)")
-    fid.add_argument("--labels", help="CSV of file,label (class index or name): adds accuracy")
+    fid.add_argument(
+        "--labels", help="CSV of file,label (class index or name): adds accuracy (default: none)"
+    )
     fid.add_argument(
         "--secure", type=int, default=0, metavar="N", help="also run secure inference on N images"
     )
