@@ -52,3 +52,17 @@ def test_units_are_hardened(unit: str) -> None:
     if unit.startswith("secfepas-edge"):
         assert "--config /etc/secfepas/%i.toml" in service["ExecStart"]
         assert service["KillMode"] == "control-group"
+
+
+
+def test_alert_rules_and_docs_name_only_metrics_the_edge_exports() -> None:
+    import re
+
+    from secfepas_sdk.edge.metrics import EdgeMetrics
+
+    exported = set(re.findall(r"^# TYPE (secfepas_edge_\w+)", EdgeMetrics().render(), re.M))
+    exported |= {f"{name}_bucket" for name in exported}
+    docs = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
+    for path in (DEPLOY / "prometheus" / "secfepas-edge.rules.yml", docs):
+        named = set(re.findall(r"secfepas_edge_\w+", path.read_text()))
+        assert named and named <= exported, f"{path.name}: {sorted(named - exported)}"
