@@ -54,7 +54,6 @@ def test_units_are_hardened(unit: str) -> None:
         assert service["KillMode"] == "control-group"
 
 
-
 def test_alert_rules_and_docs_name_only_metrics_the_edge_exports() -> None:
     import re
 
