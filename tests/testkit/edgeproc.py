@@ -64,6 +64,7 @@ class Edge:
     health_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     groups: list[int] = field(default_factory=list)
+    extra: str = ""  # more edge.toml lines
 
     def start(self) -> None:
         self.launch()
@@ -75,7 +76,7 @@ class Edge:
             f'host = "127.0.0.1"\nport = {self.port}\nmodel_dir = "{self.models}"\n'
             f'ca = "{self.pki.ca_cert}"\ncert = "{self.pki.edge_cert}"\n'
             f'key = "{self.pki.edge_key}"\nmetrics_port = {self.health_port}\n'
-            "max_sessions = 2\nmax_queue = 8\n"
+            "max_sessions = 2\n" + (self.extra or "max_queue = 8\n")
         )
         log = (self.workdir / f"{self.name}.log").open("ab")
         cmd = [sys.executable, "-m", "secfepas_sdk.cli.main", "edge", "serve"]
@@ -125,7 +126,10 @@ class Edge:
                 os.killpg(pgid, signal.SIGKILL)
 
     def descendants(self) -> int:
-        """Processes (workers, model host) whose parent chain leads to this edge."""
+        """How many processes (workers, model host) descend from this edge."""
+        return len(self.descendant_pids())
+
+    def descendant_pids(self) -> list[int]:
         assert self.proc is not None
         parents: dict[int, int] = {}
         for entry in Path("/proc").iterdir():
@@ -133,9 +137,9 @@ class Edge:
                 with contextlib.suppress(OSError, IndexError, ValueError):
                     stat = (entry / "stat").read_text()
                     parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-        found, frontier = 0, {self.proc.pid}
+        found: list[int] = []
+        frontier = {self.proc.pid}
         while frontier:
-            children = {pid for pid, ppid in parents.items() if ppid in frontier}
-            found += len(children)
-            frontier = children
+            frontier = {pid for pid, ppid in parents.items() if ppid in frontier}
+            found.extend(frontier)
         return found
