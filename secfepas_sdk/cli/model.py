@@ -137,6 +137,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     ver.add_argument("--public-only", action="store_true", help="camera side: skip the weights")
     ver.set_defaults(handler=_verify)
 
+    from secfepas_sdk.cli import model_train
+
+    model_train.register(sub)
+
     demo = sub.add_parser(
         "demo-package",
         help="write the bundled demo package (seeded weights, not clinically trained) to DIR",
