@@ -160,6 +160,33 @@ def test_train_resume_export_import_selftest(
     assert manifest.class_names == ("none", "little", "moderate", "extreme")
     assert manifest.preprocess.height == 32 and manifest.preprocess.colour_order == "RGB"
 
+    # The resumed run is the uninterrupted one (sampling and dropout seeded per epoch).
+    import onnxruntime as ort
+
+    straight = train(
+        TrainConfig(
+            data=archive, arch="squeezenet1_1", pretrained=imagenet_like,
+            out=tmp_path / "straight.onnx", epochs=2, batch_size=16, size=32, seed=3,
+        ),
+        report=lambda _line: None,
+    )  # fmt: skip
+    probe = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    logits = [
+        ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": probe})
+        for p in (out, straight.onnx)
+    ]
+    np.testing.assert_allclose(logits[0][0], logits[1][0], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ConfigError, match="checkpoint of another run"):
+        train(
+            TrainConfig(
+                data=archive, arch="squeezenet1_1", pretrained=imagenet_like,
+                out=tmp_path / "other.onnx", epochs=3, batch_size=16, size=32, seed=4,
+                checkpoint=ckpt,
+            ),
+            report=lambda _line: None,
+        )  # fmt: skip
+    assert not (tmp_path / "other.onnx").exists()
+
     image = next((archive / "Images").rglob("*.png"))
     selftest = subprocess.run(
         [sys.executable, "-m", "secfepas_sdk.cli.main", "snni", "selftest", "--model",
