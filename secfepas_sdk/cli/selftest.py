@@ -34,7 +34,14 @@ MAX_TENSOR_BYTES = 1 << 28  # the client's input tensor (float32 NCHW)
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """This process's own peak RSS (VmHWM). Not ru_maxrss: Linux carries it across
+    fork and exec, so a party started by a large parent (a test runner that built
+    torch models) would report the parent's peak instead of its own."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # not Linux
 
 
 def _cpu() -> float:

@@ -33,3 +33,17 @@ def test_client_takes_no_tensor_path() -> None:
         capture_output=True, text=True, timeout=60, check=True,
     ).stdout  # fmt: skip
     assert "--tensor" not in flags
+
+
+def test_a_partys_peak_rss_is_its_own_not_its_parents() -> None:
+    """ru_maxrss survives fork and exec on Linux: a party started by a test runner that
+    had grown to gigabytes reported the runner's peak (3.3 GB for SqueezeNet in CI)."""
+    import subprocess
+    import sys
+
+    big = bytearray(600 * 1024 * 1024)
+    big[::4096] = b"\x01" * len(big[::4096])
+    code = "from secfepas_sdk.cli.selftest import _peak_rss_mb; print(_peak_rss_mb())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    del big
+    assert float(out.stdout) < 300
