@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from secfepas_sdk.errors import InvalidValueError
+
 __all__ = ["DEFAULT_MAX_CHARS", "safe_text"]
 
 DEFAULT_MAX_CHARS = 300
@@ -30,7 +32,7 @@ def safe_text(value: object, max_chars: int = DEFAULT_MAX_CHARS) -> str:
     """``str(value)`` with control and formatting characters escaped, cut to about
     ``max_chars`` (an exception works too: its message is usually the peer's text)."""
     if max_chars < 1:
-        raise ValueError("max_chars must be >= 1")
+        raise InvalidValueError("max_chars must be >= 1")
     text = str(value)
     shown = _UNSAFE.sub(_escape, text[:max_chars])
     return f"{shown}...[{len(text) - max_chars} more]" if len(text) > max_chars else shown
