@@ -29,6 +29,7 @@ from secfepas_sdk.protocol.pump import MessagePump
 from secfepas_sdk.protocol.transport import FramedStream, ThreadChannel
 
 if TYPE_CHECKING:
+    from secfepas_sdk.snni.channel import ChannelStats
     from secfepas_sdk.snni.runtime import ClientRuntime
 
 __all__ = ["InferenceBridge"]
@@ -36,7 +37,8 @@ __all__ = ["InferenceBridge"]
 
 class InferenceBridge:
     """Runs one inference of ``runtime`` over ``stream``; afterwards ``edge_spoke``
-    says whether any DATA from the edge arrived (a stale session sends none)."""
+    says whether any DATA from the edge arrived (a stale session sends none), and
+    ``stats`` holds the inference's SNNI traffic counters (bytes, rounds, per label)."""
 
     def __init__(
         self,
@@ -55,6 +57,7 @@ class InferenceBridge:
         self._pump = MessagePump(
             stream, max_message=max_message, frame_timeout=frame_s, peer="the edge"
         )
+        self.stats: ChannelStats | None = None
 
     @property
     def edge_spoke(self) -> bool:
@@ -70,6 +73,7 @@ class InferenceBridge:
         chan = ThreadChannel(
             loop, stream.send_message, timeout_s=self.inference_s, max_message=self.max_message
         )
+        self.stats = chan.stats
 
         def compute() -> NDArray[np.float64]:
             if setup:

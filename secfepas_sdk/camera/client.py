@@ -44,6 +44,7 @@ from secfepas_sdk.protocol.transport import FramedStream, TlsFiles, client_conte
 from secfepas_sdk.retry import EDGE_RECONNECT, RetryPolicy
 
 if TYPE_CHECKING:  # the runtime itself is imported when a session starts
+    from secfepas_sdk.snni.channel import ChannelStats
     from secfepas_sdk.snni.runtime import ClientRuntime
 
 __all__ = [
@@ -135,6 +136,9 @@ class SecureInferenceClient:
         self._seq = 0
         self._got_data = False
         self.reconnects = 0
+        # The last successful inference's SNNI traffic (bytes, rounds, per op label):
+        # counts only, for benchmarks and capacity planning.
+        self.last_stats: ChannelStats | None = None
 
     # -- session -----------------------------------------------------------
     @property
@@ -291,6 +295,7 @@ class SecureInferenceClient:
             await self._abort()
             raise
         self._setup_done = True
+        self.last_stats = bridge.stats
         return self._assessment(
             logits,
             seconds=time.monotonic() - start,

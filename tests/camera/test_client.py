@@ -60,9 +60,13 @@ def test_infer_connects_lazily_and_reports_cost(
 ) -> None:
     async def main() -> None:
         client = SecureInferenceClient(edge.address, tls, MODEL)
-        assert not client.connected
+        assert not client.connected and client.last_stats is None
         a = await client.infer(x, frame_time=1_700_000_012.5, frame_index=3)
         assert client.connected
+        stats = client.last_stats  # SNNI payload only: the frames around it cost a little more
+        assert stats is not None and stats.rounds > 0 and len(stats.by_label) > 1
+        assert 0 < stats.bytes_sent < a.bytes_sent and 0 < stats.bytes_received < a.bytes_received
+        assert sum(v.rounds for v in stats.by_label.values()) == stats.rounds
         assert (a.frame_time, a.frame_index, a.camera_id) == (1_700_000_012.5, 3, "camera-1")
         assert a.bytes_sent > 0 and a.bytes_received > 0 and a.seconds > 0
         assert abs(sum(a.probabilities) - 1.0) < 1e-9
