@@ -15,10 +15,10 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
+from testkit.wait import WaitTimeout, wait_until
 
 from secfepas_sdk.camera.client import SecureInferenceClient
 from secfepas_sdk.certs import init_pki
@@ -70,15 +70,19 @@ class Terminal:
             return b"".join(self._chunks).decode("utf-8", "replace")
 
     def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = re.search(pattern, self.output)
-            if found:
-                return found
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"no {pattern!r} in the output:\n{self.output}")
+        def found() -> re.Match[str] | None:
+            match = re.search(pattern, self.output)
+            if match is None and self.proc.poll() is not None:
+                self._reader.join(5)  # what it printed last, up to the terminal's end
+                match = re.search(pattern, self.output)
+                if match is None:
+                    raise AssertionError(f"exited before printing {pattern!r}:\n{self.output}")
+            return match
+
+        try:
+            return wait_until(found, timeout, what=f"{pattern!r} in the output")
+        except WaitTimeout as exc:
+            raise WaitTimeout(f"{exc}:\n{self.output}") from None
 
     def ctrl_c(self) -> None:
         os.write(self.master, b"\x03")  # the line discipline sends SIGINT to the group

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from testkit.edgeproc import Edge, free_port, metric, wait_until
+from testkit.edgeproc import Edge, free_port, metric
+from testkit.wait import wait_until
 
 from secfepas_sdk.camera.client import SecureInferenceClient
 from secfepas_sdk.certs import Pki, init_pki, issue_camera
@@ -114,12 +115,12 @@ def site(tmp_path: Path) -> Iterator[tuple[Pki, list[Edge], Balancer]]:
             edge.wait_healthy()
         balancer = Balancer(tmp_path, edges)
         wait_until(
-            "HAProxy to see both replicas up",
             lambda: (
                 balancer is not None
                 and balancer.states() == {"edge1": SERVER_UP, "edge2": SERVER_UP}
             ),
             30,
+            what="HAProxy to see both replicas up",
         )
         yield pki, edges, balancer
     finally:
@@ -173,16 +174,19 @@ def test_failover_through_haproxy(site: tuple[Pki, list[Edge], Balancer]) -> Non
             metric(victim.health_port, "secfepas_edge_sessions_active") >= 1
             and metric(victim.health_port, 'secfepas_edge_inferences_total{outcome="ok"}') >= 1
         )
-        await asyncio.to_thread(wait_until, "the victim to serve cameras", busy, 120)
+        await asyncio.to_thread(wait_until, busy, 120, what="the victim to serve cameras")
         assert not all(t.done() for t in tasks)
         victim.kill()
         await asyncio.to_thread(
-            wait_until, "HAProxy to mark edge1 down", lambda: balancer.states()["edge1"] == 0, 30
+            wait_until,
+            lambda: balancer.states()["edge1"] == SERVER_DOWN,
+            30,
+            what="HAProxy to mark edge1 down",
         )
         assert balancer.states()["edge2"] == SERVER_UP
         # The dead replica's session workers and model host do not outlive it.
         await asyncio.to_thread(
-            wait_until, "edge1's workers to exit", lambda: not victim.group_alive(), 30
+            wait_until, lambda: not victim.group_alive(), 30, what="edge1's workers to exit"
         )
         async with asyncio.timeout(240):
             await asyncio.gather(*tasks)
@@ -200,7 +204,7 @@ def test_failover_through_haproxy(site: tuple[Pki, list[Edge], Balancer]) -> Non
     # and with leastconn a new camera lands on it (the survivor is idle too, so
     # hold one session on the survivor first).
     victim.start()
-    wait_until("HAProxy to mark edge1 up", lambda: balancer.states()["edge1"] == SERVER_UP, 30)
+    wait_until(lambda: balancer.states()["edge1"] == SERVER_UP, 30, what="HAProxy to mark edge1 up")
 
     async def after_restart() -> None:
         files = pki.camera("camera-5")

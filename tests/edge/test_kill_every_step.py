@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from testkit.edgeproc import Edge, http_get, metric, wait_until
+from testkit.edgeproc import Edge, http_get, metric
+from testkit.wait import wait_until
 
 from secfepas_sdk.camera.client import SecureInferenceClient
 from secfepas_sdk.certs import Pki, init_pki
@@ -144,7 +145,9 @@ def errors_total(port: int) -> float:
 def test_cut_at_step(step: str, edge: tuple[Pki, Edge], cutter: Cutter) -> None:
     pki, server = edge
     port = server.health_port
-    wait_until("no session left", lambda: metric(port, "secfepas_edge_sessions_active") == 0)
+    wait_until(
+        lambda: metric(port, "secfepas_edge_sessions_active") == 0, 60, what="no session left"
+    )
     workers_idle = server.descendants()
     errors_before = errors_total(port)
     files = pki.camera("camera-1")
@@ -177,8 +180,12 @@ def test_cut_at_step(step: str, edge: tuple[Pki, Edge], cutter: Cutter) -> None:
         assert isinstance(error, (ConnectionLostError, RemoteProtocolError)), f"{step}: {error!r}"
         assert error.code in CUT_CODES, f"{step}: {error!r}"
     # The edge coded the cut session's end, and holds no session and no extra worker.
-    wait_until(f"{step}: the edge to count an error", lambda: errors_total(port) > errors_before)
     wait_until(
-        f"{step}: sessions to drain", lambda: metric(port, "secfepas_edge_sessions_active") == 0
+        lambda: errors_total(port) > errors_before, 60, what=f"{step}: the edge to count an error"
     )
-    wait_until(f"{step}: workers to exit", lambda: server.descendants() <= workers_idle, 30)
+    wait_until(
+        lambda: metric(port, "secfepas_edge_sessions_active") == 0,
+        60,
+        what=f"{step}: sessions to drain",
+    )
+    wait_until(lambda: server.descendants() <= workers_idle, 30, what=f"{step}: workers to exit")

@@ -10,6 +10,7 @@ from secfepas_sdk.alerts.alert import Alert, AlertKind
 from secfepas_sdk.alerts.assessment import PainAssessment
 from secfepas_sdk.errors import PermanentSinkError, TransientSinkError
 from secfepas_sdk.retry import RetryPolicy
+from testkit.wait import WaitTimeout, wait_until
 
 FAST_RETRY = RetryPolicy(initial_s=0.02, multiplier=2.0, max_s=0.2, jitter_up=0.0)
 
@@ -85,9 +86,9 @@ class HangingSink(RecordingSink):
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
+    """:func:`testkit.wait.wait_until` for ``assert wait_for(...)``: False at the deadline."""
+    try:
+        wait_until(predicate, timeout, step)
+    except WaitTimeout:
+        return False
+    return True

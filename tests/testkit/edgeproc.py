@@ -8,29 +8,19 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from secfepas_sdk.certs import Pki
+from testkit.wait import wait_until
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout_s: float = 60.0) -> None:
-    """Poll a real condition until it holds (a deadline, not a sleep standing in for it)."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def http_get(port: int, path: str) -> tuple[int, str]:
@@ -90,7 +80,7 @@ class Edge:
         self.groups.append(self.proc.pid)
 
     def wait_healthy(self) -> None:
-        wait_until(f"{self.name} healthy", self.healthy, 90)
+        wait_until(self.healthy, 90, what=f"{self.name} healthy")
 
     def group_alive(self) -> bool:
         """Does any process of this replica's first process group remain (orphaned workers)?"""

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from secfepas_sdk.certs import init_pki
+from testkit.wait import WaitTimeout, wait_until
 
 
 def free_port() -> int:
@@ -27,15 +27,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def listening(port: int) -> bool:
+    """Does something accept TCP connections on 127.0.0.1:``port``?"""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
 def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+    """Wait until 127.0.0.1:``port`` accepts connections (WaitTimeout after ``timeout``)."""
+    wait_until(lambda: listening(port), timeout, what=f"a listener on 127.0.0.1:{port}")
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,7 @@ class Mosquitto:
         try:
             wait_port(self.port)
             wait_port(self.tls_port)
-        except TimeoutError:
+        except WaitTimeout:
             self.stop()
             log = self.log.read_text() if self.log.exists() else ""
             pytest.fail(f"mosquitto did not start:\n{log}", pytrace=False)
@@ -235,7 +238,7 @@ class FhirServer:
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_port(self.port, timeout=30)
-        except TimeoutError:
+        except WaitTimeout:
             self.stop()
             pytest.fail(f"the FHIR server did not start:\n{self.log.read_text()}", pytrace=False)
 
