@@ -9,8 +9,11 @@ Everything is derived from the public part (the plan and the manifest):
   measured once on a one-ciphertext layer with the package's HE parameters;
 - OT (non-linear layers): each op runs for real between two in-memory parties
   on a slice of its tensor (same attributes, fewer channels or elements); its
-  OTs, bytes each way and rounds are scaled by the elements (rounds are not:
-  they do not grow with the tensor).
+  OTs and bytes each way are scaled by the elements; rounds are not (they do
+  not grow with the tensor), except that the engine runs a large tensor in
+  batches of ``batch_size`` elements, one after another, and each batch costs
+  the rounds of one: the probe counts the rounds of each batched call and adds
+  those of the batches the whole tensor needs beyond the slice's.
 
 So the estimate is a measured cost model, not a formula; tests hold it to a
 real two-party run. Nothing here needs, or reads, the weights.
@@ -171,13 +174,14 @@ class _Probe:
             return run
 
         before = self.ots
-        stats, _ = run_pair(side(Party.CLIENT, x0), side(Party.SERVER, x1))
+        with _BatchRounds(self._engines[Party.CLIENT]) as calls:
+            stats, _ = run_pair(side(Party.CLIENT, x0), side(Party.SERVER, x1))
         ots = self.ots - before
         return (
             round(ots * scale),
             round(stats.bytes_sent * scale),
             round(stats.bytes_received * scale),
-            stats.rounds,
+            stats.rounds + calls.extra_rounds(scale),
         )
 
     def ciphertext_bytes(self) -> tuple[float, float, int]:
@@ -208,6 +212,40 @@ class _Probe:
         up = (s2.bytes_sent - s1.bytes_sent) / max(l2.n_in - l1.n_in, 1)
         down = (s2.bytes_received - s1.bytes_received) / max(l2.n_out - l1.n_out, 1)
         return up, down, s1.rounds
+
+
+class _BatchRounds:
+    """Records each batched call of one engine (the camera's: rounds are counted
+    there) while a probe runs: its elements and the rounds it took."""
+
+    def __init__(self, nl: NonlinearEngine) -> None:
+        self.nl = nl
+        self.calls: list[tuple[int, int]] = []
+
+    def __enter__(self) -> _BatchRounds:
+        inner = self.nl._batched
+
+        def batched(x: Any, op: Any) -> Any:
+            before = self.nl.channel.stats.rounds
+            out = inner(x, op)
+            self.calls.append((int(x.size), self.nl.channel.stats.rounds - before))
+            return out
+
+        setattr(self.nl, "_batched", batched)  # noqa: B010 - a probe-only instance patch
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        delattr(self.nl, "_batched")
+
+    def extra_rounds(self, scale: float) -> int:
+        """The rounds of the batches the whole op (``scale`` x each call) adds."""
+        size = self.nl.batch_size
+        extra = 0.0
+        for elements, rounds in self.calls:
+            have = max(1, -(-elements // size))
+            need = max(1, -(-round(elements * scale) // size))
+            extra += rounds * (need - have) / have
+        return round(extra)
 
 
 class _CountingSession:

@@ -83,3 +83,47 @@ def test_text_report(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "ring l=37 f=12; HE bfv-n8192-q180" in out and "128-bit" in out
     assert "input 3x64x64 RGB" in out and "per inference: 10240 ReLUs" in out
+
+
+def test_estimate_counts_every_batch_of_a_large_tensor(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine runs a tensor in batches of ``batch_size`` elements, each costing its
+    own rounds: SqueezeNet's first max-pool (two batches per tree level) made inspect
+    miss 10 of 70 rounds. With 1024-element batches, the demo model's ops span several
+    batches (its probes too), and the estimate per op kind is the measured one."""
+    import functools
+
+    from secfepas_sdk.cli.selftest import _by_kind
+    from secfepas_sdk.snni.nonlinear import engine as engine_mod
+
+    small = functools.partialmethod(engine_mod.NonlinearEngine.__init__, batch_size=1024)
+    monkeypatch.setattr(engine_mod.NonlinearEngine, "__init__", small)
+    report = _report(capsys)
+    private = load_private(demo_model_path())
+    client = ClientRuntime(private.plan)
+    server = ServerRuntime(private.plan, private.weights)
+    x = np.random.default_rng(1).standard_normal(private.plan.input_shape).astype(np.float32)
+
+    def camera(ch: Any) -> dict[str, dict[str, int]]:
+        client.setup(ch)
+        assert client._run.nl is not None and client._run.nl.batch_size == 1024
+        client.infer(ch, x)
+        return _by_kind(private.plan, ch.stats.as_dict())
+
+    def edge(ch: Any) -> None:
+        server.setup(ch)
+        server.infer(ch)
+
+    try:
+        measured, _ = run_pair(camera, edge)
+    finally:
+        client.close()
+        server.close()
+    estimated: dict[str, int] = {}
+    for layer in report["layers"]:
+        estimated[layer["kind"]] = estimated.get(layer["kind"], 0) + layer["rounds"]
+    multi = [op for op in private.plan.ops if op.kind in ("relu_truncate", "maxpool")]
+    assert any(int(np.prod(op.shape)) > 1024 for op in multi)
+    for kind in ("relu_truncate", "maxpool", "conv"):
+        assert estimated[kind] == measured[kind]["rounds"], (kind, estimated, measured)
