@@ -9,6 +9,7 @@ randomness is expanded without sending it.
 from __future__ import annotations
 
 import secrets
+import struct
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -21,6 +22,25 @@ _ZERO_NONCE = bytes(16)
 _CHUNK = 1 << 20
 _ZEROS = np.zeros(_CHUNK, dtype=np.uint8)
 _ZEROS.setflags(write=False)
+# Derived-seed inputs have the top bit set: a CTR stream under the same key counts up from
+# 0 and never reaches 2^127, so a derived seed is never also a block of that stream.
+_DERIVE = struct.Struct(">QQ")
+_DERIVE_TAG = 1 << 63
+
+
+def derive_seed(seed: bytes, stream: int, index: int) -> bytes:
+    """The seed of stream (``stream``, ``index``) under ``seed``: AES-128_seed of the pair.
+
+    AES is a PRF, so the seeds of distinct pairs are pseudo-random and independent,
+    and so are the PRG streams they start (the standard PRF-then-PRG argument). Any
+    process that holds ``seed`` derives one stream without drawing the others, so
+    work split across processes draws exactly the values one process would."""
+    if len(seed) != SEED_BYTES:
+        raise InvalidValueError(f"PRG seed must be {SEED_BYTES} bytes, got {len(seed)}")
+    if not (0 <= stream < _DERIVE_TAG and 0 <= index < 1 << 64):
+        raise InvalidValueError(f"stream index ({stream}, {index}) out of range")
+    ecb = Cipher(algorithms.AES(seed), modes.ECB()).encryptor()  # noqa: S305 - one PRF block
+    return ecb.update(_DERIVE.pack(_DERIVE_TAG | stream, index)) + ecb.finalize()
 
 
 class Prg:

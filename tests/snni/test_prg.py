@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from secfepas_sdk.snni.prg import Prg
+from secfepas_sdk.errors import InvalidValueError
+from secfepas_sdk.snni.prg import Prg, derive_seed
 
 
 def test_is_aes_ctr_from_zero_nonce() -> None:
@@ -48,3 +49,20 @@ def test_rejects_bad_seed_and_width() -> None:
         Prg(b"short")
     with pytest.raises(ValueError):
         Prg().uint64(4, bits=65)
+
+
+def test_derived_seeds_are_a_prf_of_the_pair() -> None:
+    seed = bytes(range(16))
+    ecb = Cipher(algorithms.AES(seed), modes.ECB()).encryptor()
+    block = (1 << 63 | 2).to_bytes(8, "big") + (5).to_bytes(8, "big")
+    assert derive_seed(seed, 2, 5) == ecb.update(block)
+    pairs = [(s, i) for s in range(3) for i in range(50)]
+    assert len({derive_seed(seed, s, i) for s, i in pairs}) == len(pairs)
+    assert derive_seed(bytes(16), 2, 5) != derive_seed(seed, 2, 5)
+    # never a block of the CTR stream under the same key
+    stream = Prg(seed).random_bytes(16 * 64)
+    assert all(derive_seed(seed, s, i) not in stream for s, i in pairs)
+    with pytest.raises(InvalidValueError):
+        derive_seed(b"short", 0, 0)
+    with pytest.raises(InvalidValueError):
+        derive_seed(seed, 1 << 63, 0)

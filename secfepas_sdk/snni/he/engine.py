@@ -6,7 +6,11 @@ Who holds what, for y = W (x0 + x1) mod 2^l:
 - server (edge): weights W, input share x1; it adds x1 to each ciphertext,
   multiplies by its NTT-form weight plaintexts, subtracts a fresh uniform mask
   r over every coefficient, re-randomises with a public-key encryption of
-  zero, floods the noise, switches to the last modulus and replies.
+  zero, floods the noise, switches to the last modulus and replies
+  (:mod:`.blocks`: the work per output ciphertext, which may be split across
+  processes without changing a byte).
+- Both directions go in chunks of 16 ciphertexts, so each party works on one
+  chunk while the other produces the next.
 - client decrypts W x - r at the output coefficients: its share of y.
   The server's share is r at the same coefficients.
 
@@ -23,7 +27,7 @@ least MIN_FLOOD_SIGMA bits above the worst-case weight-dependent noise
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,10 +38,11 @@ from secfepas_sdk._extras import require
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import Channel
 from secfepas_sdk.snni.he import sealio
+from secfepas_sdk.snni.he.blocks import BlockPool, LayerPart, block_mask, ntt_plain
 from secfepas_sdk.snni.he.layers import HeLayout
 from secfepas_sdk.snni.he.params import HeParams, check_layer_noise, make_context
 from secfepas_sdk.snni.he.scratch import SealScratch
-from secfepas_sdk.snni.prg import Prg
+from secfepas_sdk.snni.prg import SEED_BYTES, Prg
 from secfepas_sdk.snni.ring import Ring
 
 U64 = NDArray[np.uint64]
@@ -45,7 +50,7 @@ I64 = NDArray[np.int64]
 
 _COUNT = struct.Struct("<I")
 REPLY_CHUNK = 16  # replies per message: the client decrypts one chunk while the server computes
-CBD_ETA = 21
+INPUT_CHUNK = 16  # inputs per message: the server loads one chunk while the client encrypts on
 
 
 def pack_blobs(blobs: list[bytes]) -> bytes:
@@ -158,7 +163,8 @@ class HeClient:
         """Run one layer on the client's packed share; returns its output share."""
         if polys.shape != (layout.n_in, layout.n):
             raise SnniError("packed input does not match the layout")
-        channel.send(pack_blobs(self.encrypt(polys)))
+        for start in range(0, layout.n_in, INPUT_CHUNK):
+            channel.send(pack_blobs(self.encrypt(polys[start : start + INPUT_CHUNK])))
         parts = []
         for start in range(0, layout.n_out, REPLY_CHUNK):
             count = min(REPLY_CHUNK, layout.n_out - start)
@@ -179,6 +185,7 @@ class PreparedLayer:
     plains: list[Any] | None
     source: Callable[[int], I64] | None
     flood_bits: int
+    index: int  # its place among the server's layers: how another process names it
 
 
 class HeServer:
@@ -188,13 +195,34 @@ class HeServer:
         self._s = _Seal(params, ring)
         self._prg = prg or Prg()
         self._pk_ct: Any = None
+        self._layers: list[PreparedLayer] = []
+        self.pool: BlockPool | None = None  # set: layer calls split across its processes
 
     def after_fork(self) -> None:
         """In a process forked from the one that prepared the weights: fresh
         randomness (two sessions must never share a noise stream) and scratch."""
         self._prg = Prg()
         self._pk_ct = None
+        self.pool = None
         self._s.scratch.after_fork()
+
+    def after_fork_part(self) -> None:
+        """In a process forked from a session's to compute blocks (:meth:`part`): its
+        own scratch; it keeps the session's public key and draws only from the seeds
+        of the calls it is given, never from the session's stream."""
+        self._prg = Prg()
+        self.pool = None
+        self._s.scratch.after_fork()
+
+    @property
+    def max_ct_bytes(self) -> int:
+        """The largest serialised ciphertext either party accepts."""
+        return self._s.max_ct_bytes
+
+    def layer(self, index: int) -> PreparedLayer:
+        if not 0 <= index < len(self._layers):
+            raise SnniError(f"no prepared HE layer {index}")
+        return self._layers[index]
 
     def setup(self, channel: Channel) -> None:
         s = self._s
@@ -220,12 +248,6 @@ class HeServer:
         )
         self._pk_ct = pk_ct
 
-    def _ntt_plain(self, poly: I64) -> Any:
-        s = self._s
-        pt = s.plaintext(s.ring.reduce(poly))
-        s.evaluator.transform_to_ntt_inplace(pt, s.first)
-        return pt
-
     def prepare(
         self,
         layout: HeLayout,
@@ -247,115 +269,81 @@ class HeServer:
         else:
             source = kernels
         flood, _sigma = check_layer_noise(s.params, s.ring.bits, l1_bound)
+        index = len(self._layers)
         if cache:
             plains: list[Any] = []
             for k in range(layout.n_kernels):
                 poly = source(k)
-                plains.append(self._ntt_plain(poly) if poly.any() else None)
-            return PreparedLayer(layout=layout, plains=plains, source=None, flood_bits=flood)
-        return PreparedLayer(layout=layout, plains=None, source=source, flood_bits=flood)
+                plains.append(ntt_plain(s, poly) if poly.any() else None)
+            prepared = PreparedLayer(
+                layout=layout, plains=plains, source=None, flood_bits=flood, index=index
+            )
+        else:
+            prepared = PreparedLayer(
+                layout=layout, plains=None, source=source, flood_bits=flood, index=index
+            )
+        self._layers.append(prepared)
+        return prepared
 
-    def _cbd(self, count: int) -> I64:
-        """Centred binomial noise (eta = 21, sigma 3.24, |e| <= 21), as SEAL's sigma 3.2."""
-        a = np.bitwise_count(self._prg.uint64(count, CBD_ETA)).astype(np.int64)
-        b = np.bitwise_count(self._prg.uint64(count, CBD_ETA)).astype(np.int64)
-        return a - b
-
-    def _ternary_ntt(self) -> Any:
-        """A fresh ternary u (centred binomial, eta = 1) as an NTT-form plaintext."""
-        s = self._s
-        u = self._cbd_small(s.n)
-        pt = s.plaintext(s.ring.reduce(u))  # -1 becomes t-1; SEAL lifts it back to -1
-        s.evaluator.transform_to_ntt_inplace(pt, s.first)
-        return pt
-
-    def _cbd_small(self, count: int) -> I64:
-        bits = self._prg.bits((2, count)).astype(np.int64)
-        out: I64 = bits[0] - bits[1]
-        return out
-
-    def _mod_q(self, values: I64, hi: I64 | None = None) -> U64:
-        """(hi * 2^32 + values) mod each working prime, limbs stacked: (limbs, n)."""
-        s = self._s
-        limbs = []
-        for q in s.first_moduli:
-            qi = np.int64(q)
-            v = np.zeros(values.shape, dtype=np.uint64)
-            if hi is not None:
-                v = np.where(hi < 0, (hi + qi).view(np.uint64), hi.view(np.uint64))
-                for _ in range(8):  # times 2^32, four bits at a time (no uint64 overflow)
-                    v = (v << np.uint64(4)) % q
-            low = np.where(values < 0, (values + qi).view(np.uint64), values.view(np.uint64))
-            limbs.append((v + low) % q)
-        return np.stack(limbs)
-
-    def _noise_ct(self, bits: int) -> Any:
-        """(E + e1, e2) in coefficient form: E uniform in [-2^bits, 2^bits) floods the
-        decryption noise; e1, e2 complete the public-key encryption of zero."""
-        s = self._s
-        n = s.n
-        hi = self._prg.uint64(n, bits + 1 - 32).astype(np.int64) - (1 << (bits - 32))
-        lo = self._prg.uint64(n, 32).astype(np.int64) + self._cbd(n)
-        polys = np.zeros((2, len(s.first_moduli), n), dtype=np.uint64)
-        polys[0] = self._mod_q(lo, hi)
-        polys[1] = self._mod_q(self._cbd(n))
-        raw = sealio.ciphertext_bytes(
-            polys, parms_id=sealio.parms_id_bytes(s.first), ntt_form=False, poly_degree=n
+    def part(self, index: int, seed: bytes, polys: U64, *, part: int, parts: int) -> LayerPart:
+        """Blocks part, part + parts, ... of a call of layer ``index`` keyed by ``seed``:
+        what one of the session's block processes computes."""
+        if self._pk_ct is None:
+            raise SnniError("HeServer.setup was not run")
+        if len(seed) != SEED_BYTES:
+            raise SnniError("bad HE call seed")
+        return LayerPart(
+            self._s, self._pk_ct, self.layer(index), seed, polys, part=part, parts=parts
         )
-        ct = s.seal.Ciphertext(s.context)
-        s.scratch.load(ct, s.context, raw)
-        return ct
 
     def linear(self, channel: Channel, layer: PreparedLayer, polys: U64) -> U64:
         """Run one layer on the server's packed share; returns its output share (r)."""
         s = self._s
-        ev = s.evaluator
         layout = layer.layout
         if self._pk_ct is None:
             raise SnniError("HeServer.setup was not run")
         if polys.shape != (layout.n_in, layout.n):
             raise SnniError("packed input does not match the layout")
-        raw = channel.recv(blobs_bound(layout.n_in, s.max_ct_bytes))  # bounded by the plan
-        blobs = unpack_blobs(raw, count=layout.n_in, max_each=s.max_ct_bytes)
-        cts = []
-        for blob, poly in zip(blobs, polys, strict=True):
-            ct = s.seal.Ciphertext(s.context)
-            s.scratch.load(ct, s.context, blob)
-            if ct.parms_id() != s.first or ct.size() != 2 or ct.is_ntt_form():
-                raise SnniError("client ciphertext has the wrong level, size or form")
-            ev.add_plain_inplace(ct, s.plaintext(poly))
-            ev.transform_to_ntt_inplace(ct)
-            cts.append(ct)
-        t_mask = s.ring.mask
-        masks = np.zeros((layout.n_out, layout.n), dtype=np.uint64)
-        replies = []
-        tmp = s.seal.Ciphertext(s.context)
-        for k, terms in enumerate(layout.terms):
-            # Start from a fresh encryption of zero, u * pk (re-randomisation), in NTT form;
-            # all-zero kernels (structural or pruned) are skipped: SEAL refuses them.
-            acc = s.seal.Ciphertext(s.context)
-            ev.multiply_plain(self._pk_ct, self._ternary_ntt(), acc)
-            for i, kern in terms:
-                if layer.plains is not None:
-                    plain = layer.plains[kern]
-                else:
-                    poly = layer.source(kern)  # type: ignore[misc]
-                    plain = self._ntt_plain(poly) if poly.any() else None
-                if plain is None:
-                    continue
-                ev.multiply_plain(cts[i], plain, tmp)
-                ev.add_inplace(acc, tmp)
-            ev.transform_from_ntt_inplace(acc)
-            r = s.ring.random(self._prg, layout.n)
-            masks[k] = r
-            ev.add_plain_inplace(acc, s.plaintext((np.uint64(0) - r) & t_mask))
-            ev.add_inplace(acc, self._noise_ct(layer.flood_bits))
-            ev.mod_switch_to_inplace(acc, s.last)
-            replies.append(s.scratch.save(acc))
-            if len(replies) == REPLY_CHUNK or k == layout.n_out - 1:
-                channel.send(pack_blobs(replies))  # the client decrypts while we go on
-                replies = []
+        # Every random value of this call comes from streams keyed by (seed, block).
+        seed = self._prg.random_bytes(SEED_BYTES)
+        pool: BlockPool = _InProcess(self)
+        if self.pool is not None and layout.n_out > 1:  # one block: nothing to split
+            pool = self.pool
+        pool.start(layer.index, seed, polys)
+        for start in range(0, layout.n_in, INPUT_CHUNK):
+            count = min(INPUT_CHUNK, layout.n_in - start)
+            raw = channel.recv(blobs_bound(count, s.max_ct_bytes))  # bounded by the plan
+            pool.feed(raw, unpack_blobs(raw, count=count, max_each=s.max_ct_bytes))
+        batch = []
+        for k, reply in enumerate(pool.replies(layout.n_out)):
+            batch.append(reply)
+            if len(batch) == REPLY_CHUNK or k == layout.n_out - 1:
+                channel.send(pack_blobs(batch))  # the client decrypts while we go on
+                batch = []
+        masks = np.stack([block_mask(s.ring, seed, k, layout.n) for k in range(layout.n_out)])
         return masks.reshape(-1)[layout.out_index]
 
     def close(self) -> None:
         self._s.close()
+
+
+class _InProcess:
+    """The session's own process computes every block (``he_workers`` = 1)."""
+
+    def __init__(self, server: HeServer) -> None:
+        self._server = server
+        self._part: LayerPart | None = None
+
+    def start(self, layer: int, seed: bytes, polys: U64) -> None:
+        self._part = self._server.part(layer, seed, polys, part=0, parts=1)
+
+    def _started(self) -> LayerPart:
+        if self._part is None:
+            raise SnniError("HE layer call not started")
+        return self._part
+
+    def feed(self, raw: bytes, blobs: list[bytes]) -> None:
+        self._started().add(blobs)  # while the client encrypts the next chunk
+
+    def replies(self, count: int) -> Iterator[bytes]:
+        return self._started().replies()

@@ -1,0 +1,198 @@
+"""The edge's work on the output blocks of one HE layer call, and its randomness.
+
+Who holds what: the edge (server) holds the weights, its input share x1 and the
+camera's public key; it never sees a secret key. For each output ciphertext
+(block) k it computes sum_i ct_i * K_ik + u_k * pk, subtracts a uniform mask r_k,
+adds the flooding noise E_k and the e1, e2 of the encryption of zero, and
+switches to the last modulus (docs/snni-he.md, "Circuit privacy").
+
+Blocks are independent, so one layer call may be split across processes (the
+edge's ``he_workers``). For that split to change no byte, every random value of
+block k comes from PRG streams keyed by (the call's seed, k) (:func:`prg.derive_seed`),
+never from one sequential stream: u_k, E_k, e1_k and e2_k from the noise stream
+of k, r_k from its mask stream. Whichever process computes block k draws
+exactly what one process would, and the party that keeps r (the session's own
+process) regenerates it from the seed without the noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.he import sealio
+from secfepas_sdk.snni.prg import Prg, derive_seed
+from secfepas_sdk.snni.ring import Ring
+
+if TYPE_CHECKING:
+    from secfepas_sdk.snni.he.engine import PreparedLayer, _Seal
+
+U64 = NDArray[np.uint64]
+I64 = NDArray[np.int64]
+
+CBD_ETA = 21
+NOISE_STREAM = 1  # u, E, e1, e2 of block k
+MASK_STREAM = 2  # r of block k
+
+
+class BlockPool(Protocol):
+    """Other processes that compute a layer call's output blocks (the edge's
+    ``he_workers``, :mod:`secfepas_sdk.edge.he_pool`). The engine hands it bytes
+    and reads the replies back in block order; it never sees a secret."""
+
+    def start(self, layer: int, seed: bytes, polys: U64) -> None:
+        """Begin layer ``layer``'s call keyed by ``seed`` on the edge's packed share."""
+
+    def feed(self, raw: bytes, blobs: list[bytes]) -> None:
+        """One camera message of input ciphertexts, and its blobs (checked by the engine
+        against the plan; SEAL checks each one where it is loaded)."""
+
+    def replies(self, count: int) -> Iterator[bytes]:
+        """The ``count`` replies of the call, block 0 first."""
+        ...
+
+
+def block_mask(ring: Ring, seed: bytes, k: int, n: int) -> U64:
+    """r_k: the edge's output share of block k, over all n coefficients."""
+    return ring.random(Prg(derive_seed(seed, MASK_STREAM, k)), n)
+
+
+def ntt_plain(s: _Seal, poly: I64) -> Any:
+    """A signed kernel polynomial as an NTT-form plaintext at the working level."""
+    pt = s.plaintext(s.ring.reduce(poly))
+    s.evaluator.transform_to_ntt_inplace(pt, s.first)
+    return pt
+
+
+class LayerPart:
+    """The blocks k = part, part + parts, ... of one layer call, in one process.
+
+    ``add`` takes the camera's input ciphertexts as they arrive (only those the
+    blocks read are loaded); ``replies`` then yields one reply per block in order."""
+
+    def __init__(
+        self,
+        s: _Seal,
+        pk_ct: Any,
+        layer: PreparedLayer,
+        seed: bytes,
+        polys: U64,
+        *,
+        part: int = 0,
+        parts: int = 1,
+    ) -> None:
+        layout = layer.layout
+        if not 0 <= part < parts:
+            raise SnniError(f"bad HE split: part {part} of {parts}")
+        if polys.shape != (layout.n_in, layout.n):
+            raise SnniError("packed input does not match the layout")
+        self._s, self._pk_ct, self._layer, self._seed, self._polys = s, pk_ct, layer, seed, polys
+        self.blocks = range(part, layout.n_out, parts)
+        self.needed = frozenset(i for k in self.blocks for i, _kern in layout.terms[k])
+        self._cts: dict[int, Any] = {}
+        self._next = 0  # inputs arrive in order
+
+    def add(self, blobs: list[bytes]) -> None:
+        """The next input ciphertexts (from the camera: SEAL validates each)."""
+        s = self._s
+        ev = s.evaluator
+        start = self._next
+        if start + len(blobs) > self._layer.layout.n_in:
+            raise SnniError("more input ciphertexts than the layout has")
+        self._next += len(blobs)
+        for i, blob in enumerate(blobs, start):
+            if i not in self.needed:
+                continue
+            ct = s.seal.Ciphertext(s.context)
+            s.scratch.load(ct, s.context, blob)
+            if ct.parms_id() != s.first or ct.size() != 2 or ct.is_ntt_form():
+                raise SnniError("client ciphertext has the wrong level, size or form")
+            ev.add_plain_inplace(ct, s.plaintext(self._polys[i]))
+            ev.transform_to_ntt_inplace(ct)
+            self._cts[i] = ct
+
+    def replies(self) -> Iterator[bytes]:
+        if self._next != self._layer.layout.n_in:
+            raise SnniError("the layer's input ciphertexts are incomplete")
+        for k in self.blocks:
+            yield self._reply(k)
+        self._cts.clear()
+
+    def _reply(self, k: int) -> bytes:
+        s = self._s
+        ev = s.evaluator
+        layer = self._layer
+        noise = Prg(derive_seed(self._seed, NOISE_STREAM, k))
+        # Start from a fresh encryption of zero, u * pk (re-randomisation), in NTT form;
+        # all-zero kernels (structural or pruned) are skipped: SEAL refuses them.
+        acc = s.seal.Ciphertext(s.context)
+        ev.multiply_plain(self._pk_ct, self._ternary_ntt(noise), acc)
+        tmp = s.seal.Ciphertext(s.context)
+        for i, kern in layer.layout.terms[k]:
+            if layer.plains is not None:
+                plain = layer.plains[kern]
+            else:
+                poly = layer.source(kern)  # type: ignore[misc]
+                plain = ntt_plain(s, poly) if poly.any() else None
+            if plain is None:
+                continue
+            ev.multiply_plain(self._cts[i], plain, tmp)
+            ev.add_inplace(acc, tmp)
+        ev.transform_from_ntt_inplace(acc)
+        r = block_mask(s.ring, self._seed, k, s.n)
+        ev.add_plain_inplace(acc, s.plaintext((np.uint64(0) - r) & s.ring.mask))
+        ev.add_inplace(acc, self._noise_ct(noise, layer.flood_bits))
+        ev.mod_switch_to_inplace(acc, s.last)
+        return s.scratch.save(acc)
+
+    @staticmethod
+    def _cbd(prg: Prg, count: int) -> I64:
+        """Centred binomial noise (eta = 21, sigma 3.24, |e| <= 21), as SEAL's sigma 3.2."""
+        a = np.bitwise_count(prg.uint64(count, CBD_ETA)).astype(np.int64)
+        b = np.bitwise_count(prg.uint64(count, CBD_ETA)).astype(np.int64)
+        return a - b
+
+    def _ternary_ntt(self, prg: Prg) -> Any:
+        """A fresh ternary u (centred binomial, eta = 1) as an NTT-form plaintext."""
+        s = self._s
+        bits = prg.bits((2, s.n)).astype(np.int64)
+        u = bits[0] - bits[1]
+        pt = s.plaintext(s.ring.reduce(u))  # -1 becomes t-1; SEAL lifts it back to -1
+        s.evaluator.transform_to_ntt_inplace(pt, s.first)
+        return pt
+
+    def _mod_q(self, values: I64, hi: I64 | None = None) -> U64:
+        """(hi * 2^32 + values) mod each working prime, limbs stacked: (limbs, n)."""
+        s = self._s
+        limbs = []
+        for q in s.first_moduli:
+            qi = np.int64(q)
+            v = np.zeros(values.shape, dtype=np.uint64)
+            if hi is not None:
+                v = np.where(hi < 0, (hi + qi).view(np.uint64), hi.view(np.uint64))
+                for _ in range(8):  # times 2^32, four bits at a time (no uint64 overflow)
+                    v = (v << np.uint64(4)) % q
+            low = np.where(values < 0, (values + qi).view(np.uint64), values.view(np.uint64))
+            limbs.append((v + low) % q)
+        return np.stack(limbs)
+
+    def _noise_ct(self, prg: Prg, bits: int) -> Any:
+        """(E + e1, e2) in coefficient form: E uniform in [-2^bits, 2^bits) floods the
+        decryption noise; e1, e2 complete the public-key encryption of zero."""
+        s = self._s
+        n = s.n
+        hi = prg.uint64(n, bits + 1 - 32).astype(np.int64) - (1 << (bits - 32))
+        lo = prg.uint64(n, 32).astype(np.int64) + self._cbd(prg, n)
+        polys = np.zeros((2, len(s.first_moduli), n), dtype=np.uint64)
+        polys[0] = self._mod_q(lo, hi)
+        polys[1] = self._mod_q(self._cbd(prg, n))
+        raw = sealio.ciphertext_bytes(
+            polys, parms_id=sealio.parms_id_bytes(s.first), ntt_form=False, poly_degree=n
+        )
+        ct = s.seal.Ciphertext(s.context)
+        s.scratch.load(ct, s.context, raw)
+        return ct
