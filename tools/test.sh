@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command. Installs what the suite needs when it is missing
-# (Debian's mosquitto and haproxy; the FHIR server, fhirstarter, comes from the
+# (Debian's mosquitto, haproxy and iproute2; the FHIR server, fhirstarter, comes from the
 # package index through the dev extra), makes or reuses .venv/ for tox, then
 # runs the whole suite in tox: the default tests (env `py`, a few minutes),
 # then the ones marked slow (env `slow`: full SqueezeNet 1.1 secure inference
@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+command -v tc >/dev/null 2>&1 || missing+=(iproute2)  # the network-profile tests' links
 if [ ${#missing[@]} -gt 0 ]; then
     secfepas_apt_install "${missing[@]}"
 fi
