@@ -174,12 +174,12 @@ def run_level(n: int, count: int, tmp: Path, model: str, shape: tuple[int, ...])
     }
 
 
-def _prepare_model(name: str, tmp: Path, models_dir: Path | None) -> tuple[str, tuple[int, ...]]:
+def prepare_model(name: str, tmp: Path, models_dir: Path | None) -> tuple[str, tuple[int, ...]]:
     """Put the model's private package under tmp/models; returns (model id, input shape)."""
     from secfepas_sdk.models.bundled import demo_model_path
     from secfepas_sdk.models.package import load_public
 
-    (tmp / "models").mkdir()
+    (tmp / "models").mkdir(exist_ok=True)
     if name == "demo":
         (tmp / "models" / "demo").symlink_to(demo_model_path(), target_is_directory=True)
         pkg = tmp / "models" / "demo"
@@ -223,7 +223,7 @@ def main() -> int:
         init_pki(tmp / "pki")
         for i in range(2, max(levels) + 1):
             issue_camera(tmp / "pki", f"camera-{i}")
-        model, shape = _prepare_model(args.model, tmp, args.models_dir)
+        model, shape = prepare_model(args.model, tmp, args.models_dir)
         for n in levels:
             row = {"model": args.model, **run_level(n, args.count, tmp, model, shape)}
             rows.append(row)

@@ -120,11 +120,11 @@ def _client(package: str, port: int, timeout: float) -> dict[str, Any]:
         "peak_rss_mb": _peak_rss_mb(),
         "timings": runtime.timings,
         "cpu_timings": runtime.cpu_timings,
-        "by_kind": _by_kind(model.plan, stats.as_dict()),
+        "by_kind": traffic_by_kind(model.plan, stats.as_dict()),
     }
 
 
-def _by_kind(plan: Any, stats: dict[str, Any]) -> dict[str, dict[str, int]]:
+def traffic_by_kind(plan: Any, stats: dict[str, Any]) -> dict[str, dict[str, int]]:
     """Bytes each way and rounds per op kind (labels that are no op, such as the OT
     setup, stand for themselves), from the client channel's per-label counters:
     ``up`` is camera to edge."""
