@@ -2,14 +2,25 @@
 
 The edge runs as a real `secfepas edge serve` process with one session slot per
 camera (its model host and per-session worker processes are included in the
-memory figures); each camera is its own process with its own TLS session.
+memory and CPU figures); each camera is its own process with its own TLS session.
 Records throughput, latency percentiles (steady state: the first inference of
 each session, which includes the one-off setup, is reported apart), errors and
 the edge's peak memory, two ways: the sum of VmRSS over its process tree (counts
 the weights and libraries the workers share copy-on-write once per process) and
 the sum of PSS (each shared page split between its sharers: what the edge really
-occupies). ``cameras_at_5s`` is how many cameras at one frame per 5 s the
-measured steady throughput would serve.
+occupies).
+
+Cost per frame, for sizing: every camera runs its first inference (session
+setup included), then all wait at a barrier; the edge tree's CPU-seconds are
+read there and again at a second barrier after the last inference, before any
+session closes. Their difference over the steady inferences is
+``edge_cpu_s_per_inference``, c; the first phase gives
+``edge_setup_cpu_s_per_session``. CPU-seconds, unlike throughput, hardly depend
+on what else runs on the machine, so an edge with N cores serves about
+``N * u * T / c`` cameras at one frame per T seconds when it may keep a share u
+of its cores busy (README, "Sizing"); ``cameras_per_core_at_5s`` is ``5 / c``
+(u = 1). ``cameras_at_5s`` is what this run's own throughput would serve, on
+this machine, with the cameras sharing its cores.
 
     flock /tmp/secfepas-bench.lock python benchmarks/edge_load.py --json out.json
     python benchmarks/edge_load.py --model squeezenet --cameras 1,4,16 --count 3
@@ -37,6 +48,14 @@ from typing import Any
 
 import numpy as np
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from testkit.proctree import tree_cpu_s, tree_memory  # noqa: E402
+
+BARRIER_S = 3600.0  # how long a camera may wait for the others (16 SqueezeNet setups)
+_barriers: tuple[Any, Any] | None = None  # (after the first inference, after the last)
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -44,27 +63,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _tree_memory_mb(pid: int) -> tuple[float, float]:
-    """(sum of RSS, sum of PSS) over a process and all its descendants, from /proc."""
-    rss = pss = 0
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Rss:"):
-                    rss += int(line.split()[1])
-                elif line.startswith("Pss:"):
-                    pss += int(line.split()[1])
-            for task in Path(f"/proc/{p}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
-        except (OSError, ValueError):
-            continue
-    return rss / 1024, pss / 1024
+def _init_camera(steady: Any, done: Any) -> None:
+    global _barriers
+    _barriers = (steady, done)
+
+
+def _meet(barrier: Any) -> bool:
+    """Wait for every camera and the parent; False if one of them never came."""
+    try:
+        barrier.wait(BARRIER_S)
+    except threading.BrokenBarrierError:
+        return False
+    return True
 
 
 def _camera(args: tuple[int, int, str, int, str, tuple[int, ...]]) -> dict[str, Any]:
     index, port, pki_dir, count, model, shape = args
+    assert _barriers is not None, "run through the pool's initializer"
     from secfepas_sdk.camera.client import SecureInferenceClient
     from secfepas_sdk.protocol.transport import TlsFiles
 
@@ -84,7 +99,11 @@ def _camera(args: tuple[int, int, str, int, str, tuple[int, ...]]) -> dict[str, 
         client = SecureInferenceClient(("127.0.0.1", port), tls, model)
         out: dict[str, Any] = {"latencies": [], "errors": 0, "bytes": []}
         start = time.monotonic()
-        for _ in range(count):
+        cpu = 0.0
+        for i in range(count):
+            if i == 1:  # the steady phase starts for every camera at once
+                await asyncio.to_thread(_meet, _barriers[0])
+                cpu = time.process_time()
             try:
                 a = await client.infer(x)
                 out["latencies"].append(a.seconds)
@@ -92,7 +111,12 @@ def _camera(args: tuple[int, int, str, int, str, tuple[int, ...]]) -> dict[str, 
             except Exception as exc:  # counted, the run goes on
                 out["errors"] += 1
                 out.setdefault("error_kinds", []).append(type(exc).__name__)
+        if count == 1:
+            await asyncio.to_thread(_meet, _barriers[0])
+            cpu = time.process_time()
+        out["steady_cpu_s"] = time.process_time() - cpu
         out["wall"] = time.monotonic() - start
+        await asyncio.to_thread(_meet, _barriers[1])  # before any session closes
         await client.close()
         return out
 
@@ -130,17 +154,26 @@ def run_level(n: int, count: int, tmp: Path, model: str, shape: tuple[int, ...])
 
     def sample() -> None:
         while not done.wait(0.2):
-            rss, pss = _tree_memory_mb(edge.pid)
-            peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
+            mem = tree_memory(edge.pid)
+            peak[0], peak[1] = max(peak[0], mem.rss_mb), max(peak[1], mem.pss_mb)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    ctx = mp.get_context("spawn")
+    steady_at, done_at = ctx.Barrier(n + 1), ctx.Barrier(n + 1)  # n cameras and this process
+    cpu: dict[str, float] = {}
     try:
+        cpu["idle"] = tree_cpu_s(edge.pid)
         start = time.monotonic()
-        with mp.get_context("spawn").Pool(n) as pool:
-            results = pool.map(
+        with ctx.Pool(n, initializer=_init_camera, initargs=(steady_at, done_at)) as pool:
+            pending = pool.map_async(
                 _camera, [(i, port, str(tmp / "pki"), count, model, shape) for i in range(n)]
             )
+            if _meet(steady_at):
+                cpu["steady"] = tree_cpu_s(edge.pid)
+            if _meet(done_at):
+                cpu["done"] = tree_cpu_s(edge.pid)
+            results = pending.get()
         wall = time.monotonic() - start
     finally:
         done.set()
@@ -150,6 +183,7 @@ def run_level(n: int, count: int, tmp: Path, model: str, shape: tuple[int, ...])
     first = [r["latencies"][0] for r in results if r["latencies"]]
     steady = sorted(v for r in results for v in r["latencies"][1:])
     total = sum(len(r["latencies"]) for r in results)
+    cost = frame_costs(cpu, n, len(steady), [r["steady_cpu_s"] for r in results])
 
     def pct(q: float) -> float:
         return float(np.percentile(steady, q)) if steady else float("nan")
@@ -171,6 +205,27 @@ def run_level(n: int, count: int, tmp: Path, model: str, shape: tuple[int, ...])
         "server_peak_pss_mb": round(peak[1], 1),
         # One frame per 5 s is 12 a minute per camera (setup time included: conservative).
         "cameras_at_5s": round(60 * total / wall / 12, 1),
+        **cost,
+    }
+
+
+def frame_costs(
+    cpu: dict[str, float], sessions: int, steady: int, camera_cpu: list[float]
+) -> dict[str, float | None]:
+    """CPU-seconds per steady inference (edge and camera), per session setup, and the
+    cameras one edge core serves at one frame per 5 s (``5 / c``; None when unmeasured)."""
+    edge = setup = per_core = camera = None
+    if steady and "steady" in cpu and "done" in cpu:
+        edge = (cpu["done"] - cpu["steady"]) / steady
+        camera = sum(camera_cpu) / steady
+        # The first phase is one setup and one inference per session.
+        setup = max(0.0, (cpu["steady"] - cpu["idle"]) / sessions - edge)
+        per_core = 5.0 / edge if edge > 0 else None
+    return {
+        "edge_cpu_s_per_inference": None if edge is None else round(edge, 3),
+        "edge_setup_cpu_s_per_session": None if setup is None else round(setup, 3),
+        "camera_cpu_s_per_inference": None if camera is None else round(camera, 3),
+        "cameras_per_core_at_5s": None if per_core is None else round(per_core, 1),
     }
 
 
@@ -206,17 +261,31 @@ def prepare_model(name: str, tmp: Path, models_dir: Path | None) -> tuple[str, t
     return str(manifest.model_id), tuple(int(v) for v in manifest.input_shape)
 
 
-def main() -> int:
+def _levels(text: str) -> list[int]:
+    try:
+        levels = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of camera counts: {text!r}") from None
+    if not levels or min(levels) < 1:
+        raise argparse.ArgumentTypeError("camera counts must be >= 1")
+    return levels
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cameras", default="1,2,4,8,16", help="comma-separated camera counts")
-    parser.add_argument("--count", type=int, default=6, help="inferences per camera")
+    parser.add_argument(
+        "--cameras", type=_levels, default="1,2,4,8,16", help="comma-separated camera counts"
+    )
+    parser.add_argument("--count", type=int, default=6, help="inferences per camera (>= 2)")
     parser.add_argument("--model", choices=["demo", "squeezenet"], default="demo")
     parser.add_argument("--models-dir", type=Path, help="where squeezenet.onnx is (or goes)")
     parser.add_argument("--json", type=Path, help="write the results here too")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.count < 2:
+        parser.error("--count must be >= 2: the first inference of a session is the setup")
     from secfepas_sdk.certs import init_pki, issue_camera
 
-    levels = [int(v) for v in args.cameras.split(",")]
+    levels: list[int] = args.cameras
     rows = []
     with tempfile.TemporaryDirectory(prefix="secfepas-edge-load-") as tmp_name:
         tmp = Path(tmp_name)
@@ -231,15 +300,18 @@ def main() -> int:
     header = (
         "| model | cameras | inferences | errors | throughput (/min) | first (s) | p50 (s) "
         "| p90 (s) | p99 (s) | MB/inference | edge peak RSS sum (MB) | edge peak PSS (MB) "
-        "| cameras at 1 frame/5 s |"
+        "| edge CPU-s/inference | edge setup CPU-s | camera CPU-s/inference "
+        "| cameras per edge core at 1 frame/5 s |"
     )
-    print("\n" + header + "\n|" + "---|" * 13)
+    print("\n" + header + "\n|" + "---|" * 16)
     for r in rows:
         print(
             f"| {r['model']} | {r['cameras']} | {r['inferences']} | {r['errors']} "
             f"| {r['throughput_per_min']} | {r['first_s_mean']} | {r['p50_s']} | {r['p90_s']} "
             f"| {r['p99_s']} | {r['mb_per_inference']} | {r['server_peak_rss_mb']} "
-            f"| {r['server_peak_pss_mb']} | {r['cameras_at_5s']} |"
+            f"| {r['server_peak_pss_mb']} | {r['edge_cpu_s_per_inference']} "
+            f"| {r['edge_setup_cpu_s_per_session']} | {r['camera_cpu_s_per_inference']} "
+            f"| {r['cameras_per_core_at_5s']} |"
         )
     meta = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "count": args.count}
     if args.json:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from secfepas_sdk.certs import Pki
+from testkit.proctree import descendants
 from testkit.wait import wait_until
 
 
@@ -121,15 +122,4 @@ class Edge:
 
     def descendant_pids(self) -> list[int]:
         assert self.proc is not None
-        parents: dict[int, int] = {}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError, IndexError, ValueError):
-                    stat = (entry / "stat").read_text()
-                    parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-        found: list[int] = []
-        frontier = {self.proc.pid}
-        while frontier:
-            frontier = {pid for pid, ppid in parents.items() if ppid in frontier}
-            found.extend(frontier)
-        return found
+        return descendants(self.proc.pid)
