@@ -18,6 +18,7 @@ __all__ = [
     "MissingExtraError",
     "ModelPackageError",
     "NegotiationError",
+    "PeerDataError",
     "PeerError",
     "PermanentSinkError",
     "ProtocolError",
@@ -75,6 +76,11 @@ class DetectionError(SecfepasError):
 
 class SnniError(SecfepasError):
     """Secure inference failed: bad shapes, parameters, or a peer's bad data."""
+
+
+class PeerDataError(SnniError):
+    """The peer's SNNI data break the suite (wrong size, out of range, a degenerate
+    key): refused, and the edge ends the session with ``bad_message``."""
 
 
 class ModelPackageError(SecfepasError):

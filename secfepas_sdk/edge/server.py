@@ -264,7 +264,8 @@ class Server:
         except WorkerFailed as exc:
             self.metrics.errors[exc.code] += 1
             log.warning("camera %s: session failed (%s): %s", stream.peer, exc.code, exc)
-            await self._send_error(stream, exc.code, "the edge could not complete the inference")
+            said = str(exc) if exc.public else "the edge could not complete the inference"
+            await self._send_error(stream, exc.code, said)
         except RemoteProtocolError as exc:
             self.metrics.errors[exc.code] += 1
             log.warning("camera %s broke the protocol (%s): %s", stream.peer, exc.code, exc)

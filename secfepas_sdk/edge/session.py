@@ -33,9 +33,10 @@ log = logging.getLogger(__name__)
 class WorkerFailed(SecfepasError):
     """The worker could not load the model or compute; code says which."""
 
-    def __init__(self, message: str, code: str) -> None:
+    def __init__(self, message: str, code: str, *, public: bool = False) -> None:
         super().__init__(message)
         self.code = code
+        self.public = public  # our own text about the camera's data: the camera may see it
 
 
 @dataclass(slots=True)
@@ -208,6 +209,9 @@ class EdgeSession:
                     return
                 elif tag == worker_link.FAIL:
                     raise WorkerFailed(payload.decode("utf-8", "replace"), "inference_failed")
+                elif tag == worker_link.REFUSED:
+                    text = payload.decode("utf-8", "replace")
+                    raise WorkerFailed(text, "bad_message", public=True)
                 else:
                     raise WorkerFailed(f"unexpected worker-link frame {tag!r}", "internal")
 

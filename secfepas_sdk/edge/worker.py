@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from secfepas_sdk.edge import worker_link
+from secfepas_sdk.errors import PeerDataError
 from secfepas_sdk.protocol.transport import read_exact
 from secfepas_sdk.snni.channel import Channel, ChannelError
 
@@ -77,7 +78,7 @@ class SessionChannel(Channel):
             if tag not in (worker_link.MORE, worker_link.DATA):
                 raise ChannelError("the session ended in the middle of an inference")
             if size + length > max_bytes:
-                raise ChannelError(
+                raise PeerDataError(
                     f"the camera's message exceeds the {max_bytes} bytes this step allows"
                 )
             parts.append(self._read_exact(length))
@@ -117,7 +118,8 @@ def serve_session(
 
     Runs in the session's own process. ``runtime`` is the model (or the reason it
     could not be loaded). Failures are reported to the session as a FAIL frame
-    naming only the error type and message (never data).
+    naming only the error type and message (never data); refused camera data
+    (PeerDataError) as a REFUSED frame.
     """
     chan = SessionChannel(sock, timeout_s=timeout_s, max_message=max_message)
     try:
@@ -135,6 +137,10 @@ def serve_session(
                 if payload == b"\x01":
                     runtime.setup(chan)
                 runtime.infer(chan)
+            except PeerDataError as exc:  # refused: the camera is told why (bad_message)
+                with contextlib.suppress(ChannelError):
+                    chan.write(worker_link.REFUSED, str(exc)[:300].encode("utf-8", "replace"))
+                return "refused"
             except Exception as exc:  # the camera's data broke the computation, or it left
                 with contextlib.suppress(ChannelError):
                     chan.write(worker_link.FAIL, reason(exc))

@@ -19,6 +19,7 @@ __all__ = [
     "MORE",
     "QUIT",
     "READY",
+    "REFUSED",
     "TAGS",
     "frame",
 ]
@@ -30,8 +31,11 @@ DATA = b"D"  # both ways: the last (or only) chunk of one SNNI message
 MORE = b"M"  # both ways: a chunk of an SNNI message, more chunks follow
 END = b"E"  # worker -> loop: the edge's half of the inference is done
 FAIL = b"X"  # worker -> loop: the inference failed; payload = short UTF-8 reason
+# worker -> loop: the camera's SNNI data broke the suite (a degenerate key, a wrong
+# size); payload = short UTF-8 reason, our own text, which the camera may be told
+REFUSED = b"K"
 QUIT = b"Q"  # loop -> worker: the session is over
-TAGS = frozenset({READY, BEGIN, DATA, MORE, END, FAIL, QUIT})
+TAGS = frozenset({READY, BEGIN, DATA, MORE, END, FAIL, REFUSED, QUIT})
 
 # Messages cross the link in chunks, never whole, so the event loop holds at most
 # one chunk (or one camera DATA frame) per session and direction, and the worker

@@ -8,7 +8,7 @@ import ``secfepas_sdk.protocol.transport`` for the asyncio/TLS side and
 from secfepas_sdk.protocol.connection import NEED_DATA, Connection, NeedData, Role, State
 from secfepas_sdk.protocol.events import (
     PROTOCOL_VERSIONS,
-    SUITE_CHEETAH_V1,
+    SUITE_CHEETAH_V2,
     SUITES,
     ClientHello,
     Close,
@@ -27,7 +27,7 @@ __all__ = [
     "NEED_DATA",
     "PROTOCOL_VERSIONS",
     "SUITES",
-    "SUITE_CHEETAH_V1",
+    "SUITE_CHEETAH_V2",
     "ClientHello",
     "Close",
     "Connection",

@@ -32,7 +32,7 @@ __all__ = [
     "ERROR_CODES",
     "PROTOCOL_VERSIONS",
     "SUITES",
-    "SUITE_CHEETAH_V1",
+    "SUITE_CHEETAH_V2",
     "ClientHello",
     "Close",
     "ConnectionClosed",
@@ -51,10 +51,11 @@ __all__ = [
 PROTOCOL_VERSIONS: tuple[int, ...] = (1,)
 """Session protocol versions this implementation speaks (negotiated in the hello)."""
 
-SUITE_CHEETAH_V1 = "snni-cheetah-v1"
-"""Secure-inference suite: BFV linear layers + OT non-linear layers, as in snni.runtime."""
+SUITE_CHEETAH_V2 = "snni-cheetah-v2"
+"""Secure-inference suite: BFV linear layers + OT non-linear layers, as in snni.runtime.
+v2: the edge seeds the camera's HE public key (v1 took the camera's whole key)."""
 
-SUITES: tuple[str, ...] = (SUITE_CHEETAH_V1,)
+SUITES: tuple[str, ...] = (SUITE_CHEETAH_V2,)
 """Secure-inference suites this implementation speaks, in order of preference."""
 
 ERROR_CODES: frozenset[str] = frozenset(code.value for code in ErrorCode)

@@ -11,7 +11,15 @@ from typing import Any
 from testkit.edge import running
 
 from secfepas_sdk.errors import ConnectionLostError
-from secfepas_sdk.protocol.events import ClientHello, Data, Error, InferenceBegin
+from secfepas_sdk.protocol.events import (
+    SUITES,
+    ClientHello,
+    ConnectionClosed,
+    Data,
+    Error,
+    InferenceBegin,
+    ServerHello,
+)
 from secfepas_sdk.protocol.transport import client_context, open_client
 
 MODEL = "demo-pain-cnn"
@@ -30,7 +38,7 @@ def test_oversized_setup_message_is_refused_while_it_is_still_arriving(
                 "127.0.0.1", server.address[1], client_context(camera_tls()), timeout=5
             )
             await stream.send(
-                ClientHello(versions=(1,), model_id=MODEL, suites=("snni-cheetah-v1",))
+                ClientHello(versions=(1,), model_id=MODEL, suites=("snni-cheetah-v2",))
             )
             await stream.next_event(30)  # ServerHello
             await stream.send(InferenceBegin(seq=0, setup=True))
@@ -51,7 +59,8 @@ def test_oversized_setup_message_is_refused_while_it_is_still_arriving(
             stopped_at = sent
             flooding.cancel()
             await asyncio.gather(flooding, return_exceptions=True)
-            assert reply.code == "inference_failed"
+            assert reply.code == "bad_message"
+            assert "exceeds the 131072 bytes" in reply.message
             # The worker refused at the public key's bound; the loop had buffered no
             # more than the socket buffers hold (before: the whole 256 MiB).
             assert stopped_at < FLOOD // 8
@@ -61,3 +70,30 @@ def test_oversized_setup_message_is_refused_while_it_is_still_arriving(
         asyncio.run(main())
     except ConnectionLostError:  # pragma: no cover - the edge may cut before we read
         raise AssertionError("the edge cut the connection without an Error") from None
+
+
+def test_a_degenerate_public_key_is_refused_with_bad_message_and_the_session_closes(
+    make_settings: Any, camera_tls: Any, demo_models: Path
+) -> None:
+    """The edge seeds pk1; a camera answering with pk0 = 0 (its c0 mask gone) is told
+    why in a coded error, and the session ends: no inference runs on that key."""
+
+    async def main() -> None:
+        async with running(make_settings(model_dir=demo_models, max_sessions=1)) as server:
+            stream = await open_client(
+                "127.0.0.1", server.address[1], client_context(camera_tls()), timeout=5
+            )
+            await stream.send(ClientHello(versions=(1,), model_id=MODEL, suites=SUITES))
+            assert isinstance(await stream.next_event(30), ServerHello)
+            await stream.send(InferenceBegin(seq=0, setup=True))
+            seed = await stream.next_event(30)
+            assert isinstance(seed, Data) and len(seed.payload) == 64 and not seed.more
+            await stream.send(Data(payload=bytes(2 * 8192 * 8)))  # pk0 = 0
+            reply = await stream.next_event(30)
+            assert isinstance(reply, Error) and reply.code == "bad_message"
+            assert "public key is degenerate" in reply.message
+            assert isinstance(await stream.next_event(30), ConnectionClosed)
+            assert server.metrics.inferences["failed"] == 1
+            await stream.aclose()
+
+    asyncio.run(main())

@@ -36,9 +36,9 @@ from secfepas_sdk.protocol.events import (
 )
 from secfepas_sdk.protocol.framing import HEADER, MAGIC, FrameLimits, FrameType, encode_frame
 
-HELLO = ClientHello(versions=(1,), model_id="m1", suites=("snni-cheetah-v1",))
+HELLO = ClientHello(versions=(1,), model_id="m1", suites=("snni-cheetah-v2",))
 SHELLO = ServerHello(
-    version=1, suite="snni-cheetah-v1", session_id="s1", manifest={"a": [1, 2.5]}, plan={}
+    version=1, suite="snni-cheetah-v2", session_id="s1", manifest={"a": [1, 2.5]}, plan={}
 )
 
 
@@ -285,10 +285,13 @@ def test_the_edge_negotiates_and_must_answer_with_what_it_chose() -> None:
     ("hello", "code"),
     [
         (
-            ClientHello(versions=(2, 3), model_id="m", suites=("snni-cheetah-v1",)),
+            ClientHello(versions=(2, 3), model_id="m", suites=("snni-cheetah-v2",)),
             "version_mismatch",
         ),
         (ClientHello(versions=(1,), model_id="m", suites=("other",)), "no_common_suite"),
+        # A camera of before issue 10 sends its whole HE key (the edge no longer takes
+        # one): refused at the hello, not halfway through its first inference.
+        (ClientHello(versions=(1,), model_id="m", suites=("snni-cheetah-v1",)), "no_common_suite"),
     ],
 )
 def test_a_hello_without_common_ground_is_a_negotiation_error(
@@ -304,7 +307,7 @@ def test_a_hello_without_common_ground_is_a_negotiation_error(
     assert s.state is State.CLOSED
 
 
-@pytest.mark.parametrize(("version", "suite"), [(2, "snni-cheetah-v1"), (1, "other-suite")])
+@pytest.mark.parametrize(("version", "suite"), [(2, "snni-cheetah-v2"), (1, "other-suite")])
 def test_the_camera_refuses_a_version_or_suite_it_did_not_offer(version: int, suite: str) -> None:
     c = Connection(Role.CLIENT)
     c.send(HELLO)

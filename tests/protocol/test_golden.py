@@ -1,6 +1,9 @@
 """Golden bytes pin wire protocol v1: the encoder must reproduce them exactly and the
 decoder must read them back. Regenerate ONLY for a new version:
-``python tests/protocol/test_golden.py`` (v1's files are frozen)."""
+``python tests/protocol/test_golden.py`` (v1's files are frozen).
+
+The hellos carry the SNNI suite of their time, snni-cheetah-v1; the peers that replay
+them are configured to speak it (a suite is a value in the frame, not its format)."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from secfepas_sdk.protocol.events import (
 from secfepas_sdk.protocol.framing import FLAG_MORE, FrameLimits, encode_frame
 
 GOLDEN_DIR = Path(__file__).parent / "golden" / "v1"
+GOLDEN_SUITES = ("snni-cheetah-v1",)
 
 GOLDEN: dict[str, ClientHello | ServerHello | InferenceBegin | InferenceEnd | Error | Close | Data]
 GOLDEN = {
@@ -83,7 +87,10 @@ def _raw(event: object) -> bytes:
 
 
 def _pair_after(prelude: list[str]) -> dict[Role, Connection]:
-    peers = {Role.CLIENT: Connection(Role.CLIENT), Role.SERVER: Connection(Role.SERVER)}
+    peers = {
+        Role.CLIENT: Connection(Role.CLIENT, suites=GOLDEN_SUITES),
+        Role.SERVER: Connection(Role.SERVER, suites=GOLDEN_SUITES),
+    }
     for name in prelude:
         sender = _SENDER[name]
         receiver = Role.SERVER if sender is Role.CLIENT else Role.CLIENT

@@ -18,10 +18,11 @@ Circuit privacy: the reply is re-randomised by adding a fresh public-key
 encryption of zero, (pk0*u + e1, pk1*u + e2) with ternary u and e1, e2 of
 sigma 3.24 (SEAL's Encryptor does the same at the key level; we do it at the
 working level, where it costs one plaintext NTT and one multiply), so c1 is a
-fresh RLWE sample independent of W; and the decryption noise (which depends
-on W) is hidden by adding a uniform value in [-2^F, 2^F] to c0, with F at
-least MIN_FLOOD_SIGMA bits above the worst-case weight-dependent noise
-(checked per layer, see params.py).
+fresh RLWE sample independent of W (pk1 is the expansion of the edge's own
+seed, never the camera's choice, and degenerate keys are refused: keys.py);
+and the decryption noise (which depends on W) is hidden by adding a uniform
+value in [-2^F, 2^F] to c0, with F at least MIN_FLOOD_SIGMA bits above the
+worst-case weight-dependent noise (checked per layer, see params.py).
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from secfepas_sdk._extras import require
-from secfepas_sdk.errors import SnniError
+from secfepas_sdk.errors import PeerDataError, SnniError
 from secfepas_sdk.snni.channel import Channel
-from secfepas_sdk.snni.he import sealio
+from secfepas_sdk.snni.he import keys, sealio
 from secfepas_sdk.snni.he.blocks import BlockPool, LayerPart, block_mask, ntt_plain
 from secfepas_sdk.snni.he.layers import HeLayout
 from secfepas_sdk.snni.he.params import HeParams, check_layer_noise, make_context
@@ -119,15 +120,15 @@ class HeClient:
         seal = self._s.seal
         keygen = seal.KeyGenerator(self._s.context)
         self._secret = keygen.secret_key()
-        self._public = seal.PublicKey()
-        keygen.create_public_key(self._public)
         self._encryptor = seal.Encryptor(self._s.context, self._secret)
         self._decryptor = seal.Decryptor(self._s.context, self._secret)
 
     def setup(self, channel: Channel) -> None:
-        """Send the public key (the only key that leaves the camera)."""
+        """Take the edge's seed, send pk0 (the only key material that leaves the
+        camera); pk1 is the seed's expansion, which the edge computes itself."""
         with channel.label("he/setup"):
-            channel.send(self._s.scratch.save(self._public))
+            seed = channel.recv_exact(keys.SEED_BYTES)
+            channel.send(keys.camera_pk0(self._s, self._secret, self._encryptor, seed))
 
     def encrypt(self, polys: U64) -> list[bytes]:
         s = self._s
@@ -225,28 +226,21 @@ class HeServer:
         return self._layers[index]
 
     def setup(self, channel: Channel) -> None:
+        """Send a fresh seed for pk1, take the camera's pk0 and refuse a degenerate
+        one (PeerDataError); the key is (pk0, expand(seed)), never the camera's pk1."""
         s = self._s
-        with channel.label("he/setup"):
-            raw = channel.recv(s.max_ct_bytes)
-        pk = s.seal.PublicKey()
-        s.scratch.load(pk, s.context, raw)  # SEAL validates it against the context
-        _pid, ntt, polys = sealio.ciphertext_polys(s.scratch.save(pk))
+        self._pk_ct = None
+        seed = keys.new_seed(self._prg)
         limbs = len(s.first_moduli)
-        if not ntt or polys.shape[0] != 2 or polys.shape[1] < limbs:
-            raise SnniError("public key has an unexpected shape")
-        # The same RLWE sample reduced to the working level (drop the special prime).
-        pk_ct = s.seal.Ciphertext(s.context)
-        s.scratch.load(
-            pk_ct,
-            s.context,
-            sealio.ciphertext_bytes(
-                polys[:, :limbs],
-                parms_id=sealio.parms_id_bytes(s.first),
-                ntt_form=True,
-                poly_degree=s.n,
-            ),
-        )
-        self._pk_ct = pk_ct
+        with channel.label("he/setup"):
+            channel.send(seed)
+            raw = channel.recv(limbs * s.n * 8)
+        if len(raw) != limbs * s.n * 8:
+            raise PeerDataError(
+                f"the camera's pk0 has {len(raw)} bytes, expected {limbs * s.n * 8}"
+            )
+        pk0 = np.frombuffer(raw, dtype=np.uint64).reshape(limbs, s.n)
+        self._pk_ct = keys.edge_public_key(s, pk0, seed)
 
     def prepare(
         self,

@@ -27,6 +27,9 @@ _COMPR_NONE = 0
 _COMPR_ZSTD = 2
 _MAX_INFLATED = 1 << 24  # no single object we handle is above 16 MiB
 _PARMS_ID_ZERO = bytes(32)
+SEED_BYTES = 64  # SEAL's prng_seed_type: 8 x uint64
+_PRNG_BLAKE2XB = 1  # SEAL's prng_type::blake2xb
+_PRNG_INFO_SIZE = 16 + 1 + SEED_BYTES  # a UniformRandomGeneratorInfo: header, type, seed
 
 
 def _header(total_size: int) -> bytes:
@@ -62,6 +65,38 @@ def ciphertext_bytes(
         + struct.pack("<B", 1 if ntt_form else 0)
         + struct.pack("<QQQdQ", size, poly_degree, limbs, scale, 1)
         + _dynarray(data.reshape(-1))
+    )
+    return _header(16 + len(body)) + body
+
+
+def ntt_plaintext_bytes(values: U64, *, parms_id: bytes) -> bytes:
+    """An uncompressed NTT-form plaintext: (limbs, N) values at level ``parms_id``."""
+    data = np.ascontiguousarray(values, dtype=np.uint64).reshape(-1)
+    body = parms_id + struct.pack("<Qd", data.size, 1.0) + _dynarray(data)
+    return _header(16 + len(body)) + body
+
+
+def seeded_ciphertext_bytes(
+    c0: U64, seed: bytes, *, parms_id: bytes, ntt_form: bool, poly_degree: int
+) -> bytes:
+    """A 2-part ciphertext in SEAL's seeded form: c0 of shape (limbs, N), then the
+    Blake2xb seed from which SEAL's loader expands c1 (``Ciphertext::expand_seed``:
+    c1 = sample_poly_uniform(Blake2xb(seed)), read in the ciphertext's own form)."""
+    if len(seed) != SEED_BYTES:
+        raise SnniError(f"a SEAL seed has {SEED_BYTES} bytes, not {len(seed)}")
+    data = np.ascontiguousarray(c0, dtype=np.uint64)
+    limbs, n = data.shape
+    if n != poly_degree:
+        raise SnniError(f"ciphertext polys have degree {n}, expected {poly_degree}")
+    info = _HEADER.pack(_MAGIC, 16, *_VERSION, _COMPR_NONE, 0, _PRNG_INFO_SIZE)
+    body = (
+        parms_id
+        + struct.pack("<B", 1 if ntt_form else 0)
+        + struct.pack("<QQQdQ", 2, poly_degree, limbs, 1.0, 1)
+        + _dynarray(data.reshape(-1))
+        + info
+        + struct.pack("<B", _PRNG_BLAKE2XB)
+        + seed
     )
     return _header(16 + len(body)) + body
 
