@@ -106,7 +106,7 @@ def _tensors(files: list[Path], manifest: Any) -> list[NDArray[np.float32]]:
     """Each image as the contract makes it, the whole image being the box."""
     import dataclasses
 
-    from secfepas_sdk.camera.preprocess import PreprocessConfig, preprocess_face
+    from secfepas_sdk.models.preprocess import PreprocessConfig, preprocess_face
 
     cv2: Any = require("cv2", "camera")
     config = dataclasses.replace(PreprocessConfig.from_manifest(manifest), margin=0.0)

@@ -2,7 +2,7 @@
 per-epoch checkpoints (a killed run resumes) and an atomic ONNX export.
 
 Frames become tensors through the camera's own preprocessing
-(secfepas_sdk.camera.preprocess), so the contract the export states (RGB, size,
+(secfepas_sdk.models.preprocess), so the contract the export states (RGB, size,
 ImageNet mean/std, area interpolation) is exactly what the camera will do."""
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from numpy.typing import NDArray
 from torch import nn
 
 from secfepas_sdk._extras import require
-from secfepas_sdk.camera.preprocess import PreprocessConfig, preprocess_face
 from secfepas_sdk.errors import ConfigError
 from secfepas_sdk.models.contract import IMAGENET_MEAN, IMAGENET_STD
+from secfepas_sdk.models.preprocess import PreprocessConfig, preprocess_face
 from secfepas_sdk.models.training.nets import ARCHS
 from secfepas_sdk.models.training.pretrained import load_pretrained
 from secfepas_sdk.models.training.unbc import (

@@ -1,4 +1,5 @@
-"""Crop, resize and normalise."""
+"""Crop, resize and normalise: the preprocessing contract carried out (shared by the
+camera, training and fidelity)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from secfepas_sdk.camera.preprocess import (
+from secfepas_sdk.errors import ModelPackageError
+from secfepas_sdk.models.preprocess import (
     PreprocessConfig,
     crop_box,
     crop_face,
@@ -15,7 +17,6 @@ from secfepas_sdk.camera.preprocess import (
     square_box,
     to_tensor,
 )
-from secfepas_sdk.errors import ModelPackageError
 
 
 def test_tensor_layout_colour_order_and_scale() -> None:
@@ -131,3 +132,13 @@ def test_bad_box_and_crop() -> None:
         to_tensor(np.zeros((0, 0, 3), np.uint8), PreprocessConfig())
     with pytest.raises(ValueError):
         to_tensor(np.zeros((10, 10, 3), np.float32), PreprocessConfig())  # type: ignore[arg-type]
+
+
+def test_the_camera_uses_the_same_preprocessing() -> None:
+    """camera.preprocess is the camera's name for this module: the same objects."""
+    from secfepas_sdk.camera import preprocess as camera_preprocess
+    from secfepas_sdk.models import preprocess
+
+    for name in preprocess.__all__:
+        assert getattr(camera_preprocess, name) is getattr(preprocess, name), name
+    assert sorted(camera_preprocess.__all__) == sorted(preprocess.__all__)
