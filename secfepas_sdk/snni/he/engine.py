@@ -307,7 +307,12 @@ class HeServer:
         for start in range(0, layout.n_in, INPUT_CHUNK):
             count = min(INPUT_CHUNK, layout.n_in - start)
             raw = channel.recv(blobs_bound(count, s.max_ct_bytes))  # bounded by the plan
-            pool.feed(raw, unpack_blobs(raw, count=count, max_each=s.max_ct_bytes))
+            blobs = unpack_blobs(raw, count=count, max_each=s.max_ct_bytes)
+            if not all(sealio.is_seeded_ciphertext(blob) for blob in blobs):
+                # c1 must be a seed's expansion: one the camera chose (say 2^100) would
+                # let a camera that learnt u (keys.py) read the kernels off c1.
+                raise PeerDataError("the camera's input ciphertext is not in seeded form")
+            pool.feed(raw, blobs)
         batch = []
         for k, reply in enumerate(pool.replies(layout.n_out)):
             batch.append(reply)

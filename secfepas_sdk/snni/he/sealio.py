@@ -140,6 +140,30 @@ def plaintext_coeffs(raw: bytes) -> U64:
     return data
 
 
+def is_seeded_ciphertext(raw: bytes) -> bool:
+    """Is ``raw`` a 2-part ciphertext in SEAL's seeded form (c0, then the PRNG seed
+    SEAL's loader expands c1 from), so that its sender could not choose c1?"""
+    members = _members(raw)
+    if len(members) < 33 + 40 + 24:
+        return False
+    size, degree, limbs, _scale, _corr = struct.unpack_from("<QQQdQ", members, 33)
+    magic, hsize, _ma, _mi, compr, _r, _size = _HEADER.unpack_from(members, 73)
+    if magic != _MAGIC or hsize != 16 or compr != _COMPR_NONE:
+        return False
+    (count,) = struct.unpack_from("<Q", members, 73 + 16)
+    info = 73 + 24 + 8 * count
+    if size != 2 or count != degree * limbs or len(members) != info + _PRNG_INFO_SIZE:
+        return False
+    magic, hsize, _ma, _mi, compr, _r, isize = _HEADER.unpack_from(members, info)
+    return (
+        magic == _MAGIC
+        and hsize == 16
+        and compr == _COMPR_NONE
+        and isize == _PRNG_INFO_SIZE
+        and members[info + 16] in (1, 2)  # SEAL's prng_type: blake2xb, shake256
+    )
+
+
 def ciphertext_polys(raw: bytes) -> tuple[bytes, bool, U64]:
     """(parms id, NTT flag, polys of shape (size, limbs, N)) of a saved full ciphertext."""
     members = _members(raw)

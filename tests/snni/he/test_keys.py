@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from secfepas_sdk.errors import PeerDataError, SnniError
 from secfepas_sdk.snni.channel import Channel, run_pair
 from secfepas_sdk.snni.he import keys, sealio
-from secfepas_sdk.snni.he.engine import HeClient, HeServer
+from secfepas_sdk.snni.he.engine import HeClient, HeServer, pack_blobs
 from secfepas_sdk.snni.he.layers import MatmulLayer
 from secfepas_sdk.snni.he.params import BFV_N8192
 from secfepas_sdk.snni.prg import Prg
@@ -204,3 +204,38 @@ def test_an_unreduced_polynomial_is_refused(camera: HeClient) -> None:
     ntt = np.stack([np.full(N, m, dtype=np.uint64) for m in q])
     with pytest.raises(PeerDataError, match="not reduced"):
         keys.check_key_poly(ntt, ntt, q, "pk1")
+
+
+def _unseeded(camera: HeClient, blob: bytes) -> bytes:
+    """The same ciphertext saved in full: SEAL expands the seed on load, and a full
+    ciphertext's c1 is whatever its sender wrote (say 2^100, to read kernels off c1)."""
+    s = camera._s
+    ct = s.seal.Ciphertext(s.context)
+    s.scratch.load(ct, s.context, blob)
+    return s.scratch.save(ct)
+
+
+def test_input_ciphertexts_must_be_seeded(camera: HeClient) -> None:
+    edge = HeServer(BFV_N8192, RING)
+    run_pair(camera.setup, edge.setup)
+    layer = MatmulLayer(8, 2, N)
+    w = np.arange(16, dtype=np.int64).reshape(2, 8) - 8
+    prepared = edge.prepare(layer.layout, layer.kernel_polys(w), layer.l1_bound(w))
+    x0, x1 = RING.share(RING.random(Prg(), (8,)), Prg())
+    honest = camera.encrypt(layer.pack(x0))
+    assert all(sealio.is_seeded_ciphertext(b) for b in honest)
+    full = [_unseeded(camera, b) for b in honest]
+    assert not any(sealio.is_seeded_ciphertext(b) for b in full)
+    ours = sealio.seeded_ciphertext_bytes(
+        np.zeros((2, N), np.uint64), bytes(64), parms_id=bytes(32), ntt_form=False, poly_degree=N
+    )
+    assert sealio.is_seeded_ciphertext(ours)
+    type_at = len(ours) - keys.SEED_BYTES - 1
+    assert not sealio.is_seeded_ciphertext(ours[:type_at] + b"\x07" + ours[type_at + 1 :])
+
+    def hostile(ch: Channel) -> None:
+        ch.send(pack_blobs(full))
+
+    with pytest.raises(PeerDataError, match="not in seeded form"):
+        run_pair(hostile, lambda ch: edge.linear(ch, prepared, layer.pack(x1)), timeout_s=60)
+    edge.close()
