@@ -8,27 +8,17 @@ them): without them they fail, saying so, rather than skip.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from testkit.netns import require_netns
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 import linkemu  # noqa: E402 - benchmark scripts, not a package
 import linkprobe  # noqa: E402
-
-
-def require_netns() -> None:
-    """Fail (not skip) where the link emulation cannot run: the suite must show it."""
-    missing = [t for t in ("ip", "tc") if shutil.which(t) is None]
-    if os.geteuid() != 0 or missing or not os.path.exists("/dev/net/tun"):
-        pytest.fail(
-            "the network-profile tests need root, iproute2 (ip, tc) and /dev/net/tun; "
-            f"euid {os.geteuid()}, missing {missing or 'none'}"
-        )
 
 
 def mine() -> list[str]:

@@ -1,0 +1,126 @@
+"""The cost model of a secure inference on a link, its fit, and the Fig. 3-style chart.
+
+    time ≈ compute + bytes / bandwidth + rounds × RTT
+
+``bytes`` is both directions added up (the protocol mostly alternates, so its
+flights rarely overlap), ``bandwidth`` the link's measured steady rate, ``RTT``
+its measured median, ``rounds`` the camera's changes of direction (each waits at
+least one RTT for the edge). The a-priori prediction takes ``compute`` from the
+loopback run and both coefficients as 1. The fit is least squares of the measured
+times of one model over its profiles against ``c0 + c_bw·bytes/bw + c_rtt·rounds·RTT``:
+``c0`` is the compute the network runs saw (they share 2 cores with the forwarder),
+``c_bw`` how much of the link's rate the protocol's bursts get (above 1: slow start
+after idle compute phases), ``c_rtt`` the RTTs one counted round really costs.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def terms(row: dict[str, Any]) -> tuple[float, float]:
+    """(bytes / bandwidth, rounds × RTT) in seconds for one (model, profile) row."""
+    link = row["link"]
+    mbit = link["mbit_s_steady"]
+    transfer = 0.0 if row["loopback"] or not mbit > 0 else row["bytes"] * 8 / (mbit * 1e6)
+    latency = row["rounds"] * link["rtt_ms_median"] / 1e3
+    return transfer, latency
+
+
+def fit_model(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The a-priori prediction and (with ≥ 3 profiles) the least-squares fit for one
+    model's rows; residuals are measured - modelled, in seconds."""
+    t = np.array([r["seconds"] for r in rows])
+    x = np.array([terms(r) for r in rows])
+    loop = [r["seconds"] for r in rows if r["loopback"]]
+    out: dict[str, Any] = {"profiles": [r["profile"] for r in rows]}
+    if loop:
+        pred = loop[0] + x[:, 0] + x[:, 1]
+        out["apriori"] = {
+            "compute_s": loop[0],
+            "predicted_s": pred.tolist(),
+            "residual_s": (t - pred).tolist(),
+        }
+    if len(rows) >= 3 and np.linalg.matrix_rank(np.column_stack([np.ones(len(t)), x])) == 3:
+        a = np.column_stack([np.ones(len(t)), x])
+        coef, *_ = np.linalg.lstsq(a, t, rcond=None)
+        pred = a @ coef
+        out["fit"] = {
+            "compute_s": float(coef[0]),
+            "c_bw": float(coef[1]),
+            "c_rtt": float(coef[2]),
+            "predicted_s": pred.tolist(),
+            "residual_s": (t - pred).tolist(),
+            "rms_residual_s": float(np.sqrt(np.mean((t - pred) ** 2))),
+            "dof": len(t) - 3,  # 0: three profiles fit exactly, the residuals say nothing
+        }
+    else:
+        out["fit"] = None  # 3 unknowns: needs 3 profiles of independent bytes/bw, RTT
+    return out
+
+
+def fit_joint(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """One fit over every model: a compute term per model, ``c_bw`` and ``c_rtt``
+    shared (the link costs the same per byte and per round whatever the model), so
+    four profiles of three models leave 7 degrees of freedom. None when too few rows."""
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    a = np.array(
+        [[1.0 if r["model"] == m else 0.0 for m in models] + list(terms(r)) for r in rows]
+    ).reshape(len(rows), len(models) + 2)
+    t = np.array([r["seconds"] for r in rows])
+    if len(rows) <= a.shape[1] or np.linalg.matrix_rank(a) < a.shape[1]:
+        return None
+    coef, *_ = np.linalg.lstsq(a, t, rcond=None)
+    pred = a @ coef
+    return {
+        "compute_s": dict(zip(models, coef[: len(models)].tolist(), strict=True)),
+        "c_bw": float(coef[-2]),
+        "c_rtt": float(coef[-1]),
+        "rows": [f"{r['model']}/{r['profile']}" for r in rows],
+        "residual_s": (t - pred).tolist(),
+        "rms_residual_s": float(np.sqrt(np.mean((t - pred) ** 2))),
+        "dof": len(rows) - a.shape[1],
+    }
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    """One panel per model, one bar per profile: the modelled time split into compute,
+    bytes/bandwidth and rounds × RTT (stacked), the measured time as a black mark."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(dict.fromkeys(r["model"] for r in results["rows"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), squeeze=False)
+    colours = {"compute": "#4c72b0", "bytes / bandwidth": "#dd8452", "rounds × RTT": "#55a868"}
+    for ax, model in zip(axes[0], models, strict=True):
+        rows = [r for r in results["rows"] if r["model"] == model]
+        compute = results["models"][model]["apriori"]["compute_s"] if any(
+            r["loopback"] for r in rows
+        ) else min(r["seconds"] for r in rows)  # fmt: skip
+        names = [r["profile"] for r in rows]
+        parts = {"compute": [compute] * len(rows), "bytes / bandwidth": [], "rounds × RTT": []}
+        for r in rows:
+            transfer, latency = terms(r)
+            parts["bytes / bandwidth"].append(transfer)
+            parts["rounds × RTT"].append(latency)
+        bottom = np.zeros(len(rows))
+        for label, values in parts.items():
+            ax.bar(names, values, bottom=bottom, color=colours[label], label=label, width=0.6)
+            bottom += np.array(values)
+        ax.scatter(names, [r["seconds"] for r in rows], color="black", marker="_", s=600,
+                   linewidths=2.5, zorder=3, label="measured")  # fmt: skip
+        ax.set_title(model)
+        ax.set_ylabel("secure inference time (s)")
+        top = max(max(bottom), max(r["seconds"] for r in rows))
+        ax.set_ylim(0, top * 1.15 if math.isfinite(top) and top > 0 else 1)
+    axes[0][0].legend(fontsize=8, loc="upper left")
+    fig.suptitle(results["meta"].get("title", "secure inference per network profile"), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
