@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from secfepas_sdk.cli.selftest import _by_kind
+from secfepas_sdk.cli.selftest import traffic_by_kind
 from secfepas_sdk.models.bundled import demo_model_path
 from secfepas_sdk.models.package import load_private
 from secfepas_sdk.snni.channel import run_pair
@@ -41,7 +41,7 @@ def table3() -> dict[str, Any]:
     def camera(ch: Any) -> dict[str, Any]:
         client.setup(ch)
         client.infer(ch, x)
-        return _by_kind(private.plan, ch.stats.as_dict())
+        return traffic_by_kind(private.plan, ch.stats.as_dict())
 
     def edge(ch: Any) -> None:
         server.setup(ch)

@@ -94,7 +94,7 @@ def test_estimate_counts_every_batch_of_a_large_tensor(
     batches (its probes too), and the estimate per op kind is the measured one."""
     import functools
 
-    from secfepas_sdk.cli.selftest import _by_kind
+    from secfepas_sdk.cli.selftest import traffic_by_kind
     from secfepas_sdk.snni.nonlinear import engine as engine_mod
 
     small = functools.partialmethod(engine_mod.NonlinearEngine.__init__, batch_size=1024)
@@ -109,7 +109,7 @@ def test_estimate_counts_every_batch_of_a_large_tensor(
         client.setup(ch)
         assert client._run.nl is not None and client._run.nl.batch_size == 1024
         client.infer(ch, x)
-        return _by_kind(private.plan, ch.stats.as_dict())
+        return traffic_by_kind(private.plan, ch.stats.as_dict())
 
     def edge(ch: Any) -> None:
         server.setup(ch)
