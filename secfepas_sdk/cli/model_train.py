@@ -14,7 +14,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="fine-tune an ImageNet network on UNBC-McMaster into a 4-class ONNX model",
         description="Fine-tune from a torchvision-format ImageNet state dict on the "
         "UNBC-McMaster archive (Images/, Frame_Labels/PSPI/), PSPI 0, 1, 2, >=3 as 4 "
-        "classes, and export MODEL.onnx with its preprocessing contract.",
+        "classes, on the face crops the camera makes (its MTCNN detector, once per "
+        "frame; a frame with no face is skipped and counted), and export MODEL.onnx "
+        "with its preprocessing contract.",
     )
     tr.add_argument(
         "--data",
@@ -59,13 +61,21 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--seed", type=int, default=0, help="subset, split, init and sampling (default 0)"
     )
     tr.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate (default 3e-4)")
+    tr.add_argument(
+        "--crop-margin",
+        type=float,
+        default=0.2,
+        help="added on each side of the detected face box, as a fraction of its longer "
+        "side, as the camera crops it (default 0.2)",
+    )
     tr.set_defaults(handler=_train)
 
 
 def _train(args: argparse.Namespace) -> int:
     from secfepas_sdk._extras import require_all
 
-    require_all(("torch", "cv2", "onnx"), "train")
+    require_all(("torch", "cv2", "onnxruntime", "onnx"), "train")
+    from secfepas_sdk.camera.detection import FaceDetector
     from secfepas_sdk.cli.progress import Progress
     from secfepas_sdk.errors import ConfigError
     from secfepas_sdk.models.training.pretrained import mobilenet_weights_path
@@ -80,6 +90,7 @@ def _train(args: argparse.Namespace) -> int:
         data=args.data, arch=args.arch, pretrained=weights, out=args.out,
         epochs=args.epochs, batch_size=args.batch_size, split=args.split,
         checkpoint=args.checkpoint, size=args.size, seed=args.seed, lr=args.lr,
+        crop_margin=args.crop_margin,
     )  # fmt: skip
     with Progress(f"training {args.arch}") as progress:
 
@@ -87,6 +98,7 @@ def _train(args: argparse.Namespace) -> int:
             with progress.paused():
                 print(line, flush=True)
 
-        result = train(cfg, report=report, step=progress.update)
+        # The camera's own detector and settings: training sees the camera's crops.
+        result = train(cfg, FaceDetector(), report=report, step=progress.update)
     print(f"wrote {result.onnx}; package it with:\n  {result.import_command}")
     return 0

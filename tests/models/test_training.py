@@ -1,8 +1,9 @@
 """`secfepas model train` end to end on a tiny archive in the UNBC-McMaster layout,
 generated here from scikit-image's astronaut photo (shifted, rescaled, brightened
-crops as frames; a few "subjects"), with synthetic PSPI labels: loading, the subject
-split, training, resuming from a checkpoint, export, `model import` and a secure
-selftest. It proves the mechanics, not accuracy."""
+crops as 80x64 frames; a few "subjects") plus one frame with no face (the coffee
+photo), with synthetic PSPI labels: loading, face detection and the camera's crop,
+the subject split, training, resuming from a checkpoint, export, `model import`
+and a secure selftest. It proves the mechanics, not accuracy."""
 
 from __future__ import annotations
 
@@ -20,11 +21,20 @@ pytest.importorskip("cv2")
 import cv2
 import torch
 
+from secfepas_sdk.camera.detection import FaceDetector
 from secfepas_sdk.errors import ConfigError, ModelPackageError
 from secfepas_sdk.models.package import load_private
+from secfepas_sdk.models.preprocess import PreprocessConfig, preprocess_face
+from secfepas_sdk.models.training.faces import find_faces, read_frame
 from secfepas_sdk.models.training.nets import SqueezeNet11
 from secfepas_sdk.models.training.pretrained import load_pretrained
-from secfepas_sdk.models.training.trainer import METADATA_KEY, TrainConfig, train
+from secfepas_sdk.models.training.trainer import (
+    METADATA_KEY,
+    TrainConfig,
+    _contract,
+    _load_batch,
+    train,
+)
 from secfepas_sdk.models.training.unbc import (
     balanced_subset,
     pspi_class,
@@ -34,14 +44,16 @@ from secfepas_sdk.models.training.unbc import (
 
 SUBJECTS = ("042-ll042", "043-jh043", "047-jl047", "048-aa048", "049-bm049")
 PSPI = (0.0, 0.0, 0.0, 1.0, 2.0, 3.0, 5.0, 0.0)  # per frame of a sequence: 4 classes
+NO_FACE = "Images/042-ll042/ll042t1aaaff/ll042t1aaaff009.png"  # the coffee photo, PSPI 1
 
 
 def _write_archive(root: Path) -> Path:
-    """Per subject: 2 sequences of 8 frames of 48x48, each a shifted, brightened
-    crop of the astronaut's face; the PSPI follows the frame index."""
+    """Per subject: 2 sequences of 8 frames of 80x64 (UNBC's frames are 4:3), each a
+    shifted, brightened crop of the astronaut's head and shoulders (MTCNN finds a
+    face of about 26x32 in each); the PSPI follows the frame index. Plus NO_FACE."""
     from skimage import data
 
-    face = cv2.cvtColor(np.ascontiguousarray(data.astronaut()[0:260, 120:380]), cv2.COLOR_RGB2BGR)
+    face = cv2.cvtColor(np.ascontiguousarray(data.astronaut()[0:260, 90:420]), cv2.COLOR_RGB2BGR)
     for s, subject in enumerate(SUBJECTS):
         for q in range(2):
             sequence = f"{subject[4:]}t{q + 1}aaaff"
@@ -51,12 +63,16 @@ def _write_archive(root: Path) -> Path:
             lab_dir.mkdir(parents=True)
             for f, pspi in enumerate(PSPI):
                 dy, dx = 4 * s + f, 3 * q + 2 * f
-                crop = face[dy : dy + 220, dx : dx + 220].astype(np.float32)
+                crop = face[dy : dy + 220, dx : dx + 275].astype(np.float32)
                 crop = crop * (0.6 + 0.1 * pspi_class(pspi)) + 8 * s
-                frame = cv2.resize(np.clip(crop, 0, 255).astype(np.uint8), (48, 48))
+                frame = cv2.resize(np.clip(crop, 0, 255).astype(np.uint8), (80, 64))
                 name = f"{sequence}{f + 1:03d}"
                 cv2.imwrite(str(img_dir / f"{name}.png"), frame)
                 (lab_dir / f"{name}_facs.txt").write_text(f"   {pspi:.7e}\n")
+    coffee = cv2.resize(cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2BGR), (80, 64))
+    cv2.imwrite(str(root / NO_FACE), coffee)
+    label = root / "Frame_Labels" / "PSPI" / Path(NO_FACE).relative_to("Images")
+    label.with_name(f"{label.stem}_facs.txt").write_text("1.0\n")
     return root
 
 
@@ -86,10 +102,10 @@ def test_pspi_classes_follow_table_ii() -> None:
 
 def test_scan_balance_and_subject_split(archive: Path) -> None:
     frames = scan_unbc(archive)
-    assert len(frames) == len(SUBJECTS) * 2 * len(PSPI)
+    assert len(frames) == len(SUBJECTS) * 2 * len(PSPI) + 1
     subset = balanced_subset(frames, seed=0)
     counts = np.bincount([f.label for f in subset], minlength=4)
-    assert counts.tolist() == [20, 10, 10, 20]  # class 0 (40 frames) capped at 20
+    assert counts.tolist() == [20, 11, 10, 20]  # class 0 (40 frames) capped at 20
     train_set, val_set = split_frames(subset, "subjects", seed=0)
     train_subjects = {f.subject for f in train_set}
     val_subjects = {f.subject for f in val_set}
@@ -137,6 +153,8 @@ def test_train_resume_export_import_selftest(
     first = subprocess.run([*base, "--epochs", "1"], capture_output=True, text=True, check=False)
     assert first.returncode == 0, first.stderr
     assert "epoch 1/1: train loss" in first.stdout and "held-out subjects:" in first.stdout
+    skipped = f"faces: found in 60 of 61 frames; 1 frame(s) with no face skipped (first {NO_FACE})"
+    assert skipped in first.stdout
     assert (ckpt / "last.pt").is_file() and out.is_file()
     second = subprocess.run([*base, "--epochs", "2"], capture_output=True, text=True, check=False)
     assert second.returncode == 0, second.stderr
@@ -159,17 +177,21 @@ def test_train_resume_export_import_selftest(
     manifest = load_private(pkg).manifest
     assert manifest.class_names == ("none", "little", "moderate", "extreme")
     assert manifest.preprocess.height == 32 and manifest.preprocess.colour_order == "RGB"
+    assert manifest.preprocess.crop_margin == 0.2 and manifest.preprocess.crop_square
 
     # The resumed run is the uninterrupted one (sampling and dropout seeded per epoch).
     import onnxruntime as ort
 
+    detector = _CountingFinder()
     straight = train(
         TrainConfig(
             data=archive, arch="squeezenet1_1", pretrained=imagenet_like,
             out=tmp_path / "straight.onnx", epochs=2, batch_size=16, size=32, seed=3,
         ),
+        detector,
         report=lambda _line: None,
     )  # fmt: skip
+    assert straight.no_face == 1 and detector.calls == 61  # once per frame, not per epoch
     probe = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
     logits = [
         ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": probe})
@@ -183,6 +205,7 @@ def test_train_resume_export_import_selftest(
                 out=tmp_path / "other.onnx", epochs=3, batch_size=16, size=32, seed=4,
                 checkpoint=ckpt,
             ),
+            FaceDetector(),
             report=lambda _line: None,
         )  # fmt: skip
     assert not (tmp_path / "other.onnx").exists()
@@ -207,7 +230,55 @@ def test_frame_split_says_it_inflates_accuracy(
             data=archive, arch="squeezenet1_1", pretrained=imagenet_like,
             out=tmp_path / "m.onnx", epochs=1, batch_size=16, split="frames", size=32,
         ),
+        FaceDetector(),
         report=lines.append,
     )  # fmt: skip
     assert any("inflates accuracy" in line and "90.6%" in line for line in lines)
     assert result.val_subjects == () and result.onnx.is_file()
+
+
+class _CountingFinder:
+    """The camera's detector, counting how often it runs."""
+
+    def __init__(self) -> None:
+        self.detector = FaceDetector()
+        self.calls = 0
+
+    def best(self, pixels: np.ndarray) -> object:
+        self.calls += 1
+        return self.detector.best(pixels)
+
+
+def test_training_sees_the_camera_crop_of_each_face(archive: Path) -> None:
+    """The tensor a frame becomes in training is the one the camera makes of it with
+    the exported contract: the detector's best face, cropped with the margin."""
+    subset = balanced_subset(scan_unbc(archive), seed=0)
+    faces = find_faces(subset, FaceDetector())
+    assert [f.image.relative_to(archive).as_posix() for f in faces.no_face] == [NO_FACE]
+    assert len(faces.frames) == len(subset) - 1
+    cfg = TrainConfig(data=archive, arch="squeezenet1_1", pretrained=Path("x"),
+                      out=Path("m.onnx"), size=32)  # fmt: skip
+    from secfepas_sdk.models.contract import build_contract
+    from secfepas_sdk.models.training.trainer import contract_fields
+
+    camera = PreprocessConfig.from_contract(build_contract(contract_fields(cfg), "training"))
+    assert camera == _contract(cfg)
+    frame = faces.frames[0]
+    pixels = read_frame(frame)
+    face = FaceDetector().best(pixels)
+    assert face is not None and faces.boxes[frame] == face.box
+    batch = _load_batch([frame], _contract(cfg), faces.boxes).numpy()
+    np.testing.assert_array_equal(batch, preprocess_face(pixels, face.box, camera))
+    whole = preprocess_face(pixels, (0.0, 0.0, 80.0, 64.0), PreprocessConfig(
+        height=32, width=32, margin=0.0, mean=camera.mean, std=camera.std))  # fmt: skip
+    assert np.abs(batch - whole).mean() > 0.1  # a face crop, not the whole frame
+
+
+def test_no_face_anywhere_is_one_clear_error(tmp_path: Path) -> None:
+    class Blind:
+        def best(self, pixels: np.ndarray) -> None:
+            return None
+
+    frames = scan_unbc(_write_archive(tmp_path / "a"))
+    with pytest.raises(ConfigError, match=r"no face found in any of the 81 frames"):
+        find_faces(frames, Blind())
