@@ -56,6 +56,7 @@ class Edge:
     proc: subprocess.Popen[bytes] | None = None
     groups: list[int] = field(default_factory=list)
     extra: str = ""  # more edge.toml lines
+    max_sessions: int = 2
 
     def start(self) -> None:
         self.launch()
@@ -67,7 +68,7 @@ class Edge:
             f'host = "127.0.0.1"\nport = {self.port}\nmodel_dir = "{self.models}"\n'
             f'ca = "{self.pki.ca_cert}"\ncert = "{self.pki.edge_cert}"\n'
             f'key = "{self.pki.edge_key}"\nmetrics_port = {self.health_port}\n'
-            "max_sessions = 2\n" + (self.extra or "max_queue = 8\n")
+            f"max_sessions = {self.max_sessions}\n" + (self.extra or "max_queue = 8\n")
         )
         log = (self.workdir / f"{self.name}.log").open("ab")
         cmd = [sys.executable, "-m", "secfepas_sdk.cli.main", "edge", "serve"]
