@@ -202,6 +202,8 @@ def soak(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         },
         "cameras": names,
         "inferences": inferences,
+        # Below --rate when inferences overran their slot (a loaded machine): missed slots.
+        "achieved_per_min": {n: round(60.0 * k / args.duration, 1) for n, k in inferences.items()},
         "processes": result,
         "ok": all(row["ok"] for row in result.values()),
         "samples": samples,
@@ -245,7 +247,10 @@ def main(argv: list[str] | None = None) -> int:
             f"peak {row['peak_mb']:8.1f} MB  growth {row['growth_pct']:+6.2f}%  "
             f"{'ok' if row['ok'] else 'GREW'}"
         )
-    print(f"inferences: {report['inferences']}; JSON {args.json}, PNG {args.png}")
+    print(
+        f"inferences: {report['inferences']} (per minute: {report['achieved_per_min']}, "
+        f"asked {args.rate:g}); JSON {args.json}, PNG {args.png}"
+    )
     return 0 if report["ok"] else 1
 
 

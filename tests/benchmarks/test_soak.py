@@ -66,7 +66,9 @@ def test_a_short_run_writes_the_report_and_the_curve(tmp_path: Path) -> None:
     )  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
     report = json.loads(out.read_text())
-    assert set(report) == {"meta", "cameras", "inferences", "processes", "ok", "samples"}
+    assert set(report) == {
+        "meta", "cameras", "inferences", "achieved_per_min", "processes", "ok", "samples"
+    }  # fmt: skip
     assert report["meta"]["cameras"] == 1 and report["meta"]["rate_per_min"] == 30
     assert report["cameras"] == ["camera-1"] and report["ok"] is True
     assert set(report["inferences"]) == {"camera-1"}
