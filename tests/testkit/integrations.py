@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,7 @@ class Subscriber:
 
     def __init__(self, port: int, topic: str, client_id: str = "nurse-station") -> None:
         self.messages: list[mqtt.MQTTMessage] = []
+        self.arrivals: list[float] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self.topic = topic
@@ -166,6 +168,13 @@ class Subscriber:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         with self._lock:
             self.messages.append(msg)
+            self.arrivals.append(time.time())
+
+    def received(self) -> list[tuple[float, dict[str, Any]]]:
+        """(arrival time, POSIX seconds; payload) of every JSON message, in arrival order."""
+        with self._lock:
+            pairs = list(zip(self.arrivals, self.messages, strict=True))
+        return [(t, json.loads(m.payload)) for t, m in pairs if m.payload.startswith(b"{")]
 
     def payloads(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -180,7 +189,10 @@ class Subscriber:
 
 
 class FhirServer:
-    """fhirstarter's FastAPI app (fhir_server_app.py) under uvicorn in a subprocess."""
+    """fhirstarter's FastAPI app (fhir_server_app.py) under uvicorn in a subprocess.
+
+    Started when built; ``stop()`` then ``start()`` restarts it on the same port,
+    keeping what it had received (an EHR outage)."""
 
     def __init__(
         self,
@@ -200,7 +212,7 @@ class FhirServer:
         self.tls = pki is not None
         scheme = "fhir+https" if self.tls else "fhir+http"
         self.uri = f"{scheme}://127.0.0.1:{self.port}/fhir"
-        env = {
+        self._env = {
             **os.environ,
             "FHIR_SEQUENCE": "R4B",
             "TEST_FHIR_RECEIVED": str(self.received_path),
@@ -209,7 +221,7 @@ class FhirServer:
             "TEST_FHIR_FAIL_FIRST": str(fail_first),
             "TEST_FHIR_DELAY": str(delay),
         }
-        cmd = [
+        self._cmd = [
             sys.executable,
             "-m",
             "uvicorn",
@@ -224,7 +236,7 @@ class FhirServer:
             "warning",
         ]
         if pki is not None:
-            cmd += [
+            self._cmd += [
                 "--ssl-certfile",
                 str(pki.server_cert),
                 "--ssl-keyfile",
@@ -234,8 +246,15 @@ class FhirServer:
                 "--ssl-cert-reqs",
                 "2",  # ssl.CERT_REQUIRED: mutual TLS
             ]
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        assert self.proc is None, "already running"
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self._cmd, env=self._env, stdout=log, stderr=subprocess.STDOUT
+            )
         try:
             wait_port(self.port, timeout=30)
         except WaitTimeout:
@@ -243,16 +262,20 @@ class FhirServer:
             pytest.fail(f"the FHIR server did not start:\n{self.log.read_text()}", pytrace=False)
 
     def received(self) -> list[dict[str, Any]]:
-        lines = self.received_path.read_text().splitlines()
+        """What the server accepted, in order (a line still being written is left out)."""
+        lines = self.received_path.read_text().split("\n")[:-1]
         return [json.loads(line) for line in lines if line.strip()]
 
     def received_ids(self) -> list[str]:
         return [str(r["identifier"][0]["value"]).removeprefix("urn:uuid:") for r in self.received()]
 
     def stop(self) -> None:
+        if self.proc is None:
+            return
         self.proc.terminate()
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+        self.proc = None
