@@ -97,30 +97,36 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
     models = list(dict.fromkeys(r["model"] for r in results["rows"]))
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), squeeze=False)
-    colours = {"compute": "#4c72b0", "bytes / bandwidth": "#dd8452", "rounds × RTT": "#55a868"}
+    colours = {
+        "model: compute (loopback)": "#4c72b0",
+        "model: bytes / bandwidth": "#dd8452",
+        "model: rounds × RTT": "#55a868",
+    }
+    labels = list(colours)
     for ax, model in zip(axes[0], models, strict=True):
         rows = [r for r in results["rows"] if r["model"] == model]
         compute = results["models"][model]["apriori"]["compute_s"] if any(
             r["loopback"] for r in rows
         ) else min(r["seconds"] for r in rows)  # fmt: skip
         names = [r["profile"] for r in rows]
-        parts = {"compute": [compute] * len(rows), "bytes / bandwidth": [], "rounds × RTT": []}
-        for r in rows:
-            transfer, latency = terms(r)
-            parts["bytes / bandwidth"].append(transfer)
-            parts["rounds × RTT"].append(latency)
+        parts: dict[str, list[float]] = {labels[0]: [compute] * len(rows)}
+        parts[labels[1]] = [terms(r)[0] for r in rows]
+        parts[labels[2]] = [terms(r)[1] for r in rows]
         bottom = np.zeros(len(rows))
         for label, values in parts.items():
             ax.bar(names, values, bottom=bottom, color=colours[label], label=label, width=0.6)
             bottom += np.array(values)
         ax.scatter(names, [r["seconds"] for r in rows], color="black", marker="_", s=600,
-                   linewidths=2.5, zorder=3, label="measured")  # fmt: skip
+                   linewidths=2.5, zorder=3, label="measured (steady)")  # fmt: skip
         ax.set_title(model)
         ax.set_ylabel("secure inference time (s)")
         top = max(max(bottom), max(r["seconds"] for r in rows))
         ax.set_ylim(0, top * 1.15 if math.isfinite(top) and top > 0 else 1)
     axes[0][0].legend(fontsize=8, loc="upper left")
-    fig.suptitle(results["meta"].get("title", "secure inference per network profile"), fontsize=9)
+    meta = results["meta"]
+    load = meta.get("loadavg_start", [float("nan")])[0]
+    fig.suptitle(f"{meta.get('title', 'secure inference per network profile')} "
+                 f"({meta.get('cpus')} cores, load {load:.1f})", fontsize=9)  # fmt: skip
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
