@@ -6,11 +6,14 @@
 flights rarely overlap), ``bandwidth`` the link's measured steady rate, ``RTT``
 its measured median, ``rounds`` the camera's changes of direction (each waits at
 least one RTT for the edge). The a-priori prediction takes ``compute`` from the
-loopback run and both coefficients as 1. The fit is least squares of the measured
-times of one model over its profiles against ``c0 + c_bw·bytes/bw + c_rtt·rounds·RTT``:
-``c0`` is the compute the network runs saw (they share 2 cores with the forwarder),
-``c_bw`` how much of the link's rate the protocol's bursts get (above 1: slow start
-after idle compute phases), ``c_rtt`` the RTTs one counted round really costs.
+loopback run (less its own rounds × RTT) and both coefficients as 1. The fit is
+least squares of the measured times of one model over its profiles against
+``c0 + c_bw·bytes/bw + c_rtt·rounds·RTT``, non-negative (each coefficient is a
+cost, and a noisy run must not make one negative): ``c0`` is the compute the
+network runs saw (they share 2 cores with the forwarder), ``c_bw`` how much of the
+link's rate the protocol's bursts miss (above 1: slow start after idle compute
+phases; below 1: transfers overlapping compute), ``c_rtt`` the RTTs one counted
+round really costs (below 1: a party computes while the other's flight is in the air).
 """
 
 from __future__ import annotations
@@ -31,12 +34,29 @@ def terms(row: dict[str, Any]) -> tuple[float, float]:
     return transfer, latency
 
 
+def nnls(a: np.ndarray[Any, Any], t: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Least squares with every coefficient ≥ 0 (each is a cost: a noisy run must not
+    buy a negative price per byte), by trying each set of free columns: a handful."""
+    best, best_err = np.zeros(a.shape[1]), float(np.sum(t**2))
+    for mask in range(1, 1 << a.shape[1]):
+        cols = [i for i in range(a.shape[1]) if mask >> i & 1]
+        sol, *_ = np.linalg.lstsq(a[:, cols], t, rcond=None)
+        if np.all(sol >= 0):
+            coef = np.zeros(a.shape[1])
+            coef[cols] = sol
+            err = float(np.sum((t - a @ coef) ** 2))
+            if err < best_err - 1e-15:
+                best, best_err = coef, err
+    return best
+
+
 def fit_model(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The a-priori prediction and (with ≥ 3 profiles) the least-squares fit for one
     model's rows; residuals are measured - modelled, in seconds."""
     t = np.array([r["seconds"] for r in rows])
     x = np.array([terms(r) for r in rows])
-    loop = [r["seconds"] for r in rows if r["loopback"]]
+    # Compute: the loopback time less loopback's own (tiny) rounds × RTT.
+    loop = [r["seconds"] - sum(terms(r)) for r in rows if r["loopback"]]
     out: dict[str, Any] = {"profiles": [r["profile"] for r in rows]}
     if loop:
         pred = loop[0] + x[:, 0] + x[:, 1]
@@ -47,7 +67,7 @@ def fit_model(rows: list[dict[str, Any]]) -> dict[str, Any]:
         }
     if len(rows) >= 3 and np.linalg.matrix_rank(np.column_stack([np.ones(len(t)), x])) == 3:
         a = np.column_stack([np.ones(len(t)), x])
-        coef, *_ = np.linalg.lstsq(a, t, rcond=None)
+        coef = nnls(a, t)
         pred = a @ coef
         out["fit"] = {
             "compute_s": float(coef[0]),
@@ -66,15 +86,18 @@ def fit_model(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def fit_joint(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """One fit over every model: a compute term per model, ``c_bw`` and ``c_rtt``
     shared (the link costs the same per byte and per round whatever the model), so
-    four profiles of three models leave 7 degrees of freedom. None when too few rows."""
+    four profiles of three models leave 7 degrees of freedom. None when too few rows,
+    or one model only (then it is that model's fit)."""
     models = list(dict.fromkeys(r["model"] for r in rows))
+    if len(models) < 2:
+        return None
     a = np.array(
         [[1.0 if r["model"] == m else 0.0 for m in models] + list(terms(r)) for r in rows]
     ).reshape(len(rows), len(models) + 2)
     t = np.array([r["seconds"] for r in rows])
     if len(rows) <= a.shape[1] or np.linalg.matrix_rank(a) < a.shape[1]:
         return None
-    coef, *_ = np.linalg.lstsq(a, t, rcond=None)
+    coef = nnls(a, t)
     pred = a @ coef
     return {
         "compute_s": dict(zip(models, coef[: len(models)].tolist(), strict=True)),

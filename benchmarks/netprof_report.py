@@ -36,7 +36,8 @@ def _table(head: list[str], rows: list[list[str]]) -> None:
 def print_all(results: dict[str, Any]) -> None:
     meta = results["meta"]
     print(
-        f"\n{meta['cpus']} cores, load average {meta['loadavg_start'][0]:.2f} at the start and "
+        f"\ncommit {meta.get('commit') or 'unknown'}; {meta['cpus']} cores, load average "
+        f"{meta['loadavg_start'][0]:.2f} at the start and "
         f"{meta['loadavg_end'][0]:.2f} at the end; {meta['count']} inference(s) per session "
         "(the first includes the session's setup). Link emulation: " + meta["forwarder"] + "."
     )
@@ -77,8 +78,8 @@ def print_all(results: dict[str, Any]) -> None:
 def print_fit(results: dict[str, Any]) -> None:
     print("\nModel: time ≈ compute + bytes/bandwidth + rounds × RTT (bytes both ways, measured "
           "steady bandwidth and median RTT).")  # fmt: skip
-    print("A priori: compute = the loopback time, coefficients 1. Fitted (least squares over "
-          "the profiles): c0 + c_bw·bytes/bw + c_rtt·rounds·RTT.\n")  # fmt: skip
+    print("A priori: compute = the loopback time, coefficients 1. Fitted (non-negative least "
+          "squares over the profiles): c0 + c_bw·bytes/bw + c_rtt·rounds·RTT.\n")  # fmt: skip
     rows = []
     for model, fit in results["models"].items():
         a, f = fit.get("apriori"), fit.get("fit")
@@ -93,7 +94,7 @@ def print_fit(results: dict[str, Any]) -> None:
             "fitted residuals s"], rows)  # fmt: skip
     j = results.get("joint_fit")
     if j is None:
-        print("\nJoint fit (c_bw, c_rtt shared by the models): too few runs.")
+        print("\nJoint fit (c_bw, c_rtt shared by the models): needs two models or more.")
         return
     compute = ", ".join(f"{m} {v:.2f} s" for m, v in j["compute_s"].items())
     residuals = ", ".join(f"{n} {v:+.2f}" for n, v in zip(j["rows"], j["residual_s"], strict=True))
