@@ -26,7 +26,7 @@ from types import TracebackType
 from secfepas_sdk.edge.metrics import EdgeMetrics, MetricsServer
 from secfepas_sdk.edge.registry import ModelRegistry, RegisteredModel
 from secfepas_sdk.edge.session import EdgeSession, WorkerFailed
-from secfepas_sdk.edge.settings import EdgeSettings
+from secfepas_sdk.edge.settings import EdgeSettings, he_workers_for
 from secfepas_sdk.edge.workers import WorkerHost
 from secfepas_sdk.errors import (
     ConfigError,
@@ -106,6 +106,7 @@ class Server:
             start_method=s.worker_start_method,
             load_timeout_s=s.inference_timeout_s,
             he_cache_bytes=s.he_cache_bytes,
+            he_workers=he_workers_for(s),
         )
         await self._workers.start()
         try:

@@ -212,6 +212,8 @@ class EdgeSession:
                 elif tag == worker_link.REFUSED:
                     text = payload.decode("utf-8", "replace")
                     raise WorkerFailed(text, "bad_message", public=True)
+                elif tag == worker_link.LOST:  # the edge's fault, as a dead worker is
+                    raise WorkerFailed(payload.decode("utf-8", "replace"), "internal")
                 else:
                     raise WorkerFailed(f"unexpected worker-link frame {tag!r}", "internal")
 

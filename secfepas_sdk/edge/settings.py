@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from secfepas_sdk.errors import ConfigError
 
-__all__ = ["EdgeSettings", "load_settings"]
+__all__ = ["EdgeSettings", "he_workers_for", "load_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,22 @@ class EdgeSettings(BaseSettings):
         description="NTT-form weight plaintexts each worker keeps in RAM; beyond this, "
         "kernels are NTT'd per inference",
     )
+    he_workers: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="processes that share one inference's HE work (0 = all cores of one "
+        "session's budget: the usable cores / max_sessions; 1 = the session's own process)",
+    )
     worker_start_method: str = Field("spawn", pattern=r"^(spawn|forkserver)$")
+
+
+def he_workers_for(settings: EdgeSettings) -> int:
+    """``he_workers`` as a process count: 0 means all cores of one session's budget,
+    the cores this process may run on shared by ``max_sessions`` sessions (at least 1)."""
+    if settings.he_workers > 0:
+        return settings.he_workers
+    return max(1, len(os.sched_getaffinity(0)) // settings.max_sessions)
 
 
 def load_settings(toml_file: Path | None = None, **overrides: Any) -> EdgeSettings:

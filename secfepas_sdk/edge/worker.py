@@ -23,6 +23,7 @@ from secfepas_sdk.protocol.transport import read_exact
 from secfepas_sdk.snni.channel import Channel, ChannelError
 
 if TYPE_CHECKING:  # imported in the worker process only
+    from secfepas_sdk.edge.he_pool import HePool
     from secfepas_sdk.snni.runtime import ServerRuntime
 
 __all__ = ["SessionChannel", "ignore_interrupts", "load_runtime", "reason", "serve_session"]
@@ -112,16 +113,25 @@ def load_runtime(model_path: str, he_cache_bytes: int) -> ServerRuntime:
 
 
 def serve_session(
-    sock: socket.socket, runtime: ServerRuntime | str, timeout_s: float, max_message: int
+    sock: socket.socket,
+    runtime: ServerRuntime | str,
+    timeout_s: float,
+    max_message: int,
+    he_workers: int = 1,
 ) -> str:
     """Serve one camera session's inferences until told to quit; returns the outcome.
 
     Runs in the session's own process. ``runtime`` is the model (or the reason it
-    could not be loaded). Failures are reported to the session as a FAIL frame
-    naming only the error type and message (never data); refused camera data
-    (PeerDataError) as a REFUSED frame.
+    could not be loaded). With ``he_workers`` > 1 the HE layers are split across
+    that many block processes, forked after the session's setup (:mod:`.he_pool`).
+    Failures are reported to the session as a FAIL frame naming only the error type
+    and message (never data); refused camera data (PeerDataError) as a REFUSED
+    frame; a dead block process as LOST.
     """
+    from secfepas_sdk.edge.he_pool import HeWorkerLost
+
     chan = SessionChannel(sock, timeout_s=timeout_s, max_message=max_message)
+    pool: HePool | None = None
     try:
         if isinstance(runtime, str):
             chan.write(worker_link.FAIL, runtime.encode("utf-8", "replace")[:300])
@@ -136,11 +146,18 @@ def serve_session(
             try:
                 if payload == b"\x01":
                     runtime.setup(chan)
+                    if pool is not None:
+                        pool.close()
+                    pool = _open_pool(runtime, he_workers, sock, timeout_s)
                 runtime.infer(chan)
             except PeerDataError as exc:  # refused: the camera is told why (bad_message)
                 with contextlib.suppress(ChannelError):
                     chan.write(worker_link.REFUSED, str(exc)[:300].encode("utf-8", "replace"))
                 return "refused"
+            except HeWorkerLost as exc:
+                with contextlib.suppress(ChannelError):
+                    chan.write(worker_link.LOST, reason(exc))
+                return "failed"
             except Exception as exc:  # the camera's data broke the computation, or it left
                 with contextlib.suppress(ChannelError):
                     chan.write(worker_link.FAIL, reason(exc))
@@ -149,7 +166,27 @@ def serve_session(
     except ChannelError:
         return "aborted"
     finally:
+        if pool is not None:
+            pool.close()
         chan.close()
+
+
+def _open_pool(
+    runtime: ServerRuntime, workers: int, sock: socket.socket, timeout_s: float
+) -> HePool | None:
+    """The session's HE block processes (none when ``workers`` is 1)."""
+    from secfepas_sdk.edge.he_pool import HePool, HeWorkerLost
+
+    if workers < 2:
+        return None
+    pool = HePool(runtime.he, workers, close_in_child=[sock.fileno()], timeout_s=timeout_s)
+    try:
+        pool.open()
+    except OSError as exc:
+        pool.close()
+        raise HeWorkerLost(f"cannot start the HE block processes: {exc}") from exc
+    runtime.he.pool = pool
+    return pool
 
 
 def reason(exc: BaseException) -> bytes:

@@ -16,6 +16,7 @@ __all__ = [
     "END",
     "FAIL",
     "HEADER",
+    "LOST",
     "MORE",
     "QUIT",
     "READY",
@@ -34,8 +35,9 @@ FAIL = b"X"  # worker -> loop: the inference failed; payload = short UTF-8 reaso
 # worker -> loop: the camera's SNNI data broke the suite (a degenerate key, a wrong
 # size); payload = short UTF-8 reason, our own text, which the camera may be told
 REFUSED = b"K"
+LOST = b"L"  # worker -> loop: one of its HE block processes died; payload = short reason
 QUIT = b"Q"  # loop -> worker: the session is over
-TAGS = frozenset({READY, BEGIN, DATA, MORE, END, FAIL, REFUSED, QUIT})
+TAGS = frozenset({READY, BEGIN, DATA, MORE, END, FAIL, REFUSED, LOST, QUIT})
 
 # Messages cross the link in chunks, never whole, so the event loop holds at most
 # one chunk (or one camera DATA frame) per session and direction, and the worker

@@ -53,7 +53,9 @@ class WorkerStartError(SecfepasError):
     """No session process could be started (the model host is gone or broken)."""
 
 
-def _host_main(control: socket.socket, model_paths: list[str], he_cache_bytes: int) -> None:
+def _host_main(
+    control: socket.socket, model_paths: list[str], he_cache_bytes: int, he_workers: int
+) -> None:
     """Model host: load every model once, then fork one child per session request."""
     ignore_interrupts()  # Ctrl-C is the server's to handle (children inherit it)
     runtimes: dict[str, ServerRuntime | str] = {}
@@ -89,7 +91,9 @@ def _host_main(control: socket.socket, model_paths: list[str], he_cache_bytes: i
                 if not isinstance(runtime, str):
                     runtime.after_fork()
                 sock = socket.socket(fileno=fds[0])
-                serve_session(sock, runtime, request["timeout_s"], request["max_message"])
+                serve_session(
+                    sock, runtime, request["timeout_s"], request["max_message"], he_workers
+                )
                 if not isinstance(runtime, str):
                     runtime.close()
             except BaseException:  # never return into the host's loop
@@ -150,9 +154,11 @@ class WorkerHost:
         start_method: str,
         load_timeout_s: float,
         he_cache_bytes: int,
+        he_workers: int = 1,
     ) -> None:
         self._paths = model_paths
         self._he_cache_bytes = he_cache_bytes
+        self._he_workers = he_workers  # block processes per session (he_pool)
         self._ctx = multiprocessing.get_context(start_method)
         self._load_timeout_s = load_timeout_s
         self._process: BaseProcess | None = None
@@ -169,7 +175,7 @@ class WorkerHost:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         process = self._ctx.Process(  # type: ignore[attr-defined]
             target=_host_main,
-            args=(child, self._paths, self._he_cache_bytes),
+            args=(child, self._paths, self._he_cache_bytes, self._he_workers),
             name="secfepas-model-host",
             daemon=True,
         )

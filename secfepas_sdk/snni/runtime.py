@@ -208,6 +208,12 @@ class ServerRuntime:
         self._prg = Prg()
         self._he.after_fork()
 
+    @property
+    def he(self) -> HeServer:
+        """The edge's HE party. A pool set as ``he.pool`` splits its layer calls across
+        processes (the edge's ``he_workers``); the shares stay the same."""
+        return self._he
+
     def setup(self, channel: Channel) -> None:
         r = self._run
         self._he.setup(channel)

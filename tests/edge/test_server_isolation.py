@@ -81,6 +81,65 @@ def test_sigkilled_worker_or_host_ends_only_its_own_session(
     asyncio.run(main())
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
+            return [int(p) for p in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def test_a_sigkilled_he_block_process_ends_only_its_session(
+    caplog: pytest.LogCaptureFixture,
+    make_settings: Any,
+    camera_tls: Any,
+    demo_models: Path,
+    demo_input: Any,
+    reference_probabilities: Any,
+) -> None:
+    """With he_workers = 2 each session forks two block processes after its setup; one
+    killed gives that camera Error{internal} at its next HE layer, and nothing is left."""
+
+    async def main() -> None:
+        settings = make_settings(model_dir=demo_models, max_sessions=2, he_workers=2)
+        async with running(settings) as server:
+            victim, other = (
+                SecureInferenceClient(server.address, camera_tls(n), MODEL, retry=ONE_TRY)
+                for n in ("camera-1", "camera-2")
+            )
+            for client in (victim, other):
+                done = await client.infer(demo_input)  # split across the block processes
+                np.testing.assert_allclose(done.probabilities, reference_probabilities, atol=0.02)
+            session_pid = _worker_pid(server, victim.session_id)
+            blocks = _children(session_pid)
+            assert len(blocks) == 2
+            assert len(_children(_worker_pid(server, other.session_id))) == 2
+            os.kill(blocks[0], signal.SIGKILL)
+            with pytest.raises(PeerError) as exc:
+                await victim.infer(demo_input)
+            assert exc.value.code == "internal"  # the edge's fault, never its details
+            again = await other.infer(demo_input)  # the other session goes on
+            np.testing.assert_allclose(again.probabilities, reference_probabilities, atol=0.02)
+            retry = await victim.infer(demo_input)  # a new session with new block processes
+            np.testing.assert_allclose(retry.probabilities, reference_probabilities, atol=0.02)
+            assert "HeWorkerLost: HE block process" in caplog.text  # the edge's log says why
+            for client in (victim, other):
+                await client.close()
+            # No block process and no session process outlives its session.
+            for pid in (session_pid, *blocks):
+                assert not os.path.exists(f"/proc/{pid}") or _zombie(pid)
+
+    asyncio.run(main())
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def test_sessions_per_camera_identity_are_capped(
     make_settings: Any, camera_tls: Any, demo_models: Path, demo_input: Any
 ) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from secfepas_sdk.edge.settings import load_settings
+from secfepas_sdk.edge.settings import he_workers_for, load_settings
 from secfepas_sdk.errors import ConfigError
 
 TOML = """
@@ -102,3 +103,21 @@ def test_missing_and_invalid_values_are_one_line(tmp_path: Path) -> None:
         load_settings(None, model_dir="m", ca="a", cert="c", key="k", max_sessions=0)
     assert "\n" not in str(info.value)
     assert "max_sessions=0" in str(info.value)
+
+
+def test_he_workers_default_to_one_sessions_share_of_the_cores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "edge.toml").write_text(TOML)  # max_sessions = 3
+    s = load_settings(tmp_path / "edge.toml")
+    assert s.he_workers == 0
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(8)))
+    assert he_workers_for(s) == 2  # 8 usable cores, 3 sessions
+    assert he_workers_for(load_settings(tmp_path / "edge.toml", max_sessions=16)) == 1
+    assert he_workers_for(load_settings(tmp_path / "edge.toml", he_workers=1)) == 1
+    monkeypatch.setenv("SECFEPAS_EDGE_HE_WORKERS", "5")
+    assert he_workers_for(load_settings(tmp_path / "edge.toml")) == 5
+    for bad in ("-1", "257", "two"):
+        monkeypatch.setenv("SECFEPAS_EDGE_HE_WORKERS", bad)
+        with pytest.raises(ConfigError, match="he_workers"):
+            load_settings(tmp_path / "edge.toml")

@@ -1,0 +1,251 @@
+"""Split one inference's HE work across processes forked from the session's worker.
+
+Why: a ResNet50 inference spends most of the edge's time in HE layers, and the
+output ciphertexts (blocks) of one layer call are independent. With
+``he_workers`` = W > 1 the session's process forks W block processes once
+(after the session's setup, so they hold its public key and, copy-on-write,
+the model host's encoded weights). For each layer call it sends every block
+process the call's seed, its own share of the layer input and the camera's
+input ciphertexts, chunk by chunk as they arrive; process j computes the blocks
+k = j, j + W, ... (:class:`~secfepas_sdk.snni.he.blocks.LayerPart`) and returns
+their replies, which the session forwards in block order. Block k's randomness
+is keyed by (seed, k), so the replies are the bytes one process would send.
+
+Bytes move over one socketpair per block process (anonymous kernel buffers, no
+file and no name anywhere); each end bounds what it reads. Memory is bounded:
+a block process holds one layer call's input ciphertexts, and the socket
+buffers hold a few replies. A block process that dies or stalls ends its
+session only (:class:`HeWorkerLost`), and it dies with the session's process
+(PR_SET_PDEATHSIG), so none is ever orphaned.
+
+Who holds what: the block processes hold what the session's process holds (the
+weights, the edge's shares, the camera's public key, the call seeds); never a
+camera secret.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import select
+import signal
+import socket
+import struct
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+
+from secfepas_sdk.errors import SecfepasError, SnniError
+from secfepas_sdk.protocol.transport import read_exact
+from secfepas_sdk.snni.channel import ChannelError
+from secfepas_sdk.snni.he.engine import INPUT_CHUNK, blobs_bound, unpack_blobs
+from secfepas_sdk.snni.prg import SEED_BYTES
+
+if TYPE_CHECKING:
+    from secfepas_sdk.snni.he.blocks import LayerPart
+    from secfepas_sdk.snni.he.engine import HeServer
+
+__all__ = ["HePool", "HeWorkerLost"]
+
+U64 = NDArray[np.uint64]
+
+_HEADER = struct.Struct("!cQ")
+_JOB_HEAD = struct.Struct(f"!I{SEED_BYTES}s")  # layer index, call seed
+JOB, INPUT, REPLY, FAIL, QUIT = b"J", b"I", b"R", b"X", b"Q"
+_SOCKET_BUFFER = 2 << 20  # a block process may run about 15 replies ahead
+_PR_SET_PDEATHSIG = 1
+_QUIT_GRACE_S = 5.0
+
+
+class HeWorkerLost(SecfepasError):
+    """A block process died or stopped answering: the session ends (code ``internal``)."""
+
+
+@dataclass(slots=True)
+class _Block:
+    pid: int
+    sock: socket.socket
+    pidfd: int
+
+
+def _send(sock: socket.socket, tag: bytes, *parts: bytes | memoryview) -> None:
+    sock.sendall(_HEADER.pack(tag, sum(len(p) for p in parts)))
+    for part in parts:
+        sock.sendall(part)
+
+
+def _recv(sock: socket.socket, max_bytes: int, *, what: str) -> tuple[bytes, bytes]:
+    tag, length = _HEADER.unpack(read_exact(sock, _HEADER.size, closed=f"{what} closed"))
+    if length > max_bytes:
+        raise ChannelError(f"{what} sent a {length}-byte frame (at most {max_bytes})")
+    return tag, read_exact(sock, length, closed=f"{what} closed") if length else b""
+
+
+class HePool:
+    """The session side: W block processes, fed per layer call (a BlockPool)."""
+
+    def __init__(
+        self, server: HeServer, workers: int, *, close_in_child: Iterable[int], timeout_s: float
+    ) -> None:
+        if workers < 2:
+            raise SnniError("a pool needs at least two block processes")
+        self._server = server
+        self._count = workers
+        self._close_in_child = list(close_in_child)
+        self._timeout_s = timeout_s
+        self._blocks: list[_Block] = []
+        self._broken = False
+
+    @property
+    def pids(self) -> list[int]:
+        return [b.pid for b in self._blocks]
+
+    def open(self) -> None:
+        """Fork the block processes (after the session's setup: they keep its key)."""
+        parent = os.getpid()
+        for part in range(self._count):
+            ours, theirs = socket.socketpair()
+            for end in (ours, theirs):
+                end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
+            pid = os.fork()
+            if pid == 0:  # a block process: never returns into the session's code
+                status = 1
+                try:
+                    for fd in (*self._close_in_child, ours.fileno(), *self._sibling_fds()):
+                        with contextlib.suppress(OSError):
+                            os.close(fd)
+                    _die_with(parent)
+                    self._server.after_fork_part()
+                    _serve(theirs, self._server, part, self._count)
+                    status = 0
+                finally:
+                    os._exit(status)
+            theirs.close()
+            ours.settimeout(self._timeout_s)
+            self._blocks.append(_Block(pid=pid, sock=ours, pidfd=os.pidfd_open(pid)))
+
+    def _sibling_fds(self) -> list[int]:
+        return [fd for b in self._blocks for fd in (b.sock.fileno(), b.pidfd)]
+
+    # -- BlockPool -------------------------------------------------------
+    def start(self, layer: int, seed: bytes, polys: U64) -> None:
+        head = _JOB_HEAD.pack(layer, seed)
+        body = np.ascontiguousarray(polys, dtype=np.uint64).data.cast("B")
+        self._each(lambda sock: _send(sock, JOB, head, body))
+
+    def feed(self, raw: bytes, blobs: list[bytes]) -> None:
+        self._each(lambda sock: _send(sock, INPUT, raw))
+
+    def replies(self, count: int) -> Iterator[bytes]:
+        """Block k's reply from process k mod W, in order. A failure (or a caller that
+        stops early) leaves the processes mid-call: the pool is then broken."""
+        self._check()
+        done = 0
+        bound = self._server.max_ct_bytes
+        try:
+            for k in range(count):
+                block = self._blocks[k % self._count]
+                try:
+                    tag, payload = _recv(block.sock, bound, what="an HE block process")
+                except ChannelError as exc:
+                    raise HeWorkerLost(f"HE block process {block.pid} failed: {exc}") from None
+                if tag == FAIL:
+                    raise SnniError(payload.decode("utf-8", "replace"))
+                if tag != REPLY:
+                    raise HeWorkerLost(f"HE block process {block.pid} sent frame {tag!r}")
+                yield payload
+                done += 1
+        finally:
+            if done != count:
+                self._broken = True
+
+    def _check(self) -> None:
+        if self._broken or not self._blocks:
+            raise HeWorkerLost("the HE block processes are not running")
+
+    def _each(self, send: Callable[[socket.socket], None]) -> None:
+        self._check()
+        for block in self._blocks:
+            try:
+                send(block.sock)
+            except OSError as exc:
+                self._broken = True
+                raise HeWorkerLost(f"HE block process {block.pid} failed: {exc}") from None
+
+    def close(self) -> None:
+        """Stop every block process and reap it (killed if it does not quit in time)."""
+        blocks, self._blocks = self._blocks, []
+        for block in blocks:
+            if not self._broken:
+                with contextlib.suppress(OSError):
+                    block.sock.settimeout(1.0)
+                    _send(block.sock, QUIT)
+            block.sock.close()
+        for block in blocks:
+            grace = 0.0 if self._broken else _QUIT_GRACE_S
+            if not select.select([block.pidfd], [], [], grace)[0]:
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(block.pidfd, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(block.pid, 0)
+            os.close(block.pidfd)
+        self._broken = False
+
+
+def _die_with(parent: int) -> None:
+    """SIGKILL this process when the session's process ends (Linux prctl)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:  # it ended before the prctl took effect
+        os._exit(1)
+
+
+def _serve(sock: socket.socket, server: HeServer, part: int, parts: int) -> None:
+    """A block process: serve layer calls until QUIT or the session's end of the link closes.
+
+    A call the camera's bytes break (SEAL refuses a ciphertext) is answered with FAIL
+    and the rest of its input is read and dropped, so the session stays in step."""
+    bound = server.max_ct_bytes
+    while True:
+        try:
+            tag, job = _recv(sock, 1 << 34, what="the session")
+        except ChannelError:
+            return
+        if tag == QUIT:
+            return
+        if tag != JOB or len(job) < _JOB_HEAD.size:
+            raise SnniError(f"unexpected frame {tag!r} from the session")
+        index, seed = _JOB_HEAD.unpack_from(job)
+        layout = server.layer(index).layout
+        polys = np.frombuffer(job, dtype=np.uint64, offset=_JOB_HEAD.size)
+        failure: str | None = None
+        layer_part: LayerPart | None = None
+        try:
+            layer_part = server.part(
+                index, seed, polys.reshape(layout.n_in, layout.n), part=part, parts=parts
+            )
+        except (SnniError, ValueError) as exc:
+            failure = f"{type(exc).__name__}: {exc}"
+        for start in range(0, layout.n_in, INPUT_CHUNK):
+            count = min(INPUT_CHUNK, layout.n_in - start)
+            tag, raw = _recv(sock, blobs_bound(count, bound), what="the session")
+            if tag != INPUT:
+                raise SnniError(f"unexpected frame {tag!r} from the session")
+            if layer_part is not None and failure is None:
+                try:
+                    layer_part.add(unpack_blobs(raw, count=count, max_each=bound))
+                except SnniError as exc:
+                    failure = f"{type(exc).__name__}: {exc}"
+        try:
+            if layer_part is not None and failure is None:
+                for reply in layer_part.replies():
+                    _send(sock, REPLY, reply)
+        except SnniError as exc:
+            failure = f"{type(exc).__name__}: {exc}"
+        if failure is not None:
+            _send(sock, FAIL, failure[:300].encode("utf-8", "replace"))
