@@ -24,6 +24,7 @@ from testkit.wait import wait_until
 from secfepas_sdk.edge.he_pool import HePool, HeWorkerLost
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import run_pair
+from secfepas_sdk.snni.he import sealio
 from secfepas_sdk.snni.he.engine import HeClient, pack_blobs
 from secfepas_sdk.snni.he.params import BFV_N8192
 
@@ -130,7 +131,13 @@ def test_a_ciphertext_seal_refuses_fails_the_call_not_the_processes(client: HeCl
     pool = HePool(server, 2, close_in_child=[], timeout_s=60)
     pool.open()
     server.pool = pool
-    garbage = [pack_blobs([b"\x5e\xa1" + bytes(300)] * case.layer.layout.n_in)]
+    # Seeded, as the engine checks, but with a c0 coefficient above every prime:
+    # only SEAL's load, in the block processes, refuses it.
+    members = bytearray(sealio._members(client.encrypt(case.layer.pack(case.x0))[0]))
+    members[73 + 24 : 73 + 32] = b"\xff" * 8
+    bad = sealio._header(16 + len(members)) + bytes(members)
+    assert sealio.is_seeded_ciphertext(bad)
+    garbage = [pack_blobs([bad] * case.layer.layout.n_in)]
     try:
         with pytest.raises(SnniError, match="SEAL rejected") as exc:
             run_pair(
