@@ -20,7 +20,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "bench", help="time secure inference of a model package (two local processes)"
     )
     parser.add_argument("--model", help="model package directory (default: the bundled demo model)")
-    parser.add_argument("--repeat", type=int, default=3, help="inferences to run")
+    parser.add_argument("--repeat", type=int, default=3, help="inferences to run (default: 3)")
+    parser.add_argument(
+        "--he-workers",
+        type=int,
+        default=1,
+        help="processes the edge splits its HE layers across (default: 1, the edge's own "
+        "process; 0 = every core), to measure the speed-up against cores",
+    )
     parser.add_argument(
         "--json", action="store_true", help="print the results as one JSON object, no table"
     )
@@ -42,6 +49,8 @@ def _row(run: Any) -> dict[str, float]:
         "mb_client_to_server": c["bytes_sent"] / 1e6,
         "mb_server_to_client": c["bytes_received"] / 1e6,
         "rounds": float(c["rounds"]),
+        "client_cpu_seconds": float(c["compute"]),
+        "server_cpu_seconds": float(s["compute"]),
         "client_rss_mb": float(c["peak_rss_mb"]),
         "server_rss_mb": float(s["peak_rss_mb"]),
     }
@@ -58,6 +67,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.repeat < 1:
         raise ConfigError("--repeat must be at least 1")
+    if args.he_workers < 0:
+        raise ConfigError("--he-workers must be 0 (every core) or more")
     package = Path(args.model) if args.model else demo_model_path()
     model = load_public(package)
     shape = tuple(int(d) for d in model.manifest.input_shape)
@@ -70,21 +81,25 @@ def _bench(args: argparse.Namespace) -> int:
     rows = []
     header = (
         f"{'run':>4} {'total s':>8} {'setup s':>8} {'infer s':>8} "
-        f"{'MB up':>8} {'MB down':>8} {'rounds':>7} {'RSS c/s MB':>12}"
+        f"{'MB up':>8} {'MB down':>8} {'rounds':>7} {'CPU c/s s':>11} {'RSS c/s MB':>12}"
     )
     say = print if not args.json else _quiet
-    say(f"model {model.manifest.model_id} {model.manifest.version}, input {shape}")
+    say(
+        f"model {model.manifest.model_id} {model.manifest.version}, input {shape}, "
+        f"edge HE processes {args.he_workers or 'every core'}"
+    )
     say(header)
     with Progress("bench", enabled=not args.json) as progress:
         for i in range(args.repeat):
             progress.update(f"secure inference {i + 1}/{args.repeat} (camera and edge processes)")
-            row = _row(run_two_processes(package, x))
+            row = _row(run_two_processes(package, x, he_workers=args.he_workers))
             rows.append(row)
             with progress.paused():
                 say(
                     f"{i + 1:>4} {row['seconds']:>8.2f} {row['setup_seconds']:>8.2f} "
                     f"{row['infer_seconds']:>8.2f} {row['mb_client_to_server']:>8.1f} "
                     f"{row['mb_server_to_client']:>8.1f} {row['rounds']:>7.0f} "
+                    f"{row['client_cpu_seconds']:>5.1f}/{row['server_cpu_seconds']:<5.1f} "
                     f"{row['client_rss_mb']:>5.0f}/{row['server_rss_mb']:<5.0f}",
                     flush=True,
                 )
@@ -96,6 +111,7 @@ def _bench(args: argparse.Namespace) -> int:
     result = {
         "model_id": model.manifest.model_id,
         "version": model.manifest.version,
+        "he_workers": args.he_workers,
         "runs": rows,
         "median": median,
     }

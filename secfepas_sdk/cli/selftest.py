@@ -45,11 +45,19 @@ def _peak_rss_mb() -> float:
 
 
 def _cpu() -> float:
+    """CPU-seconds of this process and of its children that have ended (the edge's
+    HE block processes, reaped before the figure is read)."""
     t = os.times()
-    return t.user + t.system
+    return t.user + t.system + t.children_user + t.children_system
 
 
-def _server(package: str, timeout: float) -> dict[str, Any]:
+def he_workers_count(setting: int) -> int:
+    """The selftest's ``--he-workers``: 0 means every core this process may use."""
+    return setting if setting > 0 else len(os.sched_getaffinity(0))
+
+
+def _server(package: str, timeout: float, he_workers: int) -> dict[str, Any]:
+    from secfepas_sdk.edge.he_pool import start_pool
     from secfepas_sdk.models.package import load_private
     from secfepas_sdk.protocol.transport import SocketChannel
     from secfepas_sdk.snni.runtime import ServerRuntime
@@ -63,14 +71,21 @@ def _server(package: str, timeout: float) -> dict[str, Any]:
         print(json.dumps({"port": listener.getsockname()[1]}), flush=True)
         conn, _ = listener.accept()
     channel = SocketChannel(conn, timeout_s=timeout)
+    workers = he_workers_count(he_workers)
     c0 = _cpu()
     runtime.setup(channel)
-    runtime.infer(channel)
+    pool = start_pool(runtime.he, workers, close_in_child=[conn.fileno()], timeout_s=timeout)
+    try:
+        runtime.infer(channel)
+    finally:
+        if pool is not None:
+            pool.close()  # reaped: their CPU time joins ours
     cpu = _cpu() - c0
     channel.close()
     runtime.close()
     return {
         "load_seconds": load_s,
+        "he_workers": workers,
         "compute": cpu,
         "peak_rss_mb": _peak_rss_mb(),
         "timings": runtime.timings,
@@ -147,16 +162,17 @@ class SecureRun:
 
 
 def run_two_processes(
-    package: str | Path, x: NDArray[np.float32], *, timeout: float = 3600.0
+    package: str | Path, x: NDArray[np.float32], *, timeout: float = 3600.0, he_workers: int = 1
 ) -> SecureRun:
-    """Server and client as two child processes over loopback TCP."""
+    """Server and client as two child processes over loopback TCP; the server splits its
+    HE layers across ``he_workers`` block processes (0: every core it may use)."""
     cmd = [sys.executable, "-m", "secfepas_sdk.cli.selftest"]
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(x, dtype=np.float32), allow_pickle=False)
+    server_cmd = [*cmd, "--role", "server", "--package", str(package)]
+    server_cmd += ["--timeout", str(timeout), "--he-workers", str(he_workers)]
     server = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-        [*cmd, "--role", "server", "--package", str(package), "--timeout", str(timeout)],
-        stdout=subprocess.PIPE,
-        text=True,
+        server_cmd, stdout=subprocess.PIPE, text=True
     )
     try:
         assert server.stdout is not None
@@ -192,10 +208,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--package", required=True)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("--he-workers", type=int, default=1)
     args = parser.parse_args(argv)
     try:
         if args.role == "server":
-            report = _server(args.package, args.timeout)
+            report = _server(args.package, args.timeout, args.he_workers)
         else:
             report = _client(args.package, args.port, args.timeout)
     except SecfepasError as exc:

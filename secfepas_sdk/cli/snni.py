@@ -26,6 +26,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     st.add_argument(
         "--frac", type=int, default=12, help="fractional bits f when importing an ONNX file"
     )
+    st.add_argument(
+        "--he-workers",
+        type=int,
+        default=1,
+        help="processes the edge splits its HE layers across (default: 1, the edge's own "
+        "process; 0 = every core; the edge setting he_workers)",
+    )
     st.set_defaults(handler=_selftest)
     parser.set_defaults(handler=lambda _a: parser.print_help() or 2)
 
@@ -65,6 +72,8 @@ def _selftest(args: argparse.Namespace) -> int:
     from secfepas_sdk.models.package import load_public, reference_onnx
 
     ort: Any = require("onnxruntime", "camera")
+    if args.he_workers < 0:
+        raise ConfigError("--he-workers must be 0 (every core) or more")
     model = Path(args.model)
     progress = Progress("snni selftest", enabled=not args.json)
     with progress, tempfile.TemporaryDirectory(prefix="secfepas-pkg-") as tmp:
@@ -95,7 +104,7 @@ def _selftest(args: argparse.Namespace) -> int:
         plain = np.asarray(sess.run(None, {sess.get_inputs()[0].name: x})[0], np.float64)
         plain = plain.reshape(-1)
         progress.update("secure inference (camera and edge processes over loopback TCP)")
-        run = run_two_processes(package, x)
+        run = run_two_processes(package, x, he_workers=args.he_workers)
     secure = run.logits
     if public.plan.softmax:
         from secfepas_sdk.snni.runtime import softmax

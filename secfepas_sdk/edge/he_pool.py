@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from secfepas_sdk.snni.he.blocks import LayerPart
     from secfepas_sdk.snni.he.engine import HeServer
 
-__all__ = ["HePool", "HeWorkerLost"]
+__all__ = ["HePool", "HeWorkerLost", "start_pool"]
 
 U64 = NDArray[np.uint64]
 
@@ -194,6 +194,24 @@ class HePool:
                 os.waitpid(block.pid, 0)
             os.close(block.pidfd)
         self._broken = False
+
+
+def start_pool(
+    server: HeServer, workers: int, *, close_in_child: Iterable[int], timeout_s: float
+) -> HePool | None:
+    """Fork ``workers`` block processes for a set-up ``server`` and split its layer calls
+    across them (none, and the calls stay in this process, when ``workers`` is 1).
+    ``close_in_child``: this process's links that the block processes must not hold open."""
+    if workers < 2:
+        return None
+    pool = HePool(server, workers, close_in_child=close_in_child, timeout_s=timeout_s)
+    try:
+        pool.open()
+    except OSError as exc:
+        pool.close()
+        raise HeWorkerLost(f"cannot start the HE block processes: {exc}") from exc
+    server.pool = pool
+    return pool
 
 
 def _die_with(parent: int) -> None:

@@ -128,7 +128,7 @@ def serve_session(
     and message (never data); refused camera data (PeerDataError) as a REFUSED
     frame; a dead block process as LOST.
     """
-    from secfepas_sdk.edge.he_pool import HeWorkerLost
+    from secfepas_sdk.edge.he_pool import HeWorkerLost, start_pool
 
     chan = SessionChannel(sock, timeout_s=timeout_s, max_message=max_message)
     pool: HePool | None = None
@@ -148,7 +148,9 @@ def serve_session(
                     runtime.setup(chan)
                     if pool is not None:
                         pool.close()
-                    pool = _open_pool(runtime, he_workers, sock, timeout_s)
+                    pool = start_pool(
+                        runtime.he, he_workers, close_in_child=[sock.fileno()], timeout_s=timeout_s
+                    )
                 runtime.infer(chan)
             except PeerDataError as exc:  # refused: the camera is told why (bad_message)
                 with contextlib.suppress(ChannelError):
@@ -169,24 +171,6 @@ def serve_session(
         if pool is not None:
             pool.close()
         chan.close()
-
-
-def _open_pool(
-    runtime: ServerRuntime, workers: int, sock: socket.socket, timeout_s: float
-) -> HePool | None:
-    """The session's HE block processes (none when ``workers`` is 1)."""
-    from secfepas_sdk.edge.he_pool import HePool, HeWorkerLost
-
-    if workers < 2:
-        return None
-    pool = HePool(runtime.he, workers, close_in_child=[sock.fileno()], timeout_s=timeout_s)
-    try:
-        pool.open()
-    except OSError as exc:
-        pool.close()
-        raise HeWorkerLost(f"cannot start the HE block processes: {exc}") from exc
-    runtime.he.pool = pool
-    return pool
 
 
 def reason(exc: BaseException) -> bytes:

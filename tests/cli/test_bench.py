@@ -28,11 +28,16 @@ def test_bench_reports_time_bytes_and_memory(
 def test_bench_json_is_a_flag_that_prints_one_json_object(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["bench", "--repeat", "1", "--json"]) == 0
+    assert main(["bench", "--repeat", "1", "--json", "--he-workers", "2"]) == 0
     result = json.loads(capsys.readouterr().out)  # nothing but the JSON object
     assert result["model_id"] == "demo-pain-cnn" and len(result["runs"]) == 1
+    assert result["he_workers"] == 2
+    (run,) = result["runs"]
+    assert run["server_cpu_seconds"] > 0 and run["client_cpu_seconds"] > 0
 
 
 def test_bench_rejects_zero_repeats(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--repeat", "0"]) == 1
     assert "--repeat" in capsys.readouterr().err
+    assert main(["bench", "--he-workers", "-1"]) == 1
+    assert "--he-workers" in capsys.readouterr().err

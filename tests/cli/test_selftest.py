@@ -37,9 +37,13 @@ def _check_report(report: dict) -> None:
 
 
 def test_selftest_on_bundled_package(astronaut: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With the edge's HE layers split across two block processes (--he-workers 2)."""
     code = main(
-        ["snni", "selftest", "--model", str(demo_model_path()), "--input", str(astronaut), "--json"]
-    )
+        [
+            "snni", "selftest", "--model", str(demo_model_path()), "--input", str(astronaut),
+            "--json", "--he-workers", "2",
+        ]
+    )  # fmt: skip
     report = json.loads(capsys.readouterr().out)
     assert code == 0
     _check_report(report)
