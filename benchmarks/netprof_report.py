@@ -78,8 +78,9 @@ def print_all(results: dict[str, Any]) -> None:
 def print_fit(results: dict[str, Any]) -> None:
     print("\nModel: time ≈ compute + bytes/bandwidth + rounds × RTT (bytes both ways, measured "
           "steady bandwidth and median RTT).")  # fmt: skip
-    print("A priori: compute = the loopback time, coefficients 1. Fitted (non-negative least "
-          "squares over the profiles): c0 + c_bw·bytes/bw + c_rtt·rounds·RTT.\n")  # fmt: skip
+    print("A priori: compute = the loopback time less its own rounds × RTT, coefficients 1. "
+          "Fitted (non-negative least squares over the profiles): "
+          "c0 + c_bw·bytes/bw + c_rtt·rounds·RTT.\n")  # fmt: skip
     rows = []
     for model, fit in results["models"].items():
         a, f = fit.get("apriori"), fit.get("fit")
