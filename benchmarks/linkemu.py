@@ -32,10 +32,12 @@ import fcntl
 import os
 import re
 import select
+import shutil
 import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -112,11 +114,27 @@ def delete_namespace(name: str) -> None:
     subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
 
 
+def scratch_dirs() -> list[Path]:
+    """Where our runs leave files named like the namespaces (the forwarder's control
+    file in /dev/shm, the benchmark's temporary directory)."""
+    return [Path("/dev/shm"), Path(tempfile.gettempdir())]
+
+
 def remove_stale() -> list[str]:
-    """Delete our namespaces whose owning process is gone; returns their names."""
+    """Delete our namespaces whose owning process is gone, with what runs inside,
+    and the files such a run left in :func:`scratch_dirs`; returns what went."""
     stale = [n for n in list_namespaces() if (pid := _owner(n)) is None or not _alive(pid)]
     for name in stale:
         delete_namespace(name)
+    for folder in scratch_dirs():
+        for path in folder.glob(f"{PREFIX}-*"):
+            m = re.match(re.escape(PREFIX) + r"-(\d+)-", path.name)
+            if m and not _alive(int(m.group(1))):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                stale.append(str(path))
     return stale
 
 

@@ -243,7 +243,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     removed = linkemu.remove_stale()
     if removed:
-        say(f"removed namespaces left by a killed run: {', '.join(removed)}")
+        say(f"removed namespaces and files left by a killed run: {', '.join(removed)}")
     commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True, check=False).stdout.strip()  # fmt: skip
     meta = {
@@ -259,7 +259,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "on the same cores as both parties; tbf for bandwidth",
     }
     results: dict[str, Any] = {"meta": meta, "links": {}, "rows": []}
-    with tempfile.TemporaryDirectory(prefix="secfepas-netprof-") as tmp_name:
+    # Named like the namespaces, so a killed run's PKI and packages go with them.
+    with tempfile.TemporaryDirectory(prefix=f"{linkemu.PREFIX}-{os.getpid()}-tmp-") as tmp_name:
         tmp = Path(tmp_name)
         init_pki(tmp / "pki", edge_hosts=["localhost", "127.0.0.1", linkemu.ADDR_B])
         ids = {}

@@ -60,10 +60,13 @@ def test_stale_namespaces_are_removed_with_what_runs_inside() -> None:
                           capture_output=True, text=True, check=True)  # fmt: skip
     name = f"{linkemu.PREFIX}-{int(gone.stdout)}-a"  # its owner has exited
     subprocess.run(["ip", "netns", "add", name], check=True)
+    leftover = Path("/dev/shm") / f"{name}-x.delay"
+    leftover.write_text("0\n")
     sleeper = subprocess.Popen(["ip", "netns", "exec", name, "sleep", "300"])
     try:
         live = linkemu.make_namespace("z")  # ours, owner alive: must stay
-        assert name in linkemu.remove_stale()
+        removed = linkemu.remove_stale()
+        assert name in removed and str(leftover) in removed and not leftover.exists()
         assert name not in linkemu.list_namespaces() and live in linkemu.list_namespaces()
         assert sleeper.wait(10) != 0  # killed, not left running in a deleted namespace
     finally:
@@ -72,6 +75,7 @@ def test_stale_namespaces_are_removed_with_what_runs_inside() -> None:
             sleeper.wait()
         linkemu.delete_namespace(name)
         linkemu.delete_namespace(f"{linkemu.PREFIX}-{os.getpid()}-z")
+        leftover.unlink(missing_ok=True)
     assert mine() == []
 
 

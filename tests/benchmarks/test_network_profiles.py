@@ -104,6 +104,8 @@ def test_no_namespace_outlives_sigterm_or_sigkill_and_a_rerun() -> None:
     left = owned_by(killed.pid)
     tree = descendants(killed.pid)  # forwarder, edge (and its workers), camera
     assert len(left) == 2 and len(tree) >= 3
+    files = [p for d in linkemu.scratch_dirs() for p in d.glob(f"{linkemu.PREFIX}-{killed.pid}-*")]
+    assert len(files) == 2, files  # the forwarder's control file and the run's directory
     killed.kill()
     killed.communicate(timeout=60)
     assert owned_by(killed.pid) == left  # SIGKILL leaves them: the next run must clean up
@@ -111,8 +113,10 @@ def test_no_namespace_outlives_sigterm_or_sigkill_and_a_rerun() -> None:
     rerun = start([*TINY, "--profiles", "loopback", "--count", "1"])
     _, stderr = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, stderr[-3000:]
-    assert "removed namespaces left by a killed run" in stderr
+    assert "removed namespaces and files left by a killed run" in stderr
     assert owned_by(killed.pid) == [] and owned_by(rerun.pid) == []
+    for folder in linkemu.scratch_dirs():  # the forwarder's control file, the PKI
+        assert list(folder.glob(f"{linkemu.PREFIX}-{killed.pid}-*")) == []
     assert [p for p in tree if alive(p)] == []
 
 
