@@ -6,7 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from secfepas_sdk.snni.he.flooding import CircuitPrivacy
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -27,7 +30,25 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     imp.add_argument("--bits", type=int, default=37, help="ring bits l")
     imp.add_argument("--frac", type=int, default=12, help="fractional bits f")
     imp.add_argument(
-        "--params", default="bfv-n8192-q180", help="HE parameter set name (see docs/snni-he.md)"
+        "--params",
+        default=None,
+        help="HE parameter set name (see docs/snni-he.md; default: the cheapest that meets "
+        "the circuit-privacy budget)",
+    )
+    imp.add_argument(
+        "--privacy-distance-log2",
+        type=int,
+        default=-40,
+        metavar="D",
+        help="circuit-privacy budget: total statistical distance 2^D about the weights "
+        "(default: -40)",
+    )
+    imp.add_argument(
+        "--privacy-inferences",
+        type=int,
+        default=10**8,
+        metavar="N",
+        help="circuit-privacy budget: over N inferences, all cameras together (default: 100000000)",
     )
     imp.add_argument(
         "--classes",
@@ -167,6 +188,7 @@ def _import(args: argparse.Namespace) -> int:
             ring_bits=args.bits,
             frac_bits=args.frac,
             he_params=args.params,
+            circuit_privacy=_budget(args),
             class_names=args.classes,
             mean=args.mean,
             std=args.std,
@@ -182,6 +204,18 @@ def _import(args: argparse.Namespace) -> int:
         )
     print(json.dumps({"package": str(args.out_dir), "fingerprint": manifest.fingerprint}))
     return 0
+
+
+def _budget(args: argparse.Namespace) -> CircuitPrivacy:
+    from secfepas_sdk.errors import ConfigError
+    from secfepas_sdk.snni.he import flooding
+
+    try:
+        return flooding.CircuitPrivacy(
+            distance_log2=args.privacy_distance_log2, inferences=args.privacy_inferences
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _quantize(args: argparse.Namespace) -> int:
@@ -223,6 +257,12 @@ def _inspect(args: argparse.Namespace) -> int:
     print(
         f"ring l={ring['bits']} f={ring['frac_bits']}; HE {he['params']} (N={he['poly_degree']}, "
         f"log q={sum(he['coeff_bits'])}, {he['security_bits']}-bit)"
+    )
+    cp = report["circuit_privacy"]
+    print(
+        f"circuit privacy: 2^{cp['distance_log2_per_inference']} per inference; budget "
+        f"2^{cp['distance_log2']} over {cp['inferences']} inferences covers "
+        f"{cp['inferences_covered']}" + ("" if cp["sized"] else " (plan not sized to it)")
     )
     c = report["preprocess"]
     print(

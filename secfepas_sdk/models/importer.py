@@ -23,7 +23,7 @@ from secfepas_sdk.models.contract import (
 )
 from secfepas_sdk.models.package import Manifest, write_package
 from secfepas_sdk.snni.compile import compile_onnx
-from secfepas_sdk.snni.he.params import DEFAULT_PARAMS
+from secfepas_sdk.snni.he.flooding import DEFAULT_BUDGET, CircuitPrivacy
 
 DEFAULT_RING_BITS = 37
 DEFAULT_FRAC_BITS = 12
@@ -208,7 +208,8 @@ def import_onnx(
     version: str = "1.0.0",
     ring_bits: int = DEFAULT_RING_BITS,
     frac_bits: int = DEFAULT_FRAC_BITS,
-    he_params: str = DEFAULT_PARAMS,
+    he_params: str | None = None,
+    circuit_privacy: CircuitPrivacy | None = DEFAULT_BUDGET,
     class_names: Sequence[str],
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
@@ -231,7 +232,9 @@ def import_onnx(
     |x| <= max((1 - mean) / std, mean / std) is public; the plan then carries the
     provable activation bounds of snni.bounds (cheaper comparisons) and the
     client refuses inputs outside that range.
-    ``ot_k``: SoftSpokenOT k per op kind (default ``DEFAULT_OT_K``)."""
+    ``ot_k``: SoftSpokenOT k per op kind (default ``DEFAULT_OT_K``).
+    ``circuit_privacy``: the budget the manifest states and the flooding is sized to;
+    ``he_params`` None takes the cheapest parameter set that meets it (compile_onnx)."""
     path = Path(onnx_path)
     model, _raw = _load_model(path)
     contract = resolve_contract(
@@ -251,6 +254,7 @@ def import_onnx(
             ring_bits=ring_bits,
             frac_bits=frac_bits,
             he_params=he_params,
+            circuit_privacy=circuit_privacy,
             input_bound=pixel_input_bound(contract.mean, contract.std) if pixel_bound else None,
             ot_k=DEFAULT_OT_K if ot_k is None else ot_k,
         )

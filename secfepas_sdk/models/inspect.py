@@ -39,6 +39,7 @@ from secfepas_sdk.snni.ops import LinearOp, MaxPool, Op, OtOp, Relu, ReluTruncat
 from secfepas_sdk.snni.party import Party
 from secfepas_sdk.snni.plan import Plan, he_layer
 from secfepas_sdk.snni.prg import Prg
+from secfepas_sdk.snni.privacy import budget_inferences, inference_distance_log2
 from secfepas_sdk.snni.share_ops import ShareContext, run_op
 
 __all__ = ["LayerCost", "inspect_package"]
@@ -337,6 +338,12 @@ def inspect_public(model: PublicModel, *, probe: bool = True) -> dict[str, Any]:
             "security_bits": params.security_bits,
         },
         "preprocess": manifest.preprocess.model_dump(mode="json"),
+        "circuit_privacy": {
+            **manifest.circuit_privacy.model_dump(mode="json"),
+            "sized": plan.circuit_privacy is not None,  # else flooded at the most
+            "distance_log2_per_inference": round(inference_distance_log2(plan), 2),
+            "inferences_covered": budget_inferences(plan, manifest.circuit_privacy.engine),
+        },
         "layers": [c.as_dict() for c in layers],
         "per_inference": totals,
         "setup": setup,

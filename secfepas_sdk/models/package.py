@@ -3,7 +3,8 @@
 Layout of a package directory::
 
     manifest.json        public: id, version, input shape, mean/std, l, f, HE set,
-                         class names, sha256 of the two public files below
+                         circuit-privacy budget, class names, sha256 of the two
+                         public files below
     architecture.onnx    public: the ONNX graph with no parameter value (initializers
                          and Constants are typed inputs: shapes only)
     plan.json            public: the compiled secure plan (shapes only)
@@ -34,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from secfepas_sdk.errors import InvalidValueError, ModelPackageError, SecfepasError
 from secfepas_sdk.models.contract import PreprocessContract, contract_from_manifest
+from secfepas_sdk.snni.he.flooding import DEFAULT_BUDGET, MAX_INFERENCES, CircuitPrivacy
 from secfepas_sdk.snni.plan import ModelWeights, Plan
 
 MANIFEST = "manifest.json"
@@ -43,9 +45,32 @@ WEIGHTS = "private/weights.npz"
 WEIGHTS_HASH = "private/weights.sha256"
 REFERENCE = "private/reference.onnx"
 PUBLIC_FILES = (ARCHITECTURE, PLAN)
-FORMAT_VERSION = 2  # 2: the preprocessing contract; 1 (top-level mean/std) still loads
+# 3: the circuit-privacy budget; 2: the preprocessing contract; 1 (top-level mean/std)
+# and 2 still load (an older manifest states the default budget)
+FORMAT_VERSION = 3
 _MAX_PUBLIC_BYTES = 64 << 20
 _MAX_WEIGHTS_BYTES = 2 << 30
+
+
+class CircuitPrivacyBudget(BaseModel):
+    """The package's circuit-privacy budget (public): noise flooding leaves at most
+    2^distance_log2 of statistical distance about the weights over ``inferences``
+    inferences, all cameras together (docs/snni-he.md, "Circuit privacy")."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    distance_log2: int = Field(default=DEFAULT_BUDGET.distance_log2, ge=-128, le=-1, strict=True)
+    inferences: int = Field(default=DEFAULT_BUDGET.inferences, ge=1, le=MAX_INFERENCES, strict=True)
+
+    @property
+    def engine(self) -> CircuitPrivacy:
+        return CircuitPrivacy(distance_log2=self.distance_log2, inferences=self.inferences)
+
+    @staticmethod
+    def of(budget: CircuitPrivacy) -> CircuitPrivacyBudget:
+        return CircuitPrivacyBudget(
+            distance_log2=budget.distance_log2, inferences=budget.inferences
+        )
 
 
 class Manifest(BaseModel):
@@ -62,6 +87,7 @@ class Manifest(BaseModel):
     ring_bits: int = Field(ge=8, le=60)
     frac_bits: int = Field(ge=1, le=30)
     he_params: str
+    circuit_privacy: CircuitPrivacyBudget = CircuitPrivacyBudget()
     class_names: tuple[str, ...] = Field(min_length=1)
     hashes: dict[str, str]
 
@@ -200,6 +226,12 @@ def _check_plan_matches(manifest: Manifest, plan: Plan) -> None:
         or plan.he_params != manifest.he_params
     ):
         raise ModelPackageError("the plan does not match the manifest")
+    budget = plan.circuit_privacy
+    if budget is not None and budget != manifest.circuit_privacy.engine:
+        raise ModelPackageError(
+            f"the plan is sized for the circuit-privacy budget {budget.describe()}, the "
+            f"manifest states {manifest.circuit_privacy.engine.describe()}"
+        )
     if int(np.prod(plan.output_shape)) != len(manifest.class_names):
         raise ModelPackageError("the number of class names does not match the model output")
 
@@ -266,6 +298,7 @@ def write_package(
             ring_bits=plan.ring_bits,
             frac_bits=plan.frac_bits,
             he_params=plan.he_params,
+            circuit_privacy=CircuitPrivacyBudget.of(plan.circuit_privacy or DEFAULT_BUDGET),
             hashes={ARCHITECTURE: sha256(architecture), PLAN: sha256(plan_raw)},
             **meta,
         )

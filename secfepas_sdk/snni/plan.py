@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.bounds import input_bound_units, tensor_bounds
+from secfepas_sdk.snni.he.flooding import CircuitPrivacy
 from secfepas_sdk.snni.he.layers import ConvLayer, ConvSpec, MatmulLayer
 from secfepas_sdk.snni.he.params import get_params
 from secfepas_sdk.snni.ops import (
@@ -40,8 +41,10 @@ from secfepas_sdk.snni.ops import (
 )
 from secfepas_sdk.snni.ring import Ring
 
-PLAN_VERSION = 2  # 2: public activation bounds (input_bound, bound_bits, drop_bits)
-READABLE_VERSIONS = (1, 2)  # a plan without input_bound is written as version 1
+# 2: public activation bounds (input_bound, bound_bits, drop_bits);
+# 3: a circuit-privacy budget (the flooding is sized to it, snni.privacy)
+PLAN_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)  # a plan is written with the least version its fields need
 MAX_OPS = 4096
 
 
@@ -59,9 +62,15 @@ class Plan:
     softmax: bool = False
     # Public |x| bound of the (normalised) input; enables the bounds of snni.bounds.
     input_bound: float | None = None
+    # The deployment's budget the flooding is sized to (None: flood at the most).
+    circuit_privacy: CircuitPrivacy | None = None
 
     def __post_init__(self) -> None:
         Ring(bits=self.ring_bits, frac_bits=self.frac_bits)  # validates
+        if self.circuit_privacy is not None and not isinstance(
+            self.circuit_privacy, CircuitPrivacy
+        ):
+            raise SnniError("plan circuit_privacy must be a CircuitPrivacy")
         if self.input_bound is not None and not 0 < self.input_bound < 2.0**20:
             raise SnniError(f"plan input_bound must be positive and finite, got {self.input_bound}")
         if len(self.input_shape) < 2 or self.input_shape[0] != 1:
@@ -130,6 +139,13 @@ class Plan:
         return self.input_bound is not None or any(op.needs_v2 for op in self.ops)
 
     @property
+    def version(self) -> int:
+        """The least plan version that carries every field of this plan."""
+        if self.circuit_privacy is not None:
+            return 3
+        return 2 if self.needs_v2 else 1
+
+    @property
     def ot_ks(self) -> tuple[int, ...]:
         """The SoftSpokenOT k values ops select (both parties set up one session each)."""
         return tuple(
@@ -154,8 +170,10 @@ class Plan:
         extra: dict[str, Any] = {}
         if self.input_bound is not None:
             extra["input_bound"] = self.input_bound
+        if self.circuit_privacy is not None:
+            extra["circuit_privacy"] = self.circuit_privacy.to_dict()
         return {
-            "version": PLAN_VERSION if self.needs_v2 else 1,
+            "version": self.version,
             **extra,
             "input_name": self.input_name,
             "input_shape": list(self.input_shape),
@@ -178,6 +196,9 @@ class Plan:
             if d["version"] not in READABLE_VERSIONS:
                 raise SnniError(f"plan version {d['version']} is not one of {READABLE_VERSIONS}")
             bound = d.get("input_bound")
+            budget = d.get("circuit_privacy")
+            if (budget is None) != (d["version"] < 3):
+                raise SnniError("a plan carries circuit_privacy if and only if it is version 3")
             return Plan(
                 input_name=str(d["input_name"]),
                 input_shape=tuple(int(s) for s in d["input_shape"]),
@@ -188,6 +209,7 @@ class Plan:
                 output=str(d["output"]),
                 softmax=bool(d.get("softmax", False)),
                 input_bound=None if bound is None else float(bound),
+                circuit_privacy=None if budget is None else CircuitPrivacy.from_dict(budget),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SnniError(f"malformed plan: {exc}") from exc

@@ -32,6 +32,7 @@ from secfepas_sdk.snni.ops import LinearOp, Op, OtOp
 from secfepas_sdk.snni.party import Party
 from secfepas_sdk.snni.plan import ModelWeights, Plan, he_layer
 from secfepas_sdk.snni.prg import Prg
+from secfepas_sdk.snni.privacy import layer_floods
 from secfepas_sdk.snni.ring import Ring
 from secfepas_sdk.snni.share_ops import ShareContext, run_op
 
@@ -64,6 +65,8 @@ class _Runner:
             for op in plan.ops
             if isinstance(op, LinearOp)
         }
+        # Each layer's flood (sized to the plan's budget); refuses a budget out of reach.
+        self.floods = {layer.name: layer for layer in layer_floods(plan)}
         self.nl: NonlinearEngine | None = None
         self.timings: dict[str, float] = defaultdict(float)
         self.cpu_timings: dict[str, float] = defaultdict(float)
@@ -197,7 +200,11 @@ class ServerRuntime:
             cache = cost <= budget
             budget -= cost if cache else 0
             self._prepared[op.name] = self._he.prepare(
-                layer.layout, layer.kernel_source(w), 2.0**op.l1_log2, cache=cache
+                layer.layout,
+                layer.kernel_source(w),
+                2.0**op.l1_log2,
+                cache=cache,
+                flood_bits=r.floods[op.name].flood_bits,
             )
             bias = r.ring.from_signed(weights.arrays[f"{op.name}/b"])
             self._bias[op.name] = bias.reshape((-1,) + (1,) * (len(op.shape) - 1))

@@ -14,7 +14,7 @@ import pytest
 from testkit.cli import tiny_cnn
 
 from secfepas_sdk.cli.main import main
-from secfepas_sdk.models.package import MANIFEST, load_private, load_public
+from secfepas_sdk.models.package import FORMAT_VERSION, MANIFEST, load_private, load_public
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -25,7 +25,7 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
 
 def _contract(pkg: Path) -> dict[str, object]:
     manifest = json.loads((pkg / MANIFEST).read_text())
-    assert manifest["format_version"] == 2 and "mean" not in manifest
+    assert manifest["format_version"] == FORMAT_VERSION and "mean" not in manifest
     return dict(manifest["preprocess"])
 
 

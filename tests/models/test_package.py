@@ -154,3 +154,62 @@ def test_contract_must_fit_the_input_shape(package: Path) -> None:
     (package / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ModelPackageError, match="contract's input"):
         load_public(package)
+
+
+def _as_before_budgets(package: Path) -> None:
+    """Rewrite the copied package as it was before circuit-privacy budgets: a plan
+    without one (bfv-n8192-q180) and a format-2 manifest without the field."""
+    import dataclasses
+
+    from secfepas_sdk.models.package import sha256
+
+    plan = dataclasses.replace(
+        load_public(package).plan, he_params="bfv-n8192-q180", circuit_privacy=None
+    )
+    raw = plan.to_json().encode("utf-8")
+    (package / PLAN).write_bytes(raw)
+    manifest = json.loads((package / MANIFEST).read_text())
+    del manifest["circuit_privacy"]
+    manifest.update(format_version=2, he_params="bfv-n8192-q180")
+    manifest["hashes"][PLAN] = sha256(raw)
+    (package / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_a_manifest_without_a_budget_loads_with_the_default(package: Path) -> None:
+    _as_before_budgets(package)
+    private = load_private(package)
+    assert private.plan.circuit_privacy is None and private.plan.version == 1
+    budget = private.manifest.circuit_privacy
+    assert (budget.distance_log2, budget.inferences) == (-40, 10**8)
+
+
+def test_the_manifest_states_the_plan_budget(package: Path) -> None:
+    public = load_public(package)
+    assert public.plan.circuit_privacy == public.manifest.circuit_privacy.engine
+    manifest = json.loads((package / MANIFEST).read_text())
+    manifest["circuit_privacy"]["inferences"] = 10**9
+    (package / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ModelPackageError, match="sized for the circuit-privacy budget"):
+        load_public(package)
+    manifest["circuit_privacy"]["extra"] = 1
+    (package / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ModelPackageError, match="extra"):
+        load_public(package)
+
+
+def test_cli_import_takes_a_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ref = reference_onnx(demo_model_path())
+    assert ref is not None
+    out = tmp_path / "lax"
+    args = ["model", "import", str(ref), str(out), "--privacy-distance-log2", "-20"]
+    assert main([*args, "--privacy-inferences", "1000"]) == 0
+    public = load_public(out)
+    assert public.manifest.he_params == "bfv-n8192-q180"  # the cheaper set meets it
+    assert public.plan.circuit_privacy is not None
+    assert public.plan.circuit_privacy.to_dict() == {"distance_log2": -20, "inferences": 1000}
+    capsys.readouterr()
+    assert main([*args[:3], str(tmp_path / "x"), "--privacy-distance-log2", "-128"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("secfepas: error: ") and "out of reach" in err and err.count("\n") == 1
+    assert main([*args[:3], str(tmp_path / "y"), "--privacy-inferences", "0"]) == 1
+    assert "inferences must be in" in capsys.readouterr().err

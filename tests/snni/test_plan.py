@@ -98,7 +98,10 @@ def test_weights_too_large_for_noise_budget(make_small_cnn) -> None:
             arr = onnx.numpy_helper.to_array(init) * 6e4
             init.CopyFrom(onnx.numpy_helper.from_array(arr.astype(np.float32), "w4"))
     with pytest.raises(SnniError, match="noise budget"):
-        compile_onnx(model, ring_bits=43, frac_bits=20)
+        compile_onnx(model, ring_bits=43, frac_bits=20, circuit_privacy=None)
+    # bfv-n8192-q218's 60 more bits of modulus have room for them (and the budget).
+    plan, _ = compile_onnx(model, ring_bits=43, frac_bits=20)
+    assert plan.he_params == "bfv-n8192-q218"
 
 
 def test_weights_are_checked_against_plan(make_small_cnn) -> None:

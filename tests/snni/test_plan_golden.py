@@ -92,6 +92,6 @@ def residual_cnn() -> onnx.ModelProto:
 
 
 def test_compiling_a_residual_net_gives_the_golden_v1_plan() -> None:
-    plan, _ = compile_onnx(residual_cnn(), ring_bits=41, frac_bits=14)
+    plan, _ = compile_onnx(residual_cnn(), ring_bits=41, frac_bits=14, circuit_privacy=None)
     assert json.loads(plan.to_json())["version"] == 1
     _check("residual_v1_plan.json", plan.to_json())

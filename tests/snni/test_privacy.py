@@ -1,26 +1,48 @@
 """Circuit privacy over a deployment: the statistical distance flooding leaves per
-inference, counted from the public plan."""
+inference, counted from the public plan, and the flooding sized to a budget."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
 
+import onnx
 import pytest
 
+from secfepas_sdk.errors import SnniError
+from secfepas_sdk.models.bundled import demo_model_path
+from secfepas_sdk.snni.compile import compile_onnx
+from secfepas_sdk.snni.he.flooding import DEFAULT_BUDGET, CircuitPrivacy
 from secfepas_sdk.snni.plan import Plan
-from secfepas_sdk.snni.privacy import inference_distance_log2, layer_floods
+from secfepas_sdk.snni.privacy import (
+    budget_inferences,
+    inference_distance,
+    inference_distance_log2,
+    layer_floods,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 N = 8192
+ALLOWED = DEFAULT_BUDGET.total / DEFAULT_BUDGET.inferences  # 2^-40 / 10^8 = 2^-66.6
 
 
 def _plan(name: str) -> Plan:
     return Plan.from_json((GOLDEN / name).read_text(encoding="utf-8"))
 
 
+def _unbudgeted(plan: Plan) -> Plan:
+    """The plan as compiled before budgets: bfv-n8192-q180, flooded at the most."""
+    return dataclasses.replace(plan, he_params="bfv-n8192-q180", circuit_privacy=None)
+
+
+def _demo_model() -> onnx.ModelProto:
+    return onnx.load(str(demo_model_path() / "private" / "reference.onnx"))
+
+
 def test_each_layer_counts_every_c0_coefficient_at_its_sigma() -> None:
-    plan = _plan("demo_plan.json")
+    plan = _unbudgeted(_plan("demo_plan.json"))
     floods = layer_floods(plan)
     assert [f.name for f in floods] == [op.name for op in plan.ops if op.kind in ("conv", "gemm")]
     for f in floods:
@@ -36,9 +58,74 @@ def test_each_layer_counts_every_c0_coefficient_at_its_sigma() -> None:
     ("name", "replies", "log2_distance"),
     [("demo_plan.json", 15, -37.20), ("squeezenet11_plan.json", 562, -32.53)],
 )
-def test_distance_per_inference_today(name: str, replies: int, log2_distance: float) -> None:
-    """The figures docs/snni-he.md states (ResNet50's, -28.3, comes from the same code
-    on the exported model)."""
-    plan = _plan(name)
+def test_distance_per_inference_without_a_budget(
+    name: str, replies: int, log2_distance: float
+) -> None:
+    """The figures docs/snni-he.md states for plans compiled before budgets (ResNet50's,
+    -28.3, comes from the same code on the exported model): 2^-40 is gone within a
+    few inferences."""
+    plan = _unbudgeted(_plan(name))
     assert sum(f.replies for f in layer_floods(plan)) == replies
     assert inference_distance_log2(plan) == pytest.approx(log2_distance, abs=0.01)
+    assert budget_inferences(plan, DEFAULT_BUDGET) == 0
+    lax = CircuitPrivacy(distance_log2=-20)
+    assert budget_inferences(plan, lax) == math.floor(lax.total / inference_distance(plan))
+    assert budget_inferences(plan, lax) == pytest.approx(2.0 ** (-20 - log2_distance), rel=0.01)
+
+
+@pytest.mark.parametrize("name", ["demo_plan.json", "squeezenet11_plan.json"])
+def test_golden_plans_meet_the_default_budget_with_the_least_flood(name: str) -> None:
+    plan = _plan(name)
+    assert plan.circuit_privacy == DEFAULT_BUDGET and plan.he_params == "bfv-n8192-q218"
+    floods = layer_floods(plan)
+    assert inference_distance(plan) <= ALLOWED
+    share = ALLOWED / sum(f.coefficients for f in floods)
+    for f in floods:
+        one = f.distance / f.coefficients
+        assert one <= share < 2 * one  # the least flood: one bit less would miss the share
+        assert f.flood_bits < 139  # below the most bfv-n8192-q218 decrypts
+    assert budget_inferences(plan, DEFAULT_BUDGET) == DEFAULT_BUDGET.inferences
+
+
+def test_the_compiler_takes_the_cheapest_set_that_meets_the_budget() -> None:
+    model = _demo_model()
+    plan, _ = compile_onnx(model)
+    assert (plan.he_params, plan.version, plan.circuit_privacy) == (
+        "bfv-n8192-q218",
+        3,
+        DEFAULT_BUDGET,
+    )
+    lax = CircuitPrivacy(distance_log2=-20, inferences=1000)
+    plan, _ = compile_onnx(model, circuit_privacy=lax)
+    assert plan.he_params == "bfv-n8192-q180" and inference_distance(plan) <= lax.total / 1000
+    plan, _ = compile_onnx(model, circuit_privacy=None)
+    assert plan.he_params == "bfv-n8192-q180" and plan.circuit_privacy is None
+    assert plan.version < 3
+
+
+def test_a_budget_no_parameter_set_meets_is_one_clear_error() -> None:
+    model = _demo_model()
+    with pytest.raises(SnniError, match="out of reach: layer .* bfv-n8192-q218") as info:
+        compile_onnx(model, circuit_privacy=CircuitPrivacy(distance_log2=-128, inferences=10**15))
+    assert "\n" not in str(info.value) and "fewer inferences" in str(info.value)
+    with pytest.raises(SnniError, match="out of reach: layer .* bfv-n8192-q180"):
+        compile_onnx(model, he_params="bfv-n8192-q180")  # the default budget, forced set
+
+
+def test_a_plan_carries_its_budget_only_as_version_3(
+    make_small_cnn: Callable[..., onnx.ModelProto],
+) -> None:
+    plan, _ = compile_onnx(make_small_cnn(), circuit_privacy=CircuitPrivacy(inferences=12345))
+    data = plan.to_dict()
+    assert data["version"] == 3
+    assert data["circuit_privacy"] == {"distance_log2": -40, "inferences": 12345}
+    assert Plan.from_dict(data) == plan
+    for bad in (
+        {**data, "version": 2},
+        {k: v for k, v in data.items() if k != "circuit_privacy"},
+        {**data, "circuit_privacy": {"distance_log2": -40}},
+        {**data, "circuit_privacy": {"distance_log2": 3, "inferences": 1}},
+        {**data, "circuit_privacy": {"distance_log2": -40, "inferences": 1.5}},
+    ):
+        with pytest.raises(SnniError, match="circuit_privacy"):
+            Plan.from_dict(bad)

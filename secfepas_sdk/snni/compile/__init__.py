@@ -21,8 +21,10 @@ from secfepas_sdk.snni.compile.errors import UnsupportedModelError
 from secfepas_sdk.snni.compile.onnx_front import OnnxFrontEnd
 from secfepas_sdk.snni.compile.passes import annotate_bounds, assign_ot_k, pool_before_relu
 from secfepas_sdk.snni.compile.quantise import quantise
-from secfepas_sdk.snni.he.params import get_params
+from secfepas_sdk.snni.he.flooding import DEFAULT_BUDGET, CircuitPrivacy
+from secfepas_sdk.snni.he.params import DEFAULT_PARAMS, PARAM_SETS, get_params
 from secfepas_sdk.snni.plan import ModelWeights, Plan
+from secfepas_sdk.snni.privacy import layer_floods
 
 __all__ = [
     "UnsupportedModelError",
@@ -38,10 +40,11 @@ def compile_onnx(
     *,
     ring_bits: int = 37,
     frac_bits: int = 12,
-    he_params: str = "bfv-n8192-q180",
+    he_params: str | None = None,
     input_bound: float | None = None,
     ot_k: dict[str, int] | None = None,
     fuse: bool = True,
+    circuit_privacy: CircuitPrivacy | None = DEFAULT_BUDGET,
 ) -> tuple[Plan, ModelWeights]:
     """ONNX ModelProto -> (public plan, private quantised weights).
 
@@ -50,29 +53,56 @@ def compile_onnx(
     shorten the comparisons (snni.bounds), and the client refuses inputs beyond it.
     ``ot_k``: op kind -> SoftSpokenOT k for that kind's ops (e.g. {"maxpool": 8}:
     half the OT bytes, several times the OT compute); other ops use the default.
-    ``fuse``: a depthwise conv read only by a pointwise conv becomes one conv."""
+    ``fuse``: a depthwise conv read only by a pointwise conv becomes one conv.
+    ``circuit_privacy``: the deployment's budget (snni.privacy); the plan carries it,
+    every layer's flood is sized to it, and ``he_params`` (None: the cheapest set of
+    PARAM_SETS that meets it) must meet it. None floods every layer at the most and
+    writes a plan of version 1 or 2 (``he_params`` None: DEFAULT_PARAMS)."""
     if not hasattr(model, "graph"):
         raise SnniError("compile_onnx takes an onnx.ModelProto (load the file first)")
-    front = OnnxFrontEnd(
-        model, ring_bits=ring_bits, frac_bits=frac_bits, he=get_params(he_params), fuse=fuse
-    )
+    if he_params is not None:
+        candidates = [he_params]
+    else:
+        candidates = list(PARAM_SETS) if circuit_privacy is not None else [DEFAULT_PARAMS]
+    # Every candidate has the same N, so the same packing; the per-layer check runs
+    # against the roomiest, and the budget picks among them below.
+    he = max((get_params(name) for name in candidates), key=lambda p: p.data_bits)
+    front = OnnxFrontEnd(model, ring_bits=ring_bits, frac_bits=frac_bits, he=he, fuse=fuse)
     input_name, input_shape, output = front.translate()
     ops = pool_before_relu(front.ops, keep={output})
     if input_bound is not None:
         ops = annotate_bounds(ops, input_name, front.shapes, input_bound, ring_bits, frac_bits)
     if ot_k:
         ops = assign_ot_k(ops, ot_k)
-    plan = Plan(
-        input_name=input_name,
-        input_shape=(1, *input_shape),
-        ring_bits=ring_bits,
-        frac_bits=frac_bits,
-        he_params=he_params,
-        ops=tuple(ops),
-        output=output,
-        softmax=front.softmax,
-        input_bound=input_bound,
-    )
+    plans = [
+        Plan(
+            input_name=input_name,
+            input_shape=(1, *input_shape),
+            ring_bits=ring_bits,
+            frac_bits=frac_bits,
+            he_params=name,
+            ops=tuple(ops),
+            output=output,
+            softmax=front.softmax,
+            input_bound=input_bound,
+            circuit_privacy=circuit_privacy,
+        )
+        for name in candidates
+    ]
+    plan = _first_that_meets_its_budget(plans)
     weights = ModelWeights(front.weights)
     weights.check_against(plan)
     return plan, weights
+
+
+def _first_that_meets_its_budget(plans: list[Plan]) -> Plan:
+    """The first plan whose parameter set can flood every layer as its budget needs;
+    else the error of the last (the roomiest) one."""
+    for plan in plans[:-1]:
+        try:
+            layer_floods(plan)
+        except SnniError:
+            continue
+        return plan
+    layer_floods(plans[-1])  # raises: no parameter set meets the budget
+    return plans[-1]

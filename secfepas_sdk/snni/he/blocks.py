@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.he import sealio
+from secfepas_sdk.snni.he.flooding import flood_residues
 from secfepas_sdk.snni.prg import Prg, derive_seed
 from secfepas_sdk.snni.ring import Ring
 
@@ -165,30 +166,26 @@ class LayerPart:
         s.evaluator.transform_to_ntt_inplace(pt, s.first)
         return pt
 
-    def _mod_q(self, values: I64, hi: I64 | None = None) -> U64:
-        """(hi * 2^32 + values) mod each working prime, limbs stacked: (limbs, n)."""
-        s = self._s
+    def _mod_q(self, values: I64) -> U64:
+        """Small signed values mod each working prime, limbs stacked: (limbs, n)."""
         limbs = []
-        for q in s.first_moduli:
+        for q in self._s.first_moduli:
             qi = np.int64(q)
-            v = np.zeros(values.shape, dtype=np.uint64)
-            if hi is not None:
-                v = np.where(hi < 0, (hi + qi).view(np.uint64), hi.view(np.uint64))
-                for _ in range(8):  # times 2^32, four bits at a time (no uint64 overflow)
-                    v = (v << np.uint64(4)) % q
-            low = np.where(values < 0, (values + qi).view(np.uint64), values.view(np.uint64))
-            limbs.append((v + low) % q)
+            limbs.append(
+                np.where(values < 0, (values + qi).view(np.uint64), values.view(np.uint64))
+            )
         return np.stack(limbs)
 
     def _noise_ct(self, prg: Prg, bits: int) -> Any:
         """(E + e1, e2) in coefficient form: E uniform in [-2^bits, 2^bits) floods the
-        decryption noise; e1, e2 complete the public-key encryption of zero."""
+        decryption noise (flooding.flood_residues: any width the working modulus
+        allows); e1, e2 complete the public-key encryption of zero."""
         s = self._s
         n = s.n
-        hi = prg.uint64(n, bits + 1 - 32).astype(np.int64) - (1 << (bits - 32))
-        lo = prg.uint64(n, 32).astype(np.int64) + self._cbd(prg, n)
+        moduli = s.first_moduli[:, None]
         polys = np.zeros((2, len(s.first_moduli), n), dtype=np.uint64)
-        polys[0] = self._mod_q(lo, hi)
+        flood = flood_residues(prg, bits, s.first_moduli, n)
+        polys[0] = (flood + self._mod_q(self._cbd(prg, n))) % moduli
         polys[1] = self._mod_q(self._cbd(prg, n))
         raw = sealio.ciphertext_bytes(
             polys, parms_id=sealio.parms_id_bytes(s.first), ntt_form=False, poly_degree=n

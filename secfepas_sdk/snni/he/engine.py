@@ -41,7 +41,13 @@ from secfepas_sdk.snni.channel import Channel
 from secfepas_sdk.snni.he import keys, sealio
 from secfepas_sdk.snni.he.blocks import BlockPool, LayerPart, block_mask, ntt_plain
 from secfepas_sdk.snni.he.layers import HeLayout
-from secfepas_sdk.snni.he.params import HeParams, check_layer_noise, make_context
+from secfepas_sdk.snni.he.params import (
+    MIN_FLOOD_SIGMA,
+    HeParams,
+    check_layer_noise,
+    flood_sigma,
+    make_context,
+)
 from secfepas_sdk.snni.he.scratch import SealScratch
 from secfepas_sdk.snni.prg import SEED_BYTES, Prg
 from secfepas_sdk.snni.ring import Ring
@@ -249,11 +255,14 @@ class HeServer:
         l1_bound: float,
         *,
         cache: bool = True,
+        flood_bits: int | None = None,
     ) -> PreparedLayer:
         """Check the noise budget and pre-encode weights in NTT form (once per model).
 
         ``kernels`` is the (n_kernels, n) array or a function giving kernel k; without
-        ``cache`` the kernels are NTT'd per inference instead (bounded memory)."""
+        ``cache`` the kernels are NTT'd per inference instead (bounded memory).
+        ``flood_bits``: the flood the plan's budget sized (snni.privacy); None, or more
+        than decrypts, floods at the most that does."""
         s = self._s
         if isinstance(kernels, np.ndarray):
             if kernels.shape != (layout.n_kernels, layout.n):
@@ -263,6 +272,10 @@ class HeServer:
         else:
             source = kernels
         flood, _sigma = check_layer_noise(s.params, s.ring.bits, l1_bound)
+        if flood_bits is not None and flood_bits < flood:
+            if flood_sigma(s.params, l1_bound, flood_bits) < MIN_FLOOD_SIGMA:
+                raise SnniError(f"a flood of 2^{flood_bits} hides the noise by < 2^-40")
+            flood = flood_bits
         index = len(self._layers)
         if cache:
             plains: list[Any] = []

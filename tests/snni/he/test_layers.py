@@ -11,7 +11,7 @@ from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import run_pair
 from secfepas_sdk.snni.he.engine import HeClient, HeServer, pack_blobs, unpack_blobs
 from secfepas_sdk.snni.he.layers import ConvLayer, ConvSpec, MatmulLayer
-from secfepas_sdk.snni.he.params import BFV_N8192, check_layer_noise, get_params
+from secfepas_sdk.snni.he.params import BFV_N8192, BFV_N8192_Q218, check_layer_noise, get_params
 from secfepas_sdk.snni.prg import Prg
 from secfepas_sdk.snni.ring import Ring
 
@@ -254,3 +254,37 @@ def _per_group_tiling(spec: ConvSpec) -> dict[str, int]:
         channels=spec.group_in_channels, height=hp, width=wp, out_channels=1, kh=kh, kw=kw, n=N
     )
     return {"cp": p.cp, "th": p.th, "tw": p.tw, "no": p.no}
+
+
+@pytest.mark.parametrize("flood_bits", [None, 100])
+def test_larger_set_with_a_sized_flood_is_exact_and_decrypts(flood_bits: int | None) -> None:
+    """bfv-n8192-q218 (three working primes), flooded at the most (2^139) or at a flood
+    sized to a budget: exact against numpy, and SEAL still sees noise budget left."""
+    client, server = HeClient(BFV_N8192_Q218, RING), HeServer(BFV_N8192_Q218, RING)
+    try:
+        run_pair(client.setup, server.setup)
+        spec = ConvSpec(in_shape=(3, 9, 9), out_channels=4, kernel=(3, 3), pads=(1, 1, 1, 1))
+        layer = ConvLayer(spec, N)
+        w = weights(np.random.default_rng(5), (4, 3, 3, 3))
+        prepared = server.prepare(
+            layer.layout, layer.kernel_polys(w), layer.l1_bound(w), flood_bits=flood_bits
+        )
+        assert prepared.flood_bits == (139 if flood_bits is None else flood_bits)
+        x = RING.random(Prg(), spec.in_shape)
+        x0, x1 = RING.share(x, Prg())
+        captured: list[bytes] = []
+
+        def camera(ch):
+            ch.send(pack_blobs(client.encrypt(layer.pack(x0))))
+            raw = ch.recv()
+            captured.extend(unpack_blobs(raw, count=layer.layout.n_out, max_each=1 << 20))
+            return np.concatenate([client.decrypt(captured)]).reshape(-1)[layer.layout.out_index]
+
+        y0, y1 = run_pair(camera, lambda ch: server.linear(ch, prepared, layer.pack(x1)))
+        assert np.array_equal(RING.add(y0, y1).reshape(spec.out_shape), ref_conv(x, w, spec))
+        assert all(client.noise_budget(b) > 0 for b in captured)
+        with pytest.raises(SnniError, match="2\\^-40"):
+            server.prepare(layer.layout, layer.kernel_polys(w), layer.l1_bound(w), flood_bits=60)
+    finally:
+        client.close()
+        server.close()
