@@ -11,7 +11,10 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from secfepas_sdk.edge.budget import PrivacyBudgets
 
 __all__ = ["LATENCY_BUCKETS", "EdgeMetrics", "MetricsServer"]
 
@@ -42,6 +45,7 @@ class EdgeMetrics:
         self._bucket_counts = [0] * len(LATENCY_BUCKETS)
         self._latency_sum = 0.0
         self._latency_count = 0
+        self.budgets: PrivacyBudgets | None = None  # set by the server once models load
 
     def track(self, conn: _Counted) -> None:
         """Count a live connection's bytes at every scrape, not only when it ends."""
@@ -121,6 +125,20 @@ class EdgeMetrics:
             "counter",
             "Handshakes refused because the camera's certificate is revoked (CRL).",
             [("", self.tls_revoked)],
+        )
+        budgets = list(self.budgets or ())
+        labels = [f'{{model="{b.model_id}",version="{b.version}"}}' for b in budgets]
+        metric(
+            p + "model_inferences_total",
+            "counter",
+            "Inferences begun per loaded model in this process (failed ones included).",
+            [(lab, b.used) for lab, b in zip(labels, budgets, strict=True)],
+        )
+        metric(
+            p + "circuit_privacy_covered_inferences",
+            "gauge",
+            "Inferences the model's circuit-privacy budget covers (all replicas together).",
+            [(lab, b.covered) for lab, b in zip(labels, budgets, strict=True)],
         )
         name = p + "inference_seconds"
         lines.append(f"# HELP {name} Wall-clock time of the edge's half of one inference.")

@@ -3,6 +3,8 @@
 Every package is loaded once at start-up with its hashes verified (a tampered
 package stops the server from starting). Only the public parts (manifest and
 plan) stay in this process; the weights are loaded by the worker processes.
+Each model's circuit-privacy budget is worked out here, from the public plan:
+how many inferences its flooding covers (edge.budget counts them).
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ class RegisteredModel:
     path: Path
     manifest: dict[str, Any] = field(hash=False)
     plan: dict[str, Any] = field(hash=False)
+    # Inferences the circuit-privacy budget covers, and the budget in words (None: not
+    # counted, for models built by hand).
+    budget_covered: int | None = None
+    budget_stated: str = ""
 
     def __post_init__(self) -> None:
         if not self.model_id:
@@ -53,6 +59,7 @@ class ModelRegistry:
     def load(cls, model_dir: Path) -> ModelRegistry:
         """Load and verify every package under ``model_dir`` (hidden entries skipped)."""
         from secfepas_sdk.models.package import load_private
+        from secfepas_sdk.snni.privacy import budget_inferences, inference_distance_log2
 
         root = Path(model_dir)
         if not root.is_dir():
@@ -64,6 +71,8 @@ class ModelRegistry:
             except ModelPackageError as exc:
                 raise ConfigError(f"model package {path} failed verification: {exc}") from exc
             manifest = private.manifest.model_dump(mode="json")
+            budget = private.manifest.circuit_privacy.engine
+            covered = budget_inferences(private.plan, budget)
             models.append(
                 RegisteredModel(
                     model_id=str(manifest["model_id"]),
@@ -71,14 +80,32 @@ class ModelRegistry:
                     path=path,
                     manifest=manifest,
                     plan=json.loads(private.plan.to_json()),
+                    budget_covered=covered,
+                    budget_stated=budget.describe(),
                 )
             )
             log.info(
-                "model %s (version %s) verified from %s",
+                "model %s (version %s) verified from %s; circuit privacy 2^%.1f per "
+                "inference, its budget (%s) covers %d inferences",
                 models[-1].model_id,
                 models[-1].version,
                 path,
+                inference_distance_log2(private.plan),
+                budget.describe(),
+                covered,
             )
+            if covered < budget.inferences:
+                log.warning(
+                    "model %s: its plan's flooding covers only %d of the %d inferences its "
+                    "circuit-privacy budget states (%s); re-import it with this SDK, which "
+                    "sizes the flooding to the budget",
+                    models[-1].model_id,
+                    covered,
+                    budget.inferences,
+                    "a plan from before budgets"
+                    if private.plan.circuit_privacy is None
+                    else "a plan sized for another budget",
+                )
         if not models:
             raise ConfigError(f"no model package found in {root}")
         return cls(models)

@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from types import TracebackType
 
+from secfepas_sdk.edge.budget import BudgetExhausted, ModelBudget, PrivacyBudgets
 from secfepas_sdk.edge.metrics import EdgeMetrics, MetricsServer
 from secfepas_sdk.edge.registry import ModelRegistry, RegisteredModel
 from secfepas_sdk.edge.session import EdgeSession, WorkerFailed
@@ -79,6 +80,7 @@ class Server:
         self.grace_s = grace_s  # for stop() at the end of ``async with``
         self.metrics = EdgeMetrics()
         self._registry = registry
+        self.budgets = PrivacyBudgets([], enforce=settings.circuit_privacy_enforce)
         self._ssl: ssl.SSLContext | None = None
         self._listener: asyncio.Server | None = None
         self._metrics_server: MetricsServer | None = None
@@ -97,6 +99,20 @@ class Server:
         s = self.settings
         if self._registry is None:
             self._registry = await asyncio.to_thread(ModelRegistry.load, s.model_dir)
+        self.budgets = PrivacyBudgets(
+            [
+                ModelBudget(
+                    model_id=m.model_id,
+                    version=m.version,
+                    covered=m.budget_covered,
+                    stated=m.budget_stated,
+                )
+                for m in self._registry
+                if m.budget_covered is not None
+            ],
+            enforce=s.circuit_privacy_enforce,
+        )
+        self.metrics.budgets = self.budgets
         self._ssl = self._tls_context()
         self._stop_requested = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -258,7 +274,7 @@ class Server:
         self.metrics.track(stream.conn)
         try:
             await self._session(stream, deadline)
-        except (_Refused, NegotiationError) as exc:
+        except (_Refused, NegotiationError, BudgetExhausted) as exc:
             self.metrics.errors[exc.code] += 1
             log.info("camera %s at %s refused (%s): %s", stream.peer, addr, exc.code, exc)
             await self._send_error(stream, exc.code, str(exc))
@@ -314,6 +330,7 @@ class Server:
         assert self._stop_requested is not None
         if self._stop_requested.is_set():
             raise _Refused("shutting_down", "the edge is stopping")
+        self.budgets.check(model.model_id)
         if self._per_camera[stream.peer] >= s.max_sessions_per_camera:
             raise _Refused(
                 "busy",
@@ -385,6 +402,7 @@ class Server:
             workers=self._workers,
             metrics=self.metrics,
             stop_requested=self._stop_requested,
+            budgets=self.budgets,
         )
 
         async def send_hello() -> None:

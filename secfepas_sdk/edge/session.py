@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from secfepas_sdk.edge import worker_link
+from secfepas_sdk.edge.budget import PrivacyBudgets
 from secfepas_sdk.edge.metrics import EdgeMetrics
 from secfepas_sdk.edge.registry import RegisteredModel
 from secfepas_sdk.edge.settings import EdgeSettings
@@ -78,6 +79,7 @@ class EdgeSession:
         workers: WorkerHost,
         metrics: EdgeMetrics,
         stop_requested: asyncio.Event,
+        budgets: PrivacyBudgets | None = None,
     ) -> None:
         self.stream = stream
         self.model = model
@@ -89,6 +91,7 @@ class EdgeSession:
         self._worker: SessionProcess | None = None
         self.metrics = metrics
         self.stop_requested = stop_requested
+        self.budgets = budgets
         self.inferences = 0
         self.worker_pid: int | None = None
 
@@ -179,6 +182,8 @@ class EdgeSession:
         s = self.settings
         start = time.monotonic()
         done_before = self.inferences
+        if self.budgets is not None:  # counted before any reply can leave
+            self.budgets.begin(self.model.model_id)
         await link.write(worker_link.BEGIN, b"\x01" if begin.setup else b"\x00")
 
         async def camera_to_worker() -> None:

@@ -79,6 +79,11 @@ class EdgeSettings(BaseSettings):
         "session's budget: the usable cores / max_sessions; 1 = the session's own process)",
     )
     worker_start_method: str = Field("spawn", pattern=r"^(spawn|forkserver)$")
+    circuit_privacy_enforce: bool = Field(
+        False,
+        description="refuse a model whose circuit-privacy budget is spent (default: log an "
+        "error and serve on)",
+    )
 
 
 def he_workers_for(settings: EdgeSettings) -> int:
