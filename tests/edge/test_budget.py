@@ -58,7 +58,7 @@ def test_enforced_budget_refuses_once_spent(caplog: pytest.LogCaptureFixture) ->
     for _ in range(3):
         budgets.check("m")
         budgets.begin("m")
-    with pytest.raises(BudgetExhausted, match="covers 3 inference.* has run 3") as info:
+    with pytest.raises(BudgetExhausted, match=r"covers 3 inference.* has run 3") as info:
         budgets.begin("m")
     assert info.value.code == "unknown_model"
     with pytest.raises(BudgetExhausted):
@@ -102,7 +102,8 @@ def test_registry_works_out_what_each_budget_covers(
     demo_dir.mkdir()
     (demo_dir / "demo").symlink_to(demo_model_path(), target_is_directory=True)
     (model,) = ModelRegistry.load(demo_dir)
-    assert model.budget_covered == 10**8 and model.budget_stated == "2^-40 over 100000000 inferences"
+    assert model.budget_covered == 10**8
+    assert model.budget_stated == "2^-40 over 100000000 inferences"
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     # A plan from before budgets: 2^-37.2 per inference, so 2^-37 covers one inference.
     (old,) = ModelRegistry.load(_pre_budget_package(tmp_path / "old", -37))

@@ -105,10 +105,10 @@ def test_the_compiler_takes_the_cheapest_set_that_meets_the_budget() -> None:
 
 def test_a_budget_no_parameter_set_meets_is_one_clear_error() -> None:
     model = _demo_model()
-    with pytest.raises(SnniError, match="out of reach: layer .* bfv-n8192-q218") as info:
+    with pytest.raises(SnniError, match=r"out of reach: layer .* bfv-n8192-q218") as info:
         compile_onnx(model, circuit_privacy=CircuitPrivacy(distance_log2=-128, inferences=10**15))
     assert "\n" not in str(info.value) and "fewer inferences" in str(info.value)
-    with pytest.raises(SnniError, match="out of reach: layer .* bfv-n8192-q180"):
+    with pytest.raises(SnniError, match=r"out of reach: layer .* bfv-n8192-q180"):
         compile_onnx(model, he_params="bfv-n8192-q180")  # the default budget, forced set
 
 

@@ -64,8 +64,15 @@ def test_budget_values_are_checked() -> None:
     assert (budget.distance_log2, budget.inferences) == (-40, 10**8)
     assert budget.per_coefficient(1 << 20) == Fraction(1, (1 << 60) * 10**8)
     assert CircuitPrivacy.from_dict(budget.to_dict()) == budget
-    for bad in ({"distance_log2": 0}, {"distance_log2": -129}, {"inferences": 0},
-                {"inferences": 10**16}, {"distance_log2": -40.5}, {"inferences": True}):  # fmt: skip
+    bad_values = [
+        {"distance_log2": 0},
+        {"distance_log2": -129},
+        {"inferences": 0},
+        {"inferences": 10**16},
+        {"distance_log2": -40.5},
+        {"inferences": True},
+    ]
+    for bad in bad_values:
         with pytest.raises(InvalidValueError):
             CircuitPrivacy(**bad)  # type: ignore[arg-type]
     with pytest.raises(InvalidValueError):
