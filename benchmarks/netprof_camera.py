@@ -76,6 +76,7 @@ async def session(args: argparse.Namespace) -> None:
                 "rounds": stats.rounds,
                 "camera_cpu_s": _cpu() - c0,
                 "by_kind": traffic_by_kind(public.plan, stats.as_dict()),
+                "by_label": stats.as_dict()["by_label"],
             }
             _report(row)
     finally:

@@ -8,6 +8,7 @@ from typing import Any
 import netprof_model
 
 MB = 1e6
+TOP_OPS = 10
 
 
 def link_line(name: str, info: dict[str, Any]) -> str:
@@ -128,3 +129,14 @@ def print_rounds(results: dict[str, Any]) -> None:
                      f"bytes/bw on {row['profile']}: {transfer:.2f} s"])  # fmt: skip
     _table(["model", "op kind", "rounds", "share", f"rounds × RTT s ({worst})", "MB up / down"],
            rows)  # fmt: skip
+    print("\nThe ops with the most rounds (channel labels; all of them in the JSON's by_label):\n")
+    rows = []
+    for model in results["models"]:
+        mine = [r for r in results["rows"] if r["model"] == model]
+        if not mine:
+            continue
+        labels = sorted(mine[0]["by_label"].items(), key=lambda kv: -kv[1]["rounds"])[:TOP_OPS]
+        for label, v in labels:
+            traffic = f"{v['bytes_sent'] / MB:.2f} / {v['bytes_received'] / MB:.2f}"
+            rows.append([model, label, str(v["rounds"]), traffic])
+    _table(["model", "op", "rounds", "MB up / down"], rows)

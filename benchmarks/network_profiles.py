@@ -235,6 +235,7 @@ def row_of(
         "edge_cpu_s": mean("edge_cpu_s"),
         "forwarder_cpu_s_session": s["forwarder_cpu_s"],
         "by_kind": steady[-1]["by_kind"],
+        "by_label": steady[-1]["by_label"],
     }
 
 

@@ -69,6 +69,7 @@ def test_demo_on_loopback_and_a_tiny_link(tmp_path: Path) -> None:
         assert r["seconds"] > 0 and r["first_seconds"] > 0 and not r["steady_is_first"]
         assert r["edge_cpu_s"] > 0 and r["camera_cpu_s"] > 0
         assert sum(k["rounds"] for k in r["by_kind"].values()) == r["rounds"]
+        assert sum(v["rounds"] for v in r["by_label"].values()) == r["rounds"]
     # The protocol's traffic does not depend on the link; its time does.
     assert rows["loopback"]["rounds"] == rows["tiny"]["rounds"]
     assert (
@@ -81,6 +82,7 @@ def test_demo_on_loopback_and_a_tiny_link(tmp_path: Path) -> None:
         "Links (measured before the runs)",
         "| demo | tiny |",
         "Where the rounds come from",
+        "The ops with the most rounds",
         "time ≈ compute + bytes/bandwidth + rounds × RTT",
     ):
         assert heading in stdout, stdout
