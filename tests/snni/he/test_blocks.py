@@ -19,6 +19,7 @@ from testkit.he import (
 )
 
 from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.channel import run_pair
 from secfepas_sdk.snni.he.blocks import LayerPart
 from secfepas_sdk.snni.he.engine import HeClient, HeServer
 from secfepas_sdk.snni.he.params import BFV_N8192
@@ -107,3 +108,25 @@ def test_a_part_refuses_missing_or_extra_inputs(client: HeClient) -> None:
     with pytest.raises(SnniError, match="no prepared HE layer"):
         server.part(prepared.index + 1, bytes(16), case.layer.pack(case.x1), part=0, parts=1)
     server.close()
+
+
+def test_both_directions_go_in_chunks_of_sixteen(client: HeClient) -> None:
+    """The camera's 20 inputs in 2 messages (the edge loads the first while the camera
+    encrypts the second), the edge's 24 replies in 2; counts from the public layout."""
+    case = conv_case()
+    layout = case.layer.layout
+    assert (layout.n_in, layout.n_out) == (20, 24)
+    server = server_for(client)
+    prepared = server.prepare(layout, case.layer.kernel_polys(case.w), case.layer.l1_bound(case.w))
+
+    def camera(ch):
+        y0 = client.linear(ch, layout, case.layer.pack(case.x0))
+        return y0, ch.stats.messages_sent
+
+    def edge(ch):
+        return server.linear(ch, prepared, case.layer.pack(case.x1)), ch.stats.messages_sent
+
+    (y0, up), (y1, down) = run_pair(camera, edge)
+    server.close()
+    assert (up, down) == (2, 2)
+    assert np.array_equal(RING.add(y0, y1), reference(case))
