@@ -80,8 +80,8 @@ def build(
     receiver = SoftSpokenReceiver(seeds0, seeds1, domain=mine, k=k)
     sender = SoftSpokenSender(s_bits, chosen, domain=peer, k=k)
     with channel.label("ot-setup"):
-        receiver.setup(channel)  # our PPRF level sums to the peer
-        sender.setup(channel)  # the peer's, to rebuild our punctured leaves
+        receiver.setup(channel, extension=extension)  # our PPRF level sums to the peer
+        sender.setup(channel, extension=extension)  # the peer's, to rebuild our leaves
     if extension != "ferret":
         return sender, receiver
     lpn.warm_up()

@@ -3,23 +3,28 @@
 The length-doubling PRG is G(x) = (pi_0(x) xor x, pi_1(x) xor x) with pi_b AES-128
 under two fixed public keys (the fixed-key "TwoKeyPRP" GGM of Ferret and of Guo,
 Katz, Wang, Yu; S&P 2020, secure in the ideal-permutation model). Fixed keys let one
-AES-ECB call (``update_into`` on numpy buffers, no Python ``bytes``) expand one whole
-level of every tree at once.
+AES-ECB call per key expand one whole level of every tree of a group at once,
+written straight into the next level's buffer (:mod:`.aesblocks`).
+
+Layout: a level of m nodes per tree over t trees is an (m, t, 16) array, node-major,
+and the children of level (m, t) are the (2m, t) level [pi_0 half; pi_1 half]: child
+(b, a) of node a sits at b * m + a. So the leaf reached by branches b_1 .. b_h (b_1
+at the root) sits at position sum_i b_i 2^(i-1) of its tree, and each AES half is one
+contiguous run. Any fixed leaf order does for Ferret: see :mod:`.ferret`.
 
 Who holds what: the COT sender (holder of Delta) grows full trees from its secret
-random roots and publishes, per level, the two masked sums of left and right
-children. The COT receiver, who learns one of those sums per level, rebuilds every
-leaf except the one at its punctured index alpha (the path it never learns).
-Trees are (t, 2^h, 16) uint8 arrays, leaf index most significant bit first.
+random roots and publishes, per level, the two masked sums of left (b = 0) and right
+(b = 1) children. The COT receiver, who learns one of those sums per level, rebuilds
+every leaf except the one at its punctured position alpha (the path it never learns).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.ot.aesblocks import Blocks, encrypt_into
 
 U8 = NDArray[np.uint8]
 U64 = NDArray[np.uint64]
@@ -27,86 +32,123 @@ U64 = NDArray[np.uint64]
 # Public "nothing up my sleeve" keys: the first 16 bytes of SHA-256("secfepas ggm left"/"right").
 LEFT_KEY = bytes.fromhex("1ad8e8138f7c552efd7e67cf89f0f7a1")
 RIGHT_KEY = bytes.fromhex("d06af8998c7239a8a4f729dd3110f28b")
-# ECB is right here: pi_b is AES used as a fixed public permutation, block by block.
-_PI = (
-    Cipher(algorithms.AES(LEFT_KEY), modes.ECB()),  # noqa: S305
-    Cipher(algorithms.AES(RIGHT_KEY), modes.ECB()),  # noqa: S305
-)
+_KEYS = (LEFT_KEY, RIGHT_KEY)
+MAX_DEPTH = 20
 
 
-def _children(nodes: U8, out: U8 | None = None) -> U8:
-    """(t, m, 16) nodes -> (t, 2m, 16) children: child 2a + b = pi_b(x_a) xor x_a
-    (written into ``out`` when given, e.g. a slice of the caller's output buffer)."""
-    t, m, _ = nodes.shape
-    src = np.ascontiguousarray(nodes)
-    flat = src.reshape(-1)
-    dest = np.empty((t, m, 2, 16), dtype=np.uint8) if out is None else out.reshape(t, m, 2, 16)
-    scratch = np.empty(flat.size + 16, dtype=np.uint8)
-    for b in (0, 1):
-        enc = _PI[b].encryptor()
-        enc.update_into(flat.data, scratch.data)
-        np.bitwise_xor(scratch[: flat.size].reshape(t, m, 16), src, out=dest[:, :, b, :])
-    return dest.reshape(t, 2 * m, 16)
+class Scratch:
+    """Two level buffers of up to ``rows`` blocks, reused across the groups of an
+    iteration (the last level goes into the caller's output instead)."""
+
+    __slots__ = ("bufs",)
+
+    def __init__(self, rows: int) -> None:
+        self.bufs = (Blocks(rows), Blocks(rows))
+
+    def level(self, i: int, rows: int) -> U8:
+        """A flat output for level i + 1 of ``rows`` blocks (alternating buffers)."""
+        buf = self.bufs[i % 2]
+        if rows > buf.rows.shape[0]:
+            raise SnniError("GGM scratch too small")
+        return buf.out(0, rows)
 
 
-def _side_sums(level: U8) -> U64:
-    """(t, 2, 2) uint64: XOR of the even (left) and of the odd (right) nodes of each tree,
-    by halving folds over contiguous slices (much faster than a strided reduce)."""
-    t, m, _ = level.shape
-    words = level.view(np.uint64).reshape(t, m // 2, 4)
-    while words.shape[1] > 1:
-        half = words.shape[1] // 2
-        folded = words[:, :half] ^ words[:, half : 2 * half]
-        if words.shape[1] % 2:
-            folded[:, 0] ^= words[:, 2 * half]
-        words = folded
-    out: U64 = words[:, 0].reshape(t, 2, 2)
-    return out
+def _outputs(
+    out: U8 | None, rows: int, scratch: Scratch | None, depth: int, t: int
+) -> tuple[U8, Scratch]:
+    """The flat output of the last level, and the scratch for the others."""
+    if out is None:
+        out = Blocks(rows).out(0, rows)
+    elif out.ndim != 1 or out.size < 16 * rows + 15:
+        raise SnniError(f"GGM output must be a flat buffer of {rows} blocks and 15 bytes")
+    need = (1 << (depth - 1)) * t
+    return out, (scratch if scratch is not None else Scratch(need))
 
 
-def xor_all(level: U8) -> U8:
-    """(t, 16): the XOR of all nodes of each tree (folds, as :func:`_side_sums`)."""
-    sides = _side_sums(level).view(np.uint8).reshape(level.shape[0], 2, 16)
-    out: U8 = sides[:, 0] ^ sides[:, 1]
-    return out
+def _grow(level: U8, dst: U8, m: int, t: int) -> tuple[U8, U64]:
+    """Write the children of ``level`` ((m*t, 16)) into the flat ``dst`` and return
+    them as (2*m*t, 16), with the side sums (2, t, 2) uint64: the XOR of all
+    b-children of each tree."""
+    half = m * t
+    encrypt_into(_KEYS[0], level, dst)
+    encrypt_into(_KEYS[1], level, dst[16 * half :])
+    children = dst[: 32 * half].reshape(2 * half, 16)
+    src = level.view(np.uint64)
+    words = children.view(np.uint64)
+    words[:half] ^= src
+    words[half:] ^= src
+    sums: U64 = np.bitwise_xor.reduce(words.reshape(2, m, t * 2), axis=1).reshape(2, t, 2)
+    return children, sums
 
 
-def expand_full(roots: U8, depth: int, out: U8 | None = None) -> tuple[U8, U8]:
-    """Sender: the 2^depth leaves of each root (into ``out`` if given), and the level
-    sums (t, depth, 2, 16): sums[j, i, b] = XOR of the side-b children at depth i + 1."""
-    if roots.ndim != 2 or roots.shape[1] != 16 or not 1 <= depth <= 20:
-        raise SnniError("GGM expansion needs (t, 16) roots and a depth in 1..20")
+def _depth_ok(depth: int) -> None:
+    if not 1 <= depth <= MAX_DEPTH:
+        raise SnniError(f"GGM depth must be in 1..{MAX_DEPTH}")
+
+
+def expand_full(
+    roots: U8, depth: int, out: U8 | None = None, scratch: Scratch | None = None
+) -> tuple[U8, U8]:
+    """Sender: the (2^depth, t, 16) leaves of the t roots (into the flat ``out`` of
+    2^depth * t blocks, e.g. :meth:`.Blocks.out`, if given), and the level sums (t, depth, 2, 16):
+    sums[j, i, b] = XOR of tree j's side-b children at depth i + 1."""
+    if roots.ndim != 2 or roots.shape[1] != 16:
+        raise SnniError("GGM expansion needs (t, 16) roots")
+    _depth_ok(depth)
     t = roots.shape[0]
+    last, scratch = _outputs(out, t << depth, scratch, depth, t)
     sums = np.empty((t, depth, 2, 2), dtype=np.uint64)
-    level = roots.reshape(t, 1, 16)
+    level = np.ascontiguousarray(roots)
     for i in range(depth):
-        level = _children(level, out if i == depth - 1 else None)
-        sums[:, i] = _side_sums(level)
-    return level, sums.view(np.uint8).reshape(t, depth, 2, 16)
+        m = 1 << i
+        dst = last if i == depth - 1 else scratch.level(i, 2 * m * t)
+        level, side = _grow(level, dst, m, t)
+        sums[:, i] = side.transpose(1, 0, 2)
+    return level.reshape(1 << depth, t, 16), sums.view(np.uint8).reshape(t, depth, 2, 16)
 
 
 def expand_punctured(
-    known_sums: U8, sides: U8, depth: int, out: U8 | None = None
-) -> tuple[U8, NDArray[np.intp]]:
-    """Receiver: every leaf except the punctured one (left as zeros), and alpha
-    (leaves into ``out`` if given).
+    known_sums: U8,
+    sides: U8,
+    depth: int,
+    out: U8 | None = None,
+    scratch: Scratch | None = None,
+) -> tuple[U8, NDArray[np.intp], U8]:
+    """Receiver: every leaf except the punctured one (left as zeros), as (2^depth, t, 16)
+    (into ``out`` if given); the punctured positions alpha (t,); and the XOR of each
+    tree's other leaves (t, 16).
 
     ``sides[j, i]`` is the side b whose sum ``known_sums[j, i]`` the receiver learnt at
-    depth i + 1; the path goes the other way, so alpha's bits are 1 - b (MSB first).
-    At each depth the off-path child of the path node is the known sum xor every
-    other node on that side (the path node's own children are garbage, removed)."""
+    depth i + 1; the path goes the other way, so alpha = sum_i (1 - b_i) 2^i. At each
+    depth the off-path child of the path node is the known sum xor every other node on
+    that side (the path node's own children are garbage, removed)."""
     t = sides.shape[0]
     if sides.shape != (t, depth) or known_sums.shape != (t, depth, 16):
         raise SnniError("punctured GGM expansion got inconsistent shapes")
-    rows = np.arange(t)
+    _depth_ok(depth)
+    last_out, scratch = _outputs(out, t << depth, scratch, depth, t)
+    trees = np.arange(t)
     path = np.zeros(t, dtype=np.intp)
-    level = np.zeros((t, 1, 16), dtype=np.uint8)
+    level = np.zeros((t, 16), dtype=np.uint8)
+    total = np.zeros((t, 16), dtype=np.uint8)
     for i in range(depth):
-        level = _children(level, out if i == depth - 1 else None)
+        m = 1 << i
+        last = i == depth - 1
+        dst, side = _grow(level, last_out if last else scratch.level(i, 2 * m * t), m, t)
+        sums = side.view(np.uint8).reshape(2, t, 16)
         b = sides[:, i].astype(np.intp)
-        side_sum = _side_sums(level).view(np.uint8).reshape(t, 2, 16)[rows, b]
-        sibling = 2 * path + b
-        level[rows, sibling] = known_sums[:, i] ^ side_sum ^ level[rows, sibling]
-        path = 2 * path + 1 - b
-        level[rows, path] = 0
-    return level, path
+        sibling = (b * m + path) * t + trees
+        on_path = ((1 - b) * m + path) * t + trees
+        dst[sibling] ^= known_sums[:, i] ^ sums[b, trees]
+        if last:
+            total = known_sums[:, i] ^ sums[1 - b, trees] ^ dst[on_path]
+        dst[on_path] = 0
+        path = (1 - b) * m + path
+        level = dst
+    return level.reshape(1 << depth, t, 16), path, total
+
+
+def xor_all(leaves: U8) -> U8:
+    """(t, 16): the XOR of all leaves of each tree of a (2^depth, t, 16) array."""
+    out: U8 = np.bitwise_xor.reduce(leaves.view(np.uint64), axis=0).view(np.uint8)
+    return out.reshape(leaves.shape[1], 16)

@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import Channel
 from secfepas_sdk.snni.ot.bits import transpose_rows
-from secfepas_sdk.snni.ot.crhash import crhash_u64, tweaks
+from secfepas_sdk.snni.ot.crhash import hash_into
 from secfepas_sdk.snni.prg import Prg
 
 KAPPA = 128  # computational security parameter (bits): 128 base OTs
@@ -76,12 +76,12 @@ class IknpSender:
             u = np.frombuffer(channel.recv_exact(KAPPA * mb), dtype=np.uint8).reshape(KAPPA, mb)
             q = _expand(self._prgs, mb)
             q ^= u & self._smask
-            rows = transpose_rows(q)[:m]
-            tw = tweaks(self._counter, m, self._domain)
+            rows = np.ascontiguousarray(transpose_rows(q)[:m])
+            hash_into(
+                rows, self._counter, self._domain, width,
+                k0[start : start + m], delta=self._delta, out_delta=k1[start : start + m],
+            )  # fmt: skip
             self._counter += m
-            k0[start : start + m] = crhash_u64(rows, tw, width)
-            rows ^= self._delta
-            k1[start : start + m] = crhash_u64(rows, tw, width)
         return k0, k1
 
 
@@ -115,8 +115,7 @@ class IknpReceiver:
             u ^= t
             u ^= r[None, :]
             channel.send(u)
-            rows = transpose_rows(t)[:m]
-            tw = tweaks(self._counter, m, self._domain)
+            rows = np.ascontiguousarray(transpose_rows(t)[:m])
+            hash_into(rows, self._counter, self._domain, width, out[start : start + m])
             self._counter += m
-            out[start : start + m] = crhash_u64(np.ascontiguousarray(rows), tw, width)
         return out

@@ -18,20 +18,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.ot.aesblocks import blocks
 
 U8 = NDArray[np.uint8]
 U32 = NDArray[np.uint32]
 U64 = NDArray[np.uint64]
 
 D = 10  # ones per column of the LPN matrix (Ferret's local linear code)
-_CHUNK = 1 << 16  # output rows per index chunk: 2.6 MB of indices
+_CHUNK = 1 << 14  # output rows per index chunk: 655 kB of indices, kept in cache
 INDEX_KEY = bytes.fromhex("74e7cdb697b59c85a289885ecbdc724e")  # SHA-256("secfepas lpn index")
 
 
@@ -67,16 +67,31 @@ MAIN = LpnParams(name="ferret-main", n=10_608_640, k=589_824, t=1_295, log_leave
 SETUP = LpnParams(name="ferret-setup", n=649_728, k=36_288, t=1_269, log_leaves=9)
 
 
-def _index_words(key: bytes, start: int, rows: int) -> U32:
-    """The D 32-bit words of rows start .. start + rows - 1 (AES-CTR at the right block)."""
+def _index_words(key: bytes, start: int, rows: int, out: U8 | None = None) -> U32:
+    """The D 32-bit words of rows start .. start + rows - 1 (AES-CTR at the right block),
+    written into ``out`` (at least rows * 4D + 31 bytes) when given."""
     nbytes = rows * D * 4
     first_block, skip = divmod(start * D * 4, 16)
     nonce = first_block.to_bytes(16, "big")
     enc = Cipher(algorithms.AES(key), modes.CTR(nonce)).encryptor()
-    buf = np.zeros(skip + nbytes + 16, dtype=np.uint8)
-    out = np.empty(buf.size + 15, dtype=np.uint8)
-    enc.update_into(buf.data, out.data)
+    size = skip + nbytes + 16
+    if out is None or out.size < size + 15:
+        out = np.empty(size + 15, dtype=np.uint8)
+    zeros = _zeros(size)
+    enc.update_into(zeros.data, out[: size + 15].data)
     return out[skip : skip + nbytes].view(np.uint32).reshape(rows, D)
+
+
+_ZEROS: list[U8] = []
+
+
+def _zeros(size: int) -> U8:
+    """A read-only zero buffer of at least ``size`` bytes (the CTR plaintext)."""
+    if not _ZEROS or _ZEROS[0].size < size:
+        z = np.zeros(max(size, 16 * D * _CHUNK // 4 + 64), dtype=np.uint8)
+        z.setflags(write=False)
+        _ZEROS[:] = [z]
+    return _ZEROS[0][:size]
 
 
 def matrix_key(iteration: int, domain: int) -> bytes:
@@ -86,57 +101,123 @@ def matrix_key(iteration: int, domain: int) -> bytes:
 
 
 def encode_numpy(
-    base: U64, out: U64, idx: U32, base_bits: U8 | None, out_bits: U8 | None, start: int
+    base: U64,
+    out: U64,
+    idx: U32,
+    base_bits: U8 | None,
+    out_bits: U8 | None,
+    start: int,
+    assign: bool = False,
 ) -> None:
     """numpy fallback of the encode kernel (about 30x slower)."""
     k = np.uint64(base.shape[0])
     rows = (idx.astype(np.uint64) * k) >> np.uint64(32)
     stop = start + idx.shape[0]
+    if assign:
+        out[start:stop] = 0
+        if out_bits is not None:
+            out_bits[start:stop] = 0
     for r in range(D):
         out[start:stop] ^= base[rows[:, r]]
         if base_bits is not None and out_bits is not None:
             out_bits[start:stop] ^= base_bits[rows[:, r]]
 
 
-def _build_numba() -> Callable[..., None] | None:
+def _kernels() -> tuple[Callable[..., None], ...]:
+    """The numba kernels, best first (none without numba)."""
     try:
-        import numba
+        from secfepas_sdk.snni.ot import _lpn_kernel
     except ImportError:
-        return None
-
-    @numba.njit(cache=True, nogil=True)
-    def kernel(
-        base: Any, out: Any, idx: Any, base_bits: Any, out_bits: Any, start: Any
-    ) -> None:  # pragma: no cover - compiled
-        k = np.uint64(base.shape[0])
-        with_bits = base_bits.shape[0] > 0
-        for j in range(idx.shape[0]):
-            a0 = np.uint64(0)
-            a1 = np.uint64(0)
-            bit = np.uint8(0)
-            for r in range(idx.shape[1]):
-                i = (np.uint64(idx[j, r]) * k) >> np.uint64(32)
-                a0 ^= base[i, 0]
-                a1 ^= base[i, 1]
-                if with_bits:
-                    bit ^= base_bits[i]
-            out[start + j, 0] ^= a0
-            out[start + j, 1] ^= a1
-            if with_bits:
-                out_bits[start + j] ^= bit
-
-    return kernel
+        return ()
+    return (_lpn_kernel.encode_prefetch, _lpn_kernel.encode_plain)
 
 
 _KERNEL: list[Callable[..., None] | None] = []
 _EMPTY = np.zeros(0, dtype=np.uint8)
 
 
+def _self_test(kernel: Callable[..., None]) -> bool:
+    """Compile the kernel and check it against numpy on a small input."""
+    rng = np.random.default_rng(7)
+    base = rng.integers(0, 1 << 63, (300, 2), dtype=np.uint64)
+    bits = rng.integers(0, 2, 300).astype(np.uint8)
+    idx = _index_words(matrix_key(3, 1), 5, 40)
+    got, want = np.zeros((40, 2), np.uint64), np.zeros((40, 2), np.uint64)
+    got_b, want_b = np.zeros(40, np.uint8), np.zeros(40, np.uint8)
+    packed = np.packbits(bits, bitorder="little")
+    kernel(base, got, idx, packed, got_b, 0, False)
+    encode_numpy(base, want, idx, bits, want_b, 0)
+    ok = np.array_equal(got, want) and np.array_equal(got_b, want_b)
+    kernel(base, got, idx, packed, got_b, 0, True)
+    return bool(ok and np.array_equal(got, want) and np.array_equal(got_b, want_b))
+
+
 def accelerated() -> bool:
-    """Whether the numba kernel is available (otherwise the numpy fallback runs)."""
+    """Whether a numba kernel is available (otherwise the numpy fallback runs)."""
     if not _KERNEL:
-        _KERNEL.append(_build_numba())
+        chosen: Callable[..., None] | None = None
+        for kernel in _kernels():
+            try:
+                if _self_test(kernel):
+                    chosen = kernel
+                    break
+            except Exception:  # noqa: S112 - e.g. an LLVM without the prefetch hint
+                continue
+        _KERNEL.append(chosen)
     return _KERNEL[0] is not None
+
+
+class Encoder:
+    """One party's LPN encoding in one iteration: out[j] ^= XOR_r base[idx(j, r)].
+
+    ``base`` are its k base COT blocks (the sender's K, the receiver's M: secret, the
+    party's own) and ``base_bits`` the receiver's k base choice bits u. The table is
+    copied once into a huge-page-aligned buffer (and the bits into a bit set that
+    fits the cache), so that the iteration's tree groups reuse it."""
+
+    __slots__ = ("_bits", "_bitset", "_idx", "_kernel", "_key", "_table")
+
+    def __init__(
+        self, key: bytes, base: U8, base_bits: U8 | None = None, *, use_numba: bool = True
+    ) -> None:
+        if base.ndim != 2 or base.shape[1] != 16:
+            raise SnniError("LPN encoding needs a (k, 16) block array")
+        table = blocks(base.shape[0])
+        table[:] = base
+        self._table = table.view(np.uint64).reshape(-1, 2)
+        self._key = key
+        self._bits = None if base_bits is None else np.ascontiguousarray(base_bits, np.uint8)
+        if self._bits is not None and self._bits.shape != (base.shape[0],):
+            raise SnniError("LPN base bits must match the base blocks")
+        self._kernel = _KERNEL[0] if use_numba and accelerated() else None
+        self._bitset = (
+            _EMPTY if self._bits is None else np.packbits(self._bits & 1, bitorder="little")
+        )
+        self._idx = np.empty(_CHUNK * D * 4 + 64, dtype=np.uint8)
+
+    def encode(
+        self, out: U8, *, first_row: int = 0, out_bits: U8 | None = None, assign: bool = False
+    ) -> None:
+        """In place over rows first_row .. of the outputs (``out`` may be a slice, so
+        the caller can encode tree group by tree group), and on the bits too when the
+        encoder has base bits and ``out_bits`` is given. ``assign`` writes the code
+        words over ``out`` instead of XORing them in (the noise comes later)."""
+        if out.ndim != 2 or out.shape[1] != 16 or not out.flags.c_contiguous:
+            raise SnniError("LPN output must be a contiguous (n, 16) block array")
+        if (self._bits is None) != (out_bits is None):
+            raise SnniError("LPN encoding of bits needs both bit arrays")
+        if out_bits is not None and out_bits.shape != (out.shape[0],):
+            raise SnniError("LPN output bits must match the output blocks")
+        o64 = out.view(np.uint64).reshape(-1, 2)
+        n = o64.shape[0]
+        for lo in range(0, n, _CHUNK):
+            rows = min(_CHUNK, n - lo)
+            idx = _index_words(self._key, first_row + lo, rows, self._idx)
+            if self._kernel is not None:
+                ob = _EMPTY if out_bits is None else out_bits
+                self._kernel(self._table, o64, idx, self._bitset, ob, lo, assign)
+            else:
+                encode_numpy(self._table, o64, idx, self._bits, out_bits, lo, assign)
 
 
 def encode(
@@ -150,29 +231,13 @@ def encode(
     use_numba: bool = True,
 ) -> None:
     """In place: out[j] ^= XOR_r base[idx(first_row + j, r)] over 16-byte blocks, and
-    the same on bits when both bit arrays are given. ``out`` may be a slice of the
-    outputs (rows first_row ..), so the caller can encode tree group by tree group."""
-    if base.ndim != 2 or base.shape[1] != 16 or out.ndim != 2 or out.shape[1] != 16:
-        raise SnniError("LPN encoding needs (k, 16) and (n, 16) block arrays")
+    the same on bits when both bit arrays are given (one-shot :class:`Encoder`)."""
     if (base_bits is None) != (out_bits is None):
         raise SnniError("LPN encoding of bits needs both bit arrays")
-    b64 = np.ascontiguousarray(base).view(np.uint64).reshape(-1, 2)
-    if not out.flags.c_contiguous:
-        raise SnniError("LPN output must be contiguous")
-    o64 = out.view(np.uint64).reshape(-1, 2)
-    kernel = _KERNEL[0] if use_numba and accelerated() else None
-    n = o64.shape[0]
-    for lo in range(0, n, _CHUNK):
-        rows = min(_CHUNK, n - lo)
-        idx = _index_words(key, first_row + lo, rows)
-        if kernel is not None:
-            bb = _EMPTY if base_bits is None else np.ascontiguousarray(base_bits)
-            ob = _EMPTY if out_bits is None else out_bits
-            kernel(b64, o64, idx, bb, ob, lo)
-        else:
-            encode_numpy(b64, o64, idx, base_bits, out_bits, lo)
+    enc = Encoder(key, base, base_bits, use_numba=use_numba)
+    enc.encode(out, first_row=first_row, out_bits=out_bits)
 
 
 def warm_up() -> None:
     """Compile (or load) the numba kernel ahead of the first iteration."""
-    encode(matrix_key(0, 0), np.zeros((2, 16), np.uint8), np.zeros((1, 16), np.uint8))
+    accelerated()

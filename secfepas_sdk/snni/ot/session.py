@@ -213,9 +213,11 @@ def choice_bits(choices: U64, log_n: int) -> U8:
     c = choices.reshape(-1)
     if c.size and int(c.max()) >= (1 << log_n):
         raise SnniError("1-of-N choice out of range")
-    as_bytes = c.astype("<u2").view(np.uint8).reshape(-1, 2)
-    bits = np.unpackbits(as_bytes, axis=1, bitorder="little")
-    return np.ascontiguousarray(bits[:, :log_n]).reshape(-1)
+    c8 = c.astype(np.uint8)  # log_n <= MAX_N_LOG = 8
+    out = np.empty((c8.size, log_n), dtype=np.uint8)
+    for t in range(log_n):
+        np.bitwise_and(c8 >> np.uint8(t), np.uint8(1), out=out[:, t])
+    return out.reshape(-1)
 
 
 def _slot_tables(log_n: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
@@ -314,23 +316,41 @@ def words_payload(keys0_1: tuple[U64, U64], words: U64, log_n: int, width: int) 
     return masked.view(np.uint8).reshape(n, 8)[:, :per].tobytes()
 
 
+_SHIFTS: dict[tuple[int, int], NDArray[np.uint64]] = {}
+
+
+def _decode_shifts(log_n: int, width: int) -> NDArray[np.uint64]:
+    """Row 0: v * width (where message v sits); row t + 1: pos(v, t) * width (where
+    key t's slot for v sits), for every choice v."""
+    key = (log_n, width)
+    if key not in _SHIFTS:
+        v = np.arange(1 << log_n)
+        rows = [v * width]
+        rows += [((v & ((1 << t) - 1)) | ((v >> (t + 1)) << t)) * width for t in range(log_n)]
+        _SHIFTS[key] = np.array(rows, dtype=np.uint64)
+    return _SHIFTS[key]
+
+
 def words_decode(key: U64, raw: bytes, choices: U64, log_n: int, width: int) -> U64:
-    """Receiver side of :func:`words_payload`."""
+    """Receiver side of :func:`words_payload` (shifts looked up per choice)."""
     n = int(choices.size)
     per = (width << log_n) // 8
     if len(raw) != n * per:
         raise SnniError(f"1-of-N payload of {len(raw)} bytes, expected {n * per}")
-    c = choices.reshape(-1).astype(np.uint64)
+    c = choices.reshape(-1)
+    if n and int(c.max()) >= (1 << log_n):
+        raise SnniError("1-of-N choice out of range")
+    c8 = c.astype(np.uint8)
     if per in (1, 2, 4, 8):
         words = np.frombuffer(raw, dtype=f"<u{per}").astype(np.uint64)
     else:
         full = np.zeros((n, 8), dtype=np.uint8)
         full[:, :per] = np.frombuffer(raw, dtype=np.uint8).reshape(n, per)
         words = full.view(np.uint64).reshape(-1)
-    out = (words >> (c * np.uint64(width))) & _mask(width)
+    shifts = _decode_shifts(log_n, width)
+    out = words >> np.take(shifts[0], c8)
     key = key.reshape(n, log_n)
-    ci = c.astype(np.int64)
     for t in range(log_n):
-        pos = ((ci & ((1 << t) - 1)) | ((ci >> (t + 1)) << t)).astype(np.uint64)
-        out ^= (key[:, t] >> (pos * np.uint64(width))) & _mask(width)
+        out ^= key[:, t] >> np.take(shifts[t + 1], c8)
+    out &= _mask(width)
     return np.asarray(out, dtype=np.uint64)

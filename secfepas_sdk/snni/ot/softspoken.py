@@ -39,7 +39,7 @@ from numpy.typing import NDArray
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import Channel
 from secfepas_sdk.snni.ot.bits import transpose_rows
-from secfepas_sdk.snni.ot.crhash import crhash_u64, tweaks
+from secfepas_sdk.snni.ot.crhash import hash_into
 from secfepas_sdk.snni.ot.iknp import KAPPA, MAX_OTS_PER_CALL
 from secfepas_sdk.snni.prg import SEED_BYTES, Prg
 
@@ -51,7 +51,9 @@ DEFAULT_K = 4
 _WORK_BYTES = 1 << 22  # PRG output held per chunk: the (n, 2^k, bytes) array stays near 4 MB
 _MAX_CHUNK = 1 << 16
 _MIN_CHUNK = 1 << 14
-_MAGIC = b"secfepas/ssot/1"  # 15 bytes, then k: a 16-byte header
+# 15 bytes, then k: a 16-byte header. Ferret's bootstrap has its own, so that two
+# parties set up for different extensions fail at once, with a clear error.
+_MAGICS = {"softspoken": b"secfepas/ssot/1", "ferret": b"secfepas/frrt/1"}
 
 
 def check_k(k: int) -> int:
@@ -93,9 +95,9 @@ def _fold_groups(
     return np.concatenate(planes), np.concatenate(totals)
 
 
-def _header(k: int) -> bytes:
+def _header(k: int, extension: str = "softspoken") -> bytes:
     """Names the extension and k, so that parties configured differently fail clearly."""
-    return _MAGIC + bytes([check_k(k)])
+    return _MAGICS[extension] + bytes([check_k(k)])
 
 
 def setup_message_size(k: int) -> int:
@@ -260,11 +262,13 @@ class SoftSpokenReceiver:
         self._counter = 0
         self._domain = domain
 
-    def setup(self, channel: Channel) -> None:
-        """Send the masked GGM level sums (once; the peer's sender calls ``setup`` too)."""
+    def setup(self, channel: Channel, *, extension: str = "softspoken") -> None:
+        """Send the masked GGM level sums (once; the peer's sender calls ``setup`` too),
+        under the header of ``extension`` (this one, or Ferret bootstrapping from it)."""
         if self._setup_msg is None:
             raise SnniError("SoftSpokenOT setup already sent")
-        channel.send(self._setup_msg)
+        head = _header(self._k, extension)
+        channel.send(head + self._setup_msg[len(head) :])
         self._setup_msg = None
 
     def _rows(self, channel: Channel, choices: U8) -> Iterator[tuple[int, U8]]:
@@ -298,9 +302,9 @@ class SoftSpokenReceiver:
         out = np.empty(int(choices.size), dtype=np.uint64)
         for start, rows in self._rows(channel, choices):
             m = rows.shape[0]
-            tw = tweaks(self._counter, m, self._domain)
+            rows = np.ascontiguousarray(rows)
+            hash_into(rows, self._counter, self._domain, width, out[start : start + m])
             self._counter += m
-            out[start : start + m] = crhash_u64(np.ascontiguousarray(rows), tw, width)
         return out
 
 
@@ -325,17 +329,22 @@ class SoftSpokenSender:
         self._counter = 0
         self._domain = domain
 
-    def setup(self, channel: Channel) -> None:
-        """Receive the peer's level sums and rebuild the punctured leaves."""
+    def setup(self, channel: Channel, *, extension: str = "softspoken") -> None:
+        """Receive the peer's level sums and rebuild the punctured leaves (the header
+        must name the same ``extension`` and k)."""
         k = self._k
         sizes = instance_sizes(k)
         seeds = self._seeds
         if seeds is None:
             raise SnniError("SoftSpokenOT setup already done")
         raw = channel.recv_exact(setup_message_size(k))
-        head = _header(k)
+        head = _header(k, extension)
         if raw[: len(head)] != head:
-            raise SnniError(f"the peer is not running SoftSpokenOT with k = {k}")
+            theirs = next((name for name, m in _MAGICS.items() if raw.startswith(m)), "another")
+            raise SnniError(
+                f"the peer set up OT extension {theirs} (k = {raw[15]}), not {extension} "
+                f"with k = {k}: both parties must choose the same"
+            )
         msg = np.frombuffer(raw[len(head) :], dtype=np.uint8).reshape(KAPPA, 2, SEED_BYTES)
         prgs: list[list[_StreamPrg]] = []
         for ki, off in zip(sizes, _offsets(sizes), strict=True):
@@ -393,9 +402,9 @@ class SoftSpokenSender:
         k1 = np.empty(count, dtype=np.uint64)
         for start, rows in self._rows(channel, count):
             m = rows.shape[0]
-            tw = tweaks(self._counter, m, self._domain)
+            hash_into(
+                np.ascontiguousarray(rows), self._counter, self._domain, width,
+                k0[start : start + m], delta=self._delta, out_delta=k1[start : start + m],
+            )  # fmt: skip
             self._counter += m
-            k0[start : start + m] = crhash_u64(rows, tw, width)
-            rows ^= self._delta
-            k1[start : start + m] = crhash_u64(rows, tw, width)
         return k0, k1

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from secfepas_sdk.snni.ot.crhash import FIXED_KEY, crhash, crhash_u64, tweaks
+from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.ot.crhash import FIXED_KEY, crhash, crhash_u64, hash_into, tweaks
 
 
 def test_matches_the_tmmo_formula() -> None:
@@ -38,3 +42,47 @@ def test_output_bits_are_balanced() -> None:
     bits = np.unpackbits(out.view(np.uint8))
     assert abs(bits.mean() - 0.5) < 0.01
     assert int(crhash_u64(x[:64], tweaks(0, 64, domain=0), 5).max()) < 32
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(0, 40_000),
+    width=st.integers(1, 64),
+    start=st.integers(0, 2**40),
+    flip=st.booleans(),
+    pair=st.booleans(),
+)
+def test_hash_into_equals_the_reference(
+    n: int, width: int, start: int, flip: bool, pair: bool
+) -> None:
+    """The cache-sized fast path gives crhash_u64's values, with and without the
+    sender's flips (rows xor d * delta) and its second key (xor delta)."""
+    rng = np.random.default_rng(n + width)
+    rows = rng.integers(0, 256, (n, 16), dtype=np.uint8)
+    delta = rng.integers(0, 256, (1, 16), dtype=np.uint8)
+    d = rng.integers(0, 2, n).astype(np.uint8)
+    x = rows ^ ((d * np.uint8(0xFF))[:, None] & delta) if flip else rows
+    out, out2 = np.empty(n, np.uint64), np.empty(n, np.uint64)
+    hash_into(
+        rows, start, 5, width, out,
+        delta=delta if (flip or pair) else None,
+        flip=d if flip else None,
+        out_delta=out2 if pair else None,
+    )  # fmt: skip
+    tw = tweaks(start, n, domain=5)
+    np.testing.assert_array_equal(out, crhash_u64(x, tw, width))
+    if pair:
+        np.testing.assert_array_equal(out2, crhash_u64(x ^ delta, tw, width))
+
+
+def test_hash_into_refuses_bad_arguments() -> None:
+    rows = np.zeros((4, 16), dtype=np.uint8)
+    out = np.empty(4, np.uint64)
+    with pytest.raises(SnniError):
+        hash_into(rows, 0, 0, 65, out)
+    with pytest.raises(SnniError):
+        hash_into(rows, 0, 0, 8, np.empty(3, np.uint64))
+    with pytest.raises(SnniError):
+        hash_into(rows, 0, 0, 8, out, out_delta=np.empty(4, np.uint64))  # no delta
+    with pytest.raises(SnniError):
+        hash_into(rows[:, :8], 0, 0, 8, out)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from testkit.snni import CHI2_LIMIT, chi_square_uniform_bytes, recording_pair
@@ -164,18 +165,32 @@ def test_punctured_tree_matches_the_full_one_off_its_point(
 ) -> None:
     rng = np.random.default_rng(seed)
     roots = rng.integers(0, 256, (trees, 16), dtype=np.uint8)
-    leaves, sums = ggm.expand_full(roots, depth)
+    leaves, sums = ggm.expand_full(roots, depth)  # (2^depth, trees, 16), node-major
     sides = rng.integers(0, 2, (trees, depth)).astype(np.uint8)
     known = sums[np.arange(trees)[:, None], np.arange(depth)[None, :], sides]
-    got, alpha = ggm.expand_punctured(known, sides, depth)
-    bits = (1 - sides.astype(np.int64)) << np.arange(depth - 1, -1, -1)
+    got, alpha, total = ggm.expand_punctured(known, sides, depth)
+    bits = (1 - sides.astype(np.int64)) << np.arange(depth)  # the root's branch is bit 0
     np.testing.assert_array_equal(alpha, bits.sum(axis=1))
     mask = np.ones(leaves.shape[:2], dtype=bool)
-    mask[np.arange(trees), alpha] = False
+    mask[alpha, np.arange(trees)] = False
     np.testing.assert_array_equal(got[mask], leaves[mask])
-    assert not got[np.arange(trees), alpha].any()
-    # The sums are consistent with the leaves' parents: level `depth` holds the leaves.
-    np.testing.assert_array_equal(sums[:, -1, 0], np.bitwise_xor.reduce(leaves[:, 0::2], axis=1))
+    assert not got[alpha, np.arange(trees)].any()
+    # The XOR of the other leaves, and the last level's side sums (its top position bit).
+    np.testing.assert_array_equal(total, ggm.xor_all(got))
+    half = 1 << (depth - 1)
+    np.testing.assert_array_equal(sums[:, -1, 0], ggm.xor_all(leaves[:half]))
+    np.testing.assert_array_equal(sums[:, -1, 1], ggm.xor_all(leaves[half:]))
+
+
+def test_ggm_children_are_the_fixed_key_prg() -> None:
+    """Level 1 of a tree: child b of root x is AES_{key_b}(x) xor x."""
+    roots = np.random.default_rng(3).integers(0, 256, (3, 16), dtype=np.uint8)
+    leaves, sums = ggm.expand_full(roots, 1)
+    for b, key in enumerate((ggm.LEFT_KEY, ggm.RIGHT_KEY)):
+        enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+        want = np.frombuffer(enc.update(roots.tobytes()), dtype=np.uint8).reshape(3, 16) ^ roots
+        np.testing.assert_array_equal(leaves[b], want)
+        np.testing.assert_array_equal(sums[:, 0, b], want)
 
 
 @settings(max_examples=20, deadline=None)
@@ -211,6 +226,26 @@ def _encode_bits(key: bytes, bits: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def test_lpn_encoder_assigns_or_adds() -> None:
+    """``assign`` writes the code words over the output; the default XORs them in."""
+    key = lpn.matrix_key(4, 9)
+    rng = np.random.default_rng(2)
+    base = rng.integers(0, 256, (500, 16), dtype=np.uint8)
+    bits = rng.integers(0, 2, 500).astype(np.uint8)
+    noise = rng.integers(0, 256, (3000, 16), dtype=np.uint8)
+    noise_bits = rng.integers(0, 2, 3000).astype(np.uint8)
+    for use_numba in (True, False):
+        enc = lpn.Encoder(key, base, bits, use_numba=use_numba)
+        words, word_bits = noise.copy(), noise_bits.copy()
+        enc.encode(words, first_row=7, out_bits=word_bits, assign=True)
+        added, added_bits = noise.copy(), noise_bits.copy()
+        enc.encode(added, first_row=7, out_bits=added_bits)
+        np.testing.assert_array_equal(added, words ^ noise)
+        np.testing.assert_array_equal(added_bits, word_bits ^ noise_bits)
+    with pytest.raises(SnniError):
+        lpn.Encoder(key, base, bits[:-1])
+
+
 def test_lpn_rows_start_anywhere() -> None:
     """Encoding rows 0..n in one call equals encoding them in two slices."""
     key = lpn.matrix_key(1, 2)
@@ -241,3 +276,47 @@ def test_misuse_is_rejected() -> None:
         ggm.expand_full(np.zeros((2, 16), np.uint8), 0)
     with pytest.raises(SnniError):
         ggm.expand_punctured(np.zeros((2, 3, 16), np.uint8), np.zeros((2, 4), np.uint8), 4)
+    with pytest.raises(SnniError):  # an output without room for 2^4 x 2 leaves
+        ggm.expand_full(np.zeros((2, 16), np.uint8), 4, np.zeros(16 * 32, np.uint8))
+
+
+@pytest.mark.usefixtures("small_main")
+def test_cot_correlation_without_numba(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The numpy fallback of the LPN code gives the same correlation (no numba needed)."""
+    monkeypatch.setattr(lpn, "_KERNEL", [None])
+    assert not lpn.accelerated()
+    count = lpn.SETUP.n - lpn.SETUP.reserve + 10  # crosses into a second main iteration
+    (x, t, _, _), (q, delta, _, _) = _both_ways(run_pair, count, 8)
+    np.testing.assert_array_equal(t, q ^ ((x * np.uint8(0xFF))[:, None] & delta))
+
+
+def test_kernel_choice_falls_back_past_a_broken_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel that fails to compile (an LLVM without the prefetch hint) or gives wrong
+    words is skipped for the next one, and none at all leaves the numpy fallback."""
+    pytest.importorskip("numba")
+    from secfepas_sdk.snni.ot import _lpn_kernel
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("no such intrinsic")
+
+    def wrong(base: Any, out: Any, *args: Any) -> None:
+        out[:] ^= 1
+
+    monkeypatch.setattr(lpn, "_kernels", lambda: (broken, wrong, _lpn_kernel.encode_plain))
+    monkeypatch.setattr(lpn, "_KERNEL", [])
+    assert lpn.accelerated() and lpn._KERNEL[0] is _lpn_kernel.encode_plain
+    monkeypatch.setattr(lpn, "_kernels", lambda: (broken,))
+    monkeypatch.setattr(lpn, "_KERNEL", [])
+    assert not lpn.accelerated()
+
+
+def test_parties_on_different_extensions_fail_at_setup_naming_both() -> None:
+    """Ferret's bootstrap carries its own SoftSpokenOT header: a Ferret party facing a
+    SoftSpokenOT one stops in the setup with an error that names both."""
+
+    def party(extension: str, who: Party) -> Callable[[Channel], None]:
+        return lambda ch: OtSession(who, extension=extension).setup(ch)
+
+    with pytest.raises(SnniError, match="both parties must choose the same") as exc:
+        run_pair(party("ferret", Party.CLIENT), party("softspoken", Party.SERVER), timeout_s=60)
+    assert "ferret" in str(exc.value) and "softspoken" in str(exc.value)
