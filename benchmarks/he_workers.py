@@ -36,7 +36,7 @@ from secfepas_sdk.snni.he.engine import (
     unpack_blobs,
 )
 from secfepas_sdk.snni.he.layers import ConvLayer, ConvSpec
-from secfepas_sdk.snni.he.params import BFV_N8192
+from secfepas_sdk.snni.he.params import BFV_N8192_Q218, HeParams, get_params
 from secfepas_sdk.snni.prg import Prg
 from secfepas_sdk.snni.ring import Ring
 
@@ -78,12 +78,14 @@ def _reference(x: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
     return RING.reduce(y).reshape(-1)
 
 
-def _layer(name: str, args: argparse.Namespace, client: HeClient) -> list[dict[str, Any]]:
+def _layer(
+    name: str, args: argparse.Namespace, client: HeClient, params: HeParams
+) -> list[dict[str, Any]]:
     cin, cout, k, size = LAYERS[name]
     spec = ConvSpec(
         in_shape=(cin, size, size), out_channels=cout, kernel=(k, k), pads=(k // 2,) * 4
     )
-    layer = ConvLayer(spec, BFV_N8192.poly_degree)
+    layer = ConvLayer(spec, params.poly_degree)
     rng = np.random.default_rng(0)
     w = rng.integers(-(1 << 9), 1 << 9, size=(cout, cin, k, k), dtype=np.int64)
     x = RING.random(Prg(), spec.in_shape)
@@ -94,7 +96,7 @@ def _layer(name: str, args: argparse.Namespace, client: HeClient) -> list[dict[s
         for s in range(0, len(polys), INPUT_CHUNK)
     ]
     lay = layer.layout
-    server = HeServer(BFV_N8192, RING, prg=Prg(bytes(16)))
+    server = HeServer(params, RING, prg=Prg(bytes(16)))
     run_pair(client.setup, server.setup)
     source = layer.kernel_polys(w) if args.cache else layer.kernel_source(w)
     prepared = server.prepare(lay, source, layer.l1_bound(w), cache=args.cache)
@@ -139,6 +141,7 @@ def _layer(name: str, args: argparse.Namespace, client: HeClient) -> list[dict[s
                 pool.close()
         row = {
             "layer": name,
+            "params": params.name,
             "n_in": lay.n_in,
             "n_out": lay.n_out,
             "n_mul": lay.n_mul,
@@ -170,13 +173,24 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--cache", action="store_true", help="pre-encode the kernels")
+    parser.add_argument(
+        "--params",
+        default=BFV_N8192_Q218.name,
+        help="HE parameter set (default: the one "
+        "every model compiled with the default circuit-privacy budget uses)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args()
-    client = HeClient(BFV_N8192, RING)
-    result: dict[str, Any] = {"machine": _machine(), "load_before": os.getloadavg()[0]}
+    params = get_params(args.params)
+    client = HeClient(params, RING)
+    result: dict[str, Any] = {
+        "machine": _machine(),
+        "params": params.name,
+        "load_before": os.getloadavg()[0],
+    }
     rows = []
     for name in args.layers:
-        rows += _layer(name, args, client)
+        rows += _layer(name, args, client, params)
     client.close()
     for row in rows:
         one = next(r for r in rows if r["layer"] == row["layer"] and r["he_workers"] == 1)
