@@ -99,6 +99,7 @@ class HePool:
         self._timeout_s = timeout_s
         self._blocks: list[_Block] = []
         self._broken = False
+        self._in_call = False  # a call started and not all its replies read
 
     @property
     def pids(self) -> list[int]:
@@ -133,6 +134,10 @@ class HePool:
 
     # -- BlockPool -------------------------------------------------------
     def start(self, layer: int, seed: bytes, polys: U64) -> None:
+        if self._in_call:  # the last call was abandoned: the processes are mid-call
+            self._broken = True
+        self._check()
+        self._in_call = True
         head = _JOB_HEAD.pack(layer, seed)
         body = np.ascontiguousarray(polys, dtype=np.uint64).data.cast("B")
         self._each(lambda sock: _send(sock, JOB, head, body))
@@ -162,6 +167,7 @@ class HePool:
         finally:
             if done != count:
                 self._broken = True
+            self._in_call = False
 
     def _check(self) -> None:
         if self._broken or not self._blocks:
@@ -179,21 +185,22 @@ class HePool:
     def close(self) -> None:
         """Stop every block process and reap it (killed if it does not quit in time)."""
         blocks, self._blocks = self._blocks, []
+        stuck = self._broken or self._in_call  # mid-call: they would not read a QUIT
         for block in blocks:
-            if not self._broken:
+            if not stuck:
                 with contextlib.suppress(OSError):
                     block.sock.settimeout(1.0)
                     _send(block.sock, QUIT)
             block.sock.close()
         for block in blocks:
-            grace = 0.0 if self._broken else _QUIT_GRACE_S
+            grace = 0.0 if stuck else _QUIT_GRACE_S
             if not select.select([block.pidfd], [], [], grace)[0]:
                 with contextlib.suppress(ProcessLookupError):
                     signal.pidfd_send_signal(block.pidfd, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(block.pid, 0)
             os.close(block.pidfd)
-        self._broken = False
+        self._broken = self._in_call = False
 
 
 def start_pool(
@@ -202,6 +209,7 @@ def start_pool(
     """Fork ``workers`` block processes for a set-up ``server`` and split its layer calls
     across them (none, and the calls stay in this process, when ``workers`` is 1).
     ``close_in_child``: this process's links that the block processes must not hold open."""
+    server.pool = None
     if workers < 2:
         return None
     pool = HePool(server, workers, close_in_child=close_in_child, timeout_s=timeout_s)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -21,7 +22,7 @@ from testkit.he import (
 )
 from testkit.wait import wait_until
 
-from secfepas_sdk.edge.he_pool import HePool, HeWorkerLost
+from secfepas_sdk.edge.he_pool import HePool, HeWorkerLost, start_pool
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import run_pair
 from secfepas_sdk.snni.he import sealio
@@ -150,6 +151,27 @@ def test_a_ciphertext_seal_refuses_fails_the_call_not_the_processes(client: HeCl
     finally:
         pool.close()
         server.close()
+
+
+def test_an_abandoned_call_breaks_the_pool_and_close_kills_at_once(client: HeClient) -> None:
+    """The camera left mid-layer: the block processes wait for inputs that never come,
+    so the next call must not reuse them, and close() does not wait for a QUIT."""
+    case = gemm_case()
+    server = server_for(client)
+    prepared = _prepared(server, case)
+    pool = start_pool(server, 2, close_in_child=[], timeout_s=60)
+    assert pool is not None and server.pool is pool
+    pids = pool.pids
+    pool.start(prepared.index, bytes(16), case.layer.pack(case.x1))  # and no input
+    with pytest.raises(HeWorkerLost, match="not running"):
+        pool.start(prepared.index, bytes(16), case.layer.pack(case.x1))
+    t0 = time.monotonic()
+    pool.close()
+    assert time.monotonic() - t0 < 2.0  # killed, not given the QUIT grace
+    assert not any(alive(p) for p in pids)
+    assert start_pool(server, 1, close_in_child=[], timeout_s=1) is None
+    assert server.pool is None
+    server.close()
 
 
 def test_a_pool_needs_two_processes(client: HeClient) -> None:
