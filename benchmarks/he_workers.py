@@ -45,6 +45,7 @@ RING = Ring(bits=37, frac_bits=12)
 LAYERS = {
     "3x3-256-256-14": (256, 256, 3, 14),
     "1x1-1024-256-14": (1024, 256, 1, 14),
+    "3x3-96-96-8": (96, 96, 3, 8),  # small: the smoke test
 }
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -53,6 +54,14 @@ def _cpu_of(pid: int) -> float:
     with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+
+
+def _peak_rss_mb(pid: int | str = "self") -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
 
 
 def _machine() -> dict[str, Any]:
@@ -135,6 +144,7 @@ def _layer(
                     first = replies
                 elif replies != first:
                     raise SystemExit(f"{name}: {workers} processes changed the replies")
+            block_rss = [_peak_rss_mb(p) for p in (pool.pids if pool is not None else [])]
         finally:
             server.pool = None
             if pool is not None:
@@ -154,6 +164,8 @@ def _layer(
             "busiest_process_cpu_s": paths,
             "busiest_median_s": statistics.median(paths),
             "load_after": os.getloadavg()[0],
+            "session_peak_rss_mb": _peak_rss_mb(),
+            "block_peak_rss_mb": block_rss,
         }
         rows.append(row)
         print(
@@ -167,9 +179,9 @@ def _layer(
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--layers", nargs="+", default=list(LAYERS), choices=list(LAYERS))
+    parser.add_argument("--layers", nargs="+", default=list(LAYERS)[:2], choices=list(LAYERS))
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--cache", action="store_true", help="pre-encode the kernels")
@@ -180,7 +192,7 @@ def main() -> None:
         "every model compiled with the default circuit-privacy budget uses)",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     params = get_params(args.params)
     client = HeClient(params, RING)
     result: dict[str, Any] = {
@@ -200,6 +212,7 @@ def main() -> None:
     result["rows"] = rows
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
 
 
 if __name__ == "__main__":
