@@ -20,13 +20,13 @@ import re
 import selectors
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from testkit.ports import free_port
 
 from secfepas_sdk.models.bundled import demo_model_path, sample_video_path
 from secfepas_sdk.models.package import reference_onnx
@@ -95,12 +95,6 @@ def run_python(body: str, cwd: Path, env: dict[str, str]) -> subprocess.Complete
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return done
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_every_marked_block_is_run_here() -> None:

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pytest
 from skimage import data
+from testkit.ports import free_port
 
 from secfepas_sdk.certs import Pki, init_pki
 from secfepas_sdk.models.bundled import demo_model_dir, sample_video_path
@@ -29,20 +30,12 @@ def _secfepas() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "secfepas_sdk.cli.main"]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_operator_and_camera_commands(tmp_path: Path) -> None:
     subprocess.run(
         [*_secfepas(), "certs", "init", str(tmp_path / "pki")], check=True, capture_output=True
     )
     demo_model_dir(tmp_path / "models")
-    port, metrics_port = _free_port(), _free_port()
+    port, metrics_port = free_port(), free_port()
     (tmp_path / "edge.toml").write_text(
         f'model_dir = "models"\nca = "pki/ca.pem"\ncert = "pki/edge.pem"\nkey = "pki/edge.key"\n'
         f"port = {port}\nmetrics_port = {metrics_port}\nmax_sessions = 1\n"

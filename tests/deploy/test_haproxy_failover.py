@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from testkit.edgeproc import Edge, free_port, metric
+from testkit.edgeproc import Edge, metric
+from testkit.ports import free_port
 from testkit.wait import wait_until
 
 from secfepas_sdk.camera.client import SecureInferenceClient

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -14,14 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from secfepas_sdk.certs import Pki
+from testkit.ports import free_port
 from testkit.proctree import descendants
 from testkit.wait import wait_until
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http_get(port: int, path: str) -> tuple[int, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -19,27 +18,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from secfepas_sdk.certs import init_pki
-from testkit.wait import WaitTimeout, wait_until
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def listening(port: int) -> bool:
-    """Does something accept TCP connections on 127.0.0.1:``port``?"""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    """Wait until 127.0.0.1:``port`` accepts connections (WaitTimeout after ``timeout``)."""
-    wait_until(lambda: listening(port), timeout, what=f"a listener on 127.0.0.1:{port}")
+from testkit.ports import free_port, wait_port
+from testkit.wait import WaitTimeout
 
 
 @dataclass(frozen=True)
