@@ -222,6 +222,16 @@ class Outbox:
                 ).fetchone()
         return int(row[0])
 
+    def retrying(self, sink: str | None = None) -> int:
+        """How many pending deliveries have failed at least once (a sink down shows here)."""
+        query = "SELECT COUNT(*) FROM deliveries WHERE attempts > 0"
+        args: tuple[str, ...] = ()
+        if sink is not None:
+            query, args = query + " AND sink = ?", (sink,)
+        with self._lock:
+            row = self._db.execute(query, args).fetchone()
+        return int(row[0])
+
     def pending_alerts(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM alerts").fetchone()[0])

@@ -45,6 +45,19 @@ def test_back_off_hides_until_due(tmp_path: Path) -> None:
     assert item.attempts == 1
 
 
+def test_retrying_counts_deliveries_that_failed(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    a, b = make_alert(), make_alert()
+    box.put(a, ["s1", "s2"], now=0.0)
+    box.put(b, ["s1"], now=0.0)
+    assert box.retrying() == 0
+    box.retry_later(str(a.alert_id), "s1", at=5.0, error="down")
+    box.retry_later(str(a.alert_id), "s1", at=9.0, error="down")
+    assert (box.retrying(), box.retrying("s1"), box.retrying("s2")) == (1, 1, 0)
+    box.delivered(str(a.alert_id), "s1")
+    assert box.retrying() == 0 and box.pending() == 2
+
+
 def test_survives_reopen(tmp_path: Path) -> None:
     path = tmp_path / "o.db"
     box = Outbox(path)
