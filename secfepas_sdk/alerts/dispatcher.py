@@ -3,6 +3,12 @@
 A sink that raises only delays itself; one that hangs holds only its own thread,
 which is a daemon so it never keeps the process alive. The camera pipeline only
 writes to the outbox and wakes the threads; it never waits for a sink.
+
+A sink that comes back drains its backlog at once: the first delivery that
+succeeds after a failure (or the first one of a run, since a previous run's rows
+may be backing off) brings that sink's waiting rows forward, and the thread then
+delivers them oldest first, one at a time, as it delivers new alerts. Without it
+each row would wait out its own back-off, up to a minute after the sink is up.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 from pydantic import ValidationError
 
@@ -24,6 +31,8 @@ from secfepas_sdk.retry import RetryPolicy
 __all__ = ["Dispatcher"]
 
 _log = logging.getLogger(__name__)
+
+_Outcome = Literal["delivered", "failed", "dead"]
 
 
 class Dispatcher:
@@ -94,6 +103,9 @@ class Dispatcher:
 
     def _run(self, sink: AlertSink) -> None:
         wake = self._wake[sink.name]
+        # True while rows of this sink may be backing off for a failure the sink
+        # has since got over: at start (a previous run's rows) and after a failure.
+        suspect = True
         try:
             while not self._stop.is_set():
                 wake.clear()
@@ -101,7 +113,13 @@ class Dispatcher:
                 for item in batch:
                     if self._stop.is_set():
                         return
-                    self._deliver_one(sink, item.alert_id, item.payload, item.attempts)
+                    outcome = self._deliver_one(sink, item.alert_id, item.payload, item.attempts)
+                    if outcome == "failed":
+                        suspect = True
+                    elif outcome == "delivered" and suspect:
+                        suspect = False
+                        if self._bring_forward(sink.name):
+                            break  # read the queue again, oldest first
                 if batch:
                     continue
                 nxt = self._outbox.next_attempt(sink.name)
@@ -110,18 +128,25 @@ class Dispatcher:
         except sqlite3.ProgrammingError:
             return  # the outbox was closed under a thread that had been stuck
 
-    def _deliver_one(self, sink: AlertSink, alert_id: str, payload: str, attempts: int) -> None:
+    def _bring_forward(self, name: str) -> int:
+        """The sink took an alert after failing: make its backed-off rows due now."""
+        moved = self._outbox.bring_forward(name, now=self._clock())
+        if moved:
+            _log.info("alert sink %s is back: %d waiting delivery(ies) due now", name, moved)
+        return moved
+
+    def _deliver_one(self, sink: AlertSink, alert_id: str, payload: str, attempts: int) -> _Outcome:
         try:
             alert = Alert.from_json(payload)
         except ValidationError as exc:
             self._outbox.dead_letter(alert_id, sink.name, reason=f"corrupt stored alert: {exc}")
-            return
+            return "dead"
         try:
             sink.deliver(alert)
         except PermanentSinkError as exc:
             _log.warning("alert %s dead-lettered for sink %s: %s", alert_id, sink.name, exc)
             self._outbox.dead_letter(alert_id, sink.name, reason=f"permanent: {exc}")
-            return
+            return "dead"
         except Exception as exc:  # transient, or a plugin bug: retry with back-off
             failures = attempts + 1
             limit = self._retry.attempts
@@ -129,7 +154,7 @@ class Dispatcher:
                 self._outbox.dead_letter(
                     alert_id, sink.name, reason=f"gave up after {failures} attempts: {exc!r}"
                 )
-                return
+                return "failed"
             delay = self._retry.delay(failures)
             _log.info(
                 "alert sink %s failed (attempt %d), retrying in %.1f s: %r",
@@ -139,5 +164,6 @@ class Dispatcher:
                 exc,
             )
             self._outbox.retry_later(alert_id, sink.name, at=self._clock() + delay, error=repr(exc))
-            return
+            return "failed"
         self._outbox.delivered(alert_id, sink.name)
+        return "delivered"

@@ -3,7 +3,8 @@
 Guarantees (docs/alerts.md):
 - at least once: a delivery row is deleted only after its sink returned, so a crash
   between the two re-delivers; receivers de-duplicate by ``alert_id``;
-- per sink: each (alert, sink) pair is its own row with its own attempts and back-off;
+- per sink: each (alert, sink) pair is its own row with its own attempts and back-off,
+  until the sink is seen back: then :meth:`Outbox.bring_forward` makes them all due;
 - permanent failures move to ``dead_letters`` with the reason;
 - bounded: with ``max_alerts`` alerts pending, storing one more evicts the oldest
   pending alert into ``dead_letters`` (reason ``evicted: outbox full``); the newest
@@ -184,6 +185,19 @@ class Outbox:
                 "SELECT MIN(next_attempt) FROM deliveries WHERE sink = ?", (sink,)
             ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
+
+    def bring_forward(self, sink: str, *, now: float) -> int:
+        """Make every delivery of ``sink`` that is backing off due at ``now``; how many.
+
+        Attempts and errors are kept, so a failure after this backs off from where
+        the row was and ``max_attempts`` still counts every real try.
+        """
+        with self._lock, self._tx():
+            moved = self._db.execute(
+                "UPDATE deliveries SET next_attempt = ? WHERE sink = ? AND next_attempt > ?",
+                (now, sink, now),
+            ).rowcount
+        return int(moved)
 
     def delivered(self, alert_id: str, sink: str) -> None:
         """Forget one delivery; forget the alert once no sink still needs it."""

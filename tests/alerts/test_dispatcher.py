@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -16,9 +17,13 @@ from testkit.alerts import (
 
 from secfepas_sdk.alerts.alert import AlertKind
 from secfepas_sdk.alerts.assessment import PainAssessment
+from secfepas_sdk.alerts.outbox import Outbox
 from secfepas_sdk.alerts.policy import PolicyConfig
 from secfepas_sdk.alerts.service import AlertService
 from secfepas_sdk.retry import RetryPolicy
+
+# A failed delivery waits a minute: far longer than any of these tests may take.
+SLOW_RETRY = RetryPolicy(initial_s=60.0, max_s=60.0, jitter_up=0.0)
 
 
 def test_transient_failures_retry_until_delivered_once(tmp_path: Path) -> None:
@@ -121,3 +126,53 @@ def test_pending_alerts_from_a_previous_run_are_delivered(tmp_path: Path) -> Non
     with AlertService([up], outbox=tmp_path / "o.db") as second:
         assert second.wait_idle(5.0)
     assert sorted(up.ids()) == sorted(str(a.alert_id) for a in alerts)
+
+
+def test_a_sink_that_is_back_drains_its_backlog_at_once_in_order(tmp_path: Path) -> None:
+    ehr = RecordingSink("ehr", fail_first=10)
+    with AlertService([ehr], outbox=tmp_path / "o.db", retry=SLOW_RETRY) as service:
+        backlog = [make_alert() for _ in range(10)]
+        for alert in backlog:
+            service.publish(alert)
+        assert wait_for(lambda: service.outbox.retrying() == 10, 5)  # each refused once
+        soonest = service.outbox.next_attempt("ehr")
+        assert soonest is not None and soonest > time.time() + 50
+        fresh = make_alert()
+        service.publish(fresh)  # the sink takes it: it is back
+        assert service.wait_idle(5), "the backlog waited for its own back-off"
+    assert ehr.ids() == [str(fresh.alert_id)] + [str(a.alert_id) for a in backlog]
+    assert ehr.calls == 21 and ehr.max_in_flight == 1  # each once more, one at a time
+
+
+def test_a_previous_runs_backed_off_rows_follow_the_first_success(tmp_path: Path) -> None:
+    path, now = tmp_path / "o.db", time.time()
+    box = Outbox(path)
+    alerts = [make_alert() for _ in range(3)]
+    for alert, at in zip(alerts, (now + 0.2, now + 600, now + 900), strict=True):
+        box.put(alert, ["ehr"], now=now)
+        box.retry_later(str(alert.alert_id), "ehr", at=at, error="down")
+    box.close()
+    ehr = RecordingSink("ehr")
+    with AlertService([ehr], outbox=path, retry=SLOW_RETRY) as service:
+        assert service.wait_idle(5), "rows due in 10 and 15 minutes were not brought forward"
+    assert ehr.ids() == [str(a.alert_id) for a in alerts]
+
+
+def test_a_row_that_fails_alone_is_brought_forward_once_per_recovery(tmp_path: Path) -> None:
+    ehr = RecordingSink("ehr")
+    poison, good = make_alert(), make_alert()
+    ehr.refuse = {str(poison.alert_id)}
+    retry = RetryPolicy(initial_s=3600.0, max_s=3600.0, jitter_up=0.0)
+    service = AlertService([ehr], outbox=tmp_path / "o.db", retry=retry)
+    service.publish(poison)
+    assert wait_for(lambda: service.outbox.retrying() == 1, 5)
+    service.publish(good)
+    assert wait_for(lambda: len(ehr.tried) == 3, 5)
+    assert service.close(flush=False) == []
+    # Once more after the success that followed its failure, then its own back-off.
+    assert ehr.tried == [str(poison.alert_id), str(good.alert_id), str(poison.alert_id)]
+    box = Outbox(tmp_path / "o.db")
+    (row,) = box.due("ehr", now=math.inf)
+    assert row.alert_id == str(poison.alert_id) and row.attempts == 2
+    assert box.due("ehr", now=time.time() + 3000) == []
+    box.close()

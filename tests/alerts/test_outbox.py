@@ -58,6 +58,28 @@ def test_retrying_counts_deliveries_that_failed(tmp_path: Path) -> None:
     assert box.retrying() == 0 and box.pending() == 2
 
 
+def test_bring_forward_makes_one_sinks_backed_off_rows_due_and_keeps_attempts(
+    tmp_path: Path,
+) -> None:
+    box = Outbox(tmp_path / "o.db")
+    a, b, c = make_alert(), make_alert(), make_alert()
+    for alert in (a, b, c):
+        box.put(alert, ["s1", "s2"], now=0.0)
+    box.retry_later(str(a.alert_id), "s1", at=50.0, error="down")
+    box.retry_later(str(b.alert_id), "s1", at=60.0, error="down")
+    box.retry_later(str(a.alert_id), "s2", at=70.0, error="down")
+    assert box.bring_forward("s1", now=10.0) == 2  # c was due already
+    due = box.due("s1", now=10.0)
+    assert [(d.alert_id, d.attempts) for d in due] == [
+        (str(a.alert_id), 1),
+        (str(b.alert_id), 1),
+        (str(c.alert_id), 0),
+    ]
+    assert [d.alert_id for d in box.due("s2", now=10.0)] == [str(b.alert_id), str(c.alert_id)]
+    assert box.next_attempt("s2") == 0.0 and box.bring_forward("s1", now=10.0) == 0
+    box.close()
+
+
 def test_survives_reopen(tmp_path: Path) -> None:
     path = tmp_path / "o.db"
     box = Outbox(path)

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from fhir.resources.R4B.observation import Observation
 from secfepas_fhir import PSPI_CODE_SYSTEM, FhirSink
-from testkit.alerts import FAST_RETRY, make_alert
+from testkit.alerts import FAST_RETRY, make_alert, wait_for
 from testkit.integrations import FhirServer, Pki
 
 from secfepas_sdk.alerts import AlertService, load_sink, load_sinks
 from secfepas_sdk.alerts.alert import Alert
 from secfepas_sdk.errors import ConfigError, PermanentSinkError, TransientSinkError
+from secfepas_sdk.retry import RetryPolicy
 
 pytestmark = pytest.mark.integration
 
@@ -136,6 +137,37 @@ def test_timeout_and_refused_connection_are_transient(tmp_path: Path) -> None:
     with pytest.raises(TransientSinkError, match="unreachable"):
         down.deliver(make_alert())
     down.close()
+
+
+def test_backlog_drains_at_once_when_the_server_is_back(tmp_path: Path) -> None:
+    """The server refuses connections, then accepts: the rows it refused wait a
+    minute each, yet all arrive a few seconds after it is back, each once, in order."""
+    server = FhirServer(tmp_path / "outage")
+    server.stop()  # nothing listens on its port: every POST is refused
+    try:
+        (sink,) = load_sinks([f"{server.uri}?timeout=5"])
+        retry = RetryPolicy(initial_s=60.0, max_s=60.0, jitter_up=0.0)
+        with AlertService([sink], outbox=tmp_path / "o.db", retry=retry) as service:
+            backlog = [make_alert(i % 4, t=1_700_000_000.0 + i) for i in range(20)]
+            for alert in backlog:
+                service.publish(alert)
+            assert wait_for(lambda: service.outbox.retrying() == 20, 30), "not all refused"
+            server.start()
+            up = time.monotonic()
+            fresh = make_alert(3, t=1_700_000_100.0)
+            service.publish(fresh)  # alerts keep firing; this one finds the server back
+            assert service.wait_idle(30), "the backlog waited for its back-off (60 s)"
+            drained = time.monotonic() - up
+            assert service.outbox.dead_letters() == []
+    finally:
+        server.stop()
+    assert drained < 10, f"{drained:.1f} s to drain 21 alerts"
+    sent = [fresh, *backlog]
+    assert server.received_ids() == [str(a.alert_id) for a in sent]  # once each, in order
+    for alert, stored in zip(sent, server.received(), strict=True):
+        obs = Observation.model_validate(stored)
+        assert obs.valueCodeableConcept.coding[0].code == f"class-{alert.level}"
+        assert obs.effectiveDateTime == alert.frame_time
 
 
 def test_mutual_tls(tmp_path: Path, pki: Pki) -> None:

@@ -32,9 +32,13 @@ class RecordingSink:
     ) -> None:
         self._name = name
         self.fail_first = fail_first
+        self.refuse: set[str] = set()  # alert ids that always fail (transient)
         self.permanent = permanent
         self.delay = delay
         self.calls = 0
+        self.tried: list[str] = []  # alert_id of every call, in order
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.received: list[tuple[float, Alert]] = []
         self.closed = False
         self._lock = threading.Lock()
@@ -47,11 +51,21 @@ class RecordingSink:
         with self._lock:
             self.calls += 1
             calls = self.calls
+            self.tried.append(str(alert.alert_id))
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            self._outcome(alert, calls)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _outcome(self, alert: Alert, calls: int) -> None:
         if self.delay:
             time.sleep(self.delay)
         if self.permanent:
             raise PermanentSinkError("HTTP 400: rejected")
-        if calls <= self.fail_first:
+        if calls <= self.fail_first or str(alert.alert_id) in self.refuse:
             raise TransientSinkError(f"down (call {calls})")
         with self._lock:
             self.received.append((time.monotonic(), alert))
