@@ -164,15 +164,19 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Pki, Path, Path]:
     root = tmp_path_factory.mktemp("site")
     pki = init_pki(root / "pki")
     models = demo_model_dir(root / "models")
+    return pki, models, _write_clip(root / "face.avi", frames=60, fps=10.0)
+
+
+def _write_clip(path: Path, *, frames: int, fps: float) -> Path:
+    """The astronaut's face with sensor noise, ``frames`` frames at ``fps``."""
     face = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (320, 320))
-    clip = root / "face.avi"
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"MJPG"), 10.0, (320, 320))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (320, 320))
     rng = np.random.default_rng(3)
-    for _ in range(60):
+    for _ in range(frames):
         noisy = np.clip(face + rng.normal(0, 2.0, face.shape), 0, 255).astype(np.uint8)
         writer.write(noisy)
     writer.release()
-    return pki, models, clip
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +272,11 @@ def test_json_summary_and_explicit_outbox(
 def test_edge_gone_mid_run_exits_non_zero_with_a_summary(
     site: tuple[Pki, Path, Path], tmp_path: Path
 ) -> None:
-    pki, models, clip = site
+    pki, models, _ = site
+    # 20 one-second slots: far more work than the run can finish before the kill, so
+    # the edge is always gone while slots remain (the 6 s clip could all be served
+    # between the first output line and the kill on a fast edge).
+    clip = _write_clip(tmp_path / "long.avi", frames=20, fps=1.0)
     doomed = _start_edge(pki, models)
     camera = subprocess.Popen(
         _camera(pki, doomed.port, clip, "--json", "--period", "1"),
