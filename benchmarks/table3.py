@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import cheetah_anchor  # noqa: E402 - a sibling script, not a package
 
+from secfepas_sdk.protocol.events import OT_EXTENSIONS, suites_for  # noqa: E402
+
 ANCHORS = {
     "squeezenet": {
         "paper_cheetah": {"seconds": 22.1, "gb": 0.67},
@@ -68,7 +70,9 @@ def ensure_models(models_dir: Path, names: list[str]) -> None:
         )  # fmt: skip
 
 
-def bench_model(name: str, onnx_path: Path, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+def bench_model(
+    name: str, onnx_path: Path, tmp: Path, args: argparse.Namespace, ot: str
+) -> dict[str, Any]:
     import onnx
     import onnxruntime as ort
 
@@ -78,10 +82,11 @@ def bench_model(name: str, onnx_path: Path, tmp: Path, args: argparse.Namespace)
     from secfepas_sdk.models.package import load_public
 
     pkg = tmp / name
-    import_onnx(
-        onnx_path, pkg, model_id=name, ring_bits=args.bits, frac_bits=args.frac,
-        class_names=["none", "little", "moderate", "extreme"], keep_reference=False,
-    )  # fmt: skip
+    if not pkg.is_dir():  # the same package for every OT backend
+        import_onnx(
+            onnx_path, pkg, model_id=name, ring_bits=args.bits, frac_bits=args.frac,
+            class_names=["none", "little", "moderate", "extreme"], keep_reference=False,
+        )  # fmt: skip
     public = load_public(pkg)
     model = onnx.load(str(onnx_path))
     n_params = sum(int(np.prod(i.dims)) for i in model.graph.initializer)
@@ -99,7 +104,7 @@ def bench_model(name: str, onnx_path: Path, tmp: Path, args: argparse.Namespace)
     for label, x in inputs.items():
         plain = np.asarray(sess.run(None, {sess.get_inputs()[0].name: x})[0]).reshape(-1)
         t0 = time.perf_counter()
-        run = run_two_processes(pkg, x)
+        run = run_two_processes(pkg, x, ot_extension=ot)
         wall = time.perf_counter() - t0
         err = float(np.abs(run.logits - plain).max())
         runs.append(
@@ -125,11 +130,12 @@ def bench_model(name: str, onnx_path: Path, tmp: Path, args: argparse.Namespace)
                 "by_kind": _by_kind(run.client, run.server),
             }
         )
-        print(json.dumps({"model": name, **runs[-1]}), file=sys.stderr, flush=True)
+        print(json.dumps({"model": name, "ot": ot, **runs[-1]}), file=sys.stderr, flush=True)
     first = runs[0]
     total_bytes = first["bytes_client_to_server"] + first["bytes_server_to_client"]
     return {
         "model": name,
+        "ot_extension": ot,
         "input_shape": list(shape),
         "parameters": n_params,
         "parameter_memory_mb": {"fp32": n_params * 4 / 1e6, "fp16": n_params * 2 / 1e6},
@@ -186,8 +192,8 @@ def run_cheetah(name: str, args: argparse.Namespace) -> dict[str, Any] | None:
 
 def print_table(results: list[dict[str, Any]]) -> None:
     head = (
-        "| model | SNNI s | GB (up / down) | rounds | CPU-s camera / edge | peak RSS MB camera "
-        "/ edge | fidelity | Cheetah s / GB / rounds | ours / Cheetah time, bytes |"
+        "| model | OT | SNNI s | GB (up / down) | rounds | CPU-s camera / edge | peak RSS MB "
+        "camera / edge | fidelity | Cheetah s / GB / rounds | ours / Cheetah time, bytes |"
     )
     print(head)
     print("|" + "---|" * head.count(" | ") + "---|")
@@ -207,10 +213,14 @@ def print_table(results: list[dict[str, Any]]) -> None:
             anchor = f"{c['seconds']:.1f} / {c['bytes_total'] / 1e9:.3f} / {c['rounds']}"
             t_ratio = r["snni_seconds"] / c["seconds"]
             ratio = f"{t_ratio:.2f}, {b['total_gb'] * 1e9 / c['bytes_total']:.2f}"
-        cells = [r["model"], ours, gb, str(r["rounds"]), cpu, rss, fidelity, anchor, ratio]
+        cells = [r["model"], r["ot_extension"], ours, gb, str(r["rounds"]), cpu, rss, fidelity]
+        cells += [anchor, ratio]
         print("| " + " | ".join(cells) + " |")
     for r in results:
-        print(f"\n{r['model']}, per op kind (camera wall s; CPU-s per party; MB each way; rounds):")
+        print(
+            f"\n{r['model']} on {r['ot_extension']}, per op kind "
+            "(camera wall s; CPU-s per party; MB each way; rounds):"
+        )
         print("| op kind | s | CPU-s camera | CPU-s edge | MB up | MB down | rounds |")
         print("|---|---|---|---|---|---|---|")
         for kind, k in r["by_kind"].items():
@@ -218,6 +228,20 @@ def print_table(results: list[dict[str, Any]]) -> None:
                 f"| {kind} | {k['seconds']:.2f} | {k['cpu_camera']:.2f} | {k['cpu_edge']:.2f} | "
                 f"{k['bytes_up'] / 1e6:.1f} | {k['bytes_down'] / 1e6:.1f} | {k['rounds']} |"
             )
+
+
+def parse_ot(parser: argparse.ArgumentParser, value: str | None) -> list[str]:
+    """The --ot list (default: the library's OT extension), refused if unknown or repeated."""
+    from secfepas_sdk.snni.ot.extension import DEFAULT_EXTENSION
+
+    if value is None:
+        return [DEFAULT_EXTENSION]
+    backends = [part.strip() for part in value.split(",")]
+    try:
+        suites_for(tuple(backends))
+    except ValueError as exc:
+        parser.error(f"--ot: {exc}")
+    return backends
 
 
 def main() -> None:
@@ -230,6 +254,13 @@ def main() -> None:
     parser.add_argument("--random-inputs", type=int, default=1)
     parser.add_argument("--image", type=Path, default=None, help="default: skimage astronaut")
     parser.add_argument(
+        "--ot",
+        default=None,
+        metavar="EXT[,EXT]",
+        help=f"OT extensions to run each model on, from {', '.join(OT_EXTENSIONS)} "
+        "(default: the library default)",
+    )
+    parser.add_argument(
         "--cheetah", action="store_true", help="also run OpenCheetah on each model, same run"
     )
     parser.add_argument("--cheetah-threads", type=int, default=1, help="threads per party")
@@ -238,6 +269,7 @@ def main() -> None:
         help="the anchor's runner (default: ../shared/anchors/opencheetah)",
     )  # fmt: skip
     args = parser.parse_args()
+    backends = parse_ot(parser, args.ot)
     results = []
     with tempfile.TemporaryDirectory(prefix="secfepas-table3-") as tmpdir:
         tmp = Path(tmpdir)
@@ -247,10 +279,11 @@ def main() -> None:
         if args.image is None:
             args.image = astronaut_path(tmp)
         for name in args.models:
-            result = bench_model(name, models_dir / f"{name}.onnx", tmp, args)
-            result["cheetah"] = run_cheetah(name, args)
-            results.append(result)
-            args.json.write_text(json.dumps({"results": results}, indent=2) + "\n")
+            for i, ot in enumerate(backends):
+                result = bench_model(name, models_dir / f"{name}.onnx", tmp, args, ot)
+                result["cheetah"] = run_cheetah(name, args) if i == 0 else None
+                results.append(result)
+                args.json.write_text(json.dumps({"results": results}, indent=2) + "\n")
     print_table(results)
 
 

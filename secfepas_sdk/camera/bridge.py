@@ -48,9 +48,11 @@ class InferenceBridge:
         inference_s: float,
         frame_s: float,
         max_message: int,
+        ot_extension: str | None = None,
     ) -> None:
         self.stream = stream
         self.runtime = runtime
+        self.ot_extension = ot_extension  # the session's suite's (None: the library default)
         self.inference_s = inference_s
         self.frame_s = frame_s
         self.max_message = max_message
@@ -77,7 +79,7 @@ class InferenceBridge:
 
         def compute() -> NDArray[np.float64]:
             if setup:
-                runtime.setup(chan)
+                runtime.setup(chan, ot_extension=self.ot_extension)
             logits: NDArray[np.float64] = runtime.infer(chan, x)
             return logits
 

@@ -27,7 +27,14 @@ from secfepas_sdk.errors import (
     TlsRefusedError,
 )
 from secfepas_sdk.logsafe import safe_text
-from secfepas_sdk.protocol.events import PROTOCOL_VERSIONS, SUITES, ClientHello, Error, ServerHello
+from secfepas_sdk.protocol.events import (
+    PROTOCOL_VERSIONS,
+    SUITES,
+    ClientHello,
+    Error,
+    ServerHello,
+    suite_ot_extension,
+)
 from secfepas_sdk.protocol.framing import FrameLimits
 from secfepas_sdk.protocol.pump import peer_error
 from secfepas_sdk.protocol.tls_failures import peer_alert
@@ -50,6 +57,11 @@ class Session:
     stream: FramedStream
     hello: ServerHello
     runtime: ClientRuntime
+
+    @property
+    def ot_extension(self) -> str:
+        """The OT extension of the suite the edge chose (one the camera offered)."""
+        return suite_ot_extension(self.hello.suite)
 
 
 def checked_plan(hello: ServerHello, model_id: str, pinned: PublicModel | None) -> Plan:
@@ -89,15 +101,17 @@ async def open_session(
     connect_s: float,
     hello_s: float,
     frame_s: float,
+    suites: tuple[str, ...] = SUITES[:1],
 ) -> Session:
-    """Connect, say hello, check the edge's answer and build the runtime (one attempt)."""
+    """Connect, say hello, check the edge's answer and build the runtime (one attempt).
+    ``suites`` are the camera's proposal, in its order of preference."""
     from secfepas_sdk.snni.runtime import ClientRuntime
 
     stream = await open_client(
         host, port, ctx, server_name=server_name, limits=limits, timeout=connect_s
     )
     try:
-        await stream.send(ClientHello(versions=PROTOCOL_VERSIONS, model_id=model_id, suites=SUITES))
+        await stream.send(ClientHello(versions=PROTOCOL_VERSIONS, model_id=model_id, suites=suites))
         try:
             event = await stream.next_event(hello_s, frame_timeout=frame_s)
         except RemoteProtocolError as exc:
@@ -122,10 +136,11 @@ async def open_session(
         await stream.aclose()
         raise
     log.info(
-        "session %s with edge %s (model %s)",
+        "session %s with edge %s (model %s, suite %s)",
         safe_text(event.session_id),
         safe_text(stream.peer),
         model_id,
+        event.suite,
     )
     return Session(stream, event, runtime)
 

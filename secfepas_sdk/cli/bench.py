@@ -29,6 +29,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "process; 0 = every core), to measure the speed-up against cores",
     )
     parser.add_argument(
+        "--ot",
+        choices=("softspoken", "ferret"),
+        help="OT extension of both parties (default: the library default, softspoken)",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="print the results as one JSON object, no table"
     )
     parser.add_argument(
@@ -88,11 +93,14 @@ def _bench(args: argparse.Namespace) -> int:
         f"model {model.manifest.model_id} {model.manifest.version}, input {shape}, "
         f"edge HE processes {args.he_workers or 'every core'}"
     )
+    extension = ""
     say(header)
     with Progress("bench", enabled=not args.json) as progress:
         for i in range(args.repeat):
             progress.update(f"secure inference {i + 1}/{args.repeat} (camera and edge processes)")
-            row = _row(run_two_processes(package, x, he_workers=args.he_workers))
+            run = run_two_processes(package, x, he_workers=args.he_workers, ot_extension=args.ot)
+            row = _row(run)
+            extension = run.client["ot_extension"]
             rows.append(row)
             with progress.paused():
                 say(
@@ -106,12 +114,14 @@ def _bench(args: argparse.Namespace) -> int:
     median = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     say(
         f"median: {median['seconds']:.2f} s per inference including setup, "
-        f"{median['mb_client_to_server'] + median['mb_server_to_client']:.1f} MB"
+        f"{median['mb_client_to_server'] + median['mb_server_to_client']:.1f} MB, "
+        f"OT extension {extension}"
     )
     result = {
         "model_id": model.manifest.model_id,
         "version": model.manifest.version,
         "he_workers": args.he_workers,
+        "ot_extension": extension,
         "runs": rows,
         "median": median,
     }

@@ -84,8 +84,21 @@ def register(camera_subparsers: argparse._SubParsersAction[Any]) -> None:
         help="this model's public package: refuse an edge whose plan or manifest differs "
         "(default: no pinning)",
     )
+    run.add_argument(
+        "--ot",
+        metavar="EXT[,EXT]",
+        help="OT extensions to propose to the edge, most wanted first: softspoken, ferret "
+        "(ferret: about half the bytes, about 0.4 GB more memory; default: softspoken)",
+    )
     run.add_argument("--no-detect", action="store_true", help="the source already gives face crops")
     run.set_defaults(handler=_run)
+
+
+def ot_list(value: str | None) -> tuple[str, ...] | None:
+    """A comma-separated --ot value (checked by whoever takes it), or None for the default."""
+    if value is None:
+        return None
+    return tuple(part.strip() for part in value.split(","))
 
 
 def assessment_line(a: Any) -> dict[str, Any]:
@@ -160,6 +173,7 @@ async def _main(args: argparse.Namespace) -> int:
         args.model,
         server_name=args.server_name,
         model_package=args.model_package,
+        ot_extensions=ot_list(args.ot),
     )
     detector = None
     if not args.no_detect:

@@ -51,6 +51,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--max-sessions", type=int, help="concurrent sessions (worker processes; default: 2)"
     )
     serve.add_argument(
+        "--ot",
+        metavar="EXT[,EXT]",
+        help="OT extensions cameras may choose: softspoken, ferret (default: both; a camera "
+        "gets the first of its own proposal that is listed here)",
+    )
+    serve.add_argument(
         "--grace",
         type=float,
         default=30.0,
@@ -83,6 +89,7 @@ def _serve(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         metrics_enabled=False if args.no_metrics else None,
         max_sessions=args.max_sessions,
+        ot_extensions=args.ot,
     )
     asyncio.run(_run(settings, args.grace))
     return 0

@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SecfepasError, SnniError
+from secfepas_sdk.protocol.events import OT_EXTENSIONS
 
 _HOST = "127.0.0.1"
 MAX_TENSOR_BYTES = 1 << 28  # the client's input tensor (float32 NCHW)
@@ -56,7 +57,9 @@ def he_workers_count(setting: int) -> int:
     return setting if setting > 0 else len(os.sched_getaffinity(0))
 
 
-def _server(package: str, timeout: float, he_workers: int) -> dict[str, Any]:
+def _server(
+    package: str, timeout: float, he_workers: int, ot_extension: str | None
+) -> dict[str, Any]:
     from secfepas_sdk.edge.he_pool import start_pool
     from secfepas_sdk.models.package import load_private
     from secfepas_sdk.protocol.transport import SocketChannel
@@ -73,7 +76,7 @@ def _server(package: str, timeout: float, he_workers: int) -> dict[str, Any]:
     channel = SocketChannel(conn, timeout_s=timeout)
     workers = he_workers_count(he_workers)
     c0 = _cpu()
-    runtime.setup(channel)
+    runtime.setup(channel, ot_extension=ot_extension)
     pool = start_pool(runtime.he, workers, close_in_child=[conn.fileno()], timeout_s=timeout)
     try:
         runtime.infer(channel)
@@ -104,7 +107,7 @@ def _read_tensor() -> NDArray[np.float32]:
     return x
 
 
-def _client(package: str, port: int, timeout: float) -> dict[str, Any]:
+def _client(package: str, port: int, timeout: float, ot_extension: str | None) -> dict[str, Any]:
     from secfepas_sdk.models.package import load_public
     from secfepas_sdk.protocol.transport import SocketChannel
     from secfepas_sdk.snni.runtime import ClientRuntime
@@ -115,7 +118,7 @@ def _client(package: str, port: int, timeout: float) -> dict[str, Any]:
     sock = socket.create_connection((_HOST, port), timeout=timeout)
     channel = SocketChannel(sock, timeout_s=timeout)
     t0, c0 = time.perf_counter(), _cpu()
-    runtime.setup(channel)
+    runtime.setup(channel, ot_extension=ot_extension)
     t1 = time.perf_counter()
     logits = runtime.infer(channel, x)
     t2 = time.perf_counter()
@@ -136,6 +139,7 @@ def _client(package: str, port: int, timeout: float) -> dict[str, Any]:
         "timings": runtime.timings,
         "cpu_timings": runtime.cpu_timings,
         "by_kind": traffic_by_kind(model.plan, stats.as_dict()),
+        "ot_extension": runtime.ot_extension,
     }
 
 
@@ -162,11 +166,19 @@ class SecureRun:
 
 
 def run_two_processes(
-    package: str | Path, x: NDArray[np.float32], *, timeout: float = 3600.0, he_workers: int = 1
+    package: str | Path,
+    x: NDArray[np.float32],
+    *,
+    timeout: float = 3600.0,
+    he_workers: int = 1,
+    ot_extension: str | None = None,
 ) -> SecureRun:
     """Server and client as two child processes over loopback TCP; the server splits its
-    HE layers across ``he_workers`` block processes (0: every core it may use)."""
+    HE layers across ``he_workers`` block processes (0: every core it may use); both run
+    the OT extension ``ot_extension`` (None: the library default)."""
     cmd = [sys.executable, "-m", "secfepas_sdk.cli.selftest"]
+    if ot_extension is not None:
+        cmd += ["--ot", ot_extension]
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(x, dtype=np.float32), allow_pickle=False)
     server_cmd = [*cmd, "--role", "server", "--package", str(package)]
@@ -209,12 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=3600.0)
     parser.add_argument("--he-workers", type=int, default=1)
+    parser.add_argument("--ot", choices=OT_EXTENSIONS, help="OT extension (default: the library's)")
     args = parser.parse_args(argv)
     try:
         if args.role == "server":
-            report = _server(args.package, args.timeout, args.he_workers)
+            report = _server(args.package, args.timeout, args.he_workers, args.ot)
         else:
-            report = _client(args.package, args.port, args.timeout)
+            report = _client(args.package, args.port, args.timeout, args.ot)
     except SecfepasError as exc:
         print(f"secfepas {args.role}: error: {exc}", file=sys.stderr)
         return 1

@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+OT_CHOICES = ("softspoken", "ferret")  # protocol.events.OT_EXTENSIONS (not imported for --help)
+
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser("snni", help="secure-inference engine tools")
@@ -32,6 +34,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         default=1,
         help="processes the edge splits its HE layers across (default: 1, the edge's own "
         "process; 0 = every core; the edge setting he_workers)",
+    )
+    st.add_argument(
+        "--ot",
+        choices=OT_CHOICES,
+        help="OT extension of both parties (default: the library default, softspoken)",
     )
     st.set_defaults(handler=_selftest)
     parser.set_defaults(handler=lambda _a: parser.print_help() or 2)
@@ -104,7 +111,7 @@ def _selftest(args: argparse.Namespace) -> int:
         plain = np.asarray(sess.run(None, {sess.get_inputs()[0].name: x})[0], np.float64)
         plain = plain.reshape(-1)
         progress.update("secure inference (camera and edge processes over loopback TCP)")
-        run = run_two_processes(package, x, he_workers=args.he_workers)
+        run = run_two_processes(package, x, he_workers=args.he_workers, ot_extension=args.ot)
     secure = run.logits
     if public.plan.softmax:
         from secfepas_sdk.snni.runtime import softmax
@@ -126,6 +133,7 @@ def _selftest(args: argparse.Namespace) -> int:
         },
         "rounds": run.client["rounds"],
         "peak_rss_mb": {"client": run.client["peak_rss_mb"], "server": run.server["peak_rss_mb"]},
+        "ot_extension": run.client["ot_extension"],
     }
     if args.json:
         print(json.dumps(report))
@@ -146,7 +154,7 @@ def _human(report: dict[str, Any]) -> str:
         f"{sent['client_to_server'] / 1e6:.1f} MB up, "
         f"{sent['server_to_client'] / 1e6:.1f} MB down, "
         f"{report['rounds']} rounds, peak RSS camera {rss['client']:.0f} MB / "
-        f"edge {rss['server']:.0f} MB"
+        f"edge {rss['server']:.0f} MB, OT extension {report['ot_extension']}"
     )
 
 

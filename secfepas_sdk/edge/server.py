@@ -41,7 +41,7 @@ from secfepas_sdk.errors import (
     SessionError,
 )
 from secfepas_sdk.protocol.connection import Connection, Role
-from secfepas_sdk.protocol.events import ClientHello, Error, ServerHello
+from secfepas_sdk.protocol.events import ClientHello, Error, ServerHello, suites_for
 from secfepas_sdk.protocol.framing import FrameLimits
 from secfepas_sdk.protocol.pump import peer_error
 from secfepas_sdk.protocol.tls_failures import handshake_failure
@@ -92,6 +92,8 @@ class Server:
         self._stop_requested: asyncio.Event | None = None
         self._stopped: asyncio.Event | None = None
         self._limits = FrameLimits(max_data=settings.max_data_frame)
+        # The suites (one per OT extension) cameras may choose from, in the operator's order.
+        self._suites = suites_for(settings.ot_extensions)
 
     # -- lifecycle ---------------------------------------------------------
     async def start(self) -> None:
@@ -269,7 +271,7 @@ class Server:
             log.warning("TLS handshake with %s failed: %s", addr, handshake_failure(exc, "camera"))
             writer.transport.abort()
             return
-        conn = Connection(Role.SERVER, limits=self._limits, setup_once=True)
+        conn = Connection(Role.SERVER, limits=self._limits, suites=self._suites, setup_once=True)
         stream = FramedStream(reader, writer, conn)
         self.metrics.track(stream.conn)
         try:
@@ -416,11 +418,12 @@ class Server:
                 )
             )
             log.info(
-                "session %s: camera %s, model %s v%s",
+                "session %s: camera %s, model %s v%s, suite %s",
                 session_id,
                 stream.peer,
                 model.model_id,
                 model.version,
+                suite,
             )
 
         self._sessions.add(session)

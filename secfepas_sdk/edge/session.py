@@ -21,7 +21,14 @@ from secfepas_sdk.edge.registry import RegisteredModel
 from secfepas_sdk.edge.settings import EdgeSettings
 from secfepas_sdk.edge.workers import SessionProcess, WorkerHost, WorkerStartError
 from secfepas_sdk.errors import SecfepasError
-from secfepas_sdk.protocol.events import Close, Data, Error, InferenceBegin, InferenceEnd
+from secfepas_sdk.protocol.events import (
+    Close,
+    Data,
+    Error,
+    InferenceBegin,
+    InferenceEnd,
+    suite_ot_extension,
+)
 from secfepas_sdk.protocol.messages import split_message
 from secfepas_sdk.protocol.pump import peer_error
 from secfepas_sdk.protocol.transport import FramedStream
@@ -99,7 +106,10 @@ class EdgeSession:
         s = self.settings
         try:
             worker = await self.workers.spawn(
-                str(self.model.path), timeout_s=s.inference_timeout_s, max_message=s.max_message
+                str(self.model.path),
+                timeout_s=s.inference_timeout_s,
+                max_message=s.max_message,
+                ot_extension=suite_ot_extension(self.suite),
             )
         except WorkerStartError as exc:
             raise WorkerFailed(str(exc), "internal") from exc

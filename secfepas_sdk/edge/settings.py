@@ -11,12 +11,13 @@ import logging
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from secfepas_sdk.errors import ConfigError
+from secfepas_sdk.protocol.events import OT_EXTENSIONS
 
 __all__ = ["EdgeSettings", "he_workers_for", "load_settings"]
 
@@ -84,6 +85,30 @@ class EdgeSettings(BaseSettings):
         description="refuse a model whose circuit-privacy budget is spent (default: log an "
         "error and serve on)",
     )
+    ot_extensions: Annotated[tuple[Literal["softspoken", "ferret"], ...], NoDecode] = Field(
+        ("softspoken", "ferret"),
+        min_length=1,
+        max_length=len(OT_EXTENSIONS),
+        description="OT extensions cameras may choose (each camera proposes, in its order "
+        "of preference; the edge takes the first it allows): softspoken, ferret",
+    )
+
+    @field_validator("ot_extensions", mode="before")
+    @classmethod
+    def _split_extensions(cls, value: Any) -> Any:
+        """``"softspoken,ferret"`` (a flag or variable) as well as a TOML list; no repeats."""
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            for item in value:
+                if item not in OT_EXTENSIONS:
+                    raise ValueError(
+                        f"unknown OT extension {str(item)[:40]!r}; "
+                        f"expected some of {', '.join(OT_EXTENSIONS)}"
+                    )
+            if len(set(value)) != len(value):
+                raise ValueError("an OT extension is listed twice")
+        return value
 
 
 def he_workers_for(settings: EdgeSettings) -> int:

@@ -118,12 +118,15 @@ def serve_session(
     timeout_s: float,
     max_message: int,
     he_workers: int = 1,
+    *,
+    ot_extension: str = "softspoken",
 ) -> str:
     """Serve one camera session's inferences until told to quit; returns the outcome.
 
     Runs in the session's own process. ``runtime`` is the model (or the reason it
-    could not be loaded). With ``he_workers`` > 1 the HE layers are split across
-    that many block processes, forked after the session's setup (:mod:`.he_pool`).
+    could not be loaded); ``ot_extension`` is the one the session's suite names.
+    With ``he_workers`` > 1 the HE layers are split across that many block processes,
+    forked after the session's setup (:mod:`.he_pool`).
     Failures are reported to the session as a FAIL frame naming only the error type
     and message (never data); refused camera data (PeerDataError) as a REFUSED
     frame; a dead block process as LOST.
@@ -145,7 +148,7 @@ def serve_session(
                 raise ChannelError(f"unexpected worker-link frame {tag!r} between inferences")
             try:
                 if payload == b"\x01":
-                    runtime.setup(chan)
+                    runtime.setup(chan, ot_extension=ot_extension)
                     if pool is not None:
                         pool.close()
                     pool = start_pool(

@@ -92,7 +92,12 @@ def _host_main(
                     runtime.after_fork()
                 sock = socket.socket(fileno=fds[0])
                 serve_session(
-                    sock, runtime, request["timeout_s"], request["max_message"], he_workers
+                    sock,
+                    runtime,
+                    request["timeout_s"],
+                    request["max_message"],
+                    he_workers,
+                    ot_extension=request["ot_extension"],
                 )
                 if not isinstance(runtime, str):
                     runtime.close()
@@ -196,23 +201,36 @@ class WorkerHost:
         self._process, self._control = process, parent
         log.info("model host pid %d ready (%d model(s) loaded)", process.pid, len(self._paths))
 
-    async def spawn(self, model_path: str, *, timeout_s: float, max_message: int) -> SessionProcess:
-        """A new process serving one session of ``model_path`` over a fresh socketpair."""
+    async def spawn(
+        self,
+        model_path: str,
+        *,
+        timeout_s: float,
+        max_message: int,
+        ot_extension: str = "softspoken",
+    ) -> SessionProcess:
+        """A new process serving one session of ``model_path`` over a fresh socketpair,
+        running the session's negotiated OT extension."""
+        request = {
+            "model": model_path,
+            "timeout_s": timeout_s,
+            "max_message": max_message,
+            "ot_extension": ot_extension,
+        }
         async with self._lock:
             try:
-                return await self._spawn(model_path, timeout_s, max_message)
+                return await self._spawn(request)
             except OSError:
                 log.warning("model host gone; starting a new one")
             await self._restart()
             try:
-                return await self._spawn(model_path, timeout_s, max_message)
+                return await self._spawn(request)
             except OSError as exc:
                 raise WorkerStartError(f"cannot start a session process: {exc}") from exc
 
-    async def _spawn(self, model_path: str, timeout_s: float, max_message: int) -> SessionProcess:
+    async def _spawn(self, request: dict[str, Any]) -> SessionProcess:
         if self._control is None:
             raise OSError("no model host")
-        request = {"model": model_path, "timeout_s": timeout_s, "max_message": max_message}
         ours, theirs = socket.socketpair()
         try:
             socket.send_fds(self._control, [json.dumps(request).encode()], [theirs.fileno()])

@@ -7,7 +7,9 @@ import ``secfepas_sdk.protocol.transport`` for the asyncio/TLS side and
 
 from secfepas_sdk.protocol.connection import NEED_DATA, Connection, NeedData, Role, State
 from secfepas_sdk.protocol.events import (
+    OT_EXTENSIONS,
     PROTOCOL_VERSIONS,
+    SUITE_CHEETAH_FERRET_V2,
     SUITE_CHEETAH_V2,
     SUITES,
     ClientHello,
@@ -25,8 +27,10 @@ from secfepas_sdk.protocol.framing import FrameLimits, FrameType
 
 __all__ = [
     "NEED_DATA",
+    "OT_EXTENSIONS",
     "PROTOCOL_VERSIONS",
     "SUITES",
+    "SUITE_CHEETAH_FERRET_V2",
     "SUITE_CHEETAH_V2",
     "ClientHello",
     "Close",

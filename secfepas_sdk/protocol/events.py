@@ -30,9 +30,12 @@ from secfepas_sdk.protocol.framing import FrameType
 
 __all__ = [
     "ERROR_CODES",
+    "OT_EXTENSIONS",
     "PROTOCOL_VERSIONS",
     "SUITES",
+    "SUITE_CHEETAH_FERRET_V2",
     "SUITE_CHEETAH_V2",
+    "SUITE_OT_EXTENSIONS",
     "ClientHello",
     "Close",
     "ConnectionClosed",
@@ -46,17 +49,55 @@ __all__ = [
     "ServerHello",
     "decode_control",
     "encode_control",
+    "suite_ot_extension",
+    "suites_for",
 ]
 
 PROTOCOL_VERSIONS: tuple[int, ...] = (1,)
 """Session protocol versions this implementation speaks (negotiated in the hello)."""
 
 SUITE_CHEETAH_V2 = "snni-cheetah-v2"
-"""Secure-inference suite: BFV linear layers + OT non-linear layers, as in snni.runtime.
-v2: the edge seeds the camera's HE public key (v1 took the camera's whole key)."""
+"""Secure-inference suite: BFV linear layers + OT non-linear layers, as in snni.runtime,
+with SoftSpokenOT (k = 4) as the OT extension. v2: the edge seeds the camera's HE
+public key (v1 took the camera's whole key)."""
 
-SUITES: tuple[str, ...] = (SUITE_CHEETAH_V2,)
+SUITE_CHEETAH_FERRET_V2 = "snni-cheetah-ferret-v2"
+"""The same suite with Ferret silent OT (bootstrapped from SoftSpokenOT k = 4)."""
+
+SUITE_OT_EXTENSIONS: dict[str, str] = {
+    SUITE_CHEETAH_V2: "softspoken",
+    SUITE_CHEETAH_FERRET_V2: "ferret",
+}
+"""The OT extension each suite runs (``snni.ot.extension`` names); a suite's meaning
+never changes, a new variant is a new suite."""
+
+OT_EXTENSIONS: tuple[str, ...] = tuple(SUITE_OT_EXTENSIONS.values())
+"""The OT extensions a camera may propose and an edge may allow."""
+
+SUITES: tuple[str, ...] = (SUITE_CHEETAH_V2, SUITE_CHEETAH_FERRET_V2)
 """Secure-inference suites this implementation speaks, in order of preference."""
+
+
+def suites_for(ot_extensions: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The suites of these OT extensions, in the same order (a camera's proposal, an
+    edge's allowed set). Raises ValueError naming the choices for an unknown one."""
+    by_ot = {ot: suite for suite, ot in SUITE_OT_EXTENSIONS.items()}
+    if not 1 <= len(ot_extensions) <= len(by_ot) or len(set(ot_extensions)) != len(ot_extensions):
+        raise ValueError(
+            f"give 1 to {len(by_ot)} distinct OT extensions, got {list(ot_extensions)}"
+        )
+    unknown = [ot for ot in ot_extensions if ot not in by_ot]
+    if unknown:
+        raise ValueError(
+            f"unknown OT extension {unknown[0]!r}; expected one of {', '.join(OT_EXTENSIONS)}"
+        )
+    return tuple(by_ot[ot] for ot in ot_extensions)
+
+
+def suite_ot_extension(suite: str) -> str:
+    """The OT extension a negotiated suite runs (KeyError for a suite we do not speak)."""
+    return SUITE_OT_EXTENSIONS[suite]
+
 
 ERROR_CODES: frozenset[str] = frozenset(code.value for code in ErrorCode)
 """Every code a ProtocolError or an Error event can carry (wire and local-only)."""

@@ -71,6 +71,11 @@ class _Runner:
         self.timings: dict[str, float] = defaultdict(float)
         self.cpu_timings: dict[str, float] = defaultdict(float)
 
+    @property
+    def ot_extension(self) -> str | None:
+        """The OT extension of the session set up, None before :meth:`new_engine`."""
+        return None if self.nl is None else self.nl.ot.extension
+
     def engine(self, channel: Channel) -> NonlinearEngine:
         if self.nl is None:
             raise SnniError("setup(channel) must run before infer")
@@ -90,9 +95,16 @@ class _Runner:
             return nl.using_ot_k(op.ot_k)
         return nullcontext()
 
-    def new_engine(self, channel: Channel, party: Party, prg: Prg) -> NonlinearEngine:
+    def new_engine(
+        self, channel: Channel, party: Party, prg: Prg, ot_extension: str | None
+    ) -> NonlinearEngine:
         self.nl = NonlinearEngine(
-            channel, party=party, ring=self.ring, prg=prg, extra_ot_k=self.plan.ot_ks
+            channel,
+            party=party,
+            ring=self.ring,
+            prg=prg,
+            extra_ot_k=self.plan.ot_ks,
+            ot_extension=ot_extension,
         )
         self.nl.setup()
         return self.nl
@@ -121,13 +133,15 @@ class ClientRuntime:
         self._run = _Runner(plan)
         self._he: HeClient | None = None
 
-    def setup(self, channel: Channel) -> None:
-        """Once per session: send the HE public key, run the base OTs."""
+    def setup(self, channel: Channel, *, ot_extension: str | None = None) -> None:
+        """Once per session: send the HE public key, run the base OTs and the OT
+        extension's setup (``ot_extension``: the session's choice, the same on both
+        sides; None is the library default, ``snni.ot.extension.DEFAULT_EXTENSION``)."""
         r = self._run
         if self._he is None:
             self._he = HeClient(r.params, r.ring)
         self._he.setup(channel)
-        r.new_engine(channel, Party.CLIENT, self._prg.fork())
+        r.new_engine(channel, Party.CLIENT, self._prg.fork(), ot_extension)
 
     def infer(self, channel: Channel, x: NDArray[np.float32]) -> NDArray[np.float64]:
         """Securely evaluate the model on one NCHW image; returns the logits."""
@@ -164,6 +178,11 @@ class ClientRuntime:
     def cpu_timings(self) -> dict[str, float]:
         """This process's CPU-seconds per op kind in the last inference (diagnostics)."""
         return dict(self._run.cpu_timings)
+
+    @property
+    def ot_extension(self) -> str | None:
+        """The OT extension this session runs (None before setup)."""
+        return self._run.ot_extension
 
     def close(self) -> None:
         if self._he is not None:
@@ -221,10 +240,11 @@ class ServerRuntime:
         processes (the edge's ``he_workers``); the shares stay the same."""
         return self._he
 
-    def setup(self, channel: Channel) -> None:
+    def setup(self, channel: Channel, *, ot_extension: str | None = None) -> None:
+        """Once per session (see :meth:`ClientRuntime.setup`; the same ``ot_extension``)."""
         r = self._run
         self._he.setup(channel)
-        r.new_engine(channel, Party.SERVER, self._prg.fork())
+        r.new_engine(channel, Party.SERVER, self._prg.fork(), ot_extension)
 
     def infer(self, channel: Channel) -> None:
         """Serve one inference; the server learns nothing about input or output."""
@@ -250,6 +270,11 @@ class ServerRuntime:
     def cpu_timings(self) -> dict[str, float]:
         """This process's CPU-seconds per op kind in the last inference (diagnostics)."""
         return dict(self._run.cpu_timings)
+
+    @property
+    def ot_extension(self) -> str | None:
+        """The OT extension this session runs (None before setup)."""
+        return self._run.ot_extension
 
     def close(self) -> None:
         self._he.close()

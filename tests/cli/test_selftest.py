@@ -25,8 +25,9 @@ def astronaut(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _check_report(report: dict) -> None:
     assert set(report) == {
         "secure_logits", "plain_logits", "argmax_match", "max_abs_err", "seconds", "bytes",
-        "rounds", "peak_rss_mb",
+        "rounds", "peak_rss_mb", "ot_extension",
     }  # fmt: skip
+    assert report["ot_extension"] == "softspoken"  # the library default
     assert report["argmax_match"] is True
     assert report["max_abs_err"] < 0.05
     assert len(report["secure_logits"]) == len(report["plain_logits"]) == 4
@@ -47,6 +48,16 @@ def test_selftest_on_bundled_package(astronaut: Path, capsys: pytest.CaptureFixt
     report = json.loads(capsys.readouterr().out)
     assert code == 0
     _check_report(report)
+
+
+def test_selftest_refuses_an_unknown_ot_extension(
+    astronaut: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["snni", "selftest", "--model", "m", "--input", str(astronaut), "--ot", "nope"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--ot" in err and "nope" in err and "ferret" in err
 
 
 def test_selftest_on_onnx_file_prints_text_without_json(

@@ -21,7 +21,12 @@ from testkit.edge import ONE_TRY, running
 
 from secfepas_sdk.camera.client import SecureInferenceClient
 from secfepas_sdk.edge.server import Server, stop_on_signals
-from secfepas_sdk.errors import ConnectionLostError, PeerError, RemoteProtocolError
+from secfepas_sdk.errors import (
+    ConnectionLostError,
+    InvalidValueError,
+    PeerError,
+    RemoteProtocolError,
+)
 
 MODEL = "demo-pain-cnn"
 
@@ -60,6 +65,62 @@ def test_mutual_tls_secure_inference_matches_plaintext_model(
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "camera-1" in text
     assert f"{results[0].probabilities[0]:.4f}" not in text
+
+
+def test_camera_and_edge_agree_on_ferret_over_tls(
+    make_settings: Any,
+    camera_tls: Any,
+    demo_models: Path,
+    demo_input: Any,
+    reference_probabilities: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The camera proposes Ferret first, the edge allows both: both engines run Ferret
+    (an engine on another extension would fail at the OT setup), and the result is
+    the plaintext model's."""
+    caplog.set_level(logging.INFO, logger="secfepas_sdk")
+
+    async def main() -> Any:
+        async with running(make_settings(model_dir=demo_models)) as server:
+            client = SecureInferenceClient(
+                server.address, camera_tls(), MODEL, ot_extensions=("ferret", "softspoken")
+            )
+            async with client:
+                a = await client.infer(demo_input)
+                assert client.ot_extension == "ferret"
+                assert client._runtime is not None and client._runtime.ot_extension == "ferret"
+            assert server.metrics.inferences["ok"] == 1
+            return a
+
+    a = asyncio.run(main())
+    np.testing.assert_allclose(a.probabilities, reference_probabilities, atol=0.02)
+    assert any("suite snni-cheetah-ferret-v2" in r.getMessage() for r in caplog.records)
+
+
+def test_an_ot_extension_the_edge_does_not_allow_is_refused(
+    make_settings: Any, camera_tls: Any, demo_models: Path
+) -> None:
+    """An edge that allows only SoftSpokenOT refuses a Ferret-only camera at the hello
+    (no_common_suite, naming what it allows; the camera does not retry), and a camera
+    asked for an unknown extension refuses before connecting."""
+
+    async def main() -> None:
+        settings = make_settings(model_dir=demo_models, ot_extensions="softspoken")
+        async with running(settings) as server:
+            client = SecureInferenceClient(
+                server.address, camera_tls(), MODEL, ot_extensions=("ferret",), retry=ONE_TRY
+            )
+            with pytest.raises(PeerError) as exc:
+                async with asyncio.timeout(30):
+                    await client.connect()
+            assert exc.value.code == "no_common_suite"
+            assert "snni-cheetah-v2" in str(exc.value)
+            assert server.metrics.errors["no_common_suite"] == 1
+            assert server.metrics.sessions_total == 0
+
+    asyncio.run(main())
+    with pytest.raises(InvalidValueError, match="unknown OT extension 'ferrett'"):
+        SecureInferenceClient(("127.0.0.1", 1), camera_tls(), MODEL, ot_extensions=("ferrett",))
 
 
 def test_busy_when_sessions_and_queue_are_full(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
-from secfepas_sdk.edge.settings import he_workers_for, load_settings
+from secfepas_sdk.edge.settings import EdgeSettings, he_workers_for, load_settings
 from secfepas_sdk.errors import ConfigError
+from secfepas_sdk.protocol.events import OT_EXTENSIONS
 
 TOML = """
 model_dir = "models"
@@ -121,3 +123,28 @@ def test_he_workers_default_to_one_sessions_share_of_the_cores(
         monkeypatch.setenv("SECFEPAS_EDGE_HE_WORKERS", bad)
         with pytest.raises(ConfigError, match="he_workers"):
             load_settings(tmp_path / "edge.toml")
+
+
+def test_ot_extensions_from_file_env_and_flags_and_refusals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The allowed OT extensions: a TOML list, a comma list in the variable or flag,
+    both by default; an unknown or repeated one is a one-line error naming the choices."""
+    (tmp_path / "edge.toml").write_text(TOML + 'ot_extensions = ["ferret"]\n')
+    assert load_settings(tmp_path / "edge.toml").ot_extensions == ("ferret",)
+    monkeypatch.setenv("SECFEPAS_EDGE_OT_EXTENSIONS", "ferret, softspoken")
+    assert load_settings(tmp_path / "edge.toml").ot_extensions == ("ferret", "softspoken")
+    monkeypatch.delenv("SECFEPAS_EDGE_OT_EXTENSIONS")
+    (tmp_path / "edge.toml").write_text(TOML)
+    assert load_settings(tmp_path / "edge.toml").ot_extensions == OT_EXTENSIONS
+    assert load_settings(tmp_path / "edge.toml", ot_extensions="softspoken").ot_extensions == (
+        "softspoken",
+    )
+    for bad, why in (("iknp", "unknown OT extension 'iknp'"), ("ferret,ferret", "twice"), ("", "")):
+        with pytest.raises(ConfigError) as exc:
+            load_settings(tmp_path / "edge.toml", ot_extensions=bad)
+        assert "ot_extensions" in str(exc.value) and why in str(exc.value)
+        assert "\n" not in str(exc.value)
+    # The setting's choices are the protocol's (one list, no drift).
+    field = EdgeSettings.model_fields["ot_extensions"]
+    assert get_args(get_args(field.annotation)[0]) == OT_EXTENSIONS

@@ -23,6 +23,10 @@ from secfepas_sdk.protocol.connection import (
     role_table,
 )
 from secfepas_sdk.protocol.events import (
+    OT_EXTENSIONS,
+    SUITE_CHEETAH_FERRET_V2,
+    SUITE_CHEETAH_V2,
+    SUITES,
     ClientHello,
     Close,
     ConnectionClosed,
@@ -33,6 +37,8 @@ from secfepas_sdk.protocol.events import (
     InferenceEnd,
     ServerHello,
     encode_control,
+    suite_ot_extension,
+    suites_for,
 )
 from secfepas_sdk.protocol.framing import HEADER, MAGIC, FrameLimits, FrameType, encode_frame
 
@@ -325,3 +331,31 @@ def test_session_outcomes_are_not_protocol_errors() -> None:
     assert not issubclass(ConnectionLostError, ProtocolError)
     assert issubclass(NegotiationError, RemoteProtocolError)
     assert PeerError("x", "busy").code is ErrorCode.BUSY
+
+
+def test_suites_name_their_ot_extension_and_unknown_ones_are_refused() -> None:
+    """Each suite pins one OT extension; a camera's proposal keeps its order; an
+    unknown, repeated or empty list is a ValueError that names the choices."""
+    assert suites_for(("ferret", "softspoken")) == (SUITE_CHEETAH_FERRET_V2, SUITE_CHEETAH_V2)
+    assert [suite_ot_extension(s) for s in SUITES] == list(OT_EXTENSIONS)
+    assert suite_ot_extension(SUITE_CHEETAH_V2) == "softspoken"  # a suite's meaning never changes
+    for bad in (("iknp",), ("ferret", "ferret"), ()):
+        with pytest.raises(ValueError, match="OT extension") as exc:
+            suites_for(bad)
+        assert "softspoken" in str(exc.value) or "distinct" in str(exc.value)
+
+
+def test_the_edge_takes_the_cameras_first_allowed_ot_extension() -> None:
+    """The camera proposes; the edge chooses from its allowed set (in the camera's
+    order); an edge that allows none of the proposal refuses, naming what it allows."""
+    proposal = suites_for(("ferret", "softspoken"))
+    for allowed, chosen in ((("softspoken", "ferret"), "ferret"), (("softspoken",), "softspoken")):
+        c, s = Connection(Role.CLIENT), Connection(Role.SERVER, suites=suites_for(allowed))
+        deliver(c, s, ClientHello(versions=(1,), model_id="m", suites=proposal))
+        assert s.suite is not None and suite_ot_extension(s.suite) == chosen
+    s = Connection(Role.SERVER, suites=suites_for(("softspoken",)))
+    only_ferret = ClientHello(versions=(1,), model_id="m", suites=suites_for(("ferret",)))
+    s.receive_data(Connection(Role.CLIENT).send(only_ferret))
+    with pytest.raises(NegotiationError) as exc:
+        s.next_event()
+    assert exc.value.code == "no_common_suite" and SUITE_CHEETAH_V2 in str(exc.value)
