@@ -3,7 +3,8 @@
 Run by uvicorn in a subprocess with FHIR_SEQUENCE=R4B. fhirstarter validates the
 POSTed body against the R4B Observation model (400 with an OperationOutcome when it
 is invalid); this handler adds what a real EHR checks: the bearer token, a known
-patient, and it keeps what it accepted (one JSON line per resource) for the test.
+patient, and it keeps what it accepted (one JSON line per resource) for the test,
+with the time it arrived in ``meta.lastUpdated``, as FHIR servers set it on create.
 
 Environment: TEST_FHIR_RECEIVED (path), TEST_FHIR_TOKEN (expected token, optional),
 TEST_FHIR_PATIENTS (comma-separated known ids), TEST_FHIR_FAIL_FIRST (answer 503 to
@@ -15,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 from fastapi import FastAPI
+from fhir.resources.R4B.meta import Meta
 from fhir.resources.R4B.observation import Observation
 from fhirstarter import FHIRProvider, FHIRStarter, InteractionContext
 from fhirstarter.exceptions import (
@@ -49,6 +52,7 @@ async def observation_create(context: InteractionContext, resource: Observation)
     if ref is not None and ref.startswith("Patient/") and ref[8:] not in PATIENTS:
         raise FHIRBadRequestError("not-found", f"unknown subject {ref}")
     resource.id = str(uuid.uuid4())
+    resource.meta = Meta.model_validate({"lastUpdated": datetime.now(UTC).isoformat()})
     with RECEIVED.open("a") as out:
         out.write(resource.model_dump_json() + "\n")
     return resource.id

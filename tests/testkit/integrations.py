@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -248,6 +249,14 @@ class FhirServer:
 
     def received_ids(self) -> list[str]:
         return [str(r["identifier"][0]["value"]).removeprefix("urn:uuid:") for r in self.received()]
+
+    def first_arrivals(self) -> dict[str, float]:
+        """alert_id -> when the server first accepted it (its meta.lastUpdated, POSIX s)."""
+        first: dict[str, float] = {}
+        for r in self.received():
+            alert_id = str(r["identifier"][0]["value"]).removeprefix("urn:uuid:")
+            first.setdefault(alert_id, datetime.fromisoformat(r["meta"]["lastUpdated"]).timestamp())
+        return first
 
     def stop(self) -> None:
         if self.proc is None:
