@@ -1,10 +1,11 @@
 """Benchmark the 2PC core: OT extension, ReLU, truncation and max-pool.
 
 Both parties run as separate processes on this machine and talk over loopback
-TCP (SocketChannel). Each party measures its own wall time, bytes and rounds
-per op; the results are checked by reconstructing the outputs after timing.
-Each OT backend of ``--ot-extensions`` runs in its own pair of processes; the
-table has a column group per backend (bytes include Ferret's LPN iterations).
+TCP (SocketChannel). Each party measures its own wall time, CPU-seconds
+(process_time: other users' load does not count), bytes and rounds per op; the
+results are checked by reconstructing the outputs after timing. Each OT backend of
+``--ot-extensions`` runs in its own pair of processes; the table has a column group
+per backend (bytes include Ferret's LPN iterations).
 
     flock /tmp/secfepas-bench.lock python benchmarks/snni_primitives.py --json out.json
 """
@@ -42,12 +43,13 @@ def _measure(channel: Channel, name: str, fn: Any) -> tuple[Any, dict[str, Any]]
         channel.stats.bytes_received,
         channel.stats.rounds,
     )
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     out = fn()
     elapsed = time.perf_counter() - start
     return out, {
         "op": name,
         "seconds": elapsed,
+        "cpu_seconds": time.process_time() - cpu0,
         "bytes_sent": channel.stats.bytes_sent - sent0,
         "bytes_received": channel.stats.bytes_received - recv0,
         "rounds": channel.stats.rounds - rounds0,
@@ -168,6 +170,7 @@ def _run_backend(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
             "op": crow["op"],
             "count": crow.get("count"),
             "seconds": max(crow["seconds"], srow["seconds"]),
+            "cpu_seconds": {"client": crow["cpu_seconds"], "server": srow["cpu_seconds"]},
             "client_to_server_mb": crow["bytes_sent"] / 1e6,
             "server_to_client_mb": srow["bytes_sent"] / 1e6,
             "total_mb": total / 1e6,
@@ -206,16 +209,17 @@ def main(argv: list[str] | None = None) -> int:
     first = results[backends[0]][0]
     head = f"{'op':<28}{'n':>10}"
     for b in backends:
-        head += f" | {b[:10]:>10}{'s':>7}{'MB':>8}{'B/el':>8}{'rnd':>5} ok"
+        head += f" | {b[:10]:>10}{'s':>7}{'CPU c/s':>12}{'MB':>8}{'B/el':>8}{'rnd':>5} ok"
     print(head)
     for i, base_row in enumerate(first):
         line = f"{base_row['op']:<28}{base_row['count'] or '-':>10}"
         for b in backends:
             r = results[b][0][i]
             bpe = f"{r['bytes_per_element']:.1f}" if r["bytes_per_element"] else "-"
+            cpu = f"{r['cpu_seconds']['client']:.1f}/{r['cpu_seconds']['server']:.1f}"
             line += (
-                f" | {'':>10}{r['seconds']:>7.2f}{r['total_mb']:>8.1f}{bpe:>8}{r['rounds']:>5}"
-                f" {'y' if r['correct'] is not False else 'N'}"
+                f" | {'':>10}{r['seconds']:>7.2f}{cpu:>12}{r['total_mb']:>8.1f}{bpe:>8}"
+                f"{r['rounds']:>5} {'y' if r['correct'] is not False else 'N'}"
             )
         print(line)
     for b in backends:
