@@ -31,15 +31,16 @@ import numpy as np
 
 from secfepas_sdk.models.package import PublicModel, load_public
 from secfepas_sdk.snni.channel import Channel, run_pair
-from secfepas_sdk.snni.he.engine import HeClient, HeServer
+from secfepas_sdk.snni.he.engine import REPLY_CHUNK, HeClient, HeServer
 from secfepas_sdk.snni.he.layers import ConvLayer, ConvSpec
 from secfepas_sdk.snni.he.params import get_params
+from secfepas_sdk.snni.he.reply import ReplyCodec
 from secfepas_sdk.snni.nonlinear import NonlinearEngine
 from secfepas_sdk.snni.ops import LinearOp, MaxPool, Op, OtOp, Relu, ReluTruncate
 from secfepas_sdk.snni.party import Party
 from secfepas_sdk.snni.plan import Plan, he_layer
 from secfepas_sdk.snni.prg import Prg
-from secfepas_sdk.snni.privacy import budget_inferences, inference_distance_log2
+from secfepas_sdk.snni.privacy import budget_inferences, inference_distance_log2, layer_floods
 from secfepas_sdk.snni.share_ops import ShareContext, run_op
 
 __all__ = ["LayerCost", "inspect_package"]
@@ -280,6 +281,26 @@ class _null:
         return None
 
 
+def _trimmed_reply_bytes(plan: Plan) -> dict[str, int]:
+    """Exact edge->camera bytes of each HE layer whose replies go trimmed (he.reply):
+    their sizes follow from the plan (q0 has last_bits bits), framing included."""
+    params = get_params(plan.he_params)
+    shapes = plan.shapes
+    floods = {f.name: f for f in layer_floods(plan)}
+    out = {}
+    for op in plan.ops:
+        fmt = floods[op.name].reply if isinstance(op, LinearOp) else None
+        if fmt is None or not isinstance(op, LinearOp):
+            continue
+        layout = he_layer(op, shapes[op.inputs[0]], params.poly_degree).layout
+        codec = ReplyCodec(layout, (1 << params.last_bits) - 1, fmt)
+        messages = -(-layout.n_out // REPLY_CHUNK)
+        out[op.name] = sum(codec.size(k) for k in range(layout.n_out)) + 4 * (
+            messages + layout.n_out
+        )
+    return out
+
+
 def inspect_package(path: str | Path, *, probe: bool = True) -> dict[str, Any]:
     """The cost report of a package (public part only); ``probe=False`` gives the
     counts without the measured bytes (no two-party probe runs)."""
@@ -308,11 +329,12 @@ def inspect_public(model: PublicModel, *, probe: bool = True) -> dict[str, Any]:
         with _Probe(plan) as p:
             setup = {"bytes_up": p.setup_up, "bytes_down": p.setup_down, "rounds": p.setup_rounds}
             up, down, he_rounds = p.ciphertext_bytes()
+            replies = _trimmed_reply_bytes(plan)
             for op, cost in zip(plan.ops, layers, strict=True):
                 if isinstance(op, LinearOp):
                     cost.bytes_up, cost.bytes_down = (
                         round(cost.ct_up * up),
-                        round(cost.ct_down * down),
+                        replies.get(op.name, round(cost.ct_down * down)),
                     )
                     cost.rounds = he_rounds
                 elif isinstance(op, OtOp):

@@ -19,8 +19,14 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from secfepas_sdk.errors import SnniError
-from secfepas_sdk.snni.he.flooding import CircuitPrivacy, flood_distance, sized_flood_bits
+from secfepas_sdk.snni.he.flooding import (
+    CircuitPrivacy,
+    drop_bits,
+    flood_distance,
+    sized_flood_bits,
+)
 from secfepas_sdk.snni.he.params import check_layer_noise, get_params
+from secfepas_sdk.snni.he.reply import ReplyFormat
 from secfepas_sdk.snni.ops import LinearOp
 from secfepas_sdk.snni.plan import Plan, he_layer
 
@@ -42,6 +48,7 @@ class LayerFlood:
     coefficients: int  # c0 coefficients the camera receives (and so can decrypt)
     flood_bits: int
     distance: Fraction  # summed over this layer's coefficients, one inference
+    reply: ReplyFormat | None = None  # None: whole SEAL ciphertexts (no budget)
 
     @property
     def sigma(self) -> float:
@@ -63,15 +70,20 @@ def layer_floods(plan: Plan) -> tuple[LayerFlood, ...]:
     """The flooding of every linear op of ``plan``, in plan order (public data only).
 
     Without a budget (plans before version 3) every layer floods at the most that
-    decrypts (params.check_layer_noise). With one, every decryptable coefficient
-    gets an equal share of it and each layer the least flood that meets the share;
-    a budget the plan's parameter set cannot meet is an SnniError."""
+    decrypts (params.check_layer_noise) and replies carry all of c0. With one,
+    replies carry c0 only at the output coefficients (he.reply), so only those
+    count; each gets an equal share of the budget, each layer the least flood that
+    meets the share, and the noise room left decides the dropped low-order bits. A
+    budget the plan's parameter set cannot meet is an SnniError."""
     params = get_params(plan.he_params)
     shapes = plan.shapes
     ops = [op for op in plan.ops if isinstance(op, LinearOp)]
     layouts = [he_layer(op, shapes[op.inputs[0]], params.poly_degree).layout for op in ops]
-    counts = [layout.n_out * layout.n for layout in layouts]  # every reply carries all of c0
     budget = plan.circuit_privacy
+    if budget is None:
+        counts = [layout.n_out * layout.n for layout in layouts]  # replies carry all of c0
+    else:
+        counts = [int(layout.out_index.size) for layout in layouts]  # c0 at the outputs only
     share = None if budget is None else budget.per_coefficient(sum(counts))
     out = []
     for op, layout, count in zip(ops, layouts, counts, strict=True):
@@ -87,6 +99,10 @@ def layer_floods(plan: Plan) -> tuple[LayerFlood, ...]:
                 f"the circuit-privacy budget {budget.describe()} is out of reach: layer "
                 f"{op.name!r} {exc}; allow a larger distance or fewer inferences"
             ) from exc
+        reply = None
+        if budget is not None:
+            d0, d1 = drop_bits(params, plan.ring_bits, flood, count, layout.n_out * layout.n)
+            reply = ReplyFormat(c0_drop=d0, c1_drop=d1)
         out.append(
             LayerFlood(
                 name=op.name,
@@ -94,6 +110,7 @@ def layer_floods(plan: Plan) -> tuple[LayerFlood, ...]:
                 coefficients=count,
                 flood_bits=flood,
                 distance=count * flood_distance(params, op.l1_log2, flood),
+                reply=reply,
             )
         )
     return tuple(out)

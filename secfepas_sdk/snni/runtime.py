@@ -27,6 +27,7 @@ from secfepas_sdk.snni.channel import Channel
 from secfepas_sdk.snni.he.engine import HeClient, HeServer, PreparedLayer
 from secfepas_sdk.snni.he.layers import ConvLayer, MatmulLayer
 from secfepas_sdk.snni.he.params import get_params
+from secfepas_sdk.snni.he.reply import ReplyCodec
 from secfepas_sdk.snni.nonlinear import NonlinearEngine
 from secfepas_sdk.snni.ops import LinearOp, Op, OtOp
 from secfepas_sdk.snni.party import Party
@@ -132,6 +133,7 @@ class ClientRuntime:
         self._prg = prg or Prg()
         self._run = _Runner(plan)
         self._he: HeClient | None = None
+        self._codecs: dict[str, ReplyCodec] = {}  # per layer, once the HE client exists
 
     def setup(self, channel: Channel, *, ot_extension: str | None = None) -> None:
         """Once per session: send the HE public key, run the base OTs and the OT
@@ -157,10 +159,15 @@ class ClientRuntime:
             raise SnniError(f"input exceeds the plan's public range |x| <= {bound:.4g}")
         r = self._run
         he = self._he
+        codecs = self._codecs
 
         def linear(op: LinearOp, share: U64) -> U64:
             layer = r.layers[op.name]
-            return he.linear(channel, layer.layout, layer.pack(share)).reshape(op.shape)
+            codec = codecs.get(op.name)
+            fmt = r.floods[op.name].reply
+            if codec is None and fmt is not None:
+                codec = codecs[op.name] = he.codec(layer.layout, fmt)
+            return he.linear(channel, layer.layout, layer.pack(share), codec).reshape(op.shape)
 
         share = r.ring.encode(np.asarray(x[0], dtype=np.float64))
         y0 = r.execute(share, channel, linear)
@@ -224,6 +231,7 @@ class ServerRuntime:
                 2.0**op.l1_log2,
                 cache=cache,
                 flood_bits=r.floods[op.name].flood_bits,
+                reply=r.floods[op.name].reply,
             )
             bias = r.ring.from_signed(weights.arrays[f"{op.name}/b"])
             self._bias[op.name] = bias.reshape((-1,) + (1,) * (len(op.shape) - 1))

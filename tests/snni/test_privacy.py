@@ -129,3 +129,51 @@ def test_a_plan_carries_its_budget_only_as_version_3(
     ):
         with pytest.raises(SnniError, match="circuit_privacy"):
             Plan.from_dict(bad)
+
+
+def test_budgeted_plans_count_only_the_coefficients_the_camera_receives() -> None:
+    from secfepas_sdk.snni.he.reply import ReplyFormat
+    from secfepas_sdk.snni.plan import he_layer
+
+    plan = _plan("demo_plan.json")
+    linear = [op for op in plan.ops if op.kind in ("conv", "gemm")]
+    for f, op in zip(layer_floods(plan), linear, strict=True):
+        layout = he_layer(op, plan.shapes[op.inputs[0]], N).layout  # type: ignore[arg-type]
+        assert f.coefficients == layout.out_index.size < layout.n_out * N
+        assert f.reply == ReplyFormat(c0_drop=20, c1_drop=8)  # c0 keeps 40 bits, c1 52
+    assert sum(f.coefficients for f in layer_floods(plan)) == 28676  # 2^14.8, not 2^16.9
+    assert all(f.reply is None for f in layer_floods(_unbudgeted(plan)))
+
+
+def test_reply_bytes_per_op_are_pinned() -> None:
+    """Edge -> camera bytes of the demo's HE layers in one inference: trimmed replies
+    (c1 at 52 bits, c0 only at the outputs, at 40 bits). As whole SEAL ciphertexts at
+    the same parameters they were 1,836,868 (conv) and 131,208 (gemm): 52 % less."""
+    import numpy as np
+
+    from secfepas_sdk.models.package import load_private
+    from secfepas_sdk.snni.channel import run_pair
+    from secfepas_sdk.snni.runtime import ClientRuntime, ServerRuntime
+
+    private = load_private(demo_model_path())
+    x = np.random.default_rng(0).standard_normal(private.plan.input_shape).astype(np.float32)
+    got = {}
+    for plan in (private.plan, dataclasses.replace(private.plan, circuit_privacy=None)):
+        client, server = ClientRuntime(plan), ServerRuntime(plan, private.weights)
+
+        def camera(ch, c=client):
+            c.setup(ch)
+            c.infer(ch, x)
+            return {k: v.bytes_received for k, v in ch.stats.by_label.items()}
+
+        def edge(ch, s=server):
+            s.setup(ch)
+            s.infer(ch)
+
+        try:
+            got[plan.version], _ = run_pair(camera, edge)
+        finally:
+            client.close()
+            server.close()
+    assert (got[3]["conv"], got[3]["gemm"]) == (888_900, 53_276)
+    assert got[1]["conv"] > 2 * got[3]["conv"] and got[1]["gemm"] > 2 * got[3]["gemm"]

@@ -148,7 +148,8 @@ class LayerPart:
         ev.add_plain_inplace(acc, s.plaintext((np.uint64(0) - r) & s.ring.mask))
         ev.add_inplace(acc, self._noise_ct(noise, layer.flood_bits))
         ev.mod_switch_to_inplace(acc, s.last)
-        return s.scratch.save(acc)
+        saved = s.scratch.save(acc)
+        return saved if layer.reply is None else layer.reply.encode(saved, k)
 
     @staticmethod
     def _cbd(prg: Prg, count: int) -> I64:

@@ -48,6 +48,7 @@ from secfepas_sdk.snni.he.params import (
     flood_sigma,
     make_context,
 )
+from secfepas_sdk.snni.he.reply import ReplyCodec, ReplyFormat
 from secfepas_sdk.snni.he.scratch import SealScratch
 from secfepas_sdk.snni.prg import SEED_BYTES, Prg
 from secfepas_sdk.snni.ring import Ring
@@ -108,6 +109,11 @@ class _Seal:
         )
         limbs = len(params.coeff_bits)
         self.max_ct_bytes = 2 * limbs * self.n * 8 + 4096
+        self.last_modulus = int(self.context.last_context_data().parms().coeff_modulus()[0].value())
+
+    def codec(self, layout: HeLayout, fmt: ReplyFormat) -> ReplyCodec:
+        """How one layer's replies travel (the same on both sides, from the plan)."""
+        return ReplyCodec(layout, self.last_modulus, fmt)
 
     def plaintext(self, coeffs: U64) -> Any:
         pt = self.seal.Plaintext()
@@ -144,13 +150,23 @@ class HeClient:
             out.append(s.scratch.save(self._encryptor.encrypt_symmetric(pt)))
         return out
 
-    def decrypt(self, blobs: list[bytes]) -> U64:
+    def codec(self, layout: HeLayout, fmt: ReplyFormat) -> ReplyCodec:
+        return self._s.codec(layout, fmt)
+
+    def decrypt(self, blobs: list[bytes], codec: ReplyCodec | None = None, first: int = 0) -> U64:
+        """Replies ``first``, ``first + 1``, ... of a layer: SEAL ciphertexts, or with
+        ``codec`` the trimmed encoding (reply.py), rebuilt as a ciphertext whose c0 is
+        zero off the output coefficients (those decrypt to garbage nobody reads)."""
         s = self._s
         n = s.n
         res = np.zeros((len(blobs), n), dtype=np.uint64)
         ct = s.seal.Ciphertext(s.context)
         pt = s.seal.Plaintext()
+        last = sealio.parms_id_bytes(s.last)
         for i, blob in enumerate(blobs):
+            if codec is not None:
+                polys = codec.decode(blob, first + i)[:, None, :]
+                blob = sealio.ciphertext_bytes(polys, parms_id=last, ntt_form=False, poly_degree=n)
             s.scratch.load(ct, s.context, blob)
             if ct.parms_id() != s.last or ct.size() != 2 or ct.is_ntt_form():
                 raise SnniError("server reply is not a 2-part ciphertext at the last level")
@@ -166,8 +182,11 @@ class HeClient:
         s.scratch.load(ct, s.context, blob)
         return int(self._decryptor.invariant_noise_budget(ct))
 
-    def linear(self, channel: Channel, layout: HeLayout, polys: U64) -> U64:
-        """Run one layer on the client's packed share; returns its output share."""
+    def linear(
+        self, channel: Channel, layout: HeLayout, polys: U64, codec: ReplyCodec | None = None
+    ) -> U64:
+        """Run one layer on the client's packed share; returns its output share.
+        ``codec``: the replies come trimmed (plans with a budget), not as SEAL's."""
         if polys.shape != (layout.n_in, layout.n):
             raise SnniError("packed input does not match the layout")
         for start in range(0, layout.n_in, INPUT_CHUNK):
@@ -175,9 +194,10 @@ class HeClient:
         parts = []
         for start in range(0, layout.n_out, REPLY_CHUNK):
             count = min(REPLY_CHUNK, layout.n_out - start)
-            raw = channel.recv(blobs_bound(count, self._s.max_ct_bytes))
-            blobs = unpack_blobs(raw, count=count, max_each=self._s.max_ct_bytes)
-            parts.append(self.decrypt(blobs))
+            most = self._s.max_ct_bytes if codec is None else codec.max_size
+            raw = channel.recv(blobs_bound(count, most))
+            blobs = unpack_blobs(raw, count=count, max_each=most)
+            parts.append(self.decrypt(blobs, codec, start))
         return np.concatenate(parts).reshape(-1)[layout.out_index]
 
     def close(self) -> None:
@@ -193,6 +213,7 @@ class PreparedLayer:
     source: Callable[[int], I64] | None
     flood_bits: int
     index: int  # its place among the server's layers: how another process names it
+    reply: ReplyCodec | None = None  # None: replies go as SEAL ciphertexts (plans v1, v2)
 
 
 class HeServer:
@@ -256,13 +277,14 @@ class HeServer:
         *,
         cache: bool = True,
         flood_bits: int | None = None,
+        reply: ReplyFormat | None = None,
     ) -> PreparedLayer:
         """Check the noise budget and pre-encode weights in NTT form (once per model).
 
         ``kernels`` is the (n_kernels, n) array or a function giving kernel k; without
         ``cache`` the kernels are NTT'd per inference instead (bounded memory).
         ``flood_bits``: the flood the plan's budget sized (snni.privacy); None, or more
-        than decrypts, floods at the most that does."""
+        than decrypts, floods at the most that does. ``reply``: send replies trimmed."""
         s = self._s
         if isinstance(kernels, np.ndarray):
             if kernels.shape != (layout.n_kernels, layout.n):
@@ -289,6 +311,8 @@ class HeServer:
             prepared = PreparedLayer(
                 layout=layout, plains=None, source=source, flood_bits=flood, index=index
             )
+        if reply is not None:
+            prepared.reply = s.codec(layout, reply)
         self._layers.append(prepared)
         return prepared
 

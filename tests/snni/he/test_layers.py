@@ -12,6 +12,7 @@ from secfepas_sdk.snni.channel import run_pair
 from secfepas_sdk.snni.he.engine import HeClient, HeServer, pack_blobs, unpack_blobs
 from secfepas_sdk.snni.he.layers import ConvLayer, ConvSpec, MatmulLayer
 from secfepas_sdk.snni.he.params import BFV_N8192, BFV_N8192_Q218, check_layer_noise, get_params
+from secfepas_sdk.snni.he.reply import ReplyFormat
 from secfepas_sdk.snni.prg import Prg
 from secfepas_sdk.snni.ring import Ring
 
@@ -288,3 +289,47 @@ def test_larger_set_with_a_sized_flood_is_exact_and_decrypts(flood_bits: int | N
     finally:
         client.close()
         server.close()
+
+
+@pytest.mark.parametrize(
+    "fmt", [ReplyFormat(c0_drop=20, c1_drop=8), ReplyFormat(c0_drop=0, c1_drop=0)]
+)
+def test_trimmed_replies_leave_the_cameras_shares_unchanged(fmt: ReplyFormat) -> None:
+    """The same edge randomness, replies as SEAL ciphertexts or trimmed (c0 only at the
+    outputs, low bits dropped): the camera decrypts the same share, bit for bit, and
+    the shares still add up to W x; the trimmed replies are smaller."""
+    spec = ConvSpec(in_shape=(5, 14, 14), out_channels=6, kernel=(3, 3), pads=(1, 1, 1, 1))
+    layer = ConvLayer(spec, N)
+    rng = np.random.default_rng(3)
+    w = weights(rng, (6, 5, 3, 3))
+    x = RING.random(Prg(), spec.in_shape)
+    x.reshape(-1)[:3] = [0, RING.modulus - 1, 1 << 36]
+    x0, x1 = RING.share(x, Prg())
+    results = []
+    client = HeClient(BFV_N8192_Q218, RING)
+    try:
+        for trimmed in (False, True):
+            server = HeServer(BFV_N8192_Q218, RING, prg=Prg(bytes(16)))
+            try:
+                run_pair(client.setup, server.setup)
+                prepared = server.prepare(
+                    layer.layout, layer.kernel_polys(w), layer.l1_bound(w), flood_bits=110,
+                    reply=fmt if trimmed else None,
+                )  # fmt: skip
+                codec = client.codec(layer.layout, fmt) if trimmed else None
+
+                def camera(ch, c=codec):
+                    return client.linear(ch, layer.layout, layer.pack(x0), c), ch.stats
+
+                (y0, stats), y1 = run_pair(
+                    camera, lambda ch, p=prepared, sv=server: sv.linear(ch, p, layer.pack(x1))
+                )
+                results.append((y0, y1, stats.bytes_received))
+            finally:
+                server.close()
+    finally:
+        client.close()
+    (full0, full1, full_bytes), (trim0, trim1, trim_bytes) = results
+    assert np.array_equal(trim0, full0) and np.array_equal(trim1, full1)
+    assert np.array_equal(RING.add(trim0, trim1).reshape(spec.out_shape), ref_conv(x, w, spec))
+    assert trim_bytes < full_bytes
