@@ -11,6 +11,7 @@ from typing import Any
 from testkit.edge import running
 
 from secfepas_sdk.errors import ConnectionLostError
+from secfepas_sdk.models.package import load_public
 from secfepas_sdk.protocol.events import (
     SUITES,
     ClientHello,
@@ -21,10 +22,19 @@ from secfepas_sdk.protocol.events import (
     ServerHello,
 )
 from secfepas_sdk.protocol.transport import client_context, open_client
+from secfepas_sdk.snni.he.params import get_params
 
 MODEL = "demo-pain-cnn"
 FRAME = 1 << 20
 FLOOD = 256 * FRAME  # far below the 1 GiB message cap, far above a public key
+
+
+def _pk0_bytes(models: Path) -> int:
+    """The size of the camera's pk0 for the demo plan's HE parameter set: one uint64 per
+    coefficient of each working-level prime (the set is chosen by the model's budget)."""
+    (package,) = models.iterdir()
+    params = get_params(load_public(package).plan.he_params)
+    return 8 * params.poly_degree * (len(params.coeff_bits) - 1)
 
 
 def test_oversized_setup_message_is_refused_while_it_is_still_arriving(
@@ -60,7 +70,7 @@ def test_oversized_setup_message_is_refused_while_it_is_still_arriving(
             flooding.cancel()
             await asyncio.gather(flooding, return_exceptions=True)
             assert reply.code == "bad_message"
-            assert "exceeds the 131072 bytes" in reply.message
+            assert f"exceeds the {_pk0_bytes(demo_models)} bytes" in reply.message
             # The worker refused at the public key's bound; the loop had buffered no
             # more than the socket buffers hold (before: the whole 256 MiB).
             assert stopped_at < FLOOD // 8
@@ -88,7 +98,7 @@ def test_a_degenerate_public_key_is_refused_with_bad_message_and_the_session_clo
             await stream.send(InferenceBegin(seq=0, setup=True))
             seed = await stream.next_event(30)
             assert isinstance(seed, Data) and len(seed.payload) == 64 and not seed.more
-            await stream.send(Data(payload=bytes(2 * 8192 * 8)))  # pk0 = 0
+            await stream.send(Data(payload=bytes(_pk0_bytes(demo_models))))  # pk0 = 0
             reply = await stream.next_event(30)
             assert isinstance(reply, Error) and reply.code == "bad_message"
             assert "public key is degenerate" in reply.message
