@@ -159,10 +159,11 @@ class LayerPart:
         return a - b
 
     def _ternary_ntt(self, prg: Prg) -> Any:
-        """A fresh ternary u (centred binomial, eta = 1) as an NTT-form plaintext."""
+        """A fresh uniform ternary u as an NTT-form plaintext: the secret distribution the
+        HE standard's 128-bit bound for N = 8192 assumes (and SEAL's own encryptor uses).
+        A 64-bit draw mod 3 is within 2^-64 of uniform per coefficient (2^-51 per u)."""
         s = self._s
-        bits = prg.bits((2, s.n)).astype(np.int64)
-        u = bits[0] - bits[1]
+        u = (prg.uint64(s.n) % np.uint64(3)).astype(np.int64) - 1
         pt = s.plaintext(s.ring.reduce(u))  # -1 becomes t-1; SEAL lifts it back to -1
         s.evaluator.transform_to_ntt_inplace(pt, s.first)
         return pt
