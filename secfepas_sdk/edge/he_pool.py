@@ -59,6 +59,7 @@ JOB, INPUT, REPLY, FAIL, QUIT = b"J", b"I", b"R", b"X", b"Q"
 _SOCKET_BUFFER = 2 << 20  # a block process may run about 15 replies ahead
 _PR_SET_PDEATHSIG = 1
 _QUIT_GRACE_S = 5.0
+_MAX_JOB = 1 << 31  # a job is the head and the edge's share of one layer input (plan-bounded)
 
 
 class HeWorkerLost(SecfepasError):
@@ -239,7 +240,7 @@ def _serve(sock: socket.socket, server: HeServer, part: int, parts: int) -> None
     bound = server.max_ct_bytes
     while True:
         try:
-            tag, job = _recv(sock, 1 << 34, what="the session")
+            tag, job = _recv(sock, _MAX_JOB, what="the session")
         except ChannelError:
             return
         if tag == QUIT:
