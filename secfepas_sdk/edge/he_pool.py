@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import os
 import select
 import signal
@@ -121,6 +122,7 @@ class HePool:
                         with contextlib.suppress(OSError):
                             os.close(fd)
                     _die_with(parent)
+                    gc.freeze()  # the collector never walks (so copies) the inherited objects
                     self._server.after_fork_part()
                     _serve(theirs, self._server, part, self._count)
                     status = 0
