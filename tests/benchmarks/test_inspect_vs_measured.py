@@ -10,14 +10,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
+from testkit.demo_run import measured_demo_run
 
-from secfepas_sdk.cli.selftest import traffic_by_kind
 from secfepas_sdk.models.bundled import demo_model_path
-from secfepas_sdk.models.package import load_private
-from secfepas_sdk.snni.channel import run_pair
-from secfepas_sdk.snni.runtime import ClientRuntime, ServerRuntime
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "inspect_vs_measured.py"
 
@@ -33,25 +29,7 @@ def _script() -> Any:
 @pytest.fixture(scope="module")
 def table3() -> dict[str, Any]:
     """One measured inference of the demo model (with its setup), as table3 writes it."""
-    private = load_private(demo_model_path())
-    client = ClientRuntime(private.plan)
-    server = ServerRuntime(private.plan, private.weights)
-    x = np.random.default_rng(0).standard_normal(private.plan.input_shape).astype(np.float32)
-
-    def camera(ch: Any) -> dict[str, Any]:
-        client.setup(ch)
-        client.infer(ch, x)
-        return traffic_by_kind(private.plan, ch.stats.as_dict())
-
-    def edge(ch: Any) -> None:
-        server.setup(ch)
-        server.infer(ch)
-
-    try:
-        by_kind, _ = run_pair(camera, edge)
-    finally:
-        client.close()
-        server.close()
+    private, by_kind = measured_demo_run(0)
     m = private.manifest
     result = {"model": "demo", "ring_bits": m.ring_bits, "frac_bits": m.frac_bits,
               "he_params": m.he_params, "by_kind": by_kind}  # fmt: skip

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from testkit.demo_run import measured_demo_run
 
 from secfepas_sdk.cli.main import main
 from secfepas_sdk.models.bundled import demo_model_path
@@ -98,32 +99,16 @@ def test_estimate_counts_every_batch_of_a_large_tensor(
     batches (its probes too), and the estimate per op kind is the measured one."""
     import functools
 
-    from secfepas_sdk.cli.selftest import traffic_by_kind
     from secfepas_sdk.snni.nonlinear import engine as engine_mod
 
     small = functools.partialmethod(engine_mod.NonlinearEngine.__init__, batch_size=1024)
     monkeypatch.setattr(engine_mod.NonlinearEngine, "__init__", small)
     report = _report(capsys)
-    private = load_private(demo_model_path())
-    client = ClientRuntime(private.plan)
-    server = ServerRuntime(private.plan, private.weights)
-    x = np.random.default_rng(1).standard_normal(private.plan.input_shape).astype(np.float32)
 
-    def camera(ch: Any) -> dict[str, dict[str, int]]:
-        client.setup(ch)
+    def check(client: ClientRuntime) -> None:
         assert client._run.nl is not None and client._run.nl.batch_size == 1024
-        client.infer(ch, x)
-        return traffic_by_kind(private.plan, ch.stats.as_dict())
 
-    def edge(ch: Any) -> None:
-        server.setup(ch)
-        server.infer(ch)
-
-    try:
-        measured, _ = run_pair(camera, edge)
-    finally:
-        client.close()
-        server.close()
+    private, measured = measured_demo_run(1, after_setup=check)
     estimated: dict[str, int] = {}
     for layer in report["layers"]:
         estimated[layer["kind"]] = estimated.get(layer["kind"], 0) + layer["rounds"]
