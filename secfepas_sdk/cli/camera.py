@@ -48,14 +48,6 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="redundancy threshold: a candidate whose mean absolute difference from the last "
         "selected frame is below this many grey levels is dropped (default: 0.8)",
     )
-    inspect.add_argument(
-        "--save-crops",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="write the best face crop of each selected frame to DIR/frame_NNNNNN.png, "
-        "for checking detection on test media (default: write nothing)",
-    )
     inspect.add_argument("--json", action="store_true", help="print JSON lines")
     inspect.add_argument("--fps", type=float, default=1.0, help="frame rate of an image folder")
     inspect.add_argument(
@@ -63,12 +55,6 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         type=int,
         default=None,
         help="stop after N frames (default: the whole source)",
-    )
-    inspect.add_argument(
-        "--margin",
-        type=float,
-        default=0.2,
-        help="crop margin around the face box, a fraction of its size (--save-crops)",
     )
     _detector_args(inspect)
     inspect.set_defaults(handler=_inspect)
@@ -130,7 +116,6 @@ def _detect(args: argparse.Namespace) -> int:
 
 def _inspect(args: argparse.Namespace) -> int:
     from secfepas_sdk._extras import require
-    from secfepas_sdk.camera.preprocess import crop_face
     from secfepas_sdk.camera.selection import (
         DEFAULT_PERIOD_S,
         DEFAULT_REDUNDANCY_THRESHOLD,
@@ -139,7 +124,7 @@ def _inspect(args: argparse.Namespace) -> int:
     from secfepas_sdk.camera.sources import open_source
     from secfepas_sdk.errors import ConfigError, SourceError
 
-    cv2: Any = require("cv2", "camera")
+    require("cv2", "camera")  # a clear error naming the extra before any source opens
     period = DEFAULT_PERIOD_S if args.period is None else args.period
     threshold = DEFAULT_REDUNDANCY_THRESHOLD if args.threshold is None else args.threshold
     try:
@@ -148,10 +133,6 @@ def _inspect(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from exc
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError("--max-frames must be >= 1")
-    if not (0.0 <= args.margin <= 2.0):
-        raise ConfigError("--margin must be in [0, 2]")
-    if args.save_crops is not None:
-        args.save_crops.mkdir(parents=True, exist_ok=True)
     detector = _detector(args)
     no_face = 0
     with open_source(args.source, fps=args.fps) as source:
@@ -160,12 +141,6 @@ def _inspect(args: argparse.Namespace) -> int:
                 faces = detector.detect(frame.pixels)
                 if not faces:
                     no_face += 1
-                elif args.save_crops is not None:
-                    best = max(faces, key=lambda f: (f.score, f.area))
-                    crop = crop_face(frame.pixels, best.box, margin=args.margin)
-                    out = args.save_crops / f"frame_{frame.index:06d}.png"
-                    if not cv2.imwrite(str(out), crop):
-                        raise ConfigError(f"cannot write {out}")
                 _report_frame(args.json, frame.index, frame.timestamp, faces)
             if args.max_frames is not None and chain.stats.seen >= args.max_frames:
                 break

@@ -23,12 +23,13 @@ def astronaut_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _secfepas(*args: str) -> subprocess.CompletedProcess[str]:
+def _secfepas(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "secfepas_sdk.cli.main", *args],
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=cwd,
     )
 
 
@@ -58,11 +59,8 @@ def test_detect_grey_image_and_text_output(
     assert json.loads(capsys.readouterr().out) == {"faces": []}
 
 
-def test_inspect_json_contract_with_crops(tmp_path: Path) -> None:
-    crops = tmp_path / "crops"
-    proc = _secfepas(
-        "camera", "inspect", str(sample_video_path()), "--json", "--save-crops", str(crops)
-    )
+def test_inspect_json_contract_writes_no_file(tmp_path: Path) -> None:
+    proc = _secfepas("camera", "inspect", str(sample_video_path()), "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     frames, summary = lines[:-1], lines[-1]
@@ -79,10 +77,18 @@ def test_inspect_json_contract_with_crops(tmp_path: Path) -> None:
     assert [f["t"] for f in frames] == pytest.approx([0.0, 10.0, 20.0, 25.0, 30.0])
     assert [len(f["faces"]) for f in frames] == [1, 1, 1, 0, 1]
     assert all(set(f) == {"index", "t", "faces"} for f in frames)
-    saved = sorted(p.name for p in crops.iterdir())
-    assert saved == [f"frame_{i:06d}.png" for i in (0, 100, 200, 300)]
-    crop = cv2.imread(str(crops / saved[0]))
-    assert crop is not None and crop.shape[0] == crop.shape[1]
+    assert list(tmp_path.iterdir()) == []  # pixels never touch a file
+
+
+@pytest.mark.parametrize("option", ["--save-crops", "--margin"])
+def test_inspect_has_no_option_that_writes_crops(
+    option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["camera", "inspect", "synthetic:", option, str(tmp_path / "crops")])
+    assert exc.value.code == 2
+    assert f"unrecognized arguments: {option}" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_inspect_period_threshold_and_folder(
