@@ -55,8 +55,14 @@ class Parser(argparse.ArgumentParser):
         )
 
     def error(self, message: str) -> NoReturn:
-        """A usage mistake: one line like every other failure (exit status 2, as argparse)."""
-        self.exit(2, f"secfepas: error: {self.prog}: {message} (see {self.prog} --help)\n")
+        """A usage mistake: one line like every other failure (exit status 2, as argparse).
+
+        The line starts ``secfepas: error:`` once; a subcommand's mistake names the
+        subcommand after it (``model import: ...``), the top level's names nothing.
+        """
+        command = self.prog.partition(" ")[2]
+        where = f"{command}: " if command else ""
+        self.exit(2, f"secfepas: error: {where}{message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

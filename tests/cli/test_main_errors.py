@@ -172,12 +172,37 @@ def test_demo_with_only_the_core_names_the_all_extra_at_once() -> None:
 
 
 @pytest.mark.parametrize(
-    "argv",
-    [["model", "import", "only-one.onnx"], ["bench", "--repeat", "x"], ["nosuchcommand"]],
-    ids=["missing-positional", "bad-type", "unknown-command"],
+    ("argv", "expected"),
+    [
+        (
+            ["model", "import", "only-one.onnx"],
+            "secfepas: error: model import: the following arguments are required: out_dir "
+            "(see secfepas model import --help)",
+        ),
+        (
+            ["bench", "--repeat", "x"],
+            "secfepas: error: bench: argument --repeat: invalid int value: 'x' "
+            "(see secfepas bench --help)",
+        ),
+        (
+            ["nosuchcommand"],
+            "secfepas: error: argument COMMAND: invalid choice: 'nosuchcommand' (choose from ",
+        ),
+        (
+            ["model", "import", "x.onnx", "--out", "d"],
+            "secfepas: error: unrecognized arguments: --out (see secfepas --help)",
+        ),
+        (
+            ["--bogus"],
+            "secfepas: error: unrecognized arguments: --bogus (see secfepas --help)",
+        ),
+    ],
+    ids=["missing-positional", "bad-type", "unknown-command", "extra-option", "top-level-option"],
 )
-def test_usage_mistakes_are_one_line_too(argv: list[str]) -> None:
+def test_usage_mistakes_are_one_line_too(argv: list[str], expected: str) -> None:
     code, err = secfepas(*argv)
     assert code == 2  # argparse's status for usage errors, kept apart from failures (1)
     line = one_error_line(err)
-    assert "--help" in line
+    assert line.startswith(expected)
+    assert line.count("secfepas:") == 1  # the prefix once, not "secfepas: error: secfepas: "
+    assert line.endswith("--help)")
