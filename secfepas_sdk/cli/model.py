@@ -274,24 +274,31 @@ def _inspect(args: argparse.Namespace) -> int:
         f"{'layer':<34} {'op':<15} {'out shape':<16} {'params':>9} {'act MB':>7} "
         f"{'ReLUs':>9} {'cmp':>9} {'HE mul':>7} {'ct up/dn':>10} {'OTs':>10} {'MB up/dn':>13}"
     )
+    probed = report["estimated"]
     for layer in report["layers"]:
         he_ct = f"{layer['ct_up']}/{layer['ct_down']}" if layer["he_products"] else ""
+        traffic = (
+            f"{layer['bytes_up'] / mb:>6.1f}/{layer['bytes_down'] / mb:<6.1f}" if probed else "-"
+        )
         print(
             f"{layer['name'][-34:]:<34} {layer['kind']:<15} "
             f"{'x'.join(map(str, layer['out_shape'])):<16} {layer['params']:>9} "
             f"{layer['activation_bytes'] / mb:>7.2f} {layer['relus']:>9} "
             f"{layer['comparisons']:>9} {layer['he_products'] or '':>7} {he_ct:>10} "
-            f"{layer['ots'] or '':>10} "
-            f"{layer['bytes_up'] / mb:>6.1f}/{layer['bytes_down'] / mb:<6.1f}"
+            f"{(layer['ots'] or '') if probed else '-':>10} {traffic}"
         )
     t, s = report["per_inference"], report["setup"]
-    print(
+    counts = (
         f"per inference: {t['relus']} ReLUs, {t['comparisons']} comparisons, "
-        f"{t['he_products']} HE products, {t['ct_up']}/{t['ct_down']} ciphertexts up/down, "
-        f"{t['ots']} OTs, {t['bytes_up'] / mb:.1f} MB up, {t['bytes_down'] / mb:.1f} MB down, "
-        f"{t['rounds']} rounds; setup {s['bytes_up'] / mb:.1f} MB up, "
-        f"{s['bytes_down'] / mb:.1f} MB down, {s['rounds']} rounds"
-        + ("" if report["estimated"] else " (counts only: --no-probe)")
+        f"{t['he_products']} HE products, {t['ct_up']}/{t['ct_down']} ciphertexts up/down"
+    )
+    if not probed:
+        print(f"{counts}; OTs, bytes and rounds not estimated (--no-probe), nor the setup's")
+        return 0
+    print(
+        f"{counts}, {t['ots']} OTs, {t['bytes_up'] / mb:.1f} MB up, "
+        f"{t['bytes_down'] / mb:.1f} MB down, {t['rounds']} rounds; setup "
+        f"{s['bytes_up'] / mb:.1f} MB up, {s['bytes_down'] / mb:.1f} MB down, {s['rounds']} rounds"
     )
     return 0
 

@@ -46,6 +46,7 @@ from secfepas_sdk.snni.share_ops import ShareContext, run_op
 __all__ = ["LayerCost", "inspect_package"]
 
 PROBE_ELEMENTS = 1 << 13
+PROBED = ("ots", "bytes_up", "bytes_down", "rounds")  # None (and setup None) without probes
 _OT_METHODS = {  # OtSession method -> how many OTs one call makes
     "rot_send": lambda a: int(a[1]),
     "rot_send_random": lambda a: int(a[1]),
@@ -303,7 +304,8 @@ def _trimmed_reply_bytes(plan: Plan) -> dict[str, int]:
 
 def inspect_package(path: str | Path, *, probe: bool = True) -> dict[str, Any]:
     """The cost report of a package (public part only); ``probe=False`` gives the
-    counts without the measured bytes (no two-party probe runs)."""
+    counts only (no two-party probe runs): OTs, bytes and rounds are None, per
+    layer and in total, and so is the setup."""
     model = load_public(path)
     return inspect_public(model, probe=probe)
 
@@ -350,6 +352,15 @@ def inspect_public(model: PublicModel, *, probe: bool = True) -> dict[str, Any]:
     totals["bytes_down"] += out_elems * 8  # the edge's share of the logits
     totals["rounds"] += 1
     totals["peak_activation_bytes"] = max((c.activation_bytes for c in layers), default=0)
+    report_layers = [c.as_dict() for c in layers]
+    report_totals: dict[str, int | None] = dict(totals)
+    report_setup: dict[str, int] | None = setup
+    if not probe:  # unmeasured, not zero: a 0 would read as "1 round, 0.0 MB"
+        unmeasured: dict[str, int | None] = dict.fromkeys(PROBED, None)
+        for row in report_layers:
+            row.update(unmeasured)
+        report_totals.update(unmeasured)
+        report_setup = None
     return {
         "model": manifest.fingerprint,
         "ring": {"bits": plan.ring_bits, "frac_bits": plan.frac_bits},
@@ -366,8 +377,8 @@ def inspect_public(model: PublicModel, *, probe: bool = True) -> dict[str, Any]:
             "distance_log2_per_inference": round(inference_distance_log2(plan), 2),
             "inferences_covered": budget_inferences(plan, manifest.circuit_privacy.engine),
         },
-        "layers": [c.as_dict() for c in layers],
-        "per_inference": totals,
-        "setup": setup,
+        "layers": report_layers,
+        "per_inference": report_totals,
+        "setup": report_setup,
         "estimated": probe,
     }

@@ -88,6 +88,21 @@ def test_text_report(capsys: pytest.CaptureFixture[str]) -> None:
     assert "ring l=37 f=12; HE bfv-n8192-q218" in out and "128-bit" in out
     assert "budget 2^-40 over 100000000 inferences covers 100000000" in out
     assert "input 3x64x64 RGB" in out and "per inference: 10240 ReLUs" in out
+    total = out.splitlines()[-1]
+    assert total.endswith("; OTs, bytes and rounds not estimated (--no-probe), nor the setup's")
+    assert " MB" not in total and "rounds;" not in total  # no "1 rounds / 0.0 MB" made up
+
+
+def test_counts_only_report_leaves_what_it_did_not_measure_null(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    report = _report(capsys, "--no-probe")
+    assert report["setup"] is None
+    for row in (*report["layers"], report["per_inference"]):
+        assert {k: row[k] for k in ("ots", "bytes_up", "bytes_down", "rounds")} == dict.fromkeys(
+            ("ots", "bytes_up", "bytes_down", "rounds")
+        )
+    assert report["per_inference"]["he_products"] > 0  # the counts are still there
 
 
 def test_estimate_counts_every_batch_of_a_large_tensor(
