@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import is_hypothesis_test
 
 from secfepas_sdk.snni.ot import extension as extension_mod
 from secfepas_sdk.snni.ot import lpn
 
 BACKENDS = ("softspoken", "ferret", "iknp")
-# Hypothesis and scale tests set up many sessions: on the non-default backends
-# they run in the slow suite (-m slow), the rest of each backend in the default one.
-_HEAVY_MODULES = ("test_properties", "test_scale")
+# Hypothesis and scale tests set up many sessions: on Ferret they run in the slow
+# suite (-m slow), its other tests (one session each, such as the round counts) in
+# the default one; IKNP runs only in the slow suite. tests/snni/test_nonlinear_marking.py
+# holds the default suite to this.
+_SCALE_MODULES = frozenset({"test_engine_scale_slow"})
+
+
+def _heavy(item: pytest.Item) -> bool:
+    """A hypothesis test (many sessions per test) or one of the scale module."""
+    return item.path.stem in _SCALE_MODULES or is_hypothesis_test(getattr(item, "obj", None))
 
 
 @pytest.fixture(autouse=True, params=BACKENDS)
@@ -29,6 +37,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         callspec = getattr(item, "callspec", None)
         backend = callspec.params.get("ot_backend") if callspec is not None else None
-        heavy = item.module is not None and item.module.__name__.endswith(_HEAVY_MODULES)
-        if backend == "iknp" or (backend == "ferret" and heavy):
+        if backend == "iknp" or (backend == "ferret" and _heavy(item)):
             item.add_marker(pytest.mark.slow)
