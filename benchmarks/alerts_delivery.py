@@ -10,15 +10,20 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from secfepas_sdk.alerts import AlertService, PainAssessment, PolicyConfig, load_sinks
-from secfepas_sdk.alerts.alert import Alert, AlertKind
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from testkit.ports import free_port, wait_port  # noqa: E402
+
+from secfepas_sdk.alerts import AlertService, PainAssessment, PolicyConfig, load_sinks  # noqa: E402
+from secfepas_sdk.alerts.alert import Alert, AlertKind  # noqa: E402
 
 
 class NullSink:
@@ -77,12 +82,6 @@ def drain_rate(workdir: Path, name: str, sinks: list, n: int) -> float:  # type:
     return n / elapsed
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=500)
@@ -93,13 +92,13 @@ def main() -> None:
         result: dict[str, float] = {"n": args.n}
         result.update(submit_latency(work, args.n))
         result["drain_null_per_s"] = drain_rate(work, "null", [NullSink()], args.n)
-        port = _free_port()
+        port = free_port()
         conf = work / "m.conf"
         user = "user root\n" if os.geteuid() == 0 else ""
         conf.write_text(f"{user}listener {port} 127.0.0.1\nallow_anonymous true\n")
         broker = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.DEVNULL)
         try:
-            time.sleep(0.5)
+            wait_port(port)
             sinks = load_sinks([f"mqtt://127.0.0.1:{port}/secfepas/{{camera_id}}/alerts"])
             result["drain_mqtt_qos1_per_s"] = drain_rate(work, "mqtt", sinks, args.n)
         finally:

@@ -37,7 +37,6 @@ import json
 import multiprocessing as mp
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,16 +50,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
+from testkit.ports import free_port  # noqa: E402
 from testkit.proctree import tree_cpu_s, tree_memory  # noqa: E402
 
 BARRIER_S = 3600.0  # how long a camera may wait for the others (16 SqueezeNet setups)
 _barriers: tuple[Any, Any] | None = None  # (after the first inference, after the last)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _init_camera(steady: Any, done: Any) -> None:
@@ -124,7 +118,7 @@ def _camera(args: tuple[int, int, str, int, str, tuple[int, ...]]) -> dict[str, 
 
 
 def run_level(n: int, count: int, tmp: Path, model: str, shape: tuple[int, ...]) -> dict[str, Any]:
-    port, metrics_port = _free_port(), _free_port()
+    port, metrics_port = free_port(), free_port()
     cmd = [
         sys.executable,
         "-m",
