@@ -158,8 +158,9 @@ class _Probe:
         with self._lock:
             self.ots += count
 
-    def nonlinear(self, op: OtOp, in_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
-        """(OTs, bytes up, bytes down, rounds) of ``op`` on random shares."""
+    def nonlinear(self, op: OtOp, in_shape: tuple[int, ...]) -> tuple[int, int, int, int, bool]:
+        """(OTs, bytes up, bytes down, rounds, whether the camera sent last) of ``op``
+        on random shares."""
         probe, shape, scale = _probe_op(op, in_shape)
         x = self.ring.random(Prg(), shape)
         x0, x1 = self.ring.share(x, Prg())
@@ -172,24 +173,26 @@ class _Probe:
                 k = probe.ot_k
                 with nl.using_ot_k(k) if k is not None else _null():
                     run_op(probe, [share], ctx)
-                return ch.stats
+                return ch.stats, ch.owes_round
 
             return run
 
         before = self.ots
         with _BatchRounds(self._engines[Party.CLIENT]) as calls:
-            stats, _ = run_pair(side(Party.CLIENT, x0), side(Party.SERVER, x1))
+            (stats, owes), _ = run_pair(side(Party.CLIENT, x0), side(Party.SERVER, x1))
         ots = self.ots - before
         return (
             round(ots * scale),
             round(stats.bytes_sent * scale),
             round(stats.bytes_received * scale),
             stats.rounds + calls.extra_rounds(scale),
+            owes,
         )
 
-    def ciphertext_bytes(self) -> tuple[float, float, int]:
-        """(bytes per ciphertext up, per ciphertext down, rounds) of one HE layer,
-        from a 1-ciphertext and a 2-ciphertext probe (the slope drops framing)."""
+    def ciphertext_bytes(self) -> tuple[float, float, int, bool]:
+        """(bytes per ciphertext up, per ciphertext down, rounds, whether the camera
+        sent last) of one HE layer, from a 1-ciphertext and a 2-ciphertext probe (the
+        slope drops framing)."""
         assert self._he is not None
         client, server = self._he
         n = self.params.poly_degree
@@ -204,17 +207,17 @@ class _Probe:
 
             def cl(ch: Channel, lay: Any = layer, s: Any = x0) -> Any:
                 client.linear(ch, lay.layout, lay.pack(s))
-                return ch.stats
+                return ch.stats, ch.owes_round
 
             def sv(ch: Channel, p: Any = prepared, lay: Any = layer, s: Any = x1) -> None:
                 server.linear(ch, p, lay.pack(s))
 
-            stats, _ = run_pair(cl, sv)
+            (stats, owes), _ = run_pair(cl, sv)
             results.append((layer.layout, stats))
         (l1, s1), (l2, s2) = results
         up = (s2.bytes_sent - s1.bytes_sent) / max(l2.n_in - l1.n_in, 1)
         down = (s2.bytes_received - s1.bytes_received) / max(l2.n_out - l1.n_out, 1)
-        return up, down, s1.rounds
+        return up, down, s1.rounds, owes
 
 
 class _BatchRounds:
@@ -327,10 +330,13 @@ def inspect_public(model: PublicModel, *, probe: bool = True) -> dict[str, Any]:
             cost.he_products, cost.ct_up, cost.ct_down = layout.n_mul, layout.n_in, layout.n_out
         layers.append(cost)
     setup = {"bytes_up": 0, "bytes_down": 0, "rounds": 0}
+    # The edge's output share costs a round unless the camera's last protocol step was
+    # a receive (then it rides in that flight: a plan ending in a truncation).
+    output_rounds = 1
     if probe:
         with _Probe(plan) as p:
             setup = {"bytes_up": p.setup_up, "bytes_down": p.setup_down, "rounds": p.setup_rounds}
-            up, down, he_rounds = p.ciphertext_bytes()
+            up, down, he_rounds, he_owes = p.ciphertext_bytes()
             replies = _trimmed_reply_bytes(plan)
             for op, cost in zip(plan.ops, layers, strict=True):
                 if isinstance(op, LinearOp):
@@ -339,10 +345,12 @@ def inspect_public(model: PublicModel, *, probe: bool = True) -> dict[str, Any]:
                         replies.get(op.name, round(cost.ct_down * down)),
                     )
                     cost.rounds = he_rounds
+                    output_rounds = int(he_owes)
                 elif isinstance(op, OtOp):
-                    cost.ots, cost.bytes_up, cost.bytes_down, cost.rounds = p.nonlinear(
+                    cost.ots, cost.bytes_up, cost.bytes_down, cost.rounds, owes = p.nonlinear(
                         op, cost.in_shape
                     )
+                    output_rounds = int(owes)
     out_elems = math.prod(plan.output_shape)
     totals = {
         key: sum(getattr(c, key) for c in layers)
@@ -350,7 +358,7 @@ def inspect_public(model: PublicModel, *, probe: bool = True) -> dict[str, Any]:
                     "ct_down", "ots", "bytes_up", "bytes_down", "rounds")
     }  # fmt: skip
     totals["bytes_down"] += out_elems * 8  # the edge's share of the logits
-    totals["rounds"] += 1
+    totals["rounds"] += output_rounds
     totals["peak_activation_bytes"] = max((c.activation_bytes for c in layers), default=0)
     report_layers = [c.as_dict() for c in layers]
     report_totals: dict[str, int | None] = dict(totals)

@@ -33,8 +33,8 @@ __all__ = [
     "OT_EXTENSIONS",
     "PROTOCOL_VERSIONS",
     "SUITES",
-    "SUITE_CHEETAH_FERRET_V2",
-    "SUITE_CHEETAH_V2",
+    "SUITE_CHEETAH_FERRET_V3",
+    "SUITE_CHEETAH_V3",
     "SUITE_OT_EXTENSIONS",
     "ClientHello",
     "Close",
@@ -56,17 +56,19 @@ __all__ = [
 PROTOCOL_VERSIONS: tuple[int, ...] = (1,)
 """Session protocol versions this implementation speaks (negotiated in the hello)."""
 
-SUITE_CHEETAH_V2 = "snni-cheetah-v2"
+SUITE_CHEETAH_V3 = "snni-cheetah-v3"
 """Secure-inference suite: BFV linear layers + OT non-linear layers, as in snni.runtime,
 with SoftSpokenOT (k = 4) as the OT extension. v2: the edge seeds the camera's HE
-public key (v1 took the camera's whole key)."""
+public key (v1 took the camera's whole key). v3: the comparisons' AND-tree openings
+travel as a relay and the truncation's OT runs edge-to-camera (fewer rounds, the same
+bytes; docs/snni-core.md "Fewer rounds"), so a v2 peer would fall out of step."""
 
-SUITE_CHEETAH_FERRET_V2 = "snni-cheetah-ferret-v2"
+SUITE_CHEETAH_FERRET_V3 = "snni-cheetah-ferret-v3"
 """The same suite with Ferret silent OT (bootstrapped from SoftSpokenOT k = 4)."""
 
 SUITE_OT_EXTENSIONS: dict[str, str] = {
-    SUITE_CHEETAH_V2: "softspoken",
-    SUITE_CHEETAH_FERRET_V2: "ferret",
+    SUITE_CHEETAH_V3: "softspoken",
+    SUITE_CHEETAH_FERRET_V3: "ferret",
 }
 """The OT extension each suite runs (``snni.ot.extension`` names); a suite's meaning
 never changes, a new variant is a new suite."""
@@ -74,7 +76,7 @@ never changes, a new variant is a new suite."""
 OT_EXTENSIONS: tuple[str, ...] = tuple(SUITE_OT_EXTENSIONS.values())
 """The OT extensions a camera may propose and an edge may allow."""
 
-SUITES: tuple[str, ...] = (SUITE_CHEETAH_V2, SUITE_CHEETAH_FERRET_V2)
+SUITES: tuple[str, ...] = (SUITE_CHEETAH_V3, SUITE_CHEETAH_FERRET_V3)
 """Secure-inference suites this implementation speaks, in order of preference."""
 
 

@@ -125,6 +125,13 @@ class Channel(abc.ABC):
     def flush(self) -> None:
         self._flush()
 
+    @property
+    def owes_round(self) -> bool:
+        """True if this end has sent since it last received: its next ``recv`` is a
+        round. False after a receive, so a peer's further messages in the same flight
+        (say, the edge's output share after its last protocol message) cost none."""
+        return self._sent_since_recv
+
     def recv(self, max_bytes: int | None = None) -> bytes:
         """Next whole message, at most ``max_bytes`` long (else ChannelError)."""
         bound = self.max_message if max_bytes is None else min(max_bytes, self.max_message)

@@ -94,7 +94,7 @@ def test_camera_and_edge_agree_on_ferret_over_tls(
 
     a = asyncio.run(main())
     np.testing.assert_allclose(a.probabilities, reference_probabilities, atol=0.02)
-    assert any("suite snni-cheetah-ferret-v2" in r.getMessage() for r in caplog.records)
+    assert any("suite snni-cheetah-ferret-v3" in r.getMessage() for r in caplog.records)
 
 
 def test_an_ot_extension_the_edge_does_not_allow_is_refused(
@@ -114,7 +114,7 @@ def test_an_ot_extension_the_edge_does_not_allow_is_refused(
                 async with asyncio.timeout(30):
                     await client.connect()
             assert exc.value.code == "no_common_suite"
-            assert "snni-cheetah-v2" in str(exc.value)
+            assert "snni-cheetah-v3" in str(exc.value)
             assert server.metrics.errors["no_common_suite"] == 1
             assert server.metrics.sessions_total == 0
 
@@ -312,7 +312,7 @@ def test_garbage_snni_data_fails_that_session_only(
                 "127.0.0.1", server.address[1], client_context(camera_tls()), timeout=5
             )
             await stream.send(
-                ClientHello(versions=(1,), model_id=MODEL, suites=("snni-cheetah-v2",))
+                ClientHello(versions=(1,), model_id=MODEL, suites=("snni-cheetah-v3",))
             )
             await stream.next_event(30)
             await stream.send(InferenceBegin(seq=0, setup=True))

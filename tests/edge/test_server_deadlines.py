@@ -19,7 +19,7 @@ from secfepas_sdk.protocol.transport import client_context, open_client
 
 MODEL = "demo-pain-cnn"
 STEP_S = 0.05  # one byte per step: every read() returns well within any deadline
-HELLO = ClientHello(versions=(1,), model_id=MODEL, suites=("snni-cheetah-v2",))
+HELLO = ClientHello(versions=(1,), model_id=MODEL, suites=("snni-cheetah-v3",))
 
 
 def _tls_client_hello(ctx: ssl.SSLContext) -> bytes:

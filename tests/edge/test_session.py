@@ -48,7 +48,7 @@ def test_oversized_setup_message_is_refused_while_it_is_still_arriving(
                 "127.0.0.1", server.address[1], client_context(camera_tls()), timeout=5
             )
             await stream.send(
-                ClientHello(versions=(1,), model_id=MODEL, suites=("snni-cheetah-v2",))
+                ClientHello(versions=(1,), model_id=MODEL, suites=("snni-cheetah-v3",))
             )
             await stream.next_event(30)  # ServerHello
             await stream.send(InferenceBegin(seq=0, setup=True))

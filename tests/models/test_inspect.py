@@ -131,3 +131,23 @@ def test_estimate_counts_every_batch_of_a_large_tensor(
     assert any(int(np.prod(op.shape)) > 1024 for op in multi)
     for kind in ("relu_truncate", "maxpool", "conv"):
         assert estimated[kind] == measured[kind]["rounds"], (kind, estimated, measured)
+
+
+# Rounds per op kind of one demo inference (camera's waits), pinned so that they cannot
+# silently grow back; before the relay of the comparison trees (issue 13 §1) they were
+# conv 3, maxpool 20, relu_truncate 15, truncate 8, gemm 1, output 1: 48.
+DEMO_ROUNDS = {"conv": 3, "maxpool": 12, "relu_truncate": 9, "truncate": 6, "gemm": 1}
+
+
+def test_demo_rounds_pinned_and_estimated_exactly(capsys: pytest.CaptureFixture[str]) -> None:
+    report = _report(capsys)
+    private, measured = measured_demo_run(0)
+    kinds = {op.kind for op in private.plan.ops} | {"output"}
+    rounds = {k: row["rounds"] for k, row in measured.items() if k in kinds and row["rounds"]}
+    assert rounds == DEMO_ROUNDS, rounds
+    estimated: dict[str, int] = {}
+    for layer in report["layers"]:
+        estimated[layer["kind"]] = estimated.get(layer["kind"], 0) + layer["rounds"]
+    assert {k: v for k, v in estimated.items() if v} == DEMO_ROUNDS
+    # The plan ends in a truncation: the edge's output share rides in its last flight.
+    assert report["per_inference"]["rounds"] == sum(DEMO_ROUNDS.values()) == 31

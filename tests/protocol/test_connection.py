@@ -24,8 +24,8 @@ from secfepas_sdk.protocol.connection import (
 )
 from secfepas_sdk.protocol.events import (
     OT_EXTENSIONS,
-    SUITE_CHEETAH_FERRET_V2,
-    SUITE_CHEETAH_V2,
+    SUITE_CHEETAH_FERRET_V3,
+    SUITE_CHEETAH_V3,
     SUITES,
     ClientHello,
     Close,
@@ -42,9 +42,9 @@ from secfepas_sdk.protocol.events import (
 )
 from secfepas_sdk.protocol.framing import HEADER, MAGIC, FrameLimits, FrameType, encode_frame
 
-HELLO = ClientHello(versions=(1,), model_id="m1", suites=("snni-cheetah-v2",))
+HELLO = ClientHello(versions=(1,), model_id="m1", suites=("snni-cheetah-v3",))
 SHELLO = ServerHello(
-    version=1, suite="snni-cheetah-v2", session_id="s1", manifest={"a": [1, 2.5]}, plan={}
+    version=1, suite="snni-cheetah-v3", session_id="s1", manifest={"a": [1, 2.5]}, plan={}
 )
 
 
@@ -291,13 +291,20 @@ def test_the_edge_negotiates_and_must_answer_with_what_it_chose() -> None:
     ("hello", "code"),
     [
         (
-            ClientHello(versions=(2, 3), model_id="m", suites=("snni-cheetah-v2",)),
+            ClientHello(versions=(2, 3), model_id="m", suites=("snni-cheetah-v3",)),
             "version_mismatch",
         ),
         (ClientHello(versions=(1,), model_id="m", suites=("other",)), "no_common_suite"),
         # A camera of before issue 10 sends its whole HE key (the edge no longer takes
         # one): refused at the hello, not halfway through its first inference.
         (ClientHello(versions=(1,), model_id="m", suites=("snni-cheetah-v1",)), "no_common_suite"),
+        # A camera of before the round cuts (v2 flights): refused at the hello too.
+        (
+            ClientHello(
+                versions=(1,), model_id="m", suites=("snni-cheetah-v2", "snni-cheetah-ferret-v2")
+            ),
+            "no_common_suite",
+        ),
     ],
 )
 def test_a_hello_without_common_ground_is_a_negotiation_error(
@@ -313,7 +320,7 @@ def test_a_hello_without_common_ground_is_a_negotiation_error(
     assert s.state is State.CLOSED
 
 
-@pytest.mark.parametrize(("version", "suite"), [(2, "snni-cheetah-v2"), (1, "other-suite")])
+@pytest.mark.parametrize(("version", "suite"), [(2, "snni-cheetah-v3"), (1, "other-suite")])
 def test_the_camera_refuses_a_version_or_suite_it_did_not_offer(version: int, suite: str) -> None:
     c = Connection(Role.CLIENT)
     c.send(HELLO)
@@ -336,9 +343,9 @@ def test_session_outcomes_are_not_protocol_errors() -> None:
 def test_suites_name_their_ot_extension_and_unknown_ones_are_refused() -> None:
     """Each suite pins one OT extension; a camera's proposal keeps its order; an
     unknown, repeated or empty list is a ValueError that names the choices."""
-    assert suites_for(("ferret", "softspoken")) == (SUITE_CHEETAH_FERRET_V2, SUITE_CHEETAH_V2)
+    assert suites_for(("ferret", "softspoken")) == (SUITE_CHEETAH_FERRET_V3, SUITE_CHEETAH_V3)
     assert [suite_ot_extension(s) for s in SUITES] == list(OT_EXTENSIONS)
-    assert suite_ot_extension(SUITE_CHEETAH_V2) == "softspoken"  # a suite's meaning never changes
+    assert suite_ot_extension(SUITE_CHEETAH_V3) == "softspoken"  # a suite's meaning never changes
     for bad in (("iknp",), ("ferret", "ferret"), ()):
         with pytest.raises(ValueError, match="OT extension") as exc:
             suites_for(bad)
@@ -358,4 +365,4 @@ def test_the_edge_takes_the_cameras_first_allowed_ot_extension() -> None:
     s.receive_data(Connection(Role.CLIENT).send(only_ferret))
     with pytest.raises(NegotiationError) as exc:
         s.next_event()
-    assert exc.value.code == "no_common_suite" and SUITE_CHEETAH_V2 in str(exc.value)
+    assert exc.value.code == "no_common_suite" and SUITE_CHEETAH_V3 in str(exc.value)

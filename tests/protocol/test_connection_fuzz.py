@@ -31,11 +31,11 @@ FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCh
 def _ready(role: Role) -> Connection:
     """A connection of ``role`` that has completed the handshake."""
     c, s = Connection(Role.CLIENT, limits=LIMITS), Connection(Role.SERVER, limits=LIMITS)
-    s.receive_data(c.send(ClientHello(versions=(1,), model_id="m", suites=("snni-cheetah-v2",))))
+    s.receive_data(c.send(ClientHello(versions=(1,), model_id="m", suites=("snni-cheetah-v3",))))
     assert isinstance(s.next_event(), ClientHello)
     c.receive_data(
         s.send(
-            ServerHello(version=1, suite="snni-cheetah-v2", session_id="s", manifest={}, plan={})
+            ServerHello(version=1, suite="snni-cheetah-v3", session_id="s", manifest={}, plan={})
         )
     )
     assert isinstance(c.next_event(), ServerHello)
@@ -131,10 +131,10 @@ def test_oversized_data_frame_refused_before_payload(length: int) -> None:
 
 def _session_frames() -> list[tuple[Role, object]]:
     return [
-        (Role.CLIENT, ClientHello(versions=(1,), model_id="m", suites=("snni-cheetah-v2",))),
+        (Role.CLIENT, ClientHello(versions=(1,), model_id="m", suites=("snni-cheetah-v3",))),
         (
             Role.SERVER,
-            ServerHello(version=1, suite="snni-cheetah-v2", session_id="s", manifest={}, plan={}),
+            ServerHello(version=1, suite="snni-cheetah-v3", session_id="s", manifest={}, plan={}),
         ),
         (Role.CLIENT, InferenceBegin(seq=0, setup=True)),
         (Role.CLIENT, Data(payload=b"a" * 40, more=True)),
@@ -218,8 +218,8 @@ def test_full_sessions_in_any_chunking_end_cleanly(sender: Role, cuts: list[int]
 
 _ANY_EVENT = st.sampled_from(
     [
-        ClientHello(versions=(1,), model_id="m", suites=("snni-cheetah-v2",)),
-        ServerHello(version=1, suite="snni-cheetah-v2", session_id="s", manifest={}, plan={}),
+        ClientHello(versions=(1,), model_id="m", suites=("snni-cheetah-v3",)),
+        ServerHello(version=1, suite="snni-cheetah-v3", session_id="s", manifest={}, plan={}),
         InferenceBegin(seq=3, setup=False),
         Data(payload=b"q"),
         InferenceEnd(seq=3),

@@ -32,8 +32,8 @@ from secfepas_sdk.protocol.transport import (
     tls_failure_reason,
 )
 
-HELLO = ClientHello(versions=(1,), model_id="m", suites=("snni-cheetah-v2",))
-SHELLO = ServerHello(version=1, suite="snni-cheetah-v2", session_id="s", manifest={}, plan={})
+HELLO = ClientHello(versions=(1,), model_id="m", suites=("snni-cheetah-v3",))
+SHELLO = ServerHello(version=1, suite="snni-cheetah-v3", session_id="s", manifest={}, plan={})
 
 
 def camera_files(pki: Pki, name: str = "camera-1") -> TlsFiles:
@@ -80,7 +80,7 @@ async def hello_handler(stream: FramedStream) -> None:
     await stream.send(
         ServerHello(
             version=1,
-            suite="snni-cheetah-v2",
+            suite="snni-cheetah-v3",
             session_id="s",
             manifest={"peer": stream.peer},
             plan={},

@@ -50,7 +50,7 @@ async def _trickle(frame: bytes, every_s: float) -> float:
 
 def test_a_trickled_frame_is_cut_at_its_deadline() -> None:
     frame = Connection(Role.CLIENT).send(
-        ClientHello(versions=(1,), model_id="m" * 100, suites=("snni-cheetah-v2",))
+        ClientHello(versions=(1,), model_id="m" * 100, suites=("snni-cheetah-v3",))
     )
     assert len(frame) * 0.02 > 2.0  # the whole trickle would take longer than allowed
     # 20 ms per byte: every read() returns well within 0.4 s, the frame never does.

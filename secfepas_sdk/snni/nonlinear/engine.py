@@ -379,7 +379,8 @@ class NonlinearEngine:
         w' equals the true wrap of x'0 + x'1 except when x' < 2^s, i.e. for the
         bottom 2^s values of the ring, which this op does not support. w' comes
         from the millionaires' protocol on l - s bits (u0 > 2^(l-s) - 1 - u1) and
-        is converted to additive shares mod 2^s by one chosen-message OT."""
+        is converted to additive shares mod 2^s by one chosen-message OT (the
+        server offers, the client chooses)."""
         ring = self.ring
         n = int(x.size)
         xp = (x + np.uint64(1 << (ring.bits - 1))) & ring.mask if self._client else x
@@ -389,17 +390,19 @@ class NonlinearEngine:
         wbit = greater_than(
             self.channel, self.party, self.ot, u if self._client else u_mask - u, bits
         )
-        # Bit to arithmetic mod 2^s: the server picks (w0 xor w1) - rho with choice w1.
+        # Bit to arithmetic mod 2^s: the client picks (w0 xor w1) - rho with choice w0.
+        # The server offers, so its share (rho) is ready once it has sent: a plan that
+        # ends here sends the output share in the same flight (no extra round).
         s_mask = np.uint64((1 << shift) - 1)
         if self._client:
+            w_share = self.ot.chosen_recv(self.channel, wbit, shift)
+        else:
             rho = self.prg.uint64(n, shift)
-            w0 = wbit.astype(np.uint64)
-            m0 = (w0 - rho) & s_mask
-            m1 = ((w0 ^ np.uint64(1)) - rho) & s_mask
+            w1 = wbit.astype(np.uint64)
+            m0 = (w1 - rho) & s_mask
+            m1 = ((w1 ^ np.uint64(1)) - rho) & s_mask
             self.ot.chosen_send(self.channel, m0, m1, shift)
             w_share = rho
-        else:
-            w_share = self.ot.chosen_recv(self.channel, wbit, shift)
         out = u - (w_share << np.uint64(ring.bits - shift))
         if self._client:
             out = out - np.uint64(1 << (ring.bits - 1 - shift))

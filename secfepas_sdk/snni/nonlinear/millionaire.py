@@ -16,7 +16,11 @@ each party; nothing else is revealed.
    a random OT with choice x0 and messages (m0, m1) gives x0 * (m0 xor m1) as
    m_{x0} xor m0, i.e. an XOR-shared cross term. The choices x are random, so
    under Ferret these are random-choice OTs: bit triples with no message at all.
-Rounds: one OT round trip, then one exchange per tree level (ceil(log2 q)).
+Rounds: one OT round trip, then the tree's openings travel as a relay (see
+:func:`turn_levels`): each one-way flight carries the sender's opening of the level
+its peer needs and of the next one, so the tree of depth T = ceil(log2 q) costs the
+camera floor(T / 2) waits instead of T. The messages are the lock-step exchange's,
+byte for byte; only when each is sent changed.
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import Channel
-from secfepas_sdk.snni.nonlinear._link import exchange
 from secfepas_sdk.snni.ot.bits import pack_bits, packed_size, unpack_bits
 from secfepas_sdk.snni.ot.session import (
     OtSession,
@@ -165,31 +168,89 @@ def greater_than(channel: Channel, party: Party, ot: OtSession, value: U64, bits
     y = (s0 ^ s1).astype(np.uint8).reshape(n, nodes) if nodes else np.zeros((n, 0), np.uint8)
     xs = x.reshape(n, nodes)
     z = ((xs * np.uint8(3)) & y) ^ (k_recv ^ s0).astype(np.uint8).reshape(n, nodes)
-    used = 0
-    me0 = np.uint8(1 if party is Party.CLIENT else 0)
-    while gt.shape[1] > 1:
-        cur = gt.shape[1]
+    tree = _Tree(party, gt, eq, xs, y, z)
+    for t in range(len(tree.levels) + 1):
+        sends = turn_levels(t, len(tree.levels))
+        if (party is Party.SERVER) == (t % 2 == 0):
+            for j in sends:
+                channel.send(tree.opening(j))
+        else:
+            for j in sends:
+                tree.peer[j] = channel.recv_exact(tree.opening_size(j))
+    return tree.result()
+
+
+def turn_levels(turn: int, depth: int) -> list[int]:
+    """The tree levels (0-based) whose openings go in flight ``turn`` of a tree of
+    ``depth`` levels: the server sends in even turns (turn 0 rides with its leaf
+    messages), the client in odd ones. Turn t > 0 carries level t - 1 (which the peer
+    needs to finish it) and level t (which the sender can already open, having both
+    openings of t - 1), so each one-way flight advances the tree by one level and the
+    camera waits floor(depth / 2) times, not depth times as in a lock-step exchange."""
+    if turn == 0:
+        return [0] if depth else []
+    return [j for j in (turn - 1, turn) if j < depth]
+
+
+class _Tree:
+    """One party's state of the AND tree: its (gt, eq) shares per digit and the
+    correlated triples; level j opens (d, e, e') = (eq_H ^ x, gt_L ^ y, eq_L ^ y')."""
+
+    def __init__(self, party: Party, gt: U8, eq: U8, xs: U8, y: U8, z: U8) -> None:
+        self.me0 = np.uint8(1 if party is Party.CLIENT else 0)
+        self.gt, self.eq, self.xs, self.y, self.z = gt, eq, xs, y, z
+        self.levels: list[tuple[int, int]] = []  # (digits before the level, first triple)
+        cur, used = gt.shape[1], 0
+        while cur > 1:
+            self.levels.append((cur, used))
+            used += cur // 2
+            cur = cur - cur // 2
+        self.done = 0
+        self.opened: dict[int, U8] = {}
+        self.peer: dict[int, bytes] = {}
+
+    def opening_size(self, j: int) -> int:
+        return packed_size(3 * self.gt.shape[0] * (self.levels[j][0] // 2), 1)
+
+    def opening(self, j: int) -> bytes:
+        """This party's opening of level j (levels below j are finished first)."""
+        self._finish(j)
+        cur, used = self.levels[j]
         pairs = cur // 2
-        hi = slice(1, 2 * pairs, 2)
-        lo = slice(0, 2 * pairs, 2)
-        tx = xs[:, used : used + pairs]
-        ty = y[:, used : used + pairs]
-        tz = z[:, used : used + pairs]
-        used += pairs
-        d = eq[:, hi] ^ tx
-        e = gt[:, lo] ^ (ty & 1)
-        e2 = eq[:, lo] ^ (ty >> 1)
-        opened = np.stack([d, e, e2])
-        payload = pack_bits(opened, 1)
-        peer = unpack_bits(exchange(channel, party, payload), opened.size, 1, np.uint8)
-        opened ^= peer.reshape(opened.shape)
-        d, e, e2 = opened[0], opened[1], opened[2]
-        and_gt = (tz & 1) ^ (d & (ty & 1)) ^ (e & tx) ^ (me0 & d & e)
-        and_eq = (tz >> 1) ^ (d & (ty >> 1)) ^ (e2 & tx) ^ (me0 & d & e2)
-        new_gt = gt[:, hi] ^ and_gt
-        new_eq = and_eq
-        if cur % 2:
-            new_gt = np.concatenate([new_gt, gt[:, cur - 1 :]], axis=1)
-            new_eq = np.concatenate([new_eq, eq[:, cur - 1 :]], axis=1)
-        gt, eq = new_gt, new_eq
-    return np.ascontiguousarray(gt[:, 0])
+        tx, ty = self.xs[:, used : used + pairs], self.y[:, used : used + pairs]
+        gt, eq = self.gt, self.eq
+        lo, hi = slice(0, 2 * pairs, 2), slice(1, 2 * pairs, 2)
+        opened = np.stack([eq[:, hi] ^ tx, gt[:, lo] ^ (ty & 1), eq[:, lo] ^ (ty >> 1)])
+        self.opened[j] = opened
+        return pack_bits(opened, 1)
+
+    def _finish(self, upto: int) -> None:
+        """Combine levels done .. upto - 1 (both openings known)."""
+        while self.done < upto:
+            j = self.done
+            if j not in self.opened:
+                self.opening(j)
+            cur, used = self.levels[j]
+            pairs = cur // 2
+            mine = self.opened.pop(j)
+            raw = self.peer.pop(j)
+            opened = mine ^ unpack_bits(raw, mine.size, 1, np.uint8).reshape(mine.shape)
+            d, e, e2 = opened[0], opened[1], opened[2]
+            tx = self.xs[:, used : used + pairs]
+            ty = self.y[:, used : used + pairs]
+            tz = self.z[:, used : used + pairs]
+            me0 = self.me0
+            and_gt = (tz & 1) ^ (d & (ty & 1)) ^ (e & tx) ^ (me0 & d & e)
+            and_eq = (tz >> 1) ^ (d & (ty >> 1)) ^ (e2 & tx) ^ (me0 & d & e2)
+            gt, eq = self.gt, self.eq
+            new_gt = gt[:, slice(1, 2 * pairs, 2)] ^ and_gt
+            new_eq = and_eq
+            if cur % 2:
+                new_gt = np.concatenate([new_gt, gt[:, cur - 1 :]], axis=1)
+                new_eq = np.concatenate([new_eq, eq[:, cur - 1 :]], axis=1)
+            self.gt, self.eq = new_gt, new_eq
+            self.done += 1
+
+    def result(self) -> U8:
+        self._finish(len(self.levels))
+        return np.ascontiguousarray(self.gt[:, 0])
