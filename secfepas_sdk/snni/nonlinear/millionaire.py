@@ -234,7 +234,8 @@ class _Tree:
             pairs = cur // 2
             mine = self.opened.pop(j)
             raw = self.peer.pop(j)
-            opened = mine ^ unpack_bits(raw, mine.size, 1, np.uint8).reshape(mine.shape)
+            theirs: U8 = np.asarray(unpack_bits(raw, mine.size, 1, np.uint8), dtype=np.uint8)
+            opened = mine ^ theirs.reshape(mine.shape)
             d, e, e2 = opened[0], opened[1], opened[2]
             tx = self.xs[:, used : used + pairs]
             ty = self.y[:, used : used + pairs]
