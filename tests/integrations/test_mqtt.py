@@ -14,6 +14,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
 from secfepas_mqtt.cadence import HEARTBEAT_SCHEMA
 from testkit.alerts import FAST_RETRY, make_alert, wait_for
 from testkit.integrations import Mosquitto, Pki, Subscriber
@@ -63,15 +64,31 @@ def test_client_without_certificate_is_refused(broker: Mosquitto, pki: Pki) -> N
     with pytest.raises(TransientSinkError, match="not connected"):
         sink.deliver(make_alert())
     sink.close()
-    # And a bare paho client with only the CA never gets a CONNACK.
-    connected = threading.Event()
+    # And a bare paho client with only the CA is cut off before any CONNACK: wait for
+    # the cut itself (a disconnect or a failed connect), not for a CONNACK not to come.
+    events: list[str] = []
+    ended = threading.Event()
+
+    def on_connect(c: object, u: object, flags: object, rc: ReasonCode, p: object) -> None:
+        events.append(f"connack {rc}")
+
+    def on_end(kind: str) -> None:
+        events.append(kind)
+        ended.set()
+
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="intruder")
     client.tls_set(ca_certs=str(pki.ca))
-    client.on_connect = lambda c, u, f, rc, p: connected.set() if not rc.is_failure else None
+    client.on_connect = on_connect
+    client.on_disconnect = lambda *_: on_end("disconnect")
+    client.on_connect_fail = lambda *_: on_end("connect failed")
     client.connect_async("127.0.0.1", broker.tls_port)
     client.loop_start()
-    assert not connected.wait(1.5)
-    client.loop_stop()
+    try:
+        assert ended.wait(30), "the broker neither cut nor refused the client"
+    finally:
+        client.loop_stop()
+    assert events[0] in ("disconnect", "connect failed"), events  # no CONNACK came first
+    assert not any(e.startswith("connack") for e in events), events
 
 
 def test_server_from_wrong_ca_is_refused(broker: Mosquitto, pki: Pki) -> None:
