@@ -24,6 +24,8 @@ from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import Channel
+from secfepas_sdk.snni.he import bulk
+from secfepas_sdk.snni.he.bulk import SparseKernels
 from secfepas_sdk.snni.he.engine import HeClient, HeServer, PreparedLayer
 from secfepas_sdk.snni.he.layers import ConvLayer, MatmulLayer
 from secfepas_sdk.snni.he.params import get_params
@@ -215,26 +217,48 @@ class ServerRuntime:
         self._he = HeServer(r.params, r.ring, prg=self._prg.fork())
         self._prepared: dict[str, PreparedLayer] = {}
         self._bias: dict[str, U64] = {}
-        per_kernel = (len(r.params.coeff_bits) - 1) * r.params.poly_degree * 8
-        budget = cache_bytes
-        for op in plan.ops:
-            if not isinstance(op, LinearOp):
-                continue
+        linear = [op for op in plan.ops if isinstance(op, LinearOp)]
+        cached = self._cache_policy(linear, cache_bytes)
+        for op in linear:
             layer = r.layers[op.name]
             w = weights.arrays[f"{op.name}/w"]
-            cost = layer.layout.n_kernels * per_kernel
-            cache = cost <= budget
-            budget -= cost if cache else 0
+            sparse: SparseKernels | None = None
+            if isinstance(layer, ConvLayer):
+                source, sparse = layer.kernel_views(w)
+            else:
+                source = layer.kernel_source(w)
             self._prepared[op.name] = self._he.prepare(
                 layer.layout,
-                layer.kernel_source(w),
+                source,
                 2.0**op.l1_log2,
-                cache=cache,
+                cache=op.name in cached,
                 flood_bits=r.floods[op.name].flood_bits,
                 reply=r.floods[op.name].reply,
+                sparse=sparse,
             )
             bias = r.ring.from_signed(weights.arrays[f"{op.name}/b"])
             self._bias[op.name] = bias.reshape((-1,) + (1,) * (len(op.shape) - 1))
+
+    def _cache_policy(self, linear: list[LinearOp], cache_bytes: int) -> set[str]:
+        """The layers whose kernels are pre-encoded: the dearest to NTT per inference
+        first (per byte, since every kernel plaintext has the same size), then plan
+        order, while they fit in ``cache_bytes``. Public data only."""
+        r = self._run
+        per_kernel = (len(r.params.coeff_bits) - 1) * r.params.poly_degree * 8
+
+        def dearest(op: LinearOp) -> float:
+            layer = r.layers[op.name]
+            support = layer.support_size if isinstance(layer, ConvLayer) else None
+            return -bulk.kernel_cost_ms(support, 2.0**op.l1_log2, r.params)
+
+        cached: set[str] = set()
+        budget = cache_bytes
+        for op in sorted(linear, key=dearest):
+            cost = r.layers[op.name].layout.n_kernels * per_kernel
+            if cost <= budget:
+                cached.add(op.name)
+                budget -= cost
+        return cached
 
     def after_fork(self) -> None:
         """Call first in a process forked from the one that built this runtime: the

@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.he import sealio
+from secfepas_sdk.snni.he.bulk import BulkNtt
 from secfepas_sdk.snni.he.flooding import flood_residues
 from secfepas_sdk.snni.prg import Prg, derive_seed
 from secfepas_sdk.snni.ring import Ring
@@ -96,6 +97,10 @@ class LayerPart:
         self.needed = frozenset(i for k in self.blocks for i, _kern in layout.terms[k])
         self._cts: dict[int, Any] = {}
         self._next = 0  # inputs arrive in order
+        self._bulk: BulkNtt | None = None
+        # The last block's kernel plaintexts: the tiles of one output block follow each
+        # other and read the same kernels, which are then NTT'd once, not per tile.
+        self._last: tuple[list[int], list[Any]] = ([], [])
 
     def add(self, blobs: list[bytes]) -> None:
         """The next input ciphertexts (from the camera: SEAL validates each)."""
@@ -122,6 +127,8 @@ class LayerPart:
         for k in self.blocks:
             yield self._reply(k)
         self._cts.clear()
+        self._last = ([], [])
+        self._bulk = None
 
     def _reply(self, k: int) -> bytes:
         s = self._s
@@ -133,12 +140,8 @@ class LayerPart:
         acc = s.seal.Ciphertext(s.context)
         ev.multiply_plain(self._pk_ct, self._ternary_ntt(noise), acc)
         tmp = s.seal.Ciphertext(s.context)
-        for i, kern in layer.layout.terms[k]:
-            if layer.plains is not None:
-                plain = layer.plains[kern]
-            else:
-                poly = layer.source(kern)  # type: ignore[misc]
-                plain = ntt_plain(s, poly) if poly.any() else None
+        terms = layer.layout.terms[k]
+        for (i, _kern), plain in zip(terms, self._kernels(terms), strict=True):
             if plain is None:
                 continue
             ev.multiply_plain(self._cts[i], plain, tmp)
@@ -150,6 +153,24 @@ class LayerPart:
         ev.mod_switch_to_inplace(acc, s.last)
         saved = s.scratch.save(acc)
         return saved if layer.reply is None else layer.reply.encode(saved, k)
+
+    def _kernels(self, terms: list[tuple[int, int]]) -> list[Any]:
+        """NTT-form plaintexts of the kernels of one block's terms (None: all zero)."""
+        layer = self._layer
+        ids = [kern for _i, kern in terms]
+        if layer.plains is not None:
+            return [layer.plains[kern] for kern in ids]
+        if ids == self._last[0]:
+            return self._last[1]
+        if layer.sparse is not None:
+            if self._bulk is None:
+                self._bulk = BulkNtt(self._s, layer.sparse)
+            plains = self._bulk.plains(ids)
+        else:
+            polys = [layer.source(kern) for kern in ids]  # type: ignore[misc]
+            plains = [ntt_plain(self._s, poly) if poly.any() else None for poly in polys]
+        self._last = (ids, plains)
+        return plains
 
     @staticmethod
     def _cbd(prg: Prg, count: int) -> I64:

@@ -38,8 +38,9 @@ from numpy.typing import NDArray
 from secfepas_sdk._extras import require
 from secfepas_sdk.errors import PeerDataError, SnniError
 from secfepas_sdk.snni.channel import Channel
-from secfepas_sdk.snni.he import keys, sealio
+from secfepas_sdk.snni.he import bulk, keys, sealio
 from secfepas_sdk.snni.he.blocks import BlockPool, LayerPart, block_mask, ntt_plain
+from secfepas_sdk.snni.he.bulk import SparseKernels
 from secfepas_sdk.snni.he.layers import HeLayout
 from secfepas_sdk.snni.he.params import (
     MIN_FLOOD_SIGMA,
@@ -214,6 +215,7 @@ class PreparedLayer:
     flood_bits: int
     index: int  # its place among the server's layers: how another process names it
     reply: ReplyCodec | None = None  # None: replies go as SEAL ciphertexts (plans v1, v2)
+    sparse: SparseKernels | None = None  # set: uncached kernels are NTT'd in bulk (bulk.py)
 
 
 class HeServer:
@@ -278,13 +280,16 @@ class HeServer:
         cache: bool = True,
         flood_bits: int | None = None,
         reply: ReplyFormat | None = None,
+        sparse: SparseKernels | None = None,
     ) -> PreparedLayer:
         """Check the noise budget and pre-encode weights in NTT form (once per model).
 
         ``kernels`` is the (n_kernels, n) array or a function giving kernel k; without
         ``cache`` the kernels are NTT'd per inference instead (bounded memory).
         ``flood_bits``: the flood the plan's budget sized (snni.privacy); None, or more
-        than decrypts, floods at the most that does. ``reply``: send replies trimmed."""
+        than decrypts, floods at the most that does. ``reply``: send replies trimmed.
+        ``sparse``: the same kernels as weights on one support; uncached kernels are
+        then NTT'd in bulk where that is cheaper (:func:`bulk.worth_it`: public data)."""
         s = self._s
         if isinstance(kernels, np.ndarray):
             if kernels.shape != (layout.n_kernels, layout.n):
@@ -311,6 +316,9 @@ class HeServer:
             prepared = PreparedLayer(
                 layout=layout, plains=None, source=source, flood_bits=flood, index=index
             )
+            if sparse is not None and bulk.worth_it(sparse.positions.size, l1_bound, s.params):
+                prepared.sparse = sparse
+                bulk.warm_up()
         if reply is not None:
             prepared.reply = s.codec(layout, reply)
         self._layers.append(prepared)

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.geometry import Window
+from secfepas_sdk.snni.he.bulk import SparseKernels
 from secfepas_sdk.snni.he.packing import (
     ConvPacking,
     MatmulPacking,
@@ -242,7 +243,9 @@ class ConvLayer:
     def kernel_source(self, w: I64) -> Callable[[int], I64]:
         """Kernel polynomial k on demand (one output block at a time), so that a large
         model never holds all its kernel polynomials at once."""
-        pw = self._dense_weights(w)
+        return self._source(self._dense_weights(w))
+
+    def _source(self, pw: I64) -> Callable[[int], I64]:
         p = self.packing
         block: dict[tuple[int, int], I64] = {}
 
@@ -256,6 +259,39 @@ class ConvLayer:
             return poly
 
         return get
+
+    @property
+    def support_size(self) -> int:
+        """Coefficients a kernel polynomial may use (public): what a bulk NTT costs."""
+        p = self.packing
+        return p.no * p.cp * p.kh * p.kw
+
+    def kernel_sparse(self, w: I64) -> SparseKernels:
+        """The kernel polynomials as weights on the packing's one support (bulk.py):
+        kernel k's row is kernel_source(w)(k) at ``positions``. Server side only."""
+        return self._sparse(self._dense_weights(w))
+
+    def kernel_views(self, w: I64) -> tuple[Callable[[int], I64], SparseKernels]:
+        """:meth:`kernel_source` and :meth:`kernel_sparse` on one copy of the weights."""
+        pw = self._dense_weights(w)
+        return self._source(pw), self._sparse(pw)
+
+    def _sparse(self, pw: I64) -> SparseKernels:
+        p = self.packing
+        block: dict[tuple[int, int], I64] = {}
+
+        def rows(ids: list[int]) -> I64:
+            out = np.empty((len(ids), p.no * p.cp * p.kh * p.kw), dtype=np.int64)
+            for r, k in enumerate(ids):
+                g, rem = divmod(k, p.n_kernels)
+                ob, cb = divmod(rem, p.n_cb)
+                if (g, ob) not in block:
+                    block.clear()
+                    block[(g, ob)] = p.kernel_rows(pw[g], ob, ob + 1)
+                out[r] = block[(g, ob)][cb]
+            return out
+
+        return SparseKernels(positions=p.support(), rows=rows)
 
     def l1_bound(self, w: I64) -> float:
         """Largest sum of |kernel| over the terms of one output ciphertext."""

@@ -155,9 +155,17 @@ class ConvPacking:
         origin = (self.cp - 1) * self.hh * self.ww + (self.kh - 1) * self.ww + (self.kw - 1)
         return np.asarray(origin - (c * self.hh * self.ww + di * self.ww + dj), dtype=np.int64)
 
-    def kernels(self, w: I64, ob_start: int = 0, ob_stop: int | None = None) -> I64:
-        """Signed kernel polynomials of output blocks [ob_start, ob_stop): (count * n_cb, n),
-        ordered (ob, cb)."""
+    def support(self) -> I64:
+        """The coefficients every kernel polynomial may use, in :meth:`kernel_rows` order
+        (o, c, di, dj): no * cp * kh * kw distinct places, the same for every block."""
+        pos = self._kernel_positions()[None, :, :, :] + (
+            np.arange(self.no)[:, None, None, None] * self.span
+        )
+        return np.asarray(pos.reshape(-1), dtype=np.int64)
+
+    def kernel_rows(self, w: I64, ob_start: int = 0, ob_stop: int | None = None) -> I64:
+        """The weights of the kernel polynomials of output blocks [ob_start, ob_stop) at
+        their :meth:`support`: (count * n_cb, no * cp * kh * kw), ordered (ob, cb)."""
         stop = self.n_ob if ob_stop is None else ob_stop
         count = stop - ob_start
         lo, hi = ob_start * self.no, min(w.shape[0], stop * self.no)
@@ -165,12 +173,15 @@ class ConvPacking:
         padded[: hi - lo, : self.channels] = w[lo:hi]
         blocks = padded.reshape(count, self.no, self.n_cb, self.cp, self.kh, self.kw)
         blocks = blocks.transpose(0, 2, 1, 3, 4, 5)  # (ob, cb, o, c, di, dj)
-        pos = self._kernel_positions()[None, :, :, :] + (
-            np.arange(self.no)[:, None, None, None] * self.span
-        )
-        out = np.zeros((count, self.n_cb, self.n), dtype=np.int64)
-        out[:, :, pos] = blocks
-        return out.reshape(count * self.n_cb, self.n)
+        return np.ascontiguousarray(blocks.reshape(count * self.n_cb, -1))
+
+    def kernels(self, w: I64, ob_start: int = 0, ob_stop: int | None = None) -> I64:
+        """Signed kernel polynomials of output blocks [ob_start, ob_stop): (count * n_cb, n),
+        ordered (ob, cb)."""
+        rows = self.kernel_rows(w, ob_start, ob_stop)
+        out = np.zeros((rows.shape[0], self.n), dtype=np.int64)
+        out[:, self.support()] = rows
+        return out
 
     def terms(self) -> Iterator[list[tuple[int, int]]]:
         """For each output ciphertext (ob, ti, tj): its (input, kernel) pairs."""
