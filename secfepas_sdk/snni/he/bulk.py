@@ -7,14 +7,14 @@ has NTT(K) = sum_j w_j NTT(X^(p_j)) mod q_i at every working prime. All the
 kernel polynomials of a conv layer share one public support {p_j} (the packing
 puts every block at the same places), so the NTT forms of a block's kernels are
 W (m x k, the weights) @ V (k x N, the NTT of each monomial, from SEAL itself),
-one exact int64 product per 30-bit limb of V, reduced mod q_i: the same
+one exact float64 (BLAS) product per 20-bit limb of V, reduced mod q_i: the same
 canonical residues, byte for byte, as SEAL's ``transform_to_ntt`` of each
 polynomial (tests/snni/he/test_bulk.py). It costs about k multiply-adds per
 slot instead of one SEAL NTT per polynomial, so it pays when k is small (1x1
 convs); :func:`worth_it` decides from the public geometry alone.
 
-Exactness: each int64 sum is at most L1 * 2^30, with L1 = sum_j |w_j| of one
-kernel polynomial, so the path needs L1 < 2^32 (:data:`MAX_ROW_L1`). Whether a
+Exactness: each limb product is at most L1 * 2^20 < 2^53, with L1 = sum_j |w_j| of
+one kernel polynomial, so the path needs L1 < 2^33 (:data:`MAX_ROW_L1`). Whether a
 layer takes it depends on the plan's public L1 bound only, and a kernel row
 above the bound (weights that do not match their plan) is refused.
 """
@@ -38,15 +38,16 @@ if TYPE_CHECKING:
 U64 = NDArray[np.uint64]
 I64 = NDArray[np.int64]
 
-LIMB_BITS = 30
-MAX_ROW_L1 = 1 << 32  # sum_j |w_j| * 2^30 < 2^62: both int64 sums exact
+LIMB_BITS = 20
+MAX_ROW_L1 = 1 << 33  # sum_j |w_j| * 2^20 < 2^53: every float64 limb product exact
 _MIN_MODULUS_BITS = 50  # the float quotient estimate needs q >> 2^41
-# Modelled ms per kernel polynomial on this machine (docs/snni-he.md, "Kernel NTTs
-# in bulk"): SEAL's path (coefficients in, lift, one NTT per prime) against the bulk
-# path's multiply-adds per support position and its fixed part (reduction, load).
-_COST_SEAL = 0.60
-_COST_PER_POSITION = 0.0035
-_COST_FIXED = 0.12
+# Modelled cost per kernel polynomial, relative to SEAL's path (coefficients in, lift,
+# one NTT per prime) = 1, measured with tools on this machine (docs/snni-he.md, "Kernel
+# NTTs in bulk"): the bulk path's fixed part (the reduction mod q and the load of the
+# NTT-form bytes through the memfd) alone costs about as much, so no layer takes it yet.
+_COST_SEAL = 1.0
+_COST_PER_POSITION = 0.02
+_COST_FIXED = 0.95
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +69,7 @@ def _kernel() -> Any:
         from secfepas_sdk.snni.he import _bulk_kernel
     except ImportError:  # numba is the optional ``fast`` extra
         return None
-    return _bulk_kernel.combine
+    return _bulk_kernel.reduce_limbs
 
 
 _KERNEL: list[Any] = []
@@ -84,9 +85,8 @@ def accelerated() -> bool:
 def warm_up() -> None:
     """Load (and if needed compile) the kernel now, not in the middle of a layer call."""
     if accelerated():
-        one = np.ones((1, 1), dtype=np.int64)
-        _KERNEL[0](one, one[None], one[None], np.asarray([7], np.int64), LIMB_BITS,
-                   np.empty((1, 1, 1), np.uint64))  # fmt: skip
+        one = np.ones((1, 1))
+        _KERNEL[0](one, one, one, (1 << 59) + 1, LIMB_BITS, np.empty((1, 1), np.uint64))
 
 
 def worth_it(support: int, l1_bound: float, params: HeParams) -> bool:
@@ -128,9 +128,12 @@ class BulkNtt:
             s.evaluator.transform_to_ntt_inplace(pt, s.first)  # SEAL's NTT of X^pos
             basis[:, j] = sealio.plaintext_coeffs(s.scratch.save(pt)).reshape(limbs, s.n)
         mask = np.uint64((1 << LIMB_BITS) - 1)
-        self._lo = (basis & mask).astype(np.int64)
-        self._hi = (basis >> np.uint64(LIMB_BITS)).astype(np.int64)
-        self._moduli = s.first_moduli.astype(np.int64)
+        # (primes, 3, k, N): V's three 20-bit limbs, as float64 for BLAS
+        self._limbs = np.stack(
+            [((basis >> np.uint64(LIMB_BITS * t)) & mask).astype(np.float64) for t in range(3)],
+            axis=1,
+        )
+        self._moduli = [int(q) for q in s.first_moduli]
         self._parms = sealio.parms_id_bytes(s.first)
 
     def values(self, rows: I64) -> U64:
@@ -141,8 +144,13 @@ class BulkNtt:
             raise SnniError("kernel rows do not match their support")
         if rows.size and int(np.abs(rows).sum(axis=1).max()) >= MAX_ROW_L1:
             raise SnniError("kernel weights exceed the bound the bulk NTT is exact for")
-        out = np.empty((rows.shape[0], *self._lo[:, 0].shape), dtype=np.uint64)
-        _KERNEL[0](rows, self._lo, self._hi, self._moduli, LIMB_BITS, out)
+        weights = rows.astype(np.float64)
+        out = np.empty((rows.shape[0], len(self._moduli), self._s.n), dtype=np.uint64)
+        part = np.empty((rows.shape[0], self._s.n), dtype=np.uint64)
+        for i, q in enumerate(self._moduli):
+            a0, a1, a2 = (weights @ self._limbs[i, t] for t in range(3))
+            _KERNEL[0](a0, a1, a2, q, LIMB_BITS, part)
+            out[:, i] = part
         return out
 
     def plains(self, ids: list[int]) -> list[Any]:
