@@ -41,6 +41,7 @@ from secfepas_sdk.snni.party import Party
 from secfepas_sdk.snni.plan import Plan, he_layer
 from secfepas_sdk.snni.prg import Prg
 from secfepas_sdk.snni.privacy import budget_inferences, inference_distance_log2, layer_floods
+from secfepas_sdk.snni.schedule import paired_caps, schedule
 from secfepas_sdk.snni.share_ops import ShareContext, run_op
 
 __all__ = ["LayerCost", "inspect_package"]
@@ -116,6 +117,7 @@ class _Probe:
         self._he: tuple[HeClient, HeServer] | None = None
         self.ots = 0
         self._lock = threading.Lock()
+        self.paired = paired_caps(plan)
 
     def __enter__(self) -> _Probe:
         client, server = HeClient(self.params, self.ring), HeServer(self.params, self.ring)
@@ -154,6 +156,11 @@ class _Probe:
         sessions.update(proxies)
         nl.ot = next(p for p in proxies.values() if p.inner is nl.ot)  # type: ignore[assignment]
 
+    @property
+    def batch_size(self) -> int:
+        """The engines' batch size (both parties': the schedule depends on it)."""
+        return self._engines[Party.CLIENT].batch_size
+
     def add_ots(self, count: int) -> None:
         with self._lock:
             self.ots += count
@@ -169,7 +176,9 @@ class _Probe:
             def run(ch: Channel) -> Any:
                 nl = self._engines[party]
                 nl.channel = ch
-                ctx = ShareContext(ring=self.ring, nl=nl, linear=_no_linear)
+                ctx = ShareContext(
+                    ring=self.ring, nl=nl, linear=_no_linear, paired_caps=self.paired
+                )
                 k = probe.ot_k
                 with nl.using_ot_k(k) if k is not None else _null():
                     run_op(probe, [share], ctx)
@@ -338,6 +347,7 @@ def inspect_public(model: PublicModel, *, probe: bool = True) -> dict[str, Any]:
             setup = {"bytes_up": p.setup_up, "bytes_down": p.setup_down, "rounds": p.setup_rounds}
             up, down, he_rounds, he_owes = p.ciphertext_bytes()
             replies = _trimmed_reply_bytes(plan)
+            owes: dict[str, bool] = {}
             for op, cost in zip(plan.ops, layers, strict=True):
                 if isinstance(op, LinearOp):
                     cost.bytes_up, cost.bytes_down = (
@@ -345,12 +355,21 @@ def inspect_public(model: PublicModel, *, probe: bool = True) -> dict[str, Any]:
                         replies.get(op.name, round(cost.ct_down * down)),
                     )
                     cost.rounds = he_rounds
-                    output_rounds = int(he_owes)
+                    owes[op.name] = he_owes
                 elif isinstance(op, OtOp):
-                    cost.ots, cost.bytes_up, cost.bytes_down, cost.rounds, owes = p.nonlinear(
-                        op, cost.in_shape
+                    cost.ots, cost.bytes_up, cost.bytes_down, cost.rounds, owes[op.name] = (
+                        p.nonlinear(op, cost.in_shape)
                     )
-                    output_rounds = int(owes)
+            # Ops that share a call (snni.schedule) share its flights: the group's first
+            # op carries its rounds (the group fits one batch, as the op alone does).
+            by_name = {c.name: c for c in layers}
+            steps = schedule(plan.ops, p.batch_size)
+            for step in steps:
+                for op in step[1:]:
+                    by_name[op.name].rounds = 0
+            last = [s[0].name for s in steps if s[0].name in owes]
+            if last:
+                output_rounds = int(owes[last[-1]])
     out_elems = math.prod(plan.output_shape)
     totals = {
         key: sum(getattr(c, key) for c in layers)

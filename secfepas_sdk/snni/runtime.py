@@ -14,6 +14,7 @@ end the server sends its output share; only the client reconstructs.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from secfepas_sdk.snni.plan import ModelWeights, Plan, he_layer
 from secfepas_sdk.snni.prg import Prg
 from secfepas_sdk.snni.privacy import layer_floods
 from secfepas_sdk.snni.ring import Ring
+from secfepas_sdk.snni.schedule import Step, paired_caps, schedule
 from secfepas_sdk.snni.share_ops import ShareContext, run_op
 
 U64 = NDArray[np.uint64]
@@ -71,6 +73,9 @@ class _Runner:
         # Each layer's flood (sized to the plan's budget); refuses a budget out of reach.
         self.floods = {layer.name: layer for layer in layer_floods(plan)}
         self.nl: NonlinearEngine | None = None
+        self.paired = paired_caps(plan)
+        self.steps: list[Step] | None = None  # the schedule, once the batch size is known
+        self._steps_batch = 0
         self.timings: dict[str, float] = defaultdict(float)
         self.cpu_timings: dict[str, float] = defaultdict(float)
 
@@ -114,17 +119,36 @@ class _Runner:
 
     def execute(self, x: U64, channel: Channel, linear: Callable[[LinearOp, U64], U64]) -> U64:
         nl = self.engine(channel)
-        ctx = ShareContext(ring=self.ring, nl=nl, linear=linear)
+        ctx = ShareContext(ring=self.ring, nl=nl, linear=linear, paired_caps=self.paired)
         env = {self.plan.input_name: x}
         self.timings.clear()
         self.cpu_timings.clear()
-        for op in self.plan.ops:
+        if self.steps is None or self._steps_batch != nl.batch_size:
+            self.steps, self._steps_batch = schedule(self.plan.ops, nl.batch_size), nl.batch_size
+        for step in self.steps:
+            op = step[0]
             t0, c0 = time.perf_counter(), time.process_time()
             with channel.label(op.kind), self.ot_for(op, nl):
-                env[op.output] = self.run_op(op, [env[i] for i in op.inputs], ctx)
+                if len(step) == 1:
+                    env[op.output] = self.run_op(op, [env[i] for i in op.inputs], ctx)
+                else:
+                    env.update(self.run_joint(step, env, ctx))
             self.timings[op.kind] += time.perf_counter() - t0
             self.cpu_timings[op.kind] += time.process_time() - c0
         return env[self.plan.output]
+
+    def run_joint(self, step: Step, env: dict[str, U64], ctx: ShareContext) -> dict[str, U64]:
+        """Element-wise ops of one signature as one call on their inputs laid end to
+        end (snni.schedule): one set of flights for all of them."""
+        flat = np.concatenate([env[op.inputs[0]].reshape(-1) for op in step])
+        # The handlers of groupable kinds read only the op's attributes, never its shape.
+        y = run_op(step[0], [flat], ctx) & self.ring.mask
+        out, start = {}, 0
+        for op in step:
+            size = math.prod(op.shape)
+            out[op.output] = y[start : start + size].reshape(op.shape)
+            start += size
+        return out
 
 
 class ClientRuntime:

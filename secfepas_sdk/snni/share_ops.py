@@ -46,6 +46,8 @@ class ShareContext:
     ring: Ring
     nl: NonlinearEngine
     linear: Callable[[LinearOp, U64], U64]
+    # Capped relu_truncate ops that run both comparisons in one call (snni.schedule).
+    paired_caps: frozenset[str] = frozenset()
 
 
 @singledispatch
@@ -82,7 +84,21 @@ def _(op: Relu, xs: list[U64], ctx: ShareContext) -> U64:
 
 @run_op.register
 def _(op: ReluTruncate, xs: list[U64], ctx: ShareContext) -> U64:
+    if op.cap is not None and op.name in ctx.paired_caps:
+        return _paired_cap(op, op.cap, xs[0], ctx)
     return _cap(ctx.nl.relu_truncate(xs[0], op.shift), op.cap, ctx)
+
+
+def _paired_cap(op: ReluTruncate, cap: int, x: U64, ctx: ShareContext) -> U64:
+    """min(relu(t), c) as relu(t) - relu(t - c) with both in one relu_truncate call:
+    the client lowers its share by c 2^s (the low s bits, so t's carry, unchanged);
+    the plan's bounds keep x - c 2^s in range (snni.schedule.paired_caps)."""
+    ring = ctx.ring
+    lowered = x
+    if ctx.nl.party is Party.CLIENT:
+        lowered = ring.sub(x, np.full(x.shape, cap << op.shift, dtype=np.uint64))
+    both = ctx.nl.relu_truncate(np.stack([x, lowered]), op.shift)
+    return ring.sub(both[0], both[1])
 
 
 @run_op.register
