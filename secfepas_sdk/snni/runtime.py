@@ -143,7 +143,8 @@ class _Runner:
         flat = np.concatenate([env[op.inputs[0]].reshape(-1) for op in step])
         # The handlers of groupable kinds read only the op's attributes, never its shape.
         y = run_op(step[0], [flat], ctx) & self.ring.mask
-        out, start = {}, 0
+        out: dict[str, U64] = {}
+        start = 0
         for op in step:
             size = math.prod(op.shape)
             out[op.output] = y[start : start + size].reshape(op.shape)

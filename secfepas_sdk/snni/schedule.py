@@ -124,7 +124,7 @@ def paired_caps(plan: Plan) -> frozenset[str]:
     except SnniError:  # a linear op without public weight bounds: nothing is proven
         return frozenset()
     top = 1 << (plan.ring_bits - 1)
-    out = set()
+    out: set[str] = set()
     for op in candidates:
         assert op.cap is not None
         if bounds[op.inputs[0]] + ((op.cap + 1) << op.shift) <= top:
