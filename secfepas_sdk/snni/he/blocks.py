@@ -143,7 +143,7 @@ class LayerPart:
         terms = layer.layout.terms[k]
         for (i, _kern), plain in zip(terms, self._kernels(terms), strict=True):
             if plain is None:
-                continue
+                continue  # each kernel is NTT'd just before its product: still in cache
             ev.multiply_plain(self._cts[i], plain, tmp)
             ev.add_inplace(acc, tmp)
         ev.transform_from_ntt_inplace(acc)
@@ -154,23 +154,30 @@ class LayerPart:
         saved = s.scratch.save(acc)
         return saved if layer.reply is None else layer.reply.encode(saved, k)
 
-    def _kernels(self, terms: list[tuple[int, int]]) -> list[Any]:
-        """NTT-form plaintexts of the kernels of one block's terms (None: all zero)."""
+    def _kernels(self, terms: list[tuple[int, int]]) -> Iterator[Any]:
+        """NTT-form plaintexts of the kernels of one block's terms, in order (None: all
+        zero); uncached ones are made as they are read, and kept for the next block."""
         layer = self._layer
         ids = [kern for _i, kern in terms]
         if layer.plains is not None:
-            return [layer.plains[kern] for kern in ids]
+            yield from (layer.plains[kern] for kern in ids)
+            return
         if ids == self._last[0]:
-            return self._last[1]
+            yield from self._last[1]
+            return
+        plains: list[Any] = []
+        self._last = ([], [])
         if layer.sparse is not None:
             if self._bulk is None:
                 self._bulk = BulkNtt(self._s, layer.sparse)
             plains = self._bulk.plains(ids)
+            yield from plains
         else:
-            polys = [layer.source(kern) for kern in ids]  # type: ignore[misc]
-            plains = [ntt_plain(self._s, poly) if poly.any() else None for poly in polys]
+            for kern in ids:
+                poly = layer.source(kern)  # type: ignore[misc]
+                plains.append(ntt_plain(self._s, poly) if poly.any() else None)
+                yield plains[-1]
         self._last = (ids, plains)
-        return plains
 
     @staticmethod
     def _cbd(prg: Prg, count: int) -> I64:
