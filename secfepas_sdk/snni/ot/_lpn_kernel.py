@@ -104,3 +104,16 @@ def encode_plain(
     k = np.uint64(base.shape[0])
     for j in range(idx.shape[0]):
         _row(base, out, idx, bitset, out_bits, start, j, k, assign)
+
+
+@numba.njit(cache=True, nogil=True)
+def encode_bits(bitset: Any, out_bits: Any, idx: Any, start: Any, k_rows: Any) -> None:
+    """Bits only, written over out_bits: the receiver's x code words (the bit set
+    stays in cache, so no prefetch)."""  # pragma: no cover - compiled
+    k = np.uint64(k_rows)
+    for j in range(idx.shape[0]):
+        bit = np.uint8(0)
+        for r in range(idx.shape[1]):
+            i = (np.uint64(idx[j, r]) * k) >> np.uint64(32)
+            bit ^= (bitset[i >> np.uint64(3)] >> (i & np.uint64(7))) & np.uint8(1)
+        out_bits[start + j] = bit

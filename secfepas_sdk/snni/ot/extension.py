@@ -17,6 +17,7 @@ from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import Channel
 from secfepas_sdk.snni.ot import lpn
 from secfepas_sdk.snni.ot.ferret import FerretReceiver, FerretSender
+from secfepas_sdk.snni.ot.ferret_iter import scratch_for
 from secfepas_sdk.snni.ot.iknp import IknpReceiver, IknpSender
 from secfepas_sdk.snni.ot.softspoken import (
     DEFAULT_K,
@@ -85,8 +86,9 @@ def build(
     if extension != "ferret":
         return sender, receiver
     lpn.warm_up()
-    f_sender = FerretSender(sender, s_bits, domain=peer, main=FERRET_MAIN)
-    f_receiver = FerretReceiver(receiver, domain=mine, main=FERRET_MAIN)
+    scratch = scratch_for(lpn.SETUP, FERRET_MAIN)  # one tree group at a time, either role
+    f_sender = FerretSender(sender, s_bits, domain=peer, main=FERRET_MAIN, scratch=scratch)
+    f_receiver = FerretReceiver(receiver, domain=mine, main=FERRET_MAIN, scratch=scratch)
     with channel.label("ot-setup"):
         # SoftSpokenOT rows (the client's receiver first), then both senders compute
         # their two iterations at the same time, swap the SPCOT messages (the client

@@ -123,6 +123,34 @@ def encode_numpy(
             out_bits[start:stop] ^= base_bits[rows[:, r]]
 
 
+def encode_bits_numpy(bitset_bits: U8, k: int, out_bits: U8, idx: U32, start: int) -> None:
+    """numpy fallback of the bits-only kernel (``bitset_bits``: the k bits unpacked)."""
+    rows = (idx.astype(np.uint64) * np.uint64(k)) >> np.uint64(32)
+    out_bits[start : start + idx.shape[0]] = np.bitwise_xor.reduce(bitset_bits[rows], axis=1)
+
+
+def _bits_kernel() -> Callable[..., None] | None:
+    """The numba bits-only kernel if it matches numpy on a small input (cached)."""
+    if not _BITS_KERNEL:
+        chosen: Callable[..., None] | None = None
+        try:
+            from secfepas_sdk.snni.ot._lpn_kernel import encode_bits
+
+            bits = np.random.default_rng(5).integers(0, 2, 300).astype(np.uint8)
+            idx = _index_words(matrix_key(2, 1), 9, 40)
+            got, want = np.zeros(40, np.uint8), np.ones(40, np.uint8)
+            encode_bits(np.packbits(bits, bitorder="little"), got, idx, 0, 300)
+            encode_bits_numpy(bits, 300, want, idx, 0)
+            chosen = encode_bits if np.array_equal(got, want) else None
+        except Exception:  # noqa: S110 - no numba, or a kernel that fails: numpy then
+            pass
+        _BITS_KERNEL.append(chosen)
+    return _BITS_KERNEL[0]
+
+
+_BITS_KERNEL: list[Callable[..., None] | None] = []
+
+
 def _kernels() -> tuple[Callable[..., None], ...]:
     """The numba kernels, best first (none without numba)."""
     try:
@@ -175,7 +203,7 @@ class Encoder:
     copied once into a huge-page-aligned buffer (and the bits into a bit set that
     fits the cache), so that the iteration's tree groups reuse it."""
 
-    __slots__ = ("_bits", "_bitset", "_idx", "_kernel", "_key", "_table")
+    __slots__ = ("_bits", "_bits_kernel", "_bitset", "_idx", "_kernel", "_key", "_table")
 
     def __init__(
         self, key: bytes, base: U8, base_bits: U8 | None = None, *, use_numba: bool = True
@@ -190,6 +218,7 @@ class Encoder:
         if self._bits is not None and self._bits.shape != (base.shape[0],):
             raise SnniError("LPN base bits must match the base blocks")
         self._kernel = _KERNEL[0] if use_numba and accelerated() else None
+        self._bits_kernel = _bits_kernel() if self._kernel is not None else None
         self._bitset = (
             _EMPTY if self._bits is None else np.packbits(self._bits & 1, bitorder="little")
         )
@@ -201,10 +230,12 @@ class Encoder:
         """In place over rows first_row .. of the outputs (``out`` may be a slice, so
         the caller can encode tree group by tree group), and on the bits too when the
         encoder has base bits and ``out_bits`` is given. ``assign`` writes the code
-        words over ``out`` instead of XORing them in (the noise comes later)."""
+        words over ``out`` instead of XORing them in (the noise comes later). An
+        encoder with base bits may leave ``out_bits`` out: blocks only (the bits
+        then come from :meth:`encode_bits`)."""
         if out.ndim != 2 or out.shape[1] != 16 or not out.flags.c_contiguous:
             raise SnniError("LPN output must be a contiguous (n, 16) block array")
-        if (self._bits is None) != (out_bits is None):
+        if self._bits is None and out_bits is not None:
             raise SnniError("LPN encoding of bits needs both bit arrays")
         if out_bits is not None and out_bits.shape != (out.shape[0],):
             raise SnniError("LPN output bits must match the output blocks")
@@ -218,6 +249,22 @@ class Encoder:
                 self._kernel(self._table, o64, idx, self._bitset, ob, lo, assign)
             else:
                 encode_numpy(self._table, o64, idx, self._bits, out_bits, lo, assign)
+
+    def encode_bits(self, out_bits: U8, *, first_row: int = 0) -> None:
+        """The bit code words alone, written over ``out_bits`` (rows first_row ..): the
+        same bits :meth:`encode` gives, from the cached bit set instead of the table."""
+        if self._bits is None:
+            raise SnniError("LPN bit encoding needs base bits")
+        if out_bits.ndim != 1 or out_bits.dtype != np.uint8:
+            raise SnniError("LPN output bits must be a flat uint8 array")
+        k = self._bits.shape[0]
+        for lo in range(0, out_bits.shape[0], _CHUNK):
+            rows = min(_CHUNK, out_bits.shape[0] - lo)
+            idx = _index_words(self._key, first_row + lo, rows, self._idx)
+            if self._bits_kernel is not None:
+                self._bits_kernel(self._bitset, out_bits, idx, lo, k)
+            else:
+                encode_bits_numpy(self._bits & np.uint8(1), k, out_bits, idx, lo)
 
 
 def encode(
