@@ -120,13 +120,16 @@ class SecureInferenceClient:
     ) -> None:
         """``ot_extensions``: the OT extensions this camera proposes, most wanted first
         (``protocol.events.OT_EXTENSIONS``; the edge takes the first it allows).
-        None proposes only the library default (``snni.ot.extension.DEFAULT_EXTENSION``):
-        Ferret sends about half the bytes but holds about 0.4 GB more memory."""
+        None proposes the library default (``snni.ot.extension.DEFAULT_EXTENSION``,
+        Ferret: about half SoftSpokenOT's bytes) first, then the others, so that an
+        edge that allows only SoftSpokenOT still serves it."""
         self.host, self.port = parse_address(address)
         if ot_extensions is None:
+            from secfepas_sdk.protocol.events import OT_EXTENSIONS
             from secfepas_sdk.snni.ot.extension import DEFAULT_EXTENSION
 
-            ot_extensions = (DEFAULT_EXTENSION,)
+            others = [ot for ot in OT_EXTENSIONS if ot != DEFAULT_EXTENSION]
+            ot_extensions = (DEFAULT_EXTENSION, *others)
         try:
             self.suites = suites_for(tuple(ot_extensions))
         except ValueError as exc:

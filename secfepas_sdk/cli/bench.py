@@ -30,8 +30,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument(
         "--ot",
-        choices=("softspoken", "ferret"),
-        help="OT extension of both parties (default: the library default, softspoken)",
+        choices=("ferret", "softspoken"),
+        help="OT extension of both parties (default: the library default, ferret)",
     )
     parser.add_argument(
         "--json", action="store_true", help="print the results as one JSON object, no table"

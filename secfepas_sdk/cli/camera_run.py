@@ -87,8 +87,8 @@ def register(camera_subparsers: argparse._SubParsersAction[Any]) -> None:
     run.add_argument(
         "--ot",
         metavar="EXT[,EXT]",
-        help="OT extensions to propose to the edge, most wanted first: softspoken, ferret "
-        "(ferret: about half the bytes, about 0.4 GB more memory; default: softspoken)",
+        help="OT extensions to propose to the edge, most wanted first: ferret, softspoken "
+        "(default: ferret,softspoken; ferret sends about half the bytes)",
     )
     run.add_argument("--no-detect", action="store_true", help="the source already gives face crops")
     run.set_defaults(handler=_run)

@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     serve.add_argument(
         "--ot",
         metavar="EXT[,EXT]",
-        help="OT extensions cameras may choose: softspoken, ferret (default: both; a camera "
+        help="OT extensions cameras may choose: ferret, softspoken (default: both; a camera "
         "gets the first of its own proposal that is listed here)",
     )
     serve.add_argument(

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-OT_CHOICES = ("softspoken", "ferret")  # protocol.events.OT_EXTENSIONS (not imported for --help)
+OT_CHOICES = ("ferret", "softspoken")  # protocol.events.OT_EXTENSIONS (not imported for --help)
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     st.add_argument(
         "--ot",
         choices=OT_CHOICES,
-        help="OT extension of both parties (default: the library default, softspoken)",
+        help="OT extension of both parties (default: the library default, ferret)",
     )
     st.set_defaults(handler=_selftest)
     parser.set_defaults(handler=lambda _a: parser.print_help() or 2)

@@ -86,11 +86,11 @@ class EdgeSettings(BaseSettings):
         "error and serve on)",
     )
     ot_extensions: Annotated[tuple[Literal["softspoken", "ferret"], ...], NoDecode] = Field(
-        ("softspoken", "ferret"),
+        ("ferret", "softspoken"),
         min_length=1,
         max_length=len(OT_EXTENSIONS),
         description="OT extensions cameras may choose (each camera proposes, in its order "
-        "of preference; the edge takes the first it allows): softspoken, ferret",
+        "of preference; the edge takes the first it allows): ferret, softspoken",
     )
 
     @field_validator("ot_extensions", mode="before")

@@ -23,18 +23,20 @@ def test_bench_reports_time_bytes_and_memory(
     assert run["rounds"] >= 3
     assert run["client_rss_mb"] > 10 and run["server_rss_mb"] > 10
     assert run["client_cpu_seconds"] > 0 and run["server_cpu_seconds"] > 0
-    assert result["ot_extension"] == "softspoken"  # the library default
+    assert result["ot_extension"] == "ferret"  # the library default
     assert "median:" in capsys.readouterr().out
 
 
 def test_bench_json_is_a_flag_that_prints_one_json_object(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """(On Ferret: --ot reaches both parties; they would fail at the OT setup otherwise.)"""
-    assert main(["bench", "--repeat", "1", "--json", "--he-workers", "2", "--ot", "ferret"]) == 0
+    """(On SoftSpokenOT: --ot reaches both parties; they would fail at the OT setup otherwise.)"""
+    assert (
+        main(["bench", "--repeat", "1", "--json", "--he-workers", "2", "--ot", "softspoken"]) == 0
+    )
     result = json.loads(capsys.readouterr().out)  # nothing but the JSON object
     assert result["model_id"] == "demo-pain-cnn" and len(result["runs"]) == 1
-    assert result["he_workers"] == 2 and result["ot_extension"] == "ferret"
+    assert result["he_workers"] == 2 and result["ot_extension"] == "softspoken"
     (run,) = result["runs"]
     assert run["server_cpu_seconds"] > 0 and run["client_cpu_seconds"] > 0
 

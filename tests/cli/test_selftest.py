@@ -27,7 +27,7 @@ def _check_report(report: dict) -> None:
         "secure_logits", "plain_logits", "argmax_match", "max_abs_err", "seconds", "bytes",
         "rounds", "peak_rss_mb", "ot_extension",
     }  # fmt: skip
-    assert report["ot_extension"] == "softspoken"  # the library default
+    assert report["ot_extension"] == "ferret"  # the library default
     assert report["argmax_match"] is True
     assert report["max_abs_err"] < 0.05
     assert len(report["secure_logits"]) == len(report["plain_logits"]) == 4

@@ -75,16 +75,15 @@ def test_camera_and_edge_agree_on_ferret_over_tls(
     reference_probabilities: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """The camera proposes Ferret first, the edge allows both: both engines run Ferret
-    (an engine on another extension would fail at the OT setup), and the result is
-    the plaintext model's."""
+    """A camera with the defaults proposes Ferret first, the edge allows both: both
+    engines run Ferret (an engine on another extension would fail at the OT setup), and
+    the result is the plaintext model's."""
     caplog.set_level(logging.INFO, logger="secfepas_sdk")
 
     async def main() -> Any:
         async with running(make_settings(model_dir=demo_models)) as server:
-            client = SecureInferenceClient(
-                server.address, camera_tls(), MODEL, ot_extensions=("ferret", "softspoken")
-            )
+            client = SecureInferenceClient(server.address, camera_tls(), MODEL)
+            assert client.suites == ("snni-cheetah-ferret-v2", "snni-cheetah-v2")
             async with client:
                 a = await client.infer(demo_input)
                 assert client.ot_extension == "ferret"
@@ -95,6 +94,31 @@ def test_camera_and_edge_agree_on_ferret_over_tls(
     a = asyncio.run(main())
     np.testing.assert_allclose(a.probabilities, reference_probabilities, atol=0.02)
     assert any("suite snni-cheetah-ferret-v3" in r.getMessage() for r in caplog.records)
+
+
+def test_softspoken_only_edges_and_cameras_still_meet_the_new_defaults(
+    make_settings: Any,
+    camera_tls: Any,
+    demo_models: Path,
+    demo_input: Any,
+    reference_probabilities: Any,
+) -> None:
+    """An edge that allows only SoftSpokenOT serves a camera with the defaults (its
+    second proposal), and a default edge serves a camera that proposes only
+    snni-cheetah-v2 (as cameras did before Ferret became the default)."""
+
+    async def main(settings: Any, ot: tuple[str, ...] | None) -> Any:
+        async with running(settings) as server:
+            client = SecureInferenceClient(server.address, camera_tls(), MODEL, ot_extensions=ot)
+            async with client:
+                a = await client.infer(demo_input)
+                assert client.ot_extension == "softspoken"
+            return a
+
+    old_edge = make_settings(model_dir=demo_models, ot_extensions="softspoken")
+    for settings, ot in ((old_edge, None), (make_settings(model_dir=demo_models), ("softspoken",))):
+        a = asyncio.run(main(settings, ot))
+        np.testing.assert_allclose(a.probabilities, reference_probabilities, atol=0.02)
 
 
 def test_an_ot_extension_the_edge_does_not_allow_is_refused(

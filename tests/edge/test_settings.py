@@ -136,7 +136,7 @@ def test_ot_extensions_from_file_env_and_flags_and_refusals(
     assert load_settings(tmp_path / "edge.toml").ot_extensions == ("ferret", "softspoken")
     monkeypatch.delenv("SECFEPAS_EDGE_OT_EXTENSIONS")
     (tmp_path / "edge.toml").write_text(TOML)
-    assert load_settings(tmp_path / "edge.toml").ot_extensions == OT_EXTENSIONS
+    assert load_settings(tmp_path / "edge.toml").ot_extensions == ("ferret", "softspoken")
     assert load_settings(tmp_path / "edge.toml", ot_extensions="softspoken").ot_extensions == (
         "softspoken",
     )

@@ -34,7 +34,7 @@ EXTENSIONS = ("iknp", "softspoken", "ferret")
 # Ferret's main-iteration LPN set (read when a session is set up; tests of the
 # protocols above substitute the small set to run fast, both are 128-bit).
 FERRET_MAIN = lpn.MAIN
-DEFAULT_EXTENSION = "softspoken"  # measured: see docs/snni-core.md, "SoftSpokenOT"
+DEFAULT_EXTENSION = "ferret"  # measured: see docs/snni-core.md, "Ferret silent OT"
 
 __all__ = ["DEFAULT_EXTENSION", "DEFAULT_K", "EXTENSIONS", "build", "check_extension"]
 
