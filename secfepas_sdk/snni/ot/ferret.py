@@ -26,7 +26,7 @@ sender shifts q by d Delta. Random-choice OTs (:meth:`random_choice_ot`) keep x 
 the choice and send nothing. Per OT that is 1 bit (or 0) plus about 0.45 bits of
 amortised iteration traffic. A call that crosses an iteration sends its d bits in
 two messages, one per side of the boundary. Outputs are computed one tree group at
-a time as they are used (:mod:`.ferret_iter`), so a party holds about 40 MB for both
+a time as they are used (:mod:`.ferret_iter`), so a party holds about 55 MB for both
 directions instead of two whole iterations (350 MB).
 
 Leaf order: trees are grown in groups (about 8 MiB of leaves), node-major inside a
@@ -159,7 +159,7 @@ class FerretSender:
         """Step 2, no I/O: the setup iteration, then the first main one from its output;
         returns their SPCOT messages (the peer's sender computes at the same time)."""
         setup = self._start(lpn.SETUP, base)
-        first, tail = setup.message, setup.tail_blocks()
+        first, tail = setup.message, setup.tail_blocks(self._cursor.params.reserve)
         del setup
         self._it = self._start(self._cursor.params, tail)
         self._cursor.used = 0
@@ -183,7 +183,7 @@ class FerretSender:
             raise SnniError("Ferret used before bootstrap()")
         for span in self._cursor.spans(count):
             if span is None:
-                tail = self._it.tail_blocks()
+                tail = self._it.tail_blocks(self._cursor.params.reserve)
                 self._it = None  # its table and buffer go before the next one's
                 self._it = self._start(self._cursor.params, tail)
                 with channel.label(ITERATION_LABEL):
@@ -276,7 +276,7 @@ class FerretReceiver:
         """Step 4, no I/O: the receiver's side of both iterations."""
         setup = self._start(lpn.SETUP, base[0], base[1])
         setup.receive(messages[0])
-        bits, blocks = setup.tail()
+        bits, blocks = setup.tail(self._cursor.params.reserve)
         del setup
         self._it = self._start(self._cursor.params, bits, blocks)
         self._it.receive(messages[1])
@@ -294,7 +294,7 @@ class FerretReceiver:
             raise SnniError("Ferret used before bootstrap()")
         for span in self._cursor.spans(count):
             if span is None:
-                bits, base = self._it.tail()
+                bits, base = self._it.tail(self._cursor.params.reserve)
                 self._it = None
                 # The bits now, while the peer grows its trees; then its message.
                 self._it = it = self._start(self._cursor.params, bits, base)

@@ -99,11 +99,12 @@ class _Iteration:
             yield lo, self.buf.rows[lo - g * per : end - g * per]
             lo = end
 
-    def tail_blocks(self) -> U8:
-        """A copy of the last ``reserve`` outputs: the next iteration's base COTs."""
+    def tail_blocks(self, count: int) -> U8:
+        """A copy of the last ``count`` outputs: the next iteration's base COTs (its
+        reserve)."""
         p = self.p
-        out = np.empty((p.reserve, 16), dtype=np.uint8)
-        first = p.n - p.reserve
+        out = np.empty((count, 16), dtype=np.uint8)
+        first = p.n - count
         for at, rows in self.pieces(first, p.n):
             out[at - first : at - first + rows.shape[0]] = rows
         return out
@@ -221,6 +222,6 @@ class ReceiverIteration(_Iteration):
         self.encoder.encode(self.buf.rows[:rows], first_row=first)
         self.buf.rows[alpha * trees + np.arange(trees)] ^= self.last[a : a + trees] ^ total
 
-    def tail(self) -> tuple[U8, U8]:
-        """Copies of the last ``reserve`` (bits, blocks): the next base COTs."""
-        return self.bits[self.p.n - self.p.reserve :].copy(), self.tail_blocks()
+    def tail(self, count: int) -> tuple[U8, U8]:
+        """Copies of the last ``count`` (bits, blocks): the next base COTs."""
+        return self.bits[self.p.n - count :].copy(), self.tail_blocks(count)
