@@ -83,7 +83,7 @@ def test_camera_and_edge_agree_on_ferret_over_tls(
     async def main() -> Any:
         async with running(make_settings(model_dir=demo_models)) as server:
             client = SecureInferenceClient(server.address, camera_tls(), MODEL)
-            assert client.suites == ("snni-cheetah-ferret-v2", "snni-cheetah-v2")
+            assert client.suites == ("snni-cheetah-ferret-v3", "snni-cheetah-v3")
             async with client:
                 a = await client.infer(demo_input)
                 assert client.ot_extension == "ferret"
@@ -105,7 +105,7 @@ def test_softspoken_only_edges_and_cameras_still_meet_the_new_defaults(
 ) -> None:
     """An edge that allows only SoftSpokenOT serves a camera with the defaults (its
     second proposal), and a default edge serves a camera that proposes only
-    snni-cheetah-v2 (as cameras did before Ferret became the default)."""
+    snni-cheetah-v3 (as cameras did before Ferret became the default)."""
 
     async def main(settings: Any, ot: tuple[str, ...] | None) -> Any:
         async with running(settings) as server:
