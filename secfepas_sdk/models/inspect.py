@@ -52,6 +52,7 @@ _OT_METHODS = {  # OtSession method -> how many OTs one call makes
     "rot_send": lambda a: int(a[1]),
     "rot_send_random": lambda a: int(a[1]),
     "chosen_send": lambda a: int(np.asarray(a[1]).size),
+    "cot_send": lambda a: int(np.asarray(a[1]).size),
 }
 
 

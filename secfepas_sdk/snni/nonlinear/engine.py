@@ -28,12 +28,13 @@ from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import Channel
+from secfepas_sdk.snni.nonlinear import wrap
 from secfepas_sdk.snni.nonlinear.millionaire import greater_than
 from secfepas_sdk.snni.nonlinear.pooling import pool_output_hw, window_indices
 from secfepas_sdk.snni.ot import extension as extension_mod
 from secfepas_sdk.snni.ot.bits import pack_bits, packed_size, unpack_bits
 from secfepas_sdk.snni.ot.extension import DEFAULT_K
-from secfepas_sdk.snni.ot.session import OtSession, one_of_n_decode, one_of_n_payload, slot_width
+from secfepas_sdk.snni.ot.session import OtSession
 from secfepas_sdk.snni.party import Party
 from secfepas_sdk.snni.prg import Prg
 from secfepas_sdk.snni.ring import Ring
@@ -42,7 +43,6 @@ U64 = NDArray[np.uint64]
 U8 = NDArray[np.uint8]
 
 DEFAULT_BATCH = 1 << 18
-BitTable = Callable[[NDArray[np.uint8], NDArray[np.uint8], int, int], NDArray[np.uint8]]
 MAX_SHIFT = 32  # the truncation OT carries the wrap share mod 2^shift in a 64-bit slot pair
 
 
@@ -288,11 +288,10 @@ class NonlinearEngine:
     def _mux(self, d: U8, x: U64) -> U64:
         return self._mux_with(d, x, None)[0]
 
-    def _mux_with(
-        self, d: U8, x: U64, extra: tuple[U8, int, BitTable] | None
-    ) -> tuple[U64, U64 | None]:
+    def _mux_with(self, d: U8, x: U64, extra: tuple[U8, int] | None) -> tuple[U64, U64 | None]:
         """Share of d * x for XOR-shared bit d and additively shared x; optionally
-        also shares of a function of (m, d) (:meth:`_bf_client`), in the same flights.
+        (``extra`` = (m, s)) also shares mod 2^s of (d0 xor d1) m0 m1
+        (:mod:`.wrap`), in the same flights.
 
         Each party is the sender for its own x_i: with random-OT keys (k0, k1) it
         keeps r = d_i x_i - k0 and sends y = (1 - d_i) x_i - r - k1, so a receiver
@@ -310,65 +309,29 @@ class NonlinearEngine:
             k0, k1 = self.ot.rot_send(ch, n, width)
             peer = unpack_bits(ch.recv_exact(packed_size(n, width)), n, width)
             # Read the 1-of-4 OT's u (already on its way) before answering.
-            keys = None if extra is None else self._bf_client_keys(n, extra[1])
+            keys = None if extra is None else wrap.and_wrap_keys(ch, self.ot, n, extra[1])
             r = (dd * x - k0) & mask
             y = ((np.uint64(1) - dd) * x - r - k1) & mask
             ch.send(pack_bits(y, width))
-            if extra is not None:
-                f_share = self._bf_client(extra[0], d, extra[1], extra[2], keys)
+            if extra is not None and keys is not None:
+                f_share = wrap.and_wrap_client(ch, self.ot, self.prg, keys, extra[0], d, extra[1])
         else:
             k0, k1 = self.ot.rot_send(ch, n, width)
             k = self.ot.rot_recv(ch, d, width)
             r = (dd * x - k0) & mask
             y = ((np.uint64(1) - dd) * x - r - k1) & mask
             ch.send(pack_bits(y, width))
-            opened = self._bf_server_open(extra[0], d, extra[1]) if extra is not None else None
+            opened = None
+            if extra is not None:
+                opened = wrap.and_wrap_open(ch, self.ot, extra[0], d, extra[1])
             peer = unpack_bits(ch.recv_exact(packed_size(n, width)), n, width)
             if extra is not None and opened is not None:
-                f_share = self._bf_server_close(opened, n, extra[1])
+                f_share = wrap.and_wrap_close(ch, self.ot, opened, n, extra[1])
         got = (k + dd * np.asarray(peer, dtype=np.uint64)) & mask
         return np.asarray((r + got) & mask, dtype=np.uint64), f_share
 
     def _relu_flat(self, x: U64, bound: int, drop: int = 0) -> U64:
         return self._mux(self._drelu_flat(x, bound, drop), x)
-
-    def _bf_client_keys(self, n: int, shift: int) -> tuple[U64, U64]:
-        return self.ot.rot_send(self.channel, 2 * n, slot_width(2, shift))
-
-    def _bf_client(
-        self,
-        m: U8,
-        d: U8,
-        shift: int,
-        table: BitTable,
-        keys: tuple[U64, U64] | None = None,
-    ) -> U64:
-        """Additive shares mod 2^shift of f(m0, d0, m1, d1) for bits held as
-        (m0, d0) by the client and (m1, d1) by the server: one 1-of-4 OT in which
-        the server chooses by (m1, d1) and the client offers f(m0, d0, u, e) - rho
-        (``table(m0, d0, u, e)``) for its random rho. The client's share is rho;
-        the server's side is :meth:`_bf_server_open` then :meth:`_bf_server_close`."""
-        n = int(m.size)
-        s_mask = np.uint64((1 << shift) - 1)
-        rho = self.prg.uint64(n, shift)
-        msgs = np.empty((n, 4), dtype=np.uint64)
-        for u in (0, 1):
-            for e in (0, 1):
-                msgs[:, u + 2 * e] = (table(m, d, u, e).astype(np.uint64) - rho) & s_mask
-        if keys is None:
-            keys = self._bf_client_keys(n, shift)
-        self.channel.send(one_of_n_payload(keys, msgs, 2, shift))
-        return rho
-
-    def _bf_server_open(self, m: U8, d: U8, shift: int) -> tuple[U64, U64]:
-        choice = (m.astype(np.uint64) | (d.astype(np.uint64) << np.uint64(1))).reshape(-1)
-        bits = np.stack([m, d], axis=1).reshape(-1)
-        return self.ot.rot_recv(self.channel, bits, slot_width(2, shift)), choice
-
-    def _bf_server_close(self, opened: tuple[U64, U64], n: int, shift: int) -> U64:
-        key, choice = opened
-        raw = self.channel.recv_exact(packed_size(4 * n, shift))
-        return one_of_n_decode(key, raw, choice, 2, shift)
 
     def _truncate_flat(self, x: U64, shift: int) -> U64:
         """x >> shift from the shifted shares and one comparison on l - shift bits.
@@ -379,10 +342,9 @@ class NonlinearEngine:
         w' equals the true wrap of x'0 + x'1 except when x' < 2^s, i.e. for the
         bottom 2^s values of the ring, which this op does not support. w' comes
         from the millionaires' protocol on l - s bits (u0 > 2^(l-s) - 1 - u1) and
-        is converted to additive shares mod 2^s by one chosen-message OT (the
-        server offers, the client chooses)."""
+        is converted to additive shares mod 2^s by one OT (the server offers, the
+        client chooses; :mod:`.wrap`)."""
         ring = self.ring
-        n = int(x.size)
         xp = (x + np.uint64(1 << (ring.bits - 1))) & ring.mask if self._client else x
         u = xp >> np.uint64(shift)
         bits = ring.bits - shift
@@ -390,19 +352,13 @@ class NonlinearEngine:
         wbit = greater_than(
             self.channel, self.party, self.ot, u if self._client else u_mask - u, bits
         )
-        # Bit to arithmetic mod 2^s: the client picks (w0 xor w1) - rho with choice w0.
-        # The server offers, so its share (rho) is ready once it has sent: a plan that
-        # ends here sends the output share in the same flight (no extra round).
-        s_mask = np.uint64((1 << shift) - 1)
+        # Bit to arithmetic mod 2^s (:mod:`.wrap`). The server offers, so its share is
+        # ready once it has sent: a plan that ends here sends the output share in the
+        # same flight (no extra round).
         if self._client:
-            w_share = self.ot.chosen_recv(self.channel, wbit, shift)
+            w_share = wrap.xor_choose(self.channel, self.ot, wbit, shift)
         else:
-            rho = self.prg.uint64(n, shift)
-            w1 = wbit.astype(np.uint64)
-            m0 = (w1 - rho) & s_mask
-            m1 = ((w1 ^ np.uint64(1)) - rho) & s_mask
-            self.ot.chosen_send(self.channel, m0, m1, shift)
-            w_share = rho
+            w_share = wrap.xor_offer(self.channel, self.ot, self.prg, wbit, shift)
         out = u - (w_share << np.uint64(ring.bits - shift))
         if self._client:
             out = out - np.uint64(1 << (ring.bits - 1 - shift))
@@ -419,7 +375,8 @@ class NonlinearEngine:
         is 0 or -1 anyway (0 <= x < 2^s), or for x < -2^(l-1) + 2^s, the bottom
         2^s values of the ring, which this op does not support. Then
         ReLU = d (u0 + u1 - 2^(l-1-s)) - 2^(l-s) d w, and with d = 1 the wrap is
-        w = m0 and m1 (m_i = MSB(x'_i)): one multiplexer and one 1-of-4 OT."""
+        w = m0 and m1 (m_i = MSB(x'_i)): one multiplexer, and the wrap's OTs in its
+        flights (:mod:`.wrap`)."""
         ring = self.ring
         top = np.uint64(ring.bits - 1)
         xp = (x + np.uint64(1 << (ring.bits - 1))) & ring.mask if self._client else x
@@ -434,10 +391,7 @@ class NonlinearEngine:
         local = u - np.uint64(1 << (ring.bits - 1 - shift)) if self._client else u
         m = ((xp >> top) & np.uint64(1)).astype(np.uint8)
 
-        def d_and_wrap(m0: U8, d0: U8, m1: int, d1: int) -> U8:
-            return (d0 ^ np.uint8(d1)) & m0 & np.uint8(m1)
-
-        out, g_share = self._mux_with(d, local & ring.mask, (m, shift, d_and_wrap))
+        out, g_share = self._mux_with(d, local & ring.mask, (m, shift))
         if g_share is None:  # pragma: no cover - _mux_with always fills it here
             raise SnniError("internal: missing wrap share")
         out = out - (g_share << np.uint64(ring.bits - shift))

@@ -4,11 +4,14 @@ Who holds what: the client holds a, the server holds b, both L-bit unsigned
 integers (n of each). Output: XOR shares of 1{a > b}, one bit per element for
 each party; nothing else is revealed.
 
-1. Split a and b into q = ceil(L / 5) digits of 4-5 bits (:func:`digit_sizes`).
+1. Split a and b into digits (:func:`.layout.layout`: a function of the OT
+   extension and L only, so both parties agree).
 2. Leaves: for each k-bit digit, one 1-out-of-2^k OT with 2-bit messages. The
    server offers, for every possible client digit v, (1{v > b_i}, 1{v = b_i}) xor
-   its own random share bits; the client picks v = a_i. The 1-of-2^k OT is made
-   of k random OTs (see :mod:`secfepas_sdk.snni.ot.session`).
+   its own share bits; the client picks v = a_i. The 1-of-2^k OT is made of k
+   random OTs (see :mod:`secfepas_sdk.snni.ot.session`). With ``gt_only_low`` the
+   lowest digit's messages carry 1{v > b_i} only: no eq that contains the lowest
+   digit is ever used.
 3. Combine digits in a log-depth tree with
    gt = gt_H xor (eq_H and gt_L), eq = eq_H and eq_L. Both ANDs share eq_H,
    so each tree node consumes one *correlated* Beaver triple (x; y, y'; xy, xy'),
@@ -16,11 +19,12 @@ each party; nothing else is revealed.
    a random OT with choice x0 and messages (m0, m1) gives x0 * (m0 xor m1) as
    m_{x0} xor m0, i.e. an XOR-shared cross term. The choices x are random, so
    under Ferret these are random-choice OTs: bit triples with no message at all.
-Rounds: one OT round trip, then the tree's openings travel as a relay (see
-:func:`turn_levels`): each one-way flight carries the sender's opening of the level
-its peer needs and of the next one, so the tree of depth T = ceil(log2 q) costs the
-camera floor(T / 2) waits instead of T. The messages are the lock-step exchange's,
-byte for byte; only when each is sent changed.
+   Nodes on the lowest path compute gt only (one AND, 2 opened bits).
+   With ``free_first_level`` the server's leaf share bits are chosen as its
+   triple shares (eq_H = x_s, (gt_L, eq_L) = (y_s, y'_s)); its Beaver openings on
+   the first level are then 0 and not sent.
+Rounds: the openings travel as a relay (:func:`turn_levels`): a tree of depth T
+costs floor(T / 2) waits after the leaf OTs' one.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import Channel
+from secfepas_sdk.snni.nonlinear.layout import MAX_DIGIT_BITS, Layout, even_sizes, layout
 from secfepas_sdk.snni.ot.bits import pack_bits, packed_size, unpack_bits
 from secfepas_sdk.snni.ot.session import (
     OtSession,
@@ -47,27 +52,13 @@ from secfepas_sdk.snni.party import Party
 U64 = NDArray[np.uint64]
 U8 = NDArray[np.uint8]
 
-MAX_DIGIT_BITS = 5  # 1-of-32 leaves: 32 two-bit messages fill one 64-bit word
-FERRET_DIGIT_BITS = 3  # see digit_sizes
-_MSG_BITS = 2  # (gt, eq)
+__all__ = ["MAX_DIGIT_BITS", "digit_sizes", "greater_than", "turn_levels"]
 
 
 def digit_sizes(bits: int, max_digit: int = MAX_DIGIT_BITS) -> list[int]:
-    """Digit widths, least significant first: the fewest digits of at most
-    ``max_digit`` bits, as even as possible. A k-bit leaf costs k chosen-choice
-    random OTs and 2^k two-bit messages; each extra digit costs a tree node (a bit
-    triple and 3 opened bits each way). With SoftSpokenOT (k=4: 4 bytes per OT) and
-    IKNP the OTs dominate and 4-5-bit digits are cheapest; under Ferret an OT costs
-    about 1.5 bits, so 2^(k+1) message bits dominate and 3-bit digits are cheapest
-    (36 bits: 37 bytes against 58 with 5-bit digits; 2-bit digits save 5% more but
-    add a round)."""
-    if bits < 1:
-        raise SnniError("the millionaires' protocol needs at least one bit")
-    if not 1 <= max_digit <= MAX_DIGIT_BITS:
-        raise SnniError(f"digits must have 1..{MAX_DIGIT_BITS} bits")
-    q = -(-bits // max_digit)
-    base, extra = divmod(bits, q)
-    return [base + 1] * extra + [base] * (q - extra)
+    """The fewest digits of at most ``max_digit`` bits, as even as possible: the
+    SoftSpokenOT and IKNP layout (their OTs dominate the cost, see :mod:`.layout`)."""
+    return even_sizes(bits, max_digit)
 
 
 def _random_bits(shape: tuple[int, ...]) -> U8:
@@ -76,37 +67,43 @@ def _random_bits(shape: tuple[int, ...]) -> U8:
     return np.unpackbits(raw, count=count, bitorder="little").reshape(shape)
 
 
-def _leaf_messages(b_digits: U64, k: int, r_gt: U8, r_eq: U8) -> U64:
+def _leaf_messages(b_digits: U64, k: int, width: int, r_gt: U8, r_eq: U8) -> U64:
     """Server: for each digit b and every client digit v, (1{v > b}, 1{v = b})
-    xor its share bits, as (n, 2^k) two-bit messages."""
+    xor its share bits, as (n, 2^k) messages (``width`` 1: the gt bit only)."""
     v = np.arange(1 << k, dtype=np.uint64)[None, :]
     b = b_digits.reshape(-1, 1)
     gt = (v > b).astype(np.uint64) ^ r_gt.reshape(-1, 1)
+    if width == 1:
+        return np.asarray(gt, dtype=np.uint64)
     eq = (v == b).astype(np.uint64) ^ r_eq.reshape(-1, 1)
     out: U64 = gt | (eq << np.uint64(1))
     return out
 
 
-def _leaf_words(b_digits: U64, k: int, r_gt: U8, r_eq: U8) -> U64:
-    """The same messages packed in one word per digit (message v at bits 2v, 2v+1)."""
+def _leaf_words(b_digits: U64, k: int, width: int, r_gt: U8, r_eq: U8) -> U64:
+    """The same messages packed in one word per digit (message v at bits
+    [width v, width (v + 1)))."""
     v = np.arange(1 << k, dtype=np.uint64)
+    w = np.uint64(width)
     table = np.zeros(1 << k, dtype=np.uint64)
     for bv in range(1 << k):
-        gt = (v > bv).astype(np.uint64)
-        eq = (v == bv).astype(np.uint64)
-        table[bv] = np.bitwise_or.reduce((gt | (eq << np.uint64(1))) << (v * np.uint64(2)))
-    ones = np.uint64(sum(1 << (2 * i) for i in range(1 << k)))
+        msg = (v > bv).astype(np.uint64)
+        if width == 2:
+            msg |= (v == bv).astype(np.uint64) << np.uint64(1)
+        table[bv] = np.bitwise_or.reduce(msg << (v * w))
+    ones = np.uint64(sum(1 << (width * i) for i in range(1 << k)))
     words = table[b_digits.astype(np.intp)]
     words ^= r_gt.astype(np.uint64) * ones
-    words ^= r_eq.astype(np.uint64) * (ones << np.uint64(1))
+    if width == 2:
+        words ^= r_eq.astype(np.uint64) * (ones << np.uint64(1))
     return words
 
 
-def _packed(k: int) -> bool:
-    return ((_MSG_BITS << k) % 8) == 0
+def _packed(k: int, width: int) -> bool:
+    return ((width << k) % 8) == 0
 
 
-def _split(values: U64, sizes: list[int]) -> U64:
+def _split(values: U64, sizes: tuple[int, ...]) -> U64:
     """(n, q) digits of each value, least significant first."""
     out = np.empty((values.size, len(sizes)), dtype=np.uint64)
     shift = 0
@@ -116,67 +113,102 @@ def _split(values: U64, sizes: list[int]) -> U64:
     return out
 
 
-def greater_than(channel: Channel, party: Party, ot: OtSession, value: U64, bits: int) -> U8:
-    """XOR share of 1{a > b}; the client passes a, the server b (``bits`` wide)."""
-    n = int(value.size)
-    sizes = digit_sizes(bits, FERRET_DIGIT_BITS if ot.extension == "ferret" else MAX_DIGIT_BITS)
-    q = len(sizes)
-    digits = _split(value, sizes)
-    classes = sorted(set(sizes))
-    cols = {k: [j for j, size in enumerate(sizes) if size == k] for k in classes}
-    nodes = q - 1
-    gt = np.empty((n, q), dtype=np.uint8)
-    eq = np.empty((n, q), dtype=np.uint8)
-    # Step 1: all random OTs of this comparison, in one flight each way.
+def _leaves(
+    channel: Channel, party: Party, ot: OtSession, digits: U64, lay: Layout, nodes: int
+) -> tuple[U8, U8, U8, U64, U64, U64]:
+    """All random OTs of one comparison in one flight each way, then the leaf
+    messages: (gt, eq) share bits (n, q) and the triple material (x, k_x, s0, s1)."""
+    n, q = digits.shape
+    kinds = list(zip(lay.sizes, lay.widths, strict=True))
+    classes = sorted(set(kinds))
+    cols = {c: [j for j, kind in enumerate(kinds) if kind == c] for c in classes}
+    gt = np.zeros((n, q), dtype=np.uint8)
+    eq = np.zeros((n, q), dtype=np.uint8)
     if party is Party.CLIENT:
         leaf_keys = {
-            k: ot.rot_recv(channel, choice_bits(digits[:, cols[k]], k), slot_width(k, _MSG_BITS))
-            for k in classes
+            c: ot.rot_recv(channel, choice_bits(digits[:, cols[c]], c[0]), slot_width(*c))
+            for c in classes
         }
         x, k_recv = ot.rot_recv_random(channel, n * nodes, 2)
         s0, s1 = ot.rot_send_random(channel, n * nodes, 2)
-        for k in classes:
-            chosen = digits[:, cols[k]]
+        for c in classes:
+            k, w = c
+            chosen = digits[:, cols[c]]
             count = chosen.size << k
-            if _packed(k):
-                raw = channel.recv_exact(count * _MSG_BITS // 8)
-                leaf = words_decode(leaf_keys[k], raw, chosen, k, _MSG_BITS)
+            if _packed(k, w):
+                raw = channel.recv_exact(count * w // 8)
+                leaf = words_decode(leaf_keys[c], raw, chosen, k, w)
             else:
-                raw = channel.recv_exact(packed_size(count, _MSG_BITS))
-                leaf = one_of_n_decode(leaf_keys[k], raw, chosen, k, _MSG_BITS)
-            leaf = leaf.reshape(n, len(cols[k]))
-            gt[:, cols[k]] = (leaf & np.uint64(1)).astype(np.uint8)
-            eq[:, cols[k]] = (leaf >> np.uint64(1)).astype(np.uint8)
-    else:
-        leaf_pairs = {
-            k: ot.rot_send(channel, n * len(cols[k]) * k, slot_width(k, _MSG_BITS)) for k in classes
-        }
-        s0, s1 = ot.rot_send_random(channel, n * nodes, 2)
-        x, k_recv = ot.rot_recv_random(channel, n * nodes, 2)
-        gt[:] = _random_bits((n, q))
-        eq[:] = _random_bits((n, q))
-        for k in classes:
-            mine = digits[:, cols[k]].reshape(-1)
-            r_gt, r_eq = gt[:, cols[k]].reshape(-1), eq[:, cols[k]].reshape(-1)
-            if _packed(k):
-                words = _leaf_words(mine, k, r_gt, r_eq)
-                channel.send(words_payload(leaf_pairs[k], words, k, _MSG_BITS))
-            else:
-                msgs = _leaf_messages(mine, k, r_gt, r_eq)
-                channel.send(one_of_n_payload(leaf_pairs[k], msgs, k, _MSG_BITS))
+                raw = channel.recv_exact(packed_size(count, w))
+                leaf = one_of_n_decode(leaf_keys[c], raw, chosen, k, w)
+            leaf = leaf.reshape(n, len(cols[c]))
+            gt[:, cols[c]] = (leaf & np.uint64(1)).astype(np.uint8)
+            if w == 2:
+                eq[:, cols[c]] = (leaf >> np.uint64(1)).astype(np.uint8)
+        return gt, eq, x, k_recv, s0, s1
+    leaf_pairs = {c: ot.rot_send(channel, n * len(cols[c]) * c[0], slot_width(*c)) for c in classes}
+    s0, s1 = ot.rot_send_random(channel, n * nodes, 2)
+    x, k_recv = ot.rot_recv_random(channel, n * nodes, 2)
+    gt[:] = _random_bits((n, q))
+    eq[:] = _random_bits((n, q))
+    if lay.free_first_level and nodes:
+        # The server's first-level inputs are its triple shares: eq_H = x, (gt_L, eq_L) = y.
+        pairs = q // 2
+        y = (s0 ^ s1).astype(np.uint8).reshape(n, nodes)[:, :pairs]
+        eq[:, 1 : 2 * pairs : 2] = x.reshape(n, nodes)[:, :pairs]
+        gt[:, 0 : 2 * pairs : 2] = y & 1
+        eq[:, 0 : 2 * pairs : 2] = y >> 1
+    for c in classes:
+        k, w = c
+        mine = digits[:, cols[c]].reshape(-1)
+        r_gt, r_eq = gt[:, cols[c]].reshape(-1), eq[:, cols[c]].reshape(-1)
+        if _packed(k, w):
+            words = _leaf_words(mine, k, w, r_gt, r_eq)
+            channel.send(words_payload(leaf_pairs[c], words, k, w))
+        else:
+            msgs = _leaf_messages(mine, k, w, r_gt, r_eq)
+            channel.send(one_of_n_payload(leaf_pairs[c], msgs, k, w))
+    return gt, eq, x, k_recv, s0, s1
+
+
+def greater_than(
+    channel: Channel,
+    party: Party,
+    ot: OtSession,
+    value: U64,
+    bits: int,
+    *,
+    digits_layout: Layout | None = None,
+) -> U8:
+    """XOR share of 1{a > b}; the client passes a, the server b (``bits`` wide).
+    The layout is the backend's (:func:`.layout.layout`) unless both parties pass
+    the same ``digits_layout`` (tests: every layout must be exact)."""
+    n = int(value.size)
+    lay = layout(ot.extension, bits) if digits_layout is None else digits_layout
+    if sum(lay.sizes) != bits:
+        raise SnniError(f"digit layout {lay.sizes} does not cover {bits} bits")
+    q = len(lay.sizes)
+    nodes = q - 1
+    digits = _split(value, lay.sizes)
+    gt, eq, x, k_recv, s0, s1 = _leaves(channel, party, ot, digits, lay, nodes)
     # Correlated triples: x; y (bit 0) and y' (bit 1); z = x*y, z' = x*y' (shares).
     y = (s0 ^ s1).astype(np.uint8).reshape(n, nodes) if nodes else np.zeros((n, 0), np.uint8)
     xs = x.reshape(n, nodes)
     z = ((xs * np.uint8(3)) & y) ^ (k_recv ^ s0).astype(np.uint8).reshape(n, nodes)
-    tree = _Tree(party, gt, eq, xs, y, z)
+    tree = _Tree(party, gt, eq, xs, y, z, lay)
     for t in range(len(tree.levels) + 1):
         sends = turn_levels(t, len(tree.levels))
-        if (party is Party.SERVER) == (t % 2 == 0):
+        server_turn = t % 2 == 0
+        if (party is Party.SERVER) == server_turn:
             for j in sends:
-                channel.send(tree.opening(j))
+                if not (server_turn and tree.silent(j)):
+                    channel.send(tree.opening(j))
         else:
             for j in sends:
-                tree.peer[j] = channel.recv_exact(tree.opening_size(j))
+                if server_turn and tree.silent(j):
+                    tree.peer[j] = None  # the server's first-level openings are 0
+                else:
+                    tree.peer[j] = channel.recv_exact(tree.opening_size(j))
     return tree.result()
 
 
@@ -194,11 +226,15 @@ def turn_levels(turn: int, depth: int) -> list[int]:
 
 class _Tree:
     """One party's state of the AND tree: its (gt, eq) shares per digit and the
-    correlated triples; level j opens (d, e, e') = (eq_H ^ x, gt_L ^ y, eq_L ^ y')."""
+    correlated triples; level j opens (d, e, e') = (eq_H ^ x, gt_L ^ y, eq_L ^ y'),
+    without e' for the lowest pair when ``gt_only_low`` (its eq is never used)."""
 
-    def __init__(self, party: Party, gt: U8, eq: U8, xs: U8, y: U8, z: U8) -> None:
-        self.me0 = np.uint8(1 if party is Party.CLIENT else 0)
+    def __init__(self, party: Party, gt: U8, eq: U8, xs: U8, y: U8, z: U8, lay: Layout) -> None:
+        self.client = party is Party.CLIENT
+        self.me0 = np.uint8(1 if self.client else 0)
         self.gt, self.eq, self.xs, self.y, self.z = gt, eq, xs, y, z
+        self.skip = 1 if lay.gt_only_low else 0
+        self.free = lay.free_first_level
         self.levels: list[tuple[int, int]] = []  # (digits before the level, first triple)
         cur, used = gt.shape[1], 0
         while cur > 1:
@@ -207,10 +243,19 @@ class _Tree:
             cur = cur - cur // 2
         self.done = 0
         self.opened: dict[int, U8] = {}
-        self.peer: dict[int, bytes] = {}
+        self.peer: dict[int, bytes | None] = {}
+
+    def silent(self, j: int) -> bool:
+        """Whether the server's opening of level j is 0 by construction (not sent;
+        only the server opens level 0 in turn 0, see :func:`turn_levels`)."""
+        return self.free and j == 0
+
+    def _bits(self, j: int) -> int:
+        pairs = self.levels[j][0] // 2
+        return int(self.gt.shape[0]) * (3 * pairs - self.skip)
 
     def opening_size(self, j: int) -> int:
-        return packed_size(3 * self.gt.shape[0] * (self.levels[j][0] // 2), 1)
+        return packed_size(self._bits(j), 1)
 
     def opening(self, j: int) -> bytes:
         """This party's opening of level j (levels below j are finished first)."""
@@ -220,7 +265,13 @@ class _Tree:
         tx, ty = self.xs[:, used : used + pairs], self.y[:, used : used + pairs]
         gt, eq = self.gt, self.eq
         lo, hi = slice(0, 2 * pairs, 2), slice(1, 2 * pairs, 2)
-        opened = np.stack([eq[:, hi] ^ tx, gt[:, lo] ^ (ty & 1), eq[:, lo] ^ (ty >> 1)])
+        opened = np.concatenate(
+            [
+                (eq[:, hi] ^ tx).reshape(-1),
+                (gt[:, lo] ^ (ty & 1)).reshape(-1),
+                (eq[:, lo] ^ (ty >> 1))[:, self.skip :].reshape(-1),
+            ]
+        ).astype(np.uint8)
         self.opened[j] = opened
         return pack_bits(opened, 1)
 
@@ -232,24 +283,33 @@ class _Tree:
                 self.opening(j)
             cur, used = self.levels[j]
             pairs = cur // 2
+            n = self.gt.shape[0]
             mine = self.opened.pop(j)
             raw = self.peer.pop(j)
-            theirs: U8 = np.asarray(unpack_bits(raw, mine.size, 1, np.uint8), dtype=np.uint8)
-            opened = mine ^ theirs.reshape(mine.shape)
-            d, e, e2 = opened[0], opened[1], opened[2]
+            if raw is None:
+                theirs: U8 = np.zeros(mine.size, dtype=np.uint8)
+            else:
+                theirs = np.asarray(unpack_bits(raw, mine.size, 1, np.uint8), dtype=np.uint8)
+            opened = mine ^ theirs.reshape(-1)
+            d = opened[: n * pairs].reshape(n, pairs)
+            e = opened[n * pairs : 2 * n * pairs].reshape(n, pairs)
+            e2 = np.zeros((n, pairs), dtype=np.uint8)
+            e2[:, self.skip :] = opened[2 * n * pairs :].reshape(n, pairs - self.skip)
             tx = self.xs[:, used : used + pairs]
             ty = self.y[:, used : used + pairs]
             tz = self.z[:, used : used + pairs]
             me0 = self.me0
             and_gt = (tz & 1) ^ (d & (ty & 1)) ^ (e & tx) ^ (me0 & d & e)
             and_eq = (tz >> 1) ^ (d & (ty >> 1)) ^ (e2 & tx) ^ (me0 & d & e2)
+            if self.skip:
+                and_eq[:, 0] = 0  # unused: the lowest path's eq
             gt, eq = self.gt, self.eq
             new_gt = gt[:, slice(1, 2 * pairs, 2)] ^ and_gt
             new_eq = and_eq
             if cur % 2:
                 new_gt = np.concatenate([new_gt, gt[:, cur - 1 :]], axis=1)
                 new_eq = np.concatenate([new_eq, eq[:, cur - 1 :]], axis=1)
-            self.gt, self.eq = new_gt, new_eq
+            self.gt, self.eq = new_gt.astype(np.uint8), new_eq.astype(np.uint8)
             self.done += 1
 
     def result(self) -> U8:

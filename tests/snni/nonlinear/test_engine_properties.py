@@ -115,7 +115,9 @@ def test_bounded_drelu_and_relu(case: tuple[Ring, int, NDArray[np.int64]]) -> No
 
 
 def test_bound_cuts_traffic() -> None:
-    """A 24-bit bound at l = 37 compares 24 bits instead of 36: about 2/3 of the bytes."""
+    """A 24-bit bound at l = 37 compares 24 bits instead of 36: about 2/3 of the
+    comparison's bytes; the multiplexer's 2 x 37 bits stay (under Ferret they are a
+    fifth of a ReLU, so the whole op drops to 0.76 of its bytes, 0.68 on SoftSpokenOT)."""
     ring = Ring(bits=37, frac_bits=12)
     vals = np.random.default_rng(0).integers(-(1 << 24), 1 << 24, 2048)
     sizes = []
@@ -137,4 +139,4 @@ def test_bound_cuts_traffic() -> None:
         )
         np.testing.assert_array_equal(ring.to_signed(ring.add(a, b)), np.maximum(vals, 0))
         sizes.append(sent_a + sent_b)
-    assert sizes[1] < 0.75 * sizes[0]
+    assert sizes[1] < 0.8 * sizes[0]

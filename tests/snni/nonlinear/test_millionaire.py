@@ -1,4 +1,5 @@
-"""The millionaires' protocol on its own, for every digit layout."""
+"""The millionaires' protocol on its own, for every digit layout, and the cost
+model of :mod:`secfepas_sdk.snni.nonlinear.layout` held to the measured wire."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from secfepas_sdk.errors import SnniError
-from secfepas_sdk.snni.channel import Channel
+from secfepas_sdk.snni.channel import Channel, run_pair
+from secfepas_sdk.snni.nonlinear.layout import Layout, cost, layout, tree_depth
 from secfepas_sdk.snni.nonlinear.millionaire import digit_sizes, greater_than
 from secfepas_sdk.snni.ot import OtSession
+from secfepas_sdk.snni.ot.ferret import ITERATION_LABEL
 from secfepas_sdk.snni.party import Party
 
 
@@ -28,7 +33,7 @@ def test_digit_sizes_rejects_zero() -> None:
         digit_sizes(0)
 
 
-@pytest.mark.parametrize("bits", [1, 3, 7, 24, 36])
+@pytest.mark.parametrize("bits", [1, 2, 3, 5, 7, 13, 24, 25, 36])
 def test_greater_than(run_parties: Callable[..., tuple[Any, Any]], bits: int) -> None:
     rng = np.random.default_rng(bits)
     top = (1 << bits) - 1
@@ -50,3 +55,98 @@ def test_greater_than(run_parties: Callable[..., tuple[Any, Any]], bits: int) ->
 
     c, s = run_parties(party(Party.CLIENT, a), party(Party.SERVER, b))
     np.testing.assert_array_equal(c ^ s, (a > b).astype(np.uint8))
+
+
+def _pair_values(rng: np.random.Generator, bits: int, n: int) -> tuple[Any, Any]:
+    top = (1 << bits) - 1
+    a = rng.integers(0, top + 1, n, dtype=np.uint64)
+    b = rng.integers(0, top + 1, n, dtype=np.uint64)
+    b[: n // 2] = a[: n // 2]  # ties reach every tree node
+    b[: n // 4] ^= np.uint64(1) << rng.integers(0, bits, n // 4).astype(np.uint64)
+    return a, b
+
+
+_LAYOUTS = st.builds(
+    Layout,
+    sizes=st.lists(st.integers(1, 5), min_size=1, max_size=9).map(tuple),
+    gt_only_low=st.booleans(),
+    free_first_level=st.booleans(),
+)
+
+
+@settings(max_examples=3, deadline=None)
+@given(st.lists(_LAYOUTS, min_size=1, max_size=6), st.integers(0, 2**32 - 1))
+def test_every_layout_is_exact(layouts: list[Layout], seed: int) -> None:
+    """Any digit layouts, with or without the Ferret-era options, on the backend
+    (one session per example: each layout in turn)."""
+    rng = np.random.default_rng(seed)
+    cases = [(lay, *_pair_values(rng, sum(lay.sizes), 64)) for lay in layouts]
+
+    def party(who: Party) -> Callable[[Channel], Any]:
+        def run(channel: Channel) -> Any:
+            ot = OtSession(who)
+            ot.setup(channel)
+            return [
+                greater_than(
+                    channel, who, ot, a if who is Party.CLIENT else b, sum(lay.sizes),
+                    digits_layout=lay,
+                )
+                for lay, a, b in cases
+            ]  # fmt: skip
+
+        return run
+
+    c, s = run_pair(party(Party.CLIENT), party(Party.SERVER))
+    for (_, a, b), ci, si in zip(cases, c, s, strict=True):
+        np.testing.assert_array_equal(ci ^ si, (a > b).astype(np.uint8))
+
+
+@pytest.mark.parametrize("bits", [1, 2, 5, 8, 13, 24, 25, 36, 40])
+def test_layout_is_public_and_covers_the_bits(bits: int) -> None:
+    for extension in ("softspoken", "iknp"):
+        assert layout(extension, bits) == Layout(sizes=tuple(digit_sizes(bits)))
+    lay = layout("ferret", bits)
+    assert sum(lay.sizes) == bits and lay.gt_only_low and lay.free_first_level
+    # No deeper than 3-bit digits' tree: no round more than before.
+    assert lay.levels <= tree_depth(-(-bits // 3))
+    assert cost(lay).rounds <= 1 + tree_depth(-(-bits // 3)) // 2
+
+
+def test_ferret_layout_beats_the_v2_layout() -> None:
+    """36 bits: 16 digits of 2-3 bits, 247 bits on the wire against v2's 294."""
+    lay = layout("ferret", 36)
+    assert lay.sizes == (3, 3, 3, 3) + (2,) * 12
+    assert cost(lay).wire_bits("ferret") == 247
+    v2 = cost(Layout(sizes=(3,) * 12))
+    assert v2.wire_bits("ferret") == 294
+    assert cost(lay).total_bits("ferret") < v2.total_bits("ferret")
+
+
+def test_cost_model_is_the_measured_wire(ot_backend: str) -> None:
+    """Bytes and rounds of one comparison equal the model (Ferret: without iterations)."""
+    n, widths = 1024, (1, 2, 5, 13, 24, 36)
+    rng = np.random.default_rng(5)
+    cases = {bits: _pair_values(rng, bits, n) for bits in widths}
+
+    def party(who: Party) -> Callable[[Channel], Any]:
+        def run(channel: Channel) -> Any:
+            ot = OtSession(who)
+            ot.setup(channel)
+            for bits, (a, b) in cases.items():
+                with channel.label(f"cmp{bits}"):
+                    greater_than(channel, who, ot, a if who is Party.CLIENT else b, bits)
+            return channel.stats
+
+        return run
+
+    stats, _ = run_pair(party(Party.CLIENT), party(Party.SERVER))
+    for bits in widths:
+        name = f"cmp{bits}"
+        wire = sum(
+            v.bytes_sent + v.bytes_received
+            for label, v in stats.by_label.items()
+            if label.split("/")[0] == name and ITERATION_LABEL not in label
+        )
+        model = cost(layout(ot_backend, bits))
+        assert (bits, wire * 8) == (bits, model.wire_bits(ot_backend) * n)
+        assert (bits, stats.by_label[name].rounds) == (bits, model.rounds)

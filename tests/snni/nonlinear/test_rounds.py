@@ -17,13 +17,8 @@ from hypothesis import strategies as st
 
 from secfepas_sdk.snni.channel import Channel, run_pair
 from secfepas_sdk.snni.nonlinear import NonlinearEngine
-from secfepas_sdk.snni.nonlinear.millionaire import (
-    FERRET_DIGIT_BITS,
-    MAX_DIGIT_BITS,
-    digit_sizes,
-    greater_than,
-    turn_levels,
-)
+from secfepas_sdk.snni.nonlinear.layout import layout
+from secfepas_sdk.snni.nonlinear.millionaire import greater_than, turn_levels
 from secfepas_sdk.snni.ot import OtSession
 from secfepas_sdk.snni.party import Party
 from secfepas_sdk.snni.prg import Prg
@@ -33,8 +28,7 @@ RING = Ring(bits=37, frac_bits=12)
 
 
 def depth(bits: int, backend: str) -> int:
-    q = len(digit_sizes(bits, FERRET_DIGIT_BITS if backend == "ferret" else MAX_DIGIT_BITS))
-    return (q - 1).bit_length()
+    return layout(backend, bits).levels
 
 
 @given(st.integers(0, 12))
@@ -96,7 +90,8 @@ def _rounds(op: Callable[[NonlinearEngine, Any], Any], x: Any) -> int:
     return rounds
 
 
-# (op, rounds with SoftSpokenOT/IKNP (4-5-bit digits), with Ferret (3-bit digits)),
+# (op, rounds with SoftSpokenOT/IKNP (4-5-bit digits), with Ferret (layout.layout:
+# trees no deeper than 3-bit digits')),
 # each counting the wait a camera's last message costs. Before the relay (and the
 # truncation's OT turned round): ReLU 5 + 1, truncate 4 + 1, relu_truncate 5 + 1,
 # a 2x2 max-pool 10 + 1.

@@ -3,10 +3,13 @@ cannot silently grow back. Ferret's LPN iterations (labelled ``ot-iteration``,
 amortised to under 0.5 bits per OT, see tests/snni/ot/test_ferret.py) are counted
 apart: they depend on how full the COT buffer is, the protocol bytes do not.
 
-Ferret's ReLU at l = 37, for instance (bits per element, both ways):
-  millionaires on 36 bits as 12 digits of 3 bits: 36 choice bits + 12 * 2^3 * 2
-  message bits + 11 tree nodes * 3 opened bits * 2 parties (bit triples are free),
-  then the multiplexer: 2 * (1 choice bit + 37 bits) = 370 bits = 46.25 bytes.
+Ferret's ReLU at l = 37, for instance (bits per element, both ways; suite
+snni-cheetah-ferret-v3, snni.nonlinear.layout): millionaires on 36 bits as digits
+(3, 3, 3, 3, 2 x 12): 36 choice bits + 2^3 (gt only) + 3 * 2^3 * 2 + 12 * 2^2 * 2
+message bits, 8 first-level nodes opened by the client only (7 * 3 + 2 bits), 7
+later nodes by both (7 * 6 - 3 * 2 bits; bit triples are free): 247 bits; then the
+multiplexer: 2 * (1 choice bit + 37 bits) = 323 bits = 40.375 bytes (3-bit digits: 46.25).
+Truncation (s = 12): a 25-bit comparison (162 bits) + one correlated OT (1 + 12).
 """
 
 from __future__ import annotations
@@ -29,12 +32,12 @@ POOL = (1, 4, 32, 32)  # 3x3 stride 2 -> 4 x 15 x 15 = 900 outputs
 # Bytes per element (per output for max-pool), both directions together.
 PINNED: dict[str, dict[str, float]] = {
     "ferret": {
-        "relu": 46.25,
-        "relu_bound24": 33.75,
-        "truncate": 28.25,
-        "relu_truncate": 40.0,
-        "maxpool": 289.844,
-        "maxpool_bound24": 216.993,
+        "relu": 40.375,
+        "relu_bound24": 30.625,
+        "truncate": 21.875,
+        "relu_truncate": 33.875,
+        "maxpool": 253.027,
+        "maxpool_bound24": 186.44,
     },
     "softspoken": {
         "relu": 270.5,
