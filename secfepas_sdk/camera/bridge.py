@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -97,6 +97,10 @@ class InferenceBridge:
             chan.fail("inference aborted")
             receive.cancel()
             await asyncio.gather(receive, return_exceptions=True)
+            # The thread's own failure (its channel failed) is a consequence of exc,
+            # which is raised instead: take it, whether the thread has ended already
+            # or ends later, so that asyncio never reports it as never retrieved.
+            work.add_done_callback(_take_outcome)
             if not work.done():
                 # The thread stops at its next channel call (the channel has failed).
                 with contextlib.suppress(BaseException):
@@ -129,6 +133,11 @@ async def _edge_to_thread(pump: MessagePump, chan: ThreadChannel) -> None:
     except BaseException as exc:
         chan.fail(f"session ended: {exc}")
         raise
+
+
+def _take_outcome(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _ours(exc: BaseException) -> bool:
