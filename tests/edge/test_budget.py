@@ -107,7 +107,7 @@ def test_registry_works_out_what_each_budget_covers(
     assert model.budget_covered == 10**8
     assert model.budget_stated == "2^-40 over 100000000 inferences"
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
-    # A plan from before budgets: 2^-37.2 per inference, so 2^-37 covers one inference.
+    # A plan from before budgets: 2^-37.1 per inference, so 2^-37 covers one inference.
     (old,) = ModelRegistry.load(_pre_budget_package(tmp_path / "old", -37))
     assert old.budget_covered == 1
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

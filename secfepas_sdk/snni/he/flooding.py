@@ -46,8 +46,8 @@ __all__ = [
 
 U64 = NDArray[np.uint64]
 
-# The same constants as params.FRESH_NOISE_MAX (19.2) and the CBD bound (21), exactly.
-_FRESH = Fraction(96, 5)
+# The same constants as params.FRESH_NOISE_MAX (21) and the CBD bound (21), exactly.
+_FRESH = Fraction(21)
 _CBD = 21
 MAX_INFERENCES = 10**15
 
@@ -95,8 +95,8 @@ DEFAULT_BUDGET = CircuitPrivacy()
 
 
 def noise_bound(params: HeParams, l1_log2: int) -> Fraction:
-    """B: the larger of the weight-dependent noise (19.2 + 1) * 2^l1_log2 and the
-    re-randomisation's (19.2 + 21) * N + 21 (params.data_noise_log2, pk_zero_noise_log2)."""
+    """B: the larger of the weight-dependent noise (21 + 1) * 2^l1_log2 and the
+    re-randomisation's (21 + 21) * N + 21 (params.data_noise_log2, pk_zero_noise_log2)."""
     data = (_FRESH + 1) * (1 << max(l1_log2, 0))
     pk = (_FRESH + _CBD) * params.poly_degree + _CBD
     return max(data, pk)

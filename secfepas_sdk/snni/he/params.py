@@ -17,8 +17,10 @@ from typing import Any
 from secfepas_sdk._extras import require
 from secfepas_sdk.errors import InvalidValueError, SnniError
 
-# SEAL: encryption noise is a clipped normal, sigma 3.2, clipped at 6 sigma.
-FRESH_NOISE_MAX = 19.2
+# SEAL (4.x, as tenseal bundles it, built without SEAL_USE_GAUSSIAN_NOISE) samples
+# encryption and key noise from a centred binomial distribution, sigma 3.2: |e| <= 21.
+# (19.2, its clipped-normal bound of 6 sigma, held only for the Gaussian build.)
+FRESH_NOISE_MAX = 21
 # Per-coefficient statistical security of noise flooding (bits), enforced per layer.
 MIN_FLOOD_SIGMA = 40
 
@@ -106,7 +108,7 @@ def get_params(name: str) -> HeParams:
 def data_noise_log2(l1_norm: float) -> float:
     """log2 bound on the noise after multiplying fresh ciphertexts by weights.
 
-    Each input ciphertext carries |e| <= 19.2 plus two encoding roundings of at
+    Each input ciphertext carries |e| <= 21 plus two encoding roundings of at
     most 1/2 (client's encryption, server's add of its own share); the product
     with an integer kernel polynomial multiplies it by at most the kernel's L1
     norm, and ``l1_norm`` is the sum over all kernels summed into one output.
@@ -116,7 +118,7 @@ def data_noise_log2(l1_norm: float) -> float:
 
 def pk_zero_noise_log2(poly_degree: int) -> float:
     """log2 bound on the noise of a public-key encryption of zero, e_pk*u + e1 + e2*s,
-    with |e_pk| <= 19.2 (SEAL), |e1|, |e2| <= 21 (centred binomial) and ternary u, s."""
+    with |e_pk|, |e1|, |e2| <= 21 (SEAL's and our centred binomial) and ternary u, s."""
     return math.log2((FRESH_NOISE_MAX + 21.0) * poly_degree + 21.0)
 
 

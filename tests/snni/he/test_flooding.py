@@ -56,7 +56,7 @@ def test_no_layer_gets_less_than_40_bits() -> None:
 def test_a_share_beyond_the_largest_flood_is_refused() -> None:
     with pytest.raises(SnniError, match="decrypts correctly only up to 2\\^79"):
         sized_flood_bits(BFV_N8192, RING_BITS, 25, Fraction(1, 1 << 80))
-    assert noise_bound(BFV_N8192, 0) == Fraction(402, 10) * 8192 + 21  # the pk term
+    assert noise_bound(BFV_N8192, 0) == (21 + 21) * 8192 + 21  # the pk term: |e| <= 21 (CBD)
 
 
 def test_budget_values_are_checked() -> None:
