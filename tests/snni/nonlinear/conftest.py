@@ -9,10 +9,12 @@ from secfepas_sdk.snni.ot import extension as extension_mod
 from secfepas_sdk.snni.ot import lpn
 
 BACKENDS = ("softspoken", "ferret", "iknp")
-# Hypothesis and scale tests set up many sessions: on Ferret they run in the slow
-# suite (-m slow), its other tests (one session each, such as the round counts) in
-# the default one; IKNP runs only in the slow suite. tests/snni/test_nonlinear_marking.py
-# holds the default suite to this.
+# Hypothesis and scale tests set up many sessions: on a backend other than the
+# library default (extension.DEFAULT_EXTENSION) they run in the slow suite (-m slow),
+# its other tests (one session each, such as the round counts) in the default one;
+# IKNP runs only in the slow suite. The default backend runs everything by default.
+# tests/snni/test_nonlinear_marking.py holds the default suite to this.
+DEFAULT_BACKEND = extension_mod.DEFAULT_EXTENSION  # read before any fixture patches it
 _SCALE_MODULES = frozenset({"test_engine_scale_slow"})
 
 
@@ -37,5 +39,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         callspec = getattr(item, "callspec", None)
         backend = callspec.params.get("ot_backend") if callspec is not None else None
-        if backend == "iknp" or (backend == "ferret" and _heavy(item)):
+        if backend is None or backend == DEFAULT_BACKEND:
+            continue
+        if backend == "iknp" or _heavy(item):
             item.add_marker(pytest.mark.slow)
