@@ -85,8 +85,8 @@ class EdgeSettings(BaseSettings):
         description="refuse a model whose circuit-privacy budget is spent (default: log an "
         "error and serve on)",
     )
-    ot_extensions: Annotated[tuple[Literal["softspoken", "ferret"], ...], NoDecode] = Field(
-        ("ferret", "softspoken"),
+    ot_extensions: Annotated[tuple[Literal["ferret", "softspoken"], ...], NoDecode] = Field(
+        OT_EXTENSIONS,  # type: ignore[arg-type]  # the same names, preferred first
         min_length=1,
         max_length=len(OT_EXTENSIONS),
         description="OT extensions cameras may choose (each camera proposes, in its order "

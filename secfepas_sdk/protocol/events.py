@@ -67,16 +67,17 @@ SUITE_CHEETAH_FERRET_V3 = "snni-cheetah-ferret-v3"
 """The same suite with Ferret silent OT (bootstrapped from SoftSpokenOT k = 4)."""
 
 SUITE_OT_EXTENSIONS: dict[str, str] = {
-    SUITE_CHEETAH_V3: "softspoken",
     SUITE_CHEETAH_FERRET_V3: "ferret",
+    SUITE_CHEETAH_V3: "softspoken",
 }
-"""The OT extension each suite runs (``snni.ot.extension`` names); a suite's meaning
-never changes, a new variant is a new suite."""
+"""The OT extension each suite runs (``snni.ot.extension`` names), in order of
+preference (Ferret, the library default, first); a suite's meaning never changes, a
+new variant is a new suite."""
 
 OT_EXTENSIONS: tuple[str, ...] = tuple(SUITE_OT_EXTENSIONS.values())
-"""The OT extensions a camera may propose and an edge may allow."""
+"""The OT extensions a camera may propose and an edge may allow, preferred first."""
 
-SUITES: tuple[str, ...] = (SUITE_CHEETAH_V3, SUITE_CHEETAH_FERRET_V3)
+SUITES: tuple[str, ...] = tuple(SUITE_OT_EXTENSIONS)
 """Secure-inference suites this implementation speaks, in order of preference."""
 
 
