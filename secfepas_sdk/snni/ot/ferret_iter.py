@@ -20,6 +20,7 @@ are computed, as before.
 
 from __future__ import annotations
 
+import abc
 import secrets
 from collections.abc import Iterator
 from typing import Protocol
@@ -64,7 +65,7 @@ def group_buffer(buf: Blocks | None, p: lpn.LpnParams) -> Blocks:
     return buf if buf is not None and buf.rows.shape[0] >= group_rows(p) else Blocks(group_rows(p))
 
 
-class _Iteration:
+class _Iteration(abc.ABC):
     """The outputs of one iteration, one group in ``buf`` at a time."""
 
     __slots__ = ("buf", "encoder", "loaded", "p", "scratch", "trees")
@@ -82,8 +83,9 @@ class _Iteration:
         a = g * self.trees
         return a, min(self.p.t, a + self.trees) - a, a << self.p.log_leaves
 
+    @abc.abstractmethod
     def _fill(self, g: int) -> None:
-        raise NotImplementedError
+        """Compute group g's outputs into ``buf`` (the sender's or the receiver's way)."""
 
     def pieces(self, lo: int, hi: int) -> Iterator[tuple[int, U8]]:
         """(first row, blocks) of outputs lo .. hi - 1, group by group: a view of the
