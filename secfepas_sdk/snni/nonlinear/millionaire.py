@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import Channel
-from secfepas_sdk.snni.nonlinear.layout import MAX_DIGIT_BITS, Layout, even_sizes, layout
+from secfepas_sdk.snni.nonlinear.layout import Layout, layout
 from secfepas_sdk.snni.ot.bits import pack_bits, packed_size, unpack_bits
 from secfepas_sdk.snni.ot.session import (
     OtSession,
@@ -52,13 +52,7 @@ from secfepas_sdk.snni.party import Party
 U64 = NDArray[np.uint64]
 U8 = NDArray[np.uint8]
 
-__all__ = ["MAX_DIGIT_BITS", "digit_sizes", "greater_than", "turn_levels"]
-
-
-def digit_sizes(bits: int, max_digit: int = MAX_DIGIT_BITS) -> list[int]:
-    """The fewest digits of at most ``max_digit`` bits, as even as possible: the
-    SoftSpokenOT and IKNP layout (their OTs dominate the cost, see :mod:`.layout`)."""
-    return even_sizes(bits, max_digit)
+__all__ = ["greater_than", "turn_levels"]
 
 
 def _random_bits(shape: tuple[int, ...]) -> U8:

@@ -13,24 +13,24 @@ from hypothesis import strategies as st
 
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import Channel, run_pair
-from secfepas_sdk.snni.nonlinear.layout import Layout, cost, layout, tree_depth
-from secfepas_sdk.snni.nonlinear.millionaire import digit_sizes, greater_than
+from secfepas_sdk.snni.nonlinear.layout import Layout, cost, even_sizes, layout, tree_depth
+from secfepas_sdk.snni.nonlinear.millionaire import greater_than
 from secfepas_sdk.snni.ot import OtSession
 from secfepas_sdk.snni.ot.ferret import ITERATION_LABEL
 from secfepas_sdk.snni.party import Party
 
 
 @pytest.mark.parametrize("bits", [1, 2, 3, 6, 9, 24, 25, 36, 40, 59])
-def test_digit_sizes_cover_the_bits(bits: int) -> None:
-    sizes = digit_sizes(bits)
+def test_even_sizes_cover_the_bits(bits: int) -> None:
+    sizes = even_sizes(bits)
     assert sum(sizes) == bits
     assert max(sizes) <= 5 and max(sizes) - min(sizes) <= 1
     assert len(sizes) == -(-bits // 5)
 
 
-def test_digit_sizes_rejects_zero() -> None:
+def test_even_sizes_rejects_zero() -> None:
     with pytest.raises(SnniError):
-        digit_sizes(0)
+        even_sizes(0)
 
 
 @pytest.mark.parametrize("bits", [1, 2, 3, 5, 7, 13, 24, 25, 36])
@@ -104,7 +104,7 @@ def test_every_layout_is_exact(layouts: list[Layout], seed: int) -> None:
 @pytest.mark.parametrize("bits", [1, 2, 5, 8, 13, 24, 25, 36, 40])
 def test_layout_is_public_and_covers_the_bits(bits: int) -> None:
     for extension in ("softspoken", "iknp"):
-        assert layout(extension, bits) == Layout(sizes=tuple(digit_sizes(bits)))
+        assert layout(extension, bits) == Layout(sizes=tuple(even_sizes(bits)))
     lay = layout("ferret", bits)
     assert sum(lay.sizes) == bits and lay.gt_only_low and lay.free_first_level
     # No deeper than 3-bit digits' tree: no round more than before.
