@@ -114,6 +114,18 @@ def edge(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backgro
     yield from demo_edge(pki, tmp_path_factory.mktemp("edge"), max_sessions=1)
 
 
+def _two_halves(
+    first: NDArray[np.uint8], second: NDArray[np.uint8], path: Path, write: Callable[..., Path]
+) -> Path:
+    """HALF_S of ``first`` then HALF_S of ``second``, each frame a little brighter than
+    the last so that redundancy reduction lets it through."""
+    per_half = int(HALF_S * FPS)
+    frames = [
+        cv2.add(img, np.full_like(img, 2 * k)) for img in (first, second) for k in range(per_half)
+    ]
+    return write(path, frames, fps=FPS)
+
+
 @pytest.fixture(scope="module")
 def half_empty_clip(
     tmp_path_factory: pytest.TempPathFactory,
@@ -121,14 +133,10 @@ def half_empty_clip(
     coffee_bgr: NDArray[np.uint8],
     write_video: Callable[..., Path],
 ) -> Path:
-    """Real images: astronaut() (a face) then coffee() (no one), each frame a little
-    brighter than the last so that redundancy reduction lets it through."""
-    size = astronaut_bgr.shape[1], astronaut_bgr.shape[0]
-    room = cv2.resize(coffee_bgr, size)
-    per_half = int(HALF_S * FPS)
-    frames = [cv2.add(astronaut_bgr, np.full_like(astronaut_bgr, 2 * k)) for k in range(per_half)]
-    frames += [cv2.add(room, np.full_like(room, 2 * k)) for k in range(per_half)]
-    return write_video(tmp_path_factory.mktemp("clip") / "half.avi", frames, fps=FPS)
+    """Real images: astronaut() (a face) then coffee() (no one)."""
+    room = cv2.resize(coffee_bgr, (astronaut_bgr.shape[1], astronaut_bgr.shape[0]))
+    path = tmp_path_factory.mktemp("clip") / "half.avi"
+    return _two_halves(astronaut_bgr, room, path, write_video)
 
 
 @pytest.fixture(scope="module")
@@ -139,12 +147,9 @@ def empty_half_clip(
     write_video: Callable[..., Path],
 ) -> Path:
     """The same two halves swapped: the empty room first, then the face."""
-    size = astronaut_bgr.shape[1], astronaut_bgr.shape[0]
-    room = cv2.resize(coffee_bgr, size)
-    per_half = int(HALF_S * FPS)
-    frames = [cv2.add(room, np.full_like(room, 2 * k)) for k in range(per_half)]
-    frames += [cv2.add(astronaut_bgr, np.full_like(astronaut_bgr, 2 * k)) for k in range(per_half)]
-    return write_video(tmp_path_factory.mktemp("clip") / "swapped.avi", frames, fps=FPS)
+    room = cv2.resize(coffee_bgr, (astronaut_bgr.shape[1], astronaut_bgr.shape[0]))
+    path = tmp_path_factory.mktemp("clip") / "swapped.avi"
+    return _two_halves(room, astronaut_bgr, path, write_video)
 
 
 class EdgeWatch(ReplayClock):
