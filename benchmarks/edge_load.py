@@ -13,7 +13,8 @@ occupies).
 Cost per frame, for sizing: every camera runs its first inference (session
 setup included), then all wait at a barrier; the edge tree's CPU-seconds are
 read there and again at a second barrier after the last inference, before any
-session closes. Their difference over the steady inferences is
+session closes; the cameras stay held at each barrier until the read is done.
+Their difference over the steady inferences is
 ``edge_cpu_s_per_inference``, c; the first phase gives
 ``edge_setup_cpu_s_per_session``. CPU-seconds, unlike throughput, hardly depend
 on what else runs on the machine, so an edge with N cores serves about
@@ -71,6 +72,16 @@ def _meet(barrier: Any) -> bool:
     return True
 
 
+def _hold(barrier: Any) -> None:
+    """A camera's stop: arrive, then wait again until the parent has read the edge's CPU
+    (the barrier is cyclic). Released at once, the cameras would start inferring, or
+    close their sessions, while the parent still reads /proc: a session process that
+    ends is reaped by the kernel (the model host ignores SIGCHLD), so its CPU-seconds
+    vanish from the tree, and the per-inference figure read low at 8 and 16 cameras."""
+    if _meet(barrier):
+        _meet(barrier)
+
+
 def _camera(args: tuple[int, int, str, int, str, tuple[int, ...]]) -> dict[str, Any]:
     index, port, pki_dir, count, model, shape = args
     assert _barriers is not None, "run through the pool's initializer"
@@ -96,7 +107,7 @@ def _camera(args: tuple[int, int, str, int, str, tuple[int, ...]]) -> dict[str, 
         cpu = 0.0
         for i in range(count):
             if i == 1:  # the steady phase starts for every camera at once
-                await asyncio.to_thread(_meet, _barriers[0])
+                await asyncio.to_thread(_hold, _barriers[0])
                 cpu = time.process_time()
             try:
                 a = await client.infer(x)
@@ -106,11 +117,11 @@ def _camera(args: tuple[int, int, str, int, str, tuple[int, ...]]) -> dict[str, 
                 out["errors"] += 1
                 out.setdefault("error_kinds", []).append(type(exc).__name__)
         if count == 1:
-            await asyncio.to_thread(_meet, _barriers[0])
+            await asyncio.to_thread(_hold, _barriers[0])
             cpu = time.process_time()
         out["steady_cpu_s"] = time.process_time() - cpu
         out["wall"] = time.monotonic() - start
-        await asyncio.to_thread(_meet, _barriers[1])  # before any session closes
+        await asyncio.to_thread(_hold, _barriers[1])  # before any session closes
         await client.close()
         return out
 
@@ -163,10 +174,10 @@ def run_level(n: int, count: int, tmp: Path, model: str, shape: tuple[int, ...])
             pending = pool.map_async(
                 _camera, [(i, port, str(tmp / "pki"), count, model, shape) for i in range(n)]
             )
-            if _meet(steady_at):
-                cpu["steady"] = tree_cpu_s(edge.pid)
-            if _meet(done_at):
-                cpu["done"] = tree_cpu_s(edge.pid)
+            for key, barrier in (("steady", steady_at), ("done", done_at)):
+                if _meet(barrier):  # every camera is waiting: nothing runs or ends now
+                    cpu[key] = tree_cpu_s(edge.pid)
+                    _meet(barrier)  # let them go
             results = pending.get()
         wall = time.monotonic() - start
     finally:
