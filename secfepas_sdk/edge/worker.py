@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from secfepas_sdk.edge import worker_link
 from secfepas_sdk.errors import PeerDataError
+from secfepas_sdk.protocol.events import OT_EXTENSIONS
 from secfepas_sdk.protocol.transport import read_exact
 from secfepas_sdk.snni.channel import Channel, ChannelError
 
@@ -119,7 +120,7 @@ def serve_session(
     max_message: int,
     he_workers: int = 1,
     *,
-    ot_extension: str = "softspoken",
+    ot_extension: str = OT_EXTENSIONS[0],
 ) -> str:
     """Serve one camera session's inferences until told to quit; returns the outcome.
 

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from secfepas_sdk.edge.worker import ignore_interrupts, load_runtime, reason, serve_session
 from secfepas_sdk.errors import SecfepasError
+from secfepas_sdk.protocol.events import OT_EXTENSIONS
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
@@ -207,7 +208,7 @@ class WorkerHost:
         *,
         timeout_s: float,
         max_message: int,
-        ot_extension: str = "softspoken",
+        ot_extension: str = OT_EXTENSIONS[0],
     ) -> SessionProcess:
         """A new process serving one session of ``model_path`` over a fresh socketpair,
         running the session's negotiated OT extension."""
