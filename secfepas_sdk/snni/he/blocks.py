@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.he import sealio
 from secfepas_sdk.snni.he.bulk import BulkNtt
+from secfepas_sdk.snni.he.direct import DirectProducts
 from secfepas_sdk.snni.he.flooding import flood_residues
 from secfepas_sdk.snni.prg import Prg, derive_seed
 from secfepas_sdk.snni.ring import Ring
@@ -96,6 +97,9 @@ class LayerPart:
         self.blocks = range(part, layout.n_out, parts)
         self.needed = frozenset(i for k in self.blocks for i, _kern in layout.terms[k])
         self._cts: dict[int, Any] = {}
+        # direct path (direct.py): inputs kept in coefficient form, products outside SEAL
+        self._coeffs: dict[int, U64] = {}
+        self._products: Iterator[tuple[int, U64]] | None = None
         self._next = 0  # inputs arrive in order
         self._bulk: BulkNtt | None = None
         # The last block's kernel plaintexts: the tiles of one output block follow each
@@ -118,15 +122,32 @@ class LayerPart:
             if ct.parms_id() != s.first or ct.size() != 2 or ct.is_ntt_form():
                 raise SnniError("client ciphertext has the wrong level, size or form")
             ev.add_plain_inplace(ct, s.plaintext(self._polys[i]))
+            if self._layer.direct is not None:
+                _parms, _ntt, polys = sealio.ciphertext_polys(s.scratch.save(ct))
+                self._coeffs[i] = polys
+                continue
             ev.transform_to_ntt_inplace(ct)
             self._cts[i] = ct
 
     def replies(self) -> Iterator[bytes]:
         if self._next != self._layer.layout.n_in:
             raise SnniError("the layer's input ciphertexts are incomplete")
+        layer = self._layer
+        if layer.direct is not None:
+            s = self._s
+            direct = DirectProducts(
+                layer.direct,
+                layer.layout.terms,
+                [int(q) for q in s.first_moduli],
+                layer.limb_bits,
+                s.n,
+            )
+            self._products = direct.products(list(self.blocks), self._coeffs)
         for k in self.blocks:
             yield self._reply(k)
         self._cts.clear()
+        self._coeffs.clear()
+        self._products = None
         self._last = ([], [])
         self._bulk = None
 
@@ -139,20 +160,39 @@ class LayerPart:
         # all-zero kernels (structural or pruned) are skipped: SEAL refuses them.
         acc = s.seal.Ciphertext(s.context)
         ev.multiply_plain(self._pk_ct, self._ternary_ntt(noise), acc)
-        tmp = s.seal.Ciphertext(s.context)
-        terms = layer.layout.terms[k]
-        for (i, _kern), plain in zip(terms, self._kernels(terms), strict=True):
-            if plain is None:
-                continue  # each kernel is NTT'd just before its product: still in cache
-            ev.multiply_plain(self._cts[i], plain, tmp)
-            ev.add_inplace(acc, tmp)
-        ev.transform_from_ntt_inplace(acc)
+        if self._products is not None:
+            ev.transform_from_ntt_inplace(acc)
+            ev.add_inplace(acc, self._direct_product(k))
+        else:
+            tmp = s.seal.Ciphertext(s.context)
+            terms = layer.layout.terms[k]
+            for (i, _kern), plain in zip(terms, self._kernels(terms), strict=True):
+                if plain is None:
+                    continue  # each kernel is NTT'd just before its product: still in cache
+                ev.multiply_plain(self._cts[i], plain, tmp)
+                ev.add_inplace(acc, tmp)
+            ev.transform_from_ntt_inplace(acc)
         r = block_mask(s.ring, self._seed, k, s.n)
         ev.add_plain_inplace(acc, s.plaintext((np.uint64(0) - r) & s.ring.mask))
         ev.add_inplace(acc, self._noise_ct(noise, layer.flood_bits))
         ev.mod_switch_to_inplace(acc, s.last)
         saved = s.scratch.save(acc)
         return saved if layer.reply is None else layer.reply.encode(saved, k)
+
+    def _direct_product(self, k: int) -> Any:
+        """Block k's sum_i ct_i * K_i from the direct path, as a coefficient-form
+        ciphertext (the same polynomial mod q as SEAL's products give)."""
+        assert self._products is not None
+        s = self._s
+        got, polys = next(self._products)
+        if got != k:
+            raise SnniError("direct products out of block order")
+        raw = sealio.ciphertext_bytes(
+            polys, parms_id=sealio.parms_id_bytes(s.first), ntt_form=False, poly_degree=s.n
+        )
+        ct = s.seal.Ciphertext(s.context)
+        s.scratch.load(ct, s.context, raw)
+        return ct
 
     def _kernels(self, terms: list[tuple[int, int]]) -> Iterator[Any]:
         """NTT-form plaintexts of the kernels of one block's terms, in order (None: all

@@ -38,7 +38,7 @@ from numpy.typing import NDArray
 from secfepas_sdk._extras import require
 from secfepas_sdk.errors import PeerDataError, SnniError
 from secfepas_sdk.snni.channel import Channel
-from secfepas_sdk.snni.he import bulk, keys, sealio
+from secfepas_sdk.snni.he import bulk, direct, keys, sealio
 from secfepas_sdk.snni.he.blocks import BlockPool, LayerPart, block_mask, ntt_plain
 from secfepas_sdk.snni.he.bulk import SparseKernels
 from secfepas_sdk.snni.he.layers import HeLayout
@@ -216,6 +216,8 @@ class PreparedLayer:
     index: int  # its place among the server's layers: how another process names it
     reply: ReplyCodec | None = None  # None: replies go as SEAL ciphertexts (plans v1, v2)
     sparse: SparseKernels | None = None  # set: uncached kernels are NTT'd in bulk (bulk.py)
+    direct: SparseKernels | None = None  # set: products in the coefficient domain (direct.py)
+    limb_bits: int = 0  # the direct path's limb width, from the plan's public L1 bound
 
 
 class HeServer:
@@ -319,6 +321,11 @@ class HeServer:
             if sparse is not None and bulk.worth_it(sparse.positions.size, l1_bound, s.params):
                 prepared.sparse = sparse
                 bulk.warm_up()
+        if sparse is not None and direct.worth_it(
+            sparse.positions.size, l1_bound, s.params, cached=cache
+        ):
+            prepared.direct = sparse
+            prepared.limb_bits = direct.limb_bits(l1_bound)
         if reply is not None:
             prepared.reply = s.codec(layout, reply)
         self._layers.append(prepared)

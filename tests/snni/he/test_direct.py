@@ -1,0 +1,180 @@
+"""The direct (coefficient-domain) products give SEAL's replies byte for byte, and
+the shares still reconstruct the conv."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from testkit.he import RING, SERVER_SEED, Case, camera_messages, camera_share, replay
+
+from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.channel import run_pair
+from secfepas_sdk.snni.he import direct
+from secfepas_sdk.snni.he.bulk import SparseKernels
+from secfepas_sdk.snni.he.direct import DirectProducts, limb_bits
+from secfepas_sdk.snni.he.engine import HeClient, HeServer
+from secfepas_sdk.snni.he.layers import ConvLayer, ConvSpec
+from secfepas_sdk.snni.he.params import BFV_N8192, BFV_N8192_Q218, HeParams
+from secfepas_sdk.snni.prg import Prg
+
+N = BFV_N8192.poly_degree
+SPECS = {
+    "1x1": ConvSpec(in_shape=(40, 7, 7), out_channels=12, kernel=(1, 1)),
+    "3x3-stride2": ConvSpec(
+        in_shape=(6, 9, 9), out_channels=5, kernel=(3, 3), stride=(2, 2), pads=(1, 1, 1, 1)
+    ),
+    "3x3": ConvSpec(in_shape=(12, 10, 10), out_channels=8, kernel=(3, 3), pads=(1, 1, 1, 1)),
+    "depthwise": ConvSpec(
+        in_shape=(9, 8, 8), out_channels=9, kernel=(3, 3), pads=(1, 1, 1, 1), groups=9
+    ),
+    "groups": ConvSpec(in_shape=(8, 6, 6), out_channels=4, kernel=(1, 1), groups=2),
+}
+
+
+def _conv(spec: ConvSpec, w: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """W x in the ring (signed int64 arithmetic), in the layer's output order."""
+    c, h, wd = spec.in_shape
+    top, left, bottom, right = spec.pads
+    xp = np.zeros((c, h + top + bottom, wd + left + right), dtype=np.int64)
+    xp[:, top : top + h, left : left + wd] = RING.to_signed(x)
+    m, ho, wo = spec.out_shape
+    (sh, sw), (kh, kw) = spec.stride, spec.kernel
+    cg, mg = c // spec.groups, m // spec.groups
+    y = np.zeros((m, ho, wo), dtype=np.int64)
+    for g in range(spec.groups):
+        xs = xp[g * cg : (g + 1) * cg]
+        for di in range(kh):
+            for dj in range(kw):
+                patch = xs[:, di : di + sh * ho : sh, dj : dj + sw * wo : sw]
+                y[g * mg : (g + 1) * mg] += np.tensordot(
+                    w[g * mg : (g + 1) * mg, :, di, dj], patch, axes=(1, 0)
+                )
+    return RING.reduce(y).reshape(-1)
+
+
+def _weights(spec: ConvSpec, seed: int, ternary: bool) -> np.ndarray:
+    c, m = spec.in_shape[0] // spec.groups, spec.out_channels
+    rng = np.random.default_rng(seed)
+    top = 2 if ternary else 1 << 10
+    w = rng.integers(-top + 1, top, size=(m, c, *spec.kernel), dtype=np.int64)
+    w.reshape(-1)[:4] = [0, -1, top - 1, -(top - 1)]
+    w[0] = 0  # an all-zero output channel: zero kernels, skipped by SEAL's path
+    return w
+
+
+def _server(client: HeClient, params: HeParams) -> HeServer:
+    server = HeServer(params, RING, prg=Prg(SERVER_SEED))
+    run_pair(client.setup, server.setup)
+    return server
+
+
+@pytest.mark.parametrize("params", [BFV_N8192, BFV_N8192_Q218], ids=lambda p: p.name)
+@pytest.mark.parametrize("name", list(SPECS))
+def test_direct_replies_are_seals_bytes(
+    params: HeParams, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = SPECS[name]
+    layer = ConvLayer(spec, N)
+    client = HeClient(params, RING)
+    for ternary in (False, True):  # 3 limbs and 2 limbs
+        w = _weights(spec, 5, ternary)
+        x = RING.random(Prg(), spec.in_shape)
+        x0, x1 = RING.share(x, Prg())
+        case = Case(layer=layer, w=w, x=x, x0=x0, x1=x1)
+        messages = camera_messages(client, case)
+        # the plan's public bound may be looser than the weights: 2^23 takes 3 limbs
+        l1 = layer.l1_bound(w) if ternary else 2.0**23
+        assert direct.limb_count(limb_bits(l1)) == (2 if ternary else 3)
+        runs = []
+        for use in (False, True):
+            monkeypatch.setattr(direct, "worth_it", lambda *a, use=use, **k: use)
+            server = _server(client, params)
+            source, sparse = layer.kernel_views(w)
+            prepared = server.prepare(layer.layout, source, l1, cache=False, sparse=sparse)
+            assert (prepared.direct is not None) == use
+            runs.append(replay(server, case, messages, prepared))
+            server.close()
+        (replies, y1), (direct_replies, direct_y1) = runs
+        assert direct_replies == replies
+        assert np.array_equal(direct_y1, y1)
+        share = camera_share(client, case, replies)
+        assert np.array_equal(RING.add(share, y1), _conv(spec, w, x))
+    client.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    support=st.integers(1, 6),
+    l1_log2=st.integers(0, 38),
+    blocks=st.integers(1, 3),
+)
+def test_direct_products_are_exact_mod_q(
+    seed: int, support: int, l1_log2: int, blocks: int
+) -> None:
+    """Random residues and weights up to the bound, against Python integers."""
+    n, moduli = 16, [(1 << 60) - 93, (1 << 59) - 55, 1 << 50 | 1]  # any odd q < 2^60
+    rng = np.random.default_rng(seed)
+    positions = np.sort(rng.choice(n, size=support, replace=False)).astype(np.int64)
+    n_in, n_kern = 3, 4
+    top = 2**l1_log2  # the largest |w|; the bound is then met with equality
+    bound = top * n_in * support
+    rows = rng.integers(-top, top + 1, size=(n_kern, support), dtype=np.int64)
+    rows[0] = -top  # the extremes, and a zero
+    rows[1, 0] = 0
+    rows[2] = top
+    sparse = SparseKernels(positions=positions, rows=lambda ids: rows[ids])
+    terms = [[(i, int(rng.integers(n_kern))) for i in range(n_in)] for _ in range(blocks)]
+    cts = {
+        i: np.stack(
+            [
+                np.stack([rng.integers(0, q, size=n, dtype=np.uint64) for q in moduli])
+                for _c in range(2)
+            ]
+        )
+        for i in range(n_in)
+    }
+    got = dict(
+        DirectProducts(sparse, terms, moduli, limb_bits(bound), n).products(
+            list(range(blocks)), cts
+        )
+    )
+    for k in range(blocks):
+        for c in range(2):
+            for p, q in enumerate(moduli):
+                want = [0] * n
+                for i, kern in terms[k]:
+                    a = [int(v) for v in cts[i][c, p]]
+                    for j, pos in enumerate(positions.tolist()):
+                        wj = int(rows[kern, j])
+                        for x in range(n):
+                            y = x + pos
+                            sign = 1 if y < n else -1
+                            want[y % n] += sign * wj * a[x]
+                assert got[k][c, p].tolist() == [v % q for v in want]
+
+
+def test_rows_above_the_exact_bound_are_refused() -> None:
+    sparse = SparseKernels(
+        positions=np.arange(2, dtype=np.int64),
+        rows=lambda ids: np.full((len(ids), 2), 1 << 40, dtype=np.int64),
+    )
+    cts = {0: np.zeros((2, 1, 8), dtype=np.uint64)}
+    products = DirectProducts(sparse, [[(0, 0)]], [(1 << 60) - 93], limb_bits(2.0**20), 8)
+    with pytest.raises(SnniError, match="exceed"):
+        list(products.products([0], cts))
+
+
+def test_cost_model_picks_direct_for_small_supports() -> None:
+    """Public geometry only: a 56x56 1x1 conv goes direct, a 3x3 256->256 stays on SEAL."""
+    small = ConvLayer(ConvSpec(in_shape=(256, 56, 56), out_channels=64, kernel=(1, 1)), N)
+    big = ConvLayer(
+        ConvSpec(in_shape=(256, 14, 14), out_channels=256, kernel=(3, 3), pads=(1, 1, 1, 1)), N
+    )
+    l1 = 2.0**24
+    assert direct.worth_it(small.support_size, l1, BFV_N8192_Q218, cached=False)
+    assert not direct.worth_it(big.support_size, l1, BFV_N8192_Q218, cached=False)
+    assert not direct.worth_it(big.support_size, l1, BFV_N8192_Q218, cached=True)
+    assert not direct.worth_it(small.support_size, 2.0**50, BFV_N8192_Q218, cached=False)
