@@ -19,7 +19,7 @@ from testkit.he import (
 )
 
 from secfepas_sdk.errors import SnniError
-from secfepas_sdk.snni.he import bulk
+from secfepas_sdk.snni.he import bulk, direct
 from secfepas_sdk.snni.he.blocks import ntt_plain
 from secfepas_sdk.snni.he.bulk import BulkNtt, SparseKernels
 from secfepas_sdk.snni.he.engine import HeClient, _Seal
@@ -97,6 +97,7 @@ def test_uncached_layer_gives_the_same_replies_and_exact_shares(
 ) -> None:
     """The bulk path against SEAL's per-kernel path on one camera message, byte for byte."""
     monkeypatch.setattr(bulk, "worth_it", lambda *args: True)
+    monkeypatch.setattr(direct, "worth_it", lambda *args, **kwargs: False)  # bulk, not direct
     client = HeClient(BFV_N8192, RING)
     case = conv_case()
     layer = case.layer
