@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import Channel
-from secfepas_sdk.snni.he import bulk
+from secfepas_sdk.snni.he import bulk, direct
 from secfepas_sdk.snni.he.bulk import SparseKernels
 from secfepas_sdk.snni.he.engine import HeClient, HeServer, PreparedLayer
 from secfepas_sdk.snni.he.layers import ConvLayer, MatmulLayer
@@ -265,20 +265,30 @@ class ServerRuntime:
             self._bias[op.name] = bias.reshape((-1,) + (1,) * (len(op.shape) - 1))
 
     def _cache_policy(self, linear: list[LinearOp], cache_bytes: int) -> set[str]:
-        """The layers whose kernels are pre-encoded: the dearest to NTT per inference
-        first (per byte, since every kernel plaintext has the same size), then plan
-        order, while they fit in ``cache_bytes``. Public data only."""
+        """The layers whose kernels are pre-encoded, while they fit in ``cache_bytes``.
+        Public data only. A layer whose direct products beat even cached SEAL products
+        is never cached (the cache would buy nothing); layers that the direct path
+        serves well uncached come after every layer that has no such path (caching
+        saves them less); within each group the dearest to NTT per inference first
+        (per byte, since every kernel plaintext has the same size), then plan order."""
         r = self._run
         per_kernel = (len(r.params.coeff_bits) - 1) * r.params.poly_degree * 8
 
-        def dearest(op: LinearOp) -> float:
+        def rank(op: LinearOp) -> tuple[bool, float] | None:
             layer = r.layers[op.name]
+            l1 = 2.0**op.l1_log2
             support = layer.support_size if isinstance(layer, ConvLayer) else None
-            return -bulk.kernel_cost_ms(support, 2.0**op.l1_log2, r.params)
+            if support is not None and direct.worth_it(support, l1, r.params, cached=True):
+                return None
+            direct_uncached = support is not None and direct.worth_it(
+                support, l1, r.params, cached=False
+            )
+            return direct_uncached, -bulk.kernel_cost_ms(support, l1, r.params)
 
+        ranked = [(key, op) for op in linear if (key := rank(op)) is not None]
         cached: set[str] = set()
         budget = cache_bytes
-        for op in sorted(linear, key=dearest):
+        for _key, op in sorted(ranked, key=lambda pair: pair[0]):
             cost = r.layers[op.name].layout.n_kernels * per_kernel
             if cost <= budget:
                 cached.add(op.name)

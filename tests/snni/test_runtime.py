@@ -202,3 +202,33 @@ def test_clip_other_than_relu6_is_refused() -> None:
             init.CopyFrom(numpy_helper.from_array(np.array(-1.0, np.float32), "zero"))
     with pytest.raises(UnsupportedModelError, match=r"only Clip\(x, 0, c\)"):
         compile_onnx(model)
+
+
+@pytest.mark.parametrize("model", ["small_cnn", "demo"])
+def test_cache_policy_skips_layers_the_direct_path_serves_better(model, make_small_cnn) -> None:
+    from secfepas_sdk.snni.he import direct
+    from secfepas_sdk.snni.he.layers import ConvLayer
+    from secfepas_sdk.snni.ops import LinearOp
+
+    if model == "demo":
+        private = load_private(demo_model_path())
+        plan, weights = private.plan, private.weights
+    else:
+        plan, weights = compile_onnx(make_small_cnn(softmax=False))
+    server = ServerRuntime(plan, weights, cache_bytes=1 << 40)
+    run = server._run
+    linear = [op for op in plan.ops if isinstance(op, LinearOp)]
+    served = {
+        op.name
+        for op in linear
+        if isinstance(layer := run.layers[op.name], ConvLayer)
+        and direct.worth_it(layer.support_size, 2.0**op.l1_log2, run.params, cached=True)
+    }
+    assert bool(served) == (model == "small_cnn")  # its 1x1 conv has a 4 x 4 support
+    everything = server._cache_policy(linear, 1 << 40)
+    assert everything == {op.name for op in linear} - served
+    assert server._cache_policy(linear, 0) == set()
+    for op in linear:  # a layer left out of the cache is one the direct path takes
+        if op.name not in everything:
+            assert server._prepared[op.name].direct is not None
+    server.close()
