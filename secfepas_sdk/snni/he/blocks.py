@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.he import sealio
 from secfepas_sdk.snni.he.bulk import BulkNtt
-from secfepas_sdk.snni.he.direct import DirectProducts
+from secfepas_sdk.snni.he.direct import DirectProducts, InputLimbs
 from secfepas_sdk.snni.he.flooding import flood_residues
 from secfepas_sdk.snni.prg import Prg, derive_seed
 from secfepas_sdk.snni.ring import Ring
@@ -97,8 +97,12 @@ class LayerPart:
         self.blocks = range(part, layout.n_out, parts)
         self.needed = frozenset(i for k in self.blocks for i, _kern in layout.terms[k])
         self._cts: dict[int, Any] = {}
-        # direct path (direct.py): inputs kept in coefficient form, products outside SEAL
-        self._coeffs: dict[int, U64] = {}
+        # direct path (direct.py): inputs kept in coefficient form, split into limbs once
+        # as they arrive, products outside SEAL
+        self._limbs: InputLimbs | None = None
+        if layer.direct is not None:
+            moduli = [int(q) for q in s.first_moduli]
+            self._limbs = InputLimbs(self.needed, moduli, layer.limb_bits, s.n)
         self._products: Iterator[tuple[int, U64]] | None = None
         self._next = 0  # inputs arrive in order
         self._bulk: BulkNtt | None = None
@@ -122,9 +126,9 @@ class LayerPart:
             if ct.parms_id() != s.first or ct.size() != 2 or ct.is_ntt_form():
                 raise SnniError("client ciphertext has the wrong level, size or form")
             ev.add_plain_inplace(ct, s.plaintext(self._polys[i]))
-            if self._layer.direct is not None:
+            if self._limbs is not None:
                 _parms, _ntt, polys = sealio.ciphertext_polys(s.scratch.save(ct))
-                self._coeffs[i] = polys
+                self._limbs.add(i, polys)
                 continue
             ev.transform_to_ntt_inplace(ct)
             self._cts[i] = ct
@@ -133,7 +137,7 @@ class LayerPart:
         if self._next != self._layer.layout.n_in:
             raise SnniError("the layer's input ciphertexts are incomplete")
         layer = self._layer
-        if layer.direct is not None:
+        if layer.direct is not None and self._limbs is not None:
             s = self._s
             direct = DirectProducts(
                 layer.direct,
@@ -142,11 +146,11 @@ class LayerPart:
                 layer.limb_bits,
                 s.n,
             )
-            self._products = direct.products(list(self.blocks), self._coeffs)
+            self._products = direct.products(list(self.blocks), self._limbs)
         for k in self.blocks:
             yield self._reply(k)
         self._cts.clear()
-        self._coeffs.clear()
+        self._limbs = None
         self._products = None
         self._last = ([], [])
         self._bulk = None
@@ -161,8 +165,10 @@ class LayerPart:
         acc = s.seal.Ciphertext(s.context)
         ev.multiply_plain(self._pk_ct, self._ternary_ntt(noise), acc)
         if self._products is not None:
+            # the direct path's sum_i ct_i K_i comes in coefficient form: the noise is
+            # added to it in numpy, so SEAL loads one ciphertext, not two
             ev.transform_from_ntt_inplace(acc)
-            ev.add_inplace(acc, self._direct_product(k))
+            extra = self._direct_product(k, noise, layer.flood_bits)
         else:
             tmp = s.seal.Ciphertext(s.context)
             terms = layer.layout.terms[k]
@@ -172,21 +178,29 @@ class LayerPart:
                 ev.multiply_plain(self._cts[i], plain, tmp)
                 ev.add_inplace(acc, tmp)
             ev.transform_from_ntt_inplace(acc)
+            extra = self._noise_polys(noise, layer.flood_bits)
+        # Additions mod q commute (add_plain adds a value that depends on r alone), so
+        # either path gives the same canonical residues: the same bytes.
+        ev.add_inplace(acc, self._coeff_ct(extra))
         r = block_mask(s.ring, self._seed, k, s.n)
         ev.add_plain_inplace(acc, s.plaintext((np.uint64(0) - r) & s.ring.mask))
-        ev.add_inplace(acc, self._noise_ct(noise, layer.flood_bits))
         ev.mod_switch_to_inplace(acc, s.last)
         saved = s.scratch.save(acc)
         return saved if layer.reply is None else layer.reply.encode(saved, k)
 
-    def _direct_product(self, k: int) -> Any:
-        """Block k's sum_i ct_i * K_i from the direct path, as a coefficient-form
-        ciphertext (the same polynomial mod q as SEAL's products give)."""
+    def _direct_product(self, k: int, noise: Prg, bits: int) -> U64:
+        """Block k's sum_i ct_i * K_i from the direct path (the same polynomial mod q as
+        SEAL's products give) plus its noise (E + e1, e2), (2, primes, n) mod q."""
         assert self._products is not None
-        s = self._s
         got, polys = next(self._products)
         if got != k:
             raise SnniError("direct products out of block order")
+        moduli = self._s.first_moduli[:, None]
+        return (polys + self._noise_polys(noise, bits)) % moduli  # both below q < 2^60
+
+    def _coeff_ct(self, polys: U64) -> Any:
+        """A coefficient-form ciphertext at the working level from (2, primes, n) residues."""
+        s = self._s
         raw = sealio.ciphertext_bytes(
             polys, parms_id=sealio.parms_id_bytes(s.first), ntt_form=False, poly_degree=s.n
         )
@@ -246,10 +260,10 @@ class LayerPart:
             )
         return np.stack(limbs)
 
-    def _noise_ct(self, prg: Prg, bits: int) -> Any:
-        """(E + e1, e2) in coefficient form: E uniform in [-2^bits, 2^bits) floods the
-        decryption noise (flooding.flood_residues: any width the working modulus
-        allows); e1, e2 complete the public-key encryption of zero."""
+    def _noise_polys(self, prg: Prg, bits: int) -> U64:
+        """(E + e1, e2) in coefficient form, (2, primes, n) mod q: E uniform in
+        [-2^bits, 2^bits) floods the decryption noise (flooding.flood_residues: any width
+        the working modulus allows); e1, e2 complete the public-key encryption of zero."""
         s = self._s
         n = s.n
         moduli = s.first_moduli[:, None]
@@ -257,9 +271,4 @@ class LayerPart:
         flood = flood_residues(prg, bits, s.first_moduli, n)
         polys[0] = (flood + self._mod_q(self._cbd(prg, n))) % moduli
         polys[1] = self._mod_q(self._cbd(prg, n))
-        raw = sealio.ciphertext_bytes(
-            polys, parms_id=sealio.parms_id_bytes(s.first), ntt_form=False, poly_degree=n
-        )
-        ct = s.seal.Ciphertext(s.context)
-        s.scratch.load(ct, s.context, raw)
-        return ct
+        return polys

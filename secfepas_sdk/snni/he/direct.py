@@ -8,19 +8,22 @@ a conv layer is K = sum_j w_j X^(p_j), so for output block k
     sum_i ct_i * K_(kern_i) = sum_j X^(p_j) * (sum_i w[kern_i, j] * ct_i)   (mod X^N + 1, q)
 
 one weight matrix product per group of blocks, then k negacyclic shifts. Residues
-(< 2^60) are split into limbs of b bits held in float64, so BLAS does the products;
-every sum, shifted or not, is a sum of |w| * limb terms over one block's kernels, at
-most L1 * (2^b - 1) < 2^53 for L1 the plan's public bound on sum |w| over one output
+(< q < 2^60) are centred (|x| < 2^59) and split into balanced limbs of b bits, each
+of magnitude at most 2^(b-1), held in float64, so BLAS does the products; every sum,
+shifted or not, is a sum of |w| * limb terms over one block's kernels, at most
+L1 * 2^(b-1) < 2^53 for L1 the plan's public bound on sum |w| over one output
 polynomial (rows above it are refused): exact. The limbs are reduced mod q and
-recombined exactly in uint64, giving the same polynomial mod q, canonical residues,
+recombined exactly, giving the same polynomial mod q, canonical residues,
 as SEAL's NTT path, so the replies are byte-identical (tests/snni/he/test_direct.py):
 nothing new is sent and no security argument changes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -39,15 +42,21 @@ RESIDUE_BITS = 60  # every working prime is below 2^60
 _SHIFT_STEP = 4  # (r << 4) stays below 2^64 for r < q < 2^60
 _MAX_ROWS = 256  # weight rows (blocks x support) per product: Z is <= 256 x 3 x N float64
 # Public cost model (docs/snni-he.md, "Products without kernel NTTs"), measured here:
-_FLOPS_PER_MS = 8e6  # numpy's OpenBLAS dgemm, one core
+# Effective flops per ms of the whole product (dgemm at ~60 GFLOP/s on one core, plus the
+# shifts and the recombination), fitted to ResNet50's 1x1 convs on one core, 2026-12-03:
+_FLOPS_PER_MS = 23e6
+_FLOPS_PER_MS_NUMPY = 8e6  # without numba (the numpy shifts and recombination)
 _SEAL_NTT_MS = 1.2  # SEAL's NTT of one kernel polynomial at q218 (3 working primes)
 _SEAL_MULADD_MS = 0.5  # multiply_plain + add_inplace of one term at q218
+_KERNEL_MIN_MODULUS = 1 << 50  # the numba kernel's float quotient estimate needs q > 2^50
+BLAS_THREADS = 1  # per process that computes direct products (docs/snni-he.md, "BLAS threads")
 
 
 def limb_bits(l1_bound: float) -> int:
-    """Limb width b with L1 * (2^b - 1) < 2^53 for the plan's public bound L1."""
+    """Limb width b with L1 * 2^(b-1) < 2^53 for the plan's public bound L1 (balanced
+    limbs: |limb| <= 2^(b-1)); L1 < 2^need, so b = 54 - need."""
     need = math.ceil(math.log2(max(l1_bound, 1.0) + 1.0))
-    return min(EXACT_BITS - 1 - need, RESIDUE_BITS)
+    return min(EXACT_BITS + 1 - need, RESIDUE_BITS)
 
 
 def limb_count(bits: int) -> int:
@@ -65,7 +74,8 @@ def worth_it(support: int, l1_bound: float, params: HeParams, *, cached: bool) -
     scale = primes / 3
     limbs = limb_count(bits)
     # per term: the weight product (2 flops per weight, per component, prime, limb, slot)
-    direct = 2 * support * 2 * primes * limbs * params.poly_degree / _FLOPS_PER_MS
+    flops_per_ms = _FLOPS_PER_MS if accelerated() else _FLOPS_PER_MS_NUMPY
+    direct = 2 * support * 2 * primes * limbs * params.poly_degree / flops_per_ms
     seal = _SEAL_MULADD_MS * scale + (0.0 if cached else _SEAL_NTT_MS * scale)
     return direct < seal
 
@@ -92,13 +102,134 @@ def recombine(acc: F64, q: int, bits: int) -> U64:
     return r
 
 
-def split_limbs(x: U64, bits: int, limbs: int) -> F64:
-    """(..., N) residues as (..., limbs, N) float64 limbs of ``bits`` bits."""
-    mask = np.uint64((1 << bits) - 1)
+def split_limbs(x: U64, q: int, bits: int, limbs: int) -> F64:
+    """(..., N) residues mod q (q < 2^60) as (..., limbs, N) float64 balanced limbs:
+    x = sum_t d_t 2^(bits t) mod q with |d_t| <= 2^(bits-1), from the centred residue
+    (|x| < 2^59; bits * limbs >= 60 leaves the top limb within the same bound)."""
+    if not 2 < q < 1 << RESIDUE_BITS or bits * limbs < RESIDUE_BITS or bits > EXACT_BITS:
+        raise SnniError("residues that do not split into balanced limbs")
+    v = x.astype(np.int64)
+    v = np.where(v > (q - 1) // 2, v - np.int64(q), v)
+    half, mask = np.int64(1 << (bits - 1)), np.int64((1 << bits) - 1)
     out = np.empty((*x.shape[:-1], limbs, x.shape[-1]), dtype=np.float64)
-    for t in range(limbs):
-        out[..., t, :] = (x >> np.uint64(bits * t)) & mask
+    for t in range(limbs - 1):
+        d = ((v + half) & mask) - half  # in [-2^(bits-1), 2^(bits-1))
+        out[..., t, :] = d
+        v = (v - d) >> np.int64(bits)  # exact: v - d is a multiple of 2^bits
+    if v.size and int(np.abs(v).max()) > int(half):
+        raise SnniError("a residue does not fit its balanced limbs")
+    out[..., limbs - 1, :] = v
     return out
+
+
+def shift_recombine_numpy(z: F64, positions: I64, q: int, bits: int, out: U64) -> None:
+    """What the numba kernel computes (:mod:`._direct_kernel`), in numpy: ``out`` (m, N)
+    = sum_j X^(p_j) z[:, j] (negacyclic), recombined from its limbs mod q."""
+    n = z.shape[-1]
+    acc = np.zeros((z.shape[0], z.shape[2], n), dtype=np.float64)
+    for j, pos in enumerate(positions.tolist()):
+        if pos == 0:
+            acc += z[:, j]
+            continue
+        acc[..., pos:] += z[:, j, :, : n - pos]  # X^pos: shift up ...
+        acc[..., :pos] -= z[:, j, :, n - pos :]  # ... and wrap with sign -1
+    out[...] = recombine(acc, q, bits)
+
+
+def _kernel() -> Any:
+    try:
+        from secfepas_sdk.snni.he import _direct_kernel
+    except ImportError:  # numba is in the edge extra; numpy then
+        return None
+    return _direct_kernel.shift_recombine
+
+
+_KERNEL: list[Any] = []
+
+
+def accelerated() -> bool:
+    """Whether the compiled shift-and-recombine kernel is there (numpy otherwise)."""
+    if not _KERNEL:
+        _KERNEL.append(_kernel())
+    return _KERNEL[0] is not None
+
+
+def warm_up() -> None:
+    """Load (and if needed compile) the kernel now, not in the middle of a layer call."""
+    if accelerated():
+        z = np.zeros((1, 1, 2, 2), dtype=np.float64)
+        pos = np.zeros(1, dtype=np.int64)
+        _KERNEL[0](z, pos, (1 << 59) + 1, 30, np.empty((1, 2), dtype=np.uint64))
+
+
+_CONTROLLER: list[Any] = []
+
+
+def blas_limit(threads: int) -> contextlib.AbstractContextManager[Any]:
+    """Hold BLAS to ``threads`` threads in this process while the direct path computes
+    (threadpoolctl, in the edge extra; 0, or without it: the library's default). The
+    edge's parallelism is its block processes and sessions: OpenBLAS threads on top of
+    them only contend, and idle ones spin (docs/snni-he.md, "BLAS threads")."""
+    if threads <= 0:
+        return contextlib.nullcontext()
+    if not _CONTROLLER:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _CONTROLLER.append(None)
+        else:
+            _CONTROLLER.append(ThreadpoolController())
+    if _CONTROLLER[0] is None:
+        return contextlib.nullcontext()
+    limiter: contextlib.AbstractContextManager[Any] = _CONTROLLER[0].limit(
+        limits=threads, user_api="blas"
+    )
+    return limiter
+
+
+class InputLimbs:
+    """One layer call's input ciphertexts as the direct path reads them: each split once,
+    as it arrives, into float64 limbs, (2, primes, inputs, limbs, N), the inputs in
+    ascending order, so the inputs of a group of blocks are mostly one contiguous slice
+    that BLAS reads in place. The edge's; dropped with the call."""
+
+    def __init__(self, needed: Iterable[int], moduli: list[int], bits: int, n: int) -> None:
+        if not MIN_LIMB_BITS <= bits <= RESIDUE_BITS:
+            raise SnniError(f"bad limb width {bits}")
+        self.row = {i: r for r, i in enumerate(sorted(needed))}
+        self.moduli = list(moduli)
+        self.bits, self.limbs, self.n = bits, limb_count(bits), n
+        self.data = np.empty((2, len(moduli), len(self.row), self.limbs, n), dtype=np.float64)
+        self._filled = np.zeros(len(self.row), dtype=bool)
+
+    @classmethod
+    def of(cls, cts: dict[int, U64], moduli: list[int], bits: int, n: int) -> InputLimbs:
+        """From coefficient-form inputs ``cts[i]``, (2, primes, N) each."""
+        out = cls(cts, moduli, bits, n)
+        for i, polys in cts.items():
+            out.add(i, polys)
+        return out
+
+    def add(self, i: int, polys: U64) -> None:
+        """Input i in coefficient form, (2, primes, N), residues below 2^60."""
+        r = self.row.get(i)
+        if r is None or polys.shape != (2, self.data.shape[1], self.n):
+            raise SnniError("an input the direct path does not expect")
+        for p, q in enumerate(self.moduli):
+            self.data[:, p, r] = split_limbs(polys[:, p], q, self.bits, self.limbs)
+        self._filled[r] = True
+
+    def rows(self, inputs: tuple[int, ...]) -> slice | I64:
+        """Where ``inputs`` (ascending) sit: a slice when they are consecutive."""
+        try:
+            rows = [self.row[i] for i in inputs]
+        except KeyError:
+            raise SnniError("the direct path lacks an input") from None
+        if not self._filled[rows].all():
+            raise SnniError("the direct path lacks an input")
+        if rows == list(range(rows[0], rows[0] + len(rows))):
+            return slice(rows[0], rows[0] + len(rows))
+        return np.asarray(rows, dtype=np.int64)
 
 
 class DirectProducts:
@@ -112,28 +243,40 @@ class DirectProducts:
         moduli: list[int],
         bits: int,
         n: int,
+        *,
+        blas_threads: int = BLAS_THREADS,
     ) -> None:
         if not MIN_LIMB_BITS <= bits <= RESIDUE_BITS:
             raise SnniError(f"bad limb width {bits}")
         self._sparse, self._terms, self._moduli = sparse, terms, moduli
+        self._blas_threads = blas_threads
+        self._positions = np.ascontiguousarray(sparse.positions, dtype=np.int64)
         self._bits, self._limbs, self._n = bits, limb_count(bits), n
-        self._limit = ((1 << EXACT_BITS) - 1) // ((1 << bits) - 1)  # L1 must stay below
+        self._limit = ((1 << EXACT_BITS) - 1) >> (bits - 1)  # L1 * 2^(b-1) < 2^53: L1 <= this
         pos = sparse.positions
         if int(pos.min()) < 0 or int(pos.max()) >= n:
             raise SnniError("kernel support outside the polynomial")
 
-    def products(self, blocks: list[int], cts: dict[int, U64]) -> Iterator[tuple[int, U64]]:
-        """(k, product of block k) for ``blocks`` in order; ``cts[i]`` is input i in
-        coefficient form, (2, primes, N)."""
-        step = max(1, _MAX_ROWS // self._sparse.positions.size)
+    def products(self, blocks: list[int], cts: InputLimbs) -> Iterator[tuple[int, U64]]:
+        """(k, product of block k) for ``blocks`` in order; ``cts`` holds the inputs the
+        blocks read, split into limbs of this layer's width."""
+        if (cts.bits, cts.n, cts.moduli) != (self._bits, self._n, self._moduli):
+            raise SnniError("the direct path's inputs have the wrong shape")
+        support = self._sparse.positions.size
+        step = max(1, _MAX_ROWS // support)
+        kernel = _KERNEL[0] if accelerated() and min(self._moduli) > _KERNEL_MIN_MODULUS else None
+        # one buffer for every weight product of the call (no fresh pages per product)
+        buf = np.empty((min(step, len(blocks)) * support, self._limbs * self._n))
         for start in range(0, len(blocks), step):
             chunk = blocks[start : start + step]
             done: dict[int, U64] = {}
             groups: dict[tuple[int, ...], list[int]] = {}
             for k in chunk:
                 groups.setdefault(tuple(sorted({i for i, _ in self._terms[k]})), []).append(k)
-            for inputs, members in groups.items():
-                done.update(zip(members, self._group(members, inputs, cts), strict=True))
+            with blas_limit(self._blas_threads):  # not held across the yields below
+                for inputs, members in groups.items():
+                    got = self._group(members, inputs, cts, buf, kernel)
+                    done.update(zip(members, got, strict=True))
             for k in chunk:
                 yield k, done.pop(k)
 
@@ -154,31 +297,39 @@ class DirectProducts:
                 raise SnniError("kernel rows do not match their support")
             l1 = np.zeros(len(members), dtype=np.int64)
             np.add.at(l1, np.asarray(rows_of), np.abs(rows).sum(axis=1))
-            if int(l1.max()) >= self._limit:
+            if int(l1.max()) > self._limit:
                 raise SnniError("kernel weights exceed the bound the direct path is exact for")
             np.add.at(w3, (np.asarray(rows_of), np.asarray(cols)), rows)
         return np.ascontiguousarray(w3.transpose(0, 2, 1), dtype=np.float64).reshape(
             len(members) * support, len(inputs)
         )
 
-    def _group(self, members: list[int], inputs: tuple[int, ...], cts: dict[int, U64]) -> list[U64]:
+    def _group(
+        self,
+        members: list[int],
+        inputs: tuple[int, ...],
+        cts: InputLimbs,
+        buf: F64,
+        kernel: Any,
+    ) -> list[U64]:
         n, limbs = self._n, self._limbs
         support = self._sparse.positions.size
-        out = np.zeros((len(members), 2, len(self._moduli), n), dtype=np.uint64)
+        # (2, primes, blocks, N): every (component, prime) slice the kernel writes is
+        # C-contiguous, whatever the group's size (one compiled specialisation)
+        out = np.zeros((2, len(self._moduli), len(members), n), dtype=np.uint64)
         if not inputs:
-            return list(out)
+            return [out[:, :, b] for b in range(len(members))]
         wt = self._weights(members, inputs)
-        x = np.stack([cts[i] for i in inputs])  # (inputs, 2, primes, N)
+        rows = cts.rows(inputs)
+        positions = self._positions
+        z = buf[: wt.shape[0]]
         for c in range(2):
             for p, q in enumerate(self._moduli):
-                xs = split_limbs(x[:, c, p], self._bits, limbs).reshape(len(inputs), -1)
-                z = (wt @ xs).reshape(len(members), support, limbs, n)
-                acc = np.zeros((len(members), limbs, n), dtype=np.float64)
-                for j, pos in enumerate(self._sparse.positions.tolist()):
-                    if pos == 0:
-                        acc += z[:, j]
-                        continue
-                    acc[..., pos:] += z[:, j, :, : n - pos]  # X^pos: shift up ...
-                    acc[..., :pos] -= z[:, j, :, n - pos :]  # ... and wrap with sign -1
-                out[:, c, p] = recombine(acc, q, self._bits)
-        return list(out)
+                xs = cts.data[c, p, rows].reshape(len(inputs), limbs * n)  # a view for a slice
+                np.matmul(wt, xs, out=z)
+                z4 = z.reshape(len(members), support, limbs, n)
+                if kernel is not None:
+                    kernel(z4, positions, q, self._bits, out[c, p])
+                else:
+                    shift_recombine_numpy(z4, positions, q, self._bits, out[c, p])
+        return [out[:, :, b] for b in range(len(members))]

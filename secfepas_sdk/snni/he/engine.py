@@ -38,7 +38,7 @@ from numpy.typing import NDArray
 from secfepas_sdk._extras import require
 from secfepas_sdk.errors import PeerDataError, SnniError
 from secfepas_sdk.snni.channel import Channel
-from secfepas_sdk.snni.he import bulk, direct, keys, sealio
+from secfepas_sdk.snni.he import bulk, direct, flooding, keys, sealio
 from secfepas_sdk.snni.he.blocks import BlockPool, LayerPart, block_mask, ntt_plain
 from secfepas_sdk.snni.he.bulk import SparseKernels
 from secfepas_sdk.snni.he.layers import HeLayout
@@ -301,6 +301,7 @@ class HeServer:
         else:
             source = kernels
         flood, _sigma = check_layer_noise(s.params, s.ring.bits, l1_bound)
+        flooding.warm_up()
         if flood_bits is not None and flood_bits < flood:
             if flood_sigma(s.params, l1_bound, flood_bits) < MIN_FLOOD_SIGMA:
                 raise SnniError(f"a flood of 2^{flood_bits} hides the noise by < 2^-40")
@@ -326,6 +327,7 @@ class HeServer:
         ):
             prepared.direct = sparse
             prepared.limb_bits = direct.limb_bits(l1_bound)
+            direct.warm_up()
         if reply is not None:
             prepared.reply = s.codec(layout, reply)
         self._layers.append(prepared)

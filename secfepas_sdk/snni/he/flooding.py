@@ -169,13 +169,48 @@ def flood_residues(prg: Prg, flood_bits: int, moduli: U64, n: int) -> U64:
     sum_j u_j (2^(32 j) mod q) - 2^F mod q, with products reduced exactly."""
     width = flood_bits + 1
     pieces = [prg.uint64(n, min(32, width - j)) for j in range(0, width, 32)]
+    qs = [int(m) for m in moduli]
+    kernel = _kernel()
+    if kernel is not None and max(qs) < 1 << 62:
+        consts = [[pow(2, 32 * j, q) for j in range(len(pieces))] for q in qs]
+        out = np.empty((len(qs), n), dtype=np.uint64)
+        kernel(
+            np.stack(pieces),
+            np.asarray(consts, dtype=np.uint64),
+            np.asarray([[c / q for c in row] for row, q in zip(consts, qs, strict=True)]),
+            np.asarray([(q - pow(2, flood_bits, q)) % q for q in qs], dtype=np.uint64),
+            np.asarray(qs, dtype=np.uint64),
+            out,
+        )
+        return out
     out = np.zeros((len(moduli), n), dtype=np.uint64)
-    for limb, q in enumerate(int(m) for m in moduli):
+    for limb, q in enumerate(qs):
         acc = np.full(n, (q - pow(2, flood_bits, q)) % q, dtype=np.uint64)
         for j, piece in enumerate(pieces):
             acc = (acc + _mulmod(piece, pow(2, 32 * j, q), q)) % np.uint64(q)
         out[limb] = acc
     return out
+
+
+_KERNEL: list[Any] = []
+
+
+def _kernel() -> Any:
+    """The numba version of :func:`flood_residues`' reduction, or None (numpy then)."""
+    if not _KERNEL:
+        try:
+            from secfepas_sdk.snni.he import _flood_kernel
+        except ImportError:  # numba is in the edge extra
+            _KERNEL.append(None)
+        else:
+            _KERNEL.append(_flood_kernel.flood_residues)
+    return _KERNEL[0]
+
+
+def warm_up() -> None:
+    """Load (and if needed compile) the kernel now, not in the middle of a layer call."""
+    if _kernel() is not None:
+        flood_residues(Prg(bytes(16)), 40, np.asarray([(1 << 60) - 93], dtype=np.uint64), 1)
 
 
 def _mulmod(u: U64, c: int, q: int) -> U64:

@@ -13,7 +13,7 @@ from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import run_pair
 from secfepas_sdk.snni.he import direct
 from secfepas_sdk.snni.he.bulk import SparseKernels
-from secfepas_sdk.snni.he.direct import DirectProducts, limb_bits
+from secfepas_sdk.snni.he.direct import DirectProducts, InputLimbs, limb_bits
 from secfepas_sdk.snni.he.engine import HeClient, HeServer
 from secfepas_sdk.snni.he.layers import ConvLayer, ConvSpec
 from secfepas_sdk.snni.he.params import BFV_N8192, BFV_N8192_Q218, HeParams
@@ -84,8 +84,8 @@ def test_direct_replies_are_seals_bytes(
         x0, x1 = RING.share(x, Prg())
         case = Case(layer=layer, w=w, x=x, x0=x0, x1=x1)
         messages = camera_messages(client, case)
-        # the plan's public bound may be looser than the weights: 2^23 takes 3 limbs
-        l1 = layer.l1_bound(w) if ternary else 2.0**23
+        # the plan's public bound may be looser than the weights: 2^25 takes 3 limbs
+        l1 = layer.l1_bound(w) if ternary else 2.0**25
         assert direct.limb_count(limb_bits(l1)) == (2 if ternary else 3)
         runs = []
         for use in (False, True):
@@ -110,11 +110,13 @@ def test_direct_replies_are_seals_bytes(
     support=st.integers(1, 6),
     l1_log2=st.integers(0, 38),
     blocks=st.integers(1, 3),
+    compiled=st.booleans(),
 )
 def test_direct_products_are_exact_mod_q(
-    seed: int, support: int, l1_log2: int, blocks: int
+    seed: int, support: int, l1_log2: int, blocks: int, compiled: bool
 ) -> None:
-    """Random residues and weights up to the bound, against Python integers."""
+    """Random residues and weights up to the bound, against Python integers, with the
+    numba kernel and with the numpy fallback."""
     n, moduli = 16, [(1 << 60) - 93, (1 << 59) - 55, 1 << 50 | 1]  # any odd q < 2^60
     rng = np.random.default_rng(seed)
     positions = np.sort(rng.choice(n, size=support, replace=False)).astype(np.int64)
@@ -136,11 +138,17 @@ def test_direct_products_are_exact_mod_q(
         )
         for i in range(n_in)
     }
-    got = dict(
-        DirectProducts(sparse, terms, moduli, limb_bits(bound), n).products(
-            list(range(blocks)), cts
+    bits = limb_bits(bound)
+    saved = list(direct._KERNEL)
+    try:
+        direct._KERNEL[:] = [] if compiled else [None]
+        got = dict(
+            DirectProducts(sparse, terms, moduli, bits, n).products(
+                list(range(blocks)), InputLimbs.of(cts, moduli, bits, n)
+            )
         )
-    )
+    finally:
+        direct._KERNEL[:] = saved
     for k in range(blocks):
         for c in range(2):
             for p, q in enumerate(moduli):
@@ -161,10 +169,45 @@ def test_rows_above_the_exact_bound_are_refused() -> None:
         positions=np.arange(2, dtype=np.int64),
         rows=lambda ids: np.full((len(ids), 2), 1 << 40, dtype=np.int64),
     )
-    cts = {0: np.zeros((2, 1, 8), dtype=np.uint64)}
+    q = (1 << 60) - 93
+    cts = InputLimbs.of({0: np.zeros((2, 1, 8), dtype=np.uint64)}, [q], limb_bits(2.0**20), 8)
     products = DirectProducts(sparse, [[(0, 0)]], [(1 << 60) - 93], limb_bits(2.0**20), 8)
     with pytest.raises(SnniError, match="exceed"):
         list(products.products([0], cts))
+
+
+def test_missing_inputs_are_refused() -> None:
+    sparse = SparseKernels(
+        positions=np.arange(2, dtype=np.int64),
+        rows=lambda ids: np.ones((len(ids), 2), dtype=np.int64),
+    )
+    bits = limb_bits(4.0)
+    cts = InputLimbs([0, 1], [(1 << 60) - 93], bits, 8)
+    cts.add(0, np.zeros((2, 1, 8), dtype=np.uint64))
+    products = DirectProducts(sparse, [[(0, 0), (1, 0)]], [(1 << 60) - 93], bits, 8)
+    with pytest.raises(SnniError, match="lacks an input"):
+        list(products.products([0], cts))
+    with pytest.raises(SnniError, match="does not expect"):
+        cts.add(2, np.zeros((2, 1, 8), dtype=np.uint64))
+
+
+@pytest.mark.skipif(not direct.accelerated(), reason="needs numba")
+@pytest.mark.parametrize("bits", [8, 20, 29, 30, 51])
+def test_kernel_matches_numpy_at_the_extremes(bits: int) -> None:
+    """Limb sums at +-(2^53 - 1) and random ones, every limb count, 60-bit primes."""
+    rng = np.random.default_rng(bits)
+    limbs, n, m, k = direct.limb_count(bits), 64, 3, 4
+    top = float((1 << 53) - 1) / k  # k terms may add up to just below 2^53
+    z = rng.uniform(-top, top, size=(m, k, limbs, n)).round()
+    z[0] = np.floor(top)  # every sum at its largest, then at its most negative
+    z[1] = -np.floor(top)
+    positions = np.array([0, 1, 17, n - 1], dtype=np.int64)
+    for q in ((1 << 60) - 93, (1 << 59) - 55, (1 << 50) + 3):
+        want = np.empty((m, n), dtype=np.uint64)
+        got = np.empty((m, n), dtype=np.uint64)
+        direct.shift_recombine_numpy(z, positions, q, bits, want)
+        direct._KERNEL[0](z, positions, q, bits, got)
+        assert np.array_equal(got, want)
 
 
 def test_cost_model_picks_direct_for_small_supports() -> None:
@@ -178,3 +221,34 @@ def test_cost_model_picks_direct_for_small_supports() -> None:
     assert not direct.worth_it(big.support_size, l1, BFV_N8192_Q218, cached=False)
     assert not direct.worth_it(big.support_size, l1, BFV_N8192_Q218, cached=True)
     assert not direct.worth_it(small.support_size, 2.0**50, BFV_N8192_Q218, cached=False)
+
+
+def test_blas_is_held_to_one_thread_only_while_the_products_run() -> None:
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    if not blas:
+        pytest.skip("numpy has no BLAS that threadpoolctl sees")
+    before = [i["num_threads"] for i in blas]
+    with direct.blas_limit(1):
+        inside = [
+            i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"
+        ]
+    after = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    assert inside == [1] * len(blas)
+    assert after == before
+    with direct.blas_limit(0):  # 0: the library's default, untouched
+        assert [
+            i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"
+        ] == before
+
+
+@pytest.mark.parametrize("q", [(1 << 60) - 93, (1 << 59) - 55, (1 << 50) + 1])
+def test_balanced_limbs_recombine_and_stay_within_half(q: int) -> None:
+    """Every width the path can take, at the residues nearest 0, q/2 and q."""
+    x = np.asarray([0, 1, 2, (q - 1) // 2, (q + 1) // 2, q - 2, q - 1], dtype=np.uint64)
+    for bits in range(direct.MIN_LIMB_BITS, direct.EXACT_BITS + 1):
+        limbs = direct.limb_count(bits)
+        d = direct.split_limbs(x, q, bits, limbs)
+        assert np.abs(d).max() <= 2 ** (bits - 1)
+        back = [sum(int(d[t, i]) << (bits * t) for t in range(limbs)) % q for i in range(x.size)]
+        assert back == [int(v) for v in x]

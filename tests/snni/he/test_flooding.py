@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from secfepas_sdk.errors import InvalidValueError, SnniError
+from secfepas_sdk.snni.he import flooding
 from secfepas_sdk.snni.he.flooding import (
     CircuitPrivacy,
     _mulmod,
@@ -110,3 +111,21 @@ def test_flood_residues_are_one_integer_in_range_per_coefficient(flood_bits: int
         values.append(x - big_q if x > big_q // 2 else x)
     assert all(-(1 << flood_bits) <= v < 1 << flood_bits for v in values)
     assert max(values) > 1 << (flood_bits - 2) and min(values) < -(1 << (flood_bits - 2))
+
+
+@pytest.mark.skipif(flooding._kernel() is None, reason="needs numba")
+@pytest.mark.parametrize("flood_bits", [40, 79, 112, 119, 139])
+def test_flood_kernel_gives_numpys_residues(
+    flood_bits: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same draws reduced by the numba kernel and by numpy: the same residues, also
+    for a 38-bit prime and the largest pieces."""
+    moduli = np.asarray(
+        [1152921504606683137, 1152921504606748673, 274877562881, (1 << 62) - 57],
+        dtype=np.uint64,
+    )
+    got = flood_residues(Prg(bytes(16)), flood_bits, moduli, 4096)
+    monkeypatch.setattr(flooding, "_KERNEL", [None])
+    want = flood_residues(Prg(bytes(16)), flood_bits, moduli, 4096)
+    assert np.array_equal(got, want)
+    assert got.dtype == np.uint64 and bool((got < moduli[:, None]).all())

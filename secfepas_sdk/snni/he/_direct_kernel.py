@@ -1,0 +1,64 @@
+"""numba kernel of the direct products' shifts and recombination (imported by
+:mod:`.direct` only if numba is there).
+
+A module-level function, so that numba's on-disk cache serves it (a closure would
+recompile in every process). Only the edge's own products pass through it (its
+weights times the camera's ciphertexts: nothing it could not compute anyway); it
+writes into memory the caller owns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, nogil=True)
+def shift_recombine(  # pragma: no cover - compiled
+    z: Any, positions: Any, q: int, bits: int, out: Any
+) -> None:
+    """out[b, x] = (sum_t 2^(bits t) sum_j X^(p_j) z[b, j, t])[x] mod (X^n + 1, q), in [0, q).
+
+    z: (m, k, limbs, n) float64 holding exact integers, and every sum over j of one
+    (b, t, x), in any order, below 2^53 in magnitude (the caller's L1 check), so the
+    float sums are exact. Then per coefficient the total T = sum_t acc_t 2^(bits t)
+    (|T| < 2^113: bits (limbs - 1) < 60) is taken exactly mod 2^64 in wrapping uint64,
+    and est = floor(T / q) is estimated in float64 (below 2^63 for q > 2^50). The float
+    errors leave |T - est q| < 2^62 (docs/snni-he.md), so T - est q, read as int64, is
+    exact, and is then reduced mod q."""
+    m, k, limbs, n = z.shape
+    uq = np.uint64(q)
+    qi = np.int64(q)
+    inv = 1.0 / float(q)
+    scale = float(2.0**bits)
+    ub = np.uint64(bits)
+    acc = np.empty((limbs, n), dtype=np.float64)
+    for b in range(m):
+        acc[:, :] = 0.0
+        for j in range(k):
+            pos = positions[j]
+            for t in range(limbs):
+                # views indexed from 0: no negative-index check, so LLVM vectorises
+                dst = acc[t, pos:]
+                src = z[b, j, t, : n - pos]
+                for x in range(n - pos):  # X^pos: shift up ...
+                    dst[x] += src[x]
+                dst = acc[t, :pos]
+                src = z[b, j, t, n - pos :]
+                for x in range(pos):  # ... and wrap with sign -1
+                    dst[x] -= src[x]
+        for x in range(n):
+            v = acc[limbs - 1, x]
+            total = v
+            wrap = np.uint64(np.int64(v))
+            for t in range(limbs - 2, -1, -1):
+                v = acc[t, x]
+                total = total * scale + v
+                wrap = (wrap << ub) + np.uint64(np.int64(v))
+            est = np.int64(np.floor(total * inv))
+            r = np.int64(wrap - np.uint64(est) * uq)
+            if r < 0 or r >= qi:
+                r = r % qi  # Python semantics: in [0, q)
+            out[b, x] = np.uint64(r)
