@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import Channel
-from secfepas_sdk.snni.nonlinear import wrap
+from secfepas_sdk.snni.nonlinear import millionaire, wrap
 from secfepas_sdk.snni.nonlinear.millionaire import greater_than
 from secfepas_sdk.snni.nonlinear.pooling import pool_output_hw, window_indices
 from secfepas_sdk.snni.ot import extension as extension_mod
@@ -86,6 +86,7 @@ class NonlinearEngine:
         """Base OTs for both directions of every OT session; once, both parties."""
         for session in self._ots.values():  # the same order on both sides
             session.setup(self.channel)
+        millionaire.warm_up()  # the numba passes checked now, not in the first layer
 
     @contextmanager
     def using_ot_k(self, k: int) -> Iterator[None]:

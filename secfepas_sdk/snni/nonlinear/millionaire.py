@@ -30,13 +30,16 @@ costs floor(T / 2) waits after the leaf OTs' one.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import Channel
+from secfepas_sdk.snni.kernels import checked_kernel
 from secfepas_sdk.snni.nonlinear.layout import Layout, layout
+from secfepas_sdk.snni.ot import words as packed_words
 from secfepas_sdk.snni.ot.bits import pack_bits, packed_size, unpack_bits
 from secfepas_sdk.snni.ot.session import (
     OtSession,
@@ -44,15 +47,14 @@ from secfepas_sdk.snni.ot.session import (
     one_of_n_decode,
     one_of_n_payload,
     slot_width,
-    words_decode,
-    words_payload,
 )
+from secfepas_sdk.snni.ot.words import words_decode, words_payload
 from secfepas_sdk.snni.party import Party
 
 U64 = NDArray[np.uint64]
 U8 = NDArray[np.uint8]
 
-__all__ = ["greater_than", "turn_levels"]
+__all__ = ["greater_than", "turn_levels", "warm_up"]
 
 
 def _random_bits(shape: tuple[int, ...]) -> U8:
@@ -86,48 +88,80 @@ def _leaf_words(b_digits: U64, k: int, width: int, r_gt: U8, r_eq: U8) -> U64:
             msg |= (v == bv).astype(np.uint64) << np.uint64(1)
         table[bv] = np.bitwise_or.reduce(msg << (v * w))
     ones = np.uint64(sum(1 << (width * i) for i in range(1 << k)))
+    ones2 = ones << np.uint64(1) if width == 2 else np.uint64(0)
+    kernel = _words_kernel()
+    if kernel is not None:
+        out = np.empty(b_digits.size, dtype=np.uint64)
+        digits = np.ascontiguousarray(b_digits, dtype=np.uint64).reshape(-1)
+        if digits.size and int(digits.max()) >= table.size:
+            raise SnniError("leaf digit out of range")
+        kernel(digits, table, ones, ones2, r_gt.reshape(-1), r_eq.reshape(-1), out)
+        return out
     words = table[b_digits.astype(np.intp)]
     words ^= r_gt.astype(np.uint64) * ones
     if width == 2:
-        words ^= r_eq.astype(np.uint64) * (ones << np.uint64(1))
+        words ^= r_eq.astype(np.uint64) * ones2
     return words
+
+
+def warm_up() -> None:
+    """Check (and load or compile) the numba leaf-word and 1-of-N passes now."""
+    packed_words.warm_up()
+    _words_kernel()
+
+
+@checked_kernel
+def _words_kernel() -> Callable[..., None] | None:
+    """The numba leaf-word pass if it gives numpy's words (checked once), else None."""
+    from secfepas_sdk.snni.ot._kernels import leaf_words
+
+    rng = np.random.default_rng(29)
+    table = rng.integers(0, 1 << 63, 8, dtype=np.uint64)
+    digits = rng.integers(0, 8, 50).astype(np.uint64)
+    r_gt, r_eq = (rng.integers(0, 2, 50).astype(np.uint8) for _ in "ge")
+    got = np.empty(50, dtype=np.uint64)
+    leaf_words(digits, table, np.uint64(0x5555), np.uint64(0xAAAA), r_gt, r_eq, got)
+    want = table[digits.astype(np.intp)] ^ r_gt * np.uint64(0x5555)
+    want ^= r_eq * np.uint64(0xAAAA)
+    return leaf_words if np.array_equal(got, want) else None
 
 
 def _packed(k: int, width: int) -> bool:
     return ((width << k) % 8) == 0
 
 
-def _split(values: U64, sizes: tuple[int, ...]) -> U64:
-    """(n, q) digits of each value, least significant first."""
-    out = np.empty((values.size, len(sizes)), dtype=np.uint64)
-    shift = 0
-    for j, k in enumerate(sizes):
-        out[:, j] = (values.reshape(-1) >> np.uint64(shift)) & np.uint64((1 << k) - 1)
-        shift += k
+def _class_digits(values: U64, sizes: tuple[int, ...], cols: list[int]) -> U64:
+    """(n, len(cols)) digits cols of each value (digit j is bits sum(sizes[:j]) ..,
+    least significant first), in one broadcast pass: no (n, q) array to gather from."""
+    offsets = np.cumsum((0, *sizes[:-1]))
+    shifts = np.array([offsets[j] for j in cols], dtype=np.uint64)
+    masks = np.array([(1 << sizes[j]) - 1 for j in cols], dtype=np.uint64)
+    out: U64 = (values.reshape(-1, 1) >> shifts[None, :]) & masks[None, :]
     return out
 
 
 def _leaves(
-    channel: Channel, party: Party, ot: OtSession, digits: U64, lay: Layout, nodes: int
-) -> tuple[U8, U8, U8, U64, U64, U64]:
+    channel: Channel, party: Party, ot: OtSession, value: U64, lay: Layout, nodes: int
+) -> tuple[U8, U8, U8, U8, U8]:
     """All random OTs of one comparison in one flight each way, then the leaf
-    messages: (gt, eq) share bits (n, q) and the triple material (x, k_x, s0, s1)."""
-    n, q = digits.shape
+    messages: (gt, eq) share bits (n, q) and the triple material (x, y, x0 y')
+    (:func:`_triples`)."""
+    n, q = int(value.size), len(lay.sizes)
     kinds = list(zip(lay.sizes, lay.widths, strict=True))
     classes = sorted(set(kinds))
     cols = {c: [j for j, kind in enumerate(kinds) if kind == c] for c in classes}
+    digits = {c: _class_digits(value, lay.sizes, cols[c]) for c in classes}
     gt = np.zeros((n, q), dtype=np.uint8)
     eq = np.zeros((n, q), dtype=np.uint8)
     if party is Party.CLIENT:
         leaf_keys = {
-            c: ot.rot_recv(channel, choice_bits(digits[:, cols[c]], c[0]), slot_width(*c))
-            for c in classes
+            c: ot.rot_recv(channel, choice_bits(digits[c], c[0]), slot_width(*c)) for c in classes
         }
         x, k_recv = ot.rot_recv_random(channel, n * nodes, 2)
         s0, s1 = ot.rot_send_random(channel, n * nodes, 2)
         for c in classes:
             k, w = c
-            chosen = digits[:, cols[c]]
+            chosen = digits[c]
             count = chosen.size << k
             if _packed(k, w):
                 raw = channel.recv_exact(count * w // 8)
@@ -139,22 +173,23 @@ def _leaves(
             gt[:, cols[c]] = (leaf & np.uint64(1)).astype(np.uint8)
             if w == 2:
                 eq[:, cols[c]] = (leaf >> np.uint64(1)).astype(np.uint8)
-        return gt, eq, x, k_recv, s0, s1
+        return (gt, eq, *_triples(x, k_recv, s0, s1, n, nodes))
     leaf_pairs = {c: ot.rot_send(channel, n * len(cols[c]) * c[0], slot_width(*c)) for c in classes}
     s0, s1 = ot.rot_send_random(channel, n * nodes, 2)
     x, k_recv = ot.rot_recv_random(channel, n * nodes, 2)
+    xs, ys, cross = _triples(x, k_recv, s0, s1, n, nodes)
     gt[:] = _random_bits((n, q))
     eq[:] = _random_bits((n, q))
     if lay.free_first_level and nodes:
         # The server's first-level inputs are its triple shares: eq_H = x, (gt_L, eq_L) = y.
         pairs = q // 2
-        y = (s0 ^ s1).astype(np.uint8).reshape(n, nodes)[:, :pairs]
-        eq[:, 1 : 2 * pairs : 2] = x.reshape(n, nodes)[:, :pairs]
+        y = ys[:, :pairs]
+        eq[:, 1 : 2 * pairs : 2] = xs[:, :pairs]
         gt[:, 0 : 2 * pairs : 2] = y & 1
         eq[:, 0 : 2 * pairs : 2] = y >> 1
     for c in classes:
         k, w = c
-        mine = digits[:, cols[c]].reshape(-1)
+        mine = digits[c].reshape(-1)
         r_gt, r_eq = gt[:, cols[c]].reshape(-1), eq[:, cols[c]].reshape(-1)
         if _packed(k, w):
             words = _leaf_words(mine, k, w, r_gt, r_eq)
@@ -162,7 +197,18 @@ def _leaves(
         else:
             msgs = _leaf_messages(mine, k, w, r_gt, r_eq)
             channel.send(one_of_n_payload(leaf_pairs[c], msgs, k, w))
-    return gt, eq, x, k_recv, s0, s1
+    return gt, eq, xs, ys, cross
+
+
+def _triples(x: U8, k_recv: U64, s0: U64, s1: U64, n: int, nodes: int) -> tuple[U8, U8, U8]:
+    """The bit-triple material as (n, nodes) bits: x, y = s0 xor s1 (2 bits: y, y')
+    and the receiver's half of the cross term, k_x xor s0 (2-bit OT words, cast
+    down without 64-bit temporaries)."""
+    y = np.empty(n * nodes, dtype=np.uint8)
+    cross = np.empty(n * nodes, dtype=np.uint8)
+    np.bitwise_xor(s0, s1, out=y, casting="unsafe")
+    np.bitwise_xor(k_recv, s0, out=cross, casting="unsafe")
+    return x.reshape(n, nodes), y.reshape(n, nodes), cross.reshape(n, nodes)
 
 
 def greater_than(
@@ -177,18 +223,14 @@ def greater_than(
     """XOR share of 1{a > b}; the client passes a, the server b (``bits`` wide).
     The layout is the backend's (:func:`.layout.layout`) unless both parties pass
     the same ``digits_layout`` (tests: every layout must be exact)."""
-    n = int(value.size)
     lay = layout(ot.extension, bits) if digits_layout is None else digits_layout
     if sum(lay.sizes) != bits:
         raise SnniError(f"digit layout {lay.sizes} does not cover {bits} bits")
     q = len(lay.sizes)
     nodes = q - 1
-    digits = _split(value, lay.sizes)
-    gt, eq, x, k_recv, s0, s1 = _leaves(channel, party, ot, digits, lay, nodes)
+    gt, eq, xs, y, cross = _leaves(channel, party, ot, value, lay, nodes)
     # Correlated triples: x; y (bit 0) and y' (bit 1); z = x*y, z' = x*y' (shares).
-    y = (s0 ^ s1).astype(np.uint8).reshape(n, nodes) if nodes else np.zeros((n, 0), np.uint8)
-    xs = x.reshape(n, nodes)
-    z = ((xs * np.uint8(3)) & y) ^ (k_recv ^ s0).astype(np.uint8).reshape(n, nodes)
+    z = ((xs * np.uint8(3)) & y) ^ cross
     tree = _Tree(party, gt, eq, xs, y, z, lay)
     for t in range(len(tree.levels) + 1):
         sends = turn_levels(t, len(tree.levels))

@@ -1,4 +1,5 @@
-"""Bit-level helpers for OT extension: the 128 x m bit transpose and tight packing.
+"""Bit-level helpers for OT extension: the 128 x m bit transpose and tight packing
+(numba kernels when numba is there, numpy otherwise: the same bytes).
 
 Bit order is little-endian everywhere: bit ``j`` of a packed row is
 ``(row[j // 8] >> (j % 8)) & 1`` (numpy's ``bitorder="little"``).
@@ -74,8 +75,9 @@ def _numba_kernel() -> Callable[[U8, U8], None] | None:
 
 
 def warm_up() -> None:
-    """Load (and if needed compile) the accelerated kernel ahead of time."""
+    """Load (and if needed compile) the accelerated kernels ahead of time."""
     transpose_rows(np.zeros((8, 1), dtype=np.uint8))
+    _pack_kernels()
 
 
 def transpose_rows(rows: U8) -> U8:
@@ -111,7 +113,23 @@ def packed_size(count: int, width: int) -> int:
 
 
 def pack_bits(values: NDArray[np.unsignedinteger], width: int) -> bytes:
-    """The low ``width`` bits of each value, concatenated without padding."""
+    """The low ``width`` bits of each value, concatenated without padding (a numba
+    kernel when available, else :func:`pack_bits_numpy`: the same bytes)."""
+    if not 1 <= width <= 64:
+        raise SnniError(f"bit width must be in 1..64, got {width}")
+    flat = np.ascontiguousarray(values).reshape(-1)
+    if width == 1:
+        return np.packbits(flat.astype(np.uint8) & 1, bitorder="little").tobytes()
+    kernels = _pack_kernels()
+    if kernels is None:
+        return pack_bits_numpy(flat, width)
+    out = np.empty(packed_size(flat.size, width), dtype=np.uint8)
+    kernels[0](flat.astype(np.uint64, copy=False), width, out)
+    return out.tobytes()
+
+
+def pack_bits_numpy(values: NDArray[np.unsignedinteger], width: int) -> bytes:
+    """The numpy form of :func:`pack_bits` (each value expanded to its bits)."""
     if not 1 <= width <= 64:
         raise SnniError(f"bit width must be in 1..64, got {width}")
     flat = np.ascontiguousarray(values).reshape(-1)
@@ -130,13 +148,32 @@ def pack_bits(values: NDArray[np.unsignedinteger], width: int) -> bytes:
     return b"".join(parts)
 
 
-def unpack_bits(buf: bytes, count: int, width: int, dtype: type = np.uint64) -> NDArray[np.generic]:
-    """Inverse of :func:`pack_bits`; the buffer length must match exactly."""
+def _unpack_checked(buf: bytes, count: int, width: int, dtype: type) -> np.dtype[Any]:
     if len(buf) != packed_size(count, width):
         raise SnniError(f"packed buffer of {len(buf)} bytes, expected {packed_size(count, width)}")
     dt = np.dtype(dtype)
     if width > 8 * dt.itemsize:
         raise SnniError(f"width {width} does not fit in {dt}")
+    return dt
+
+
+def unpack_bits(buf: bytes, count: int, width: int, dtype: type = np.uint64) -> NDArray[np.generic]:
+    """Inverse of :func:`pack_bits`; the buffer length must match exactly (a numba
+    kernel when available, else :func:`unpack_bits_numpy`)."""
+    dt = _unpack_checked(buf, count, width, dtype)
+    kernels = _pack_kernels() if width > 1 else None
+    if kernels is None:
+        return unpack_bits_numpy(buf, count, width, dtype)
+    out = np.empty(count, dtype=np.uint64)
+    kernels[1](np.frombuffer(buf, dtype=np.uint8), width, out)
+    return out if dt == np.uint64 else out.astype(dt)
+
+
+def unpack_bits_numpy(
+    buf: bytes, count: int, width: int, dtype: type = np.uint64
+) -> NDArray[np.generic]:
+    """The numpy form of :func:`unpack_bits`."""
+    dt = _unpack_checked(buf, count, width, dtype)
     raw = np.frombuffer(buf, dtype=np.uint8)
     if width == 1:
         return np.unpackbits(raw, count=count, bitorder="little").astype(dt)
@@ -151,3 +188,32 @@ def unpack_bits(buf: bytes, count: int, width: int, dtype: type = np.uint64) -> 
         full[:, :width] = bits.reshape(stop - start, width)
         out[start:stop] = np.packbits(full, axis=1, bitorder="little").view(dt).reshape(-1)
     return out
+
+
+_PACKERS: list[tuple[Callable[..., None], Callable[..., None]] | None] = []
+
+
+def _pack_kernels() -> tuple[Callable[..., None], Callable[..., None]] | None:
+    """The numba (pack, unpack) kernels if they give the numpy forms' results on
+    every width (checked once per process), else None."""
+    if not _PACKERS:
+        chosen: tuple[Callable[..., None], Callable[..., None]] | None = None
+        try:
+            from secfepas_sdk.snni.ot import _kernels as kb
+
+            rng = np.random.default_rng(11)
+            ok = True
+            for width in range(2, 65):
+                vals = rng.integers(0, 1 << 63, 37, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+                raw = np.empty(packed_size(vals.size, width), dtype=np.uint8)
+                kb.pack(vals, width, raw)
+                got = np.empty(vals.size, dtype=np.uint64)
+                kb.unpack(raw, width, got)
+                want = pack_bits_numpy(vals, width)
+                ok = ok and raw.tobytes() == want
+                ok = ok and np.array_equal(got, unpack_bits_numpy(want, vals.size, width))
+            chosen = (kb.pack, kb.unpack) if ok else None
+        except Exception:  # noqa: S110 - no numba, or a kernel that fails: numpy then
+            pass
+        _PACKERS.append(chosen)
+    return _PACKERS[0]

@@ -10,12 +10,14 @@ data goes into the key; the secrecy is all in the hashed blocks.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.kernels import checked_kernel
 from secfepas_sdk.snni.ot.aesblocks import Blocks, encrypt_into
 
 # A fixed public "nothing up my sleeve" key: the first 16 bytes of SHA-256("secfepas crhash").
@@ -91,7 +93,7 @@ def hash_into(
     x_j = rows[j] xor flip[j] * delta (flip: 0/1 per row, or none), and, when
     ``out_delta`` is given, out_delta[j] = the same of x_j xor delta (an OT
     sender's two keys). Same values as :func:`crhash_u64` with :func:`tweaks`, in
-    cache-sized passes over reused buffers: 2 AES calls and 4 array passes per
+    cache-sized passes over reused buffers: 2 AES calls and 2 numba passes (numpy: 4) per
     hash. ``rows`` hold the caller's OT blocks (secret); nothing is kept."""
     n = rows.shape[0]
     if rows.ndim != 2 or rows.shape[1] != 16 or not rows.flags.c_contiguous:
@@ -104,6 +106,22 @@ def hash_into(
         raise SnniError("hash_into needs delta as (1, 16) with flip or out_delta")
     if flip is not None and flip.shape != (n,):
         raise SnniError("hash_into flip bits must have one per row")
+    _hash_chunks(rows, start, domain, width, out, delta, flip, out_delta, _hash_kernels())
+
+
+def _hash_chunks(
+    rows: NDArray[np.uint8],
+    start: int,
+    domain: int,
+    width: int,
+    out: NDArray[np.uint64],
+    delta: NDArray[np.uint8] | None,
+    flip: NDArray[np.uint8] | None,
+    out_delta: NDArray[np.uint64] | None,
+    kernels: tuple[Any, Any, Any] | None,
+) -> None:
+    """:func:`hash_into`'s passes, with the numba kernels (one pass each) or numpy."""
+    n = rows.shape[0]
     x_buf, a_buf, b_buf, counter = _scratch()
     mask = np.uint64((1 << width) - 1) if width < 64 else None
     dom = np.uint64(domain)
@@ -113,6 +131,22 @@ def hash_into(
         m = min(_CHUNK, n - lo)
         x64 = rows[lo : lo + m].view(np.uint64)
         xs = x_buf.rows[:m].view(np.uint64)
+        a64, b64 = a_buf.rows[:m].view(np.uint64), b_buf.rows[:m].view(np.uint64)
+        if kernels is not None:
+            flip_delta, tweak_xor, hash_out = kernels
+            f = _NO_FLIP if flip is None else flip[lo : lo + m]
+            cut = np.uint64(0xFFFFFFFFFFFFFFFF) if mask is None else mask
+            for turn in range(1 if out_delta is None else 2):
+                src = x64
+                if flip is not None or turn == 1:  # x xor (flip xor turn) delta
+                    flip_delta(x64, f, d_words[0], d_words[1], np.uint8(turn), xs)
+                    src = xs
+                encrypt_into(FIXED_KEY, src.view(np.uint8), a_buf.flat)  # pi(x)
+                tweak_xor(a64, np.uint64(start + lo), dom, b64)
+                encrypt_into(FIXED_KEY, b_buf.rows[:m], b_buf.flat)  # pi(pi(x) xor tweak)
+                dest = (out if turn == 0 else out_delta)[lo : lo + m]  # type: ignore[index]
+                hash_out(a64, b64, cut, dest)
+            continue
         if flip is not None:
             f = flip[lo : lo + m]
             for c in (0, 1):
@@ -125,7 +159,6 @@ def hash_into(
                 for c in (0, 1):
                     np.bitwise_xor(x64[:, c], d_words[c], out=xs[:, c])
                 x64 = xs
-            a64, b64 = a_buf.rows[:m].view(np.uint64), b_buf.rows[:m].view(np.uint64)
             encrypt_into(FIXED_KEY, x64.view(np.uint8), a_buf.flat)  # pi(x)
             np.bitwise_xor(a64[:, 0], counter[:m], out=b64[:, 0])
             np.bitwise_xor(a64[:, 1], dom, out=b64[:, 1])
@@ -134,6 +167,33 @@ def hash_into(
             np.bitwise_xor(b64[:, 0], a64[:, 0], out=dest)
             if mask is not None:
                 dest &= mask
+
+
+def warm_up() -> None:
+    """Check (and load or compile) the hash's numba passes now, not in the first layer."""
+    _hash_kernels()
+
+
+_NO_FLIP = np.zeros(0, dtype=np.uint8)
+
+
+@checked_kernel
+def _hash_kernels() -> tuple[Any, Any, Any] | None:
+    """The numba passes if they give the numpy passes' hashes (checked once), else None."""
+    from secfepas_sdk.snni.ot import _kernels as k
+
+    kernels = (k.flip_delta, k.tweak_xor, k.hash_out)
+    rng = np.random.default_rng(17)
+    rows = rng.integers(0, 256, (50, 16), dtype=np.uint8)
+    delta = rng.integers(0, 256, (1, 16), dtype=np.uint8)
+    flip = rng.integers(0, 2, 50).astype(np.uint8)
+    ok = True
+    for f, width in ((None, 64), (flip, 5), (None, 13)):
+        got = [np.empty(50, np.uint64) for _ in range(4)]
+        for i, use in ((0, kernels), (2, None)):
+            _hash_chunks(rows, 2**40 + 3, 2**33, width, got[i], delta, f, got[i + 1], use)
+        ok = ok and np.array_equal(got[0], got[2]) and np.array_equal(got[1], got[3])
+    return kernels if ok else None
 
 
 _RAMP = np.arange(_CHUNK, dtype=np.uint64)

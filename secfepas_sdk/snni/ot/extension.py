@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import Channel
-from secfepas_sdk.snni.ot import lpn
+from secfepas_sdk.snni.ot import crhash, ggm, lpn
 from secfepas_sdk.snni.ot.ferret import FerretReceiver, FerretSender
 from secfepas_sdk.snni.ot.ferret_iter import scratch_for
 from secfepas_sdk.snni.ot.iknp import IknpReceiver, IknpSender
@@ -78,6 +78,7 @@ def build(
     if extension == "iknp":
         return IknpSender(s_bits, chosen, domain=peer), IknpReceiver(seeds0, seeds1, domain=mine)
     warm_up()
+    crhash.warm_up()
     receiver = SoftSpokenReceiver(seeds0, seeds1, domain=mine, k=k)
     sender = SoftSpokenSender(s_bits, chosen, domain=peer, k=k)
     with channel.label("ot-setup"):
@@ -86,6 +87,7 @@ def build(
     if extension != "ferret":
         return sender, receiver
     lpn.warm_up()
+    ggm.warm_up()
     scratch = scratch_for(lpn.SETUP, FERRET_MAIN)  # one tree group at a time, either role
     f_sender = FerretSender(sender, s_bits, domain=peer, main=FERRET_MAIN, scratch=scratch)
     f_receiver = FerretReceiver(receiver, domain=mine, main=FERRET_MAIN, scratch=scratch)

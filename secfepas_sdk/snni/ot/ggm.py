@@ -20,10 +20,13 @@ every leaf except the one at its punctured position alpha (the path it never lea
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.kernels import checked_kernel
 from secfepas_sdk.snni.ot.aesblocks import Blocks, encrypt_into
 
 U8 = NDArray[np.uint8]
@@ -73,12 +76,45 @@ def _grow(level: U8, dst: U8, m: int, t: int) -> tuple[U8, U64]:
     encrypt_into(_KEYS[0], level, dst)
     encrypt_into(_KEYS[1], level, dst[16 * half :])
     children = dst[: 32 * half].reshape(2 * half, 16)
-    src = level.view(np.uint64)
+    src = level.reshape(-1, 16).view(np.uint64)
     words = children.view(np.uint64)
+    kernel = _fold_kernel()
+    if kernel is not None:
+        sums = np.empty((2, t, 2), dtype=np.uint64)
+        kernel(src, words, m, t, sums)
+        return children, sums
+    return children, _fold_numpy(src, words, m, t)
+
+
+def _fold_numpy(src: U64, words: U64, m: int, t: int) -> U64:
+    """numpy form of the level fold (three passes over the children)."""
+    half = m * t
     words[:half] ^= src
     words[half:] ^= src
     sums: U64 = np.bitwise_xor.reduce(words.reshape(2, m, t * 2), axis=1).reshape(2, t, 2)
-    return children, sums
+    return sums
+
+
+def warm_up() -> None:
+    """Check (and load or compile) the numba level fold now, not in the first layer."""
+    _fold_kernel()
+
+
+@checked_kernel
+def _fold_kernel() -> Callable[..., None] | None:
+    """The numba fold if it matches numpy on a small level (checked once), else None."""
+    from secfepas_sdk.snni.ot._kernels import fold
+
+    rng = np.random.default_rng(13)
+    m, t = 4, 3
+    src = rng.integers(0, 1 << 63, (m * t, 2), dtype=np.uint64)
+    kids = rng.integers(0, 1 << 63, (2 * m * t, 2), dtype=np.uint64)
+    want_kids = kids.copy()
+    want = _fold_numpy(src, want_kids, m, t)
+    got = np.empty((2, t, 2), dtype=np.uint64)
+    fold(src, kids, m, t, got)
+    ok = np.array_equal(got, want) and np.array_equal(kids, want_kids)
+    return fold if ok else None
 
 
 def _depth_ok(depth: int) -> None:

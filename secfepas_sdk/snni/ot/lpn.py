@@ -129,6 +129,15 @@ def encode_bits_numpy(bitset_bits: U8, k: int, out_bits: U8, idx: U32, start: in
     out_bits[start : start + idx.shape[0]] = np.bitwise_xor.reduce(bitset_bits[rows], axis=1)
 
 
+def bitset_words(bits: U8) -> U32:
+    """The bits packed little-endian into 32-bit words (zero padded): bit i is bit
+    i & 31 of word i >> 5 (what the bits-only kernel reads)."""
+    packed = np.packbits(bits & np.uint8(1), bitorder="little")
+    words = np.zeros(-(-packed.size // 4), dtype=np.uint32)
+    words.view(np.uint8)[: packed.size] = packed
+    return words
+
+
 def _bits_kernel() -> Callable[..., None] | None:
     """The numba bits-only kernel if it matches numpy on a small input (cached)."""
     if not _BITS_KERNEL:
@@ -139,7 +148,7 @@ def _bits_kernel() -> Callable[..., None] | None:
             bits = np.random.default_rng(5).integers(0, 2, 300).astype(np.uint8)
             idx = _index_words(matrix_key(2, 1), 9, 40)
             got, want = np.zeros(40, np.uint8), np.ones(40, np.uint8)
-            encode_bits(np.packbits(bits, bitorder="little"), got, idx, 0, 300)
+            encode_bits(bitset_words(bits), got, idx, 0, 300)
             encode_bits_numpy(bits, 300, want, idx, 0)
             chosen = encode_bits if np.array_equal(got, want) else None
         except Exception:  # noqa: S110 - no numba, or a kernel that fails: numpy then
@@ -162,6 +171,7 @@ def _kernels() -> tuple[Callable[..., None], ...]:
 
 _KERNEL: list[Callable[..., None] | None] = []
 _EMPTY = np.zeros(0, dtype=np.uint8)
+_EMPTY32 = np.zeros(0, dtype=np.uint32)
 
 
 def _self_test(kernel: Callable[..., None]) -> bool:
@@ -203,7 +213,9 @@ class Encoder:
     copied once into a huge-page-aligned buffer (and the bits into a bit set that
     fits the cache), so that the iteration's tree groups reuse it."""
 
-    __slots__ = ("_bits", "_bits_kernel", "_bitset", "_idx", "_kernel", "_key", "_table")
+    __slots__ = (
+        "_bits", "_bits_kernel", "_bitset", "_bitset32", "_idx", "_kernel", "_key", "_table",
+    )  # fmt: skip
 
     def __init__(
         self, key: bytes, base: U8, base_bits: U8 | None = None, *, use_numba: bool = True
@@ -222,6 +234,10 @@ class Encoder:
         self._bitset = (
             _EMPTY if self._bits is None else np.packbits(self._bits & 1, bitorder="little")
         )
+        self._bitset32 = (
+            _EMPTY32 if self._bits is None or self._bits_kernel is None
+            else bitset_words(self._bits)
+        )  # fmt: skip
         self._idx = np.empty(_CHUNK * D * 4 + 64, dtype=np.uint8)
 
     def encode(
@@ -262,7 +278,7 @@ class Encoder:
             rows = min(_CHUNK, out_bits.shape[0] - lo)
             idx = _index_words(self._key, first_row + lo, rows, self._idx)
             if self._bits_kernel is not None:
-                self._bits_kernel(self._bitset, out_bits, idx, lo, k)
+                self._bits_kernel(self._bitset32, out_bits, idx, lo, k)
             else:
                 encode_bits_numpy(self._bits & np.uint8(1), k, out_bits, idx, lo)
 

@@ -151,3 +151,29 @@ def test_cost_model_is_the_measured_wire(ot_backend: str) -> None:
         model = cost(layout(ot_backend, bits))
         assert (bits, wire * 8) == (bits, model.wire_bits(ot_backend) * n)
         assert (bits, stats.by_label[name].rounds) == (bits, model.rounds)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    k=st.integers(1, 5),
+    width=st.integers(1, 2),
+    n=st.integers(0, 400),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_leaf_words_kernel_matches_numpy(k: int, width: int, n: int, seed: int) -> None:
+    """The server's packed leaf words are the same with the numba pass and without."""
+    from secfepas_sdk.snni.nonlinear import millionaire as mill
+
+    if (width << k) % 8:
+        return  # not a packed class
+    rng = np.random.default_rng(seed)
+    digits = rng.integers(0, 1 << k, n).astype(np.uint64)
+    r_gt, r_eq = (rng.integers(0, 2, n).astype(np.uint8) for _ in "ge")
+    got = mill._leaf_words(digits, k, width, r_gt, r_eq)
+    saved = mill._words_kernel
+    try:
+        mill._words_kernel = lambda: None  # numpy's words
+        want = mill._leaf_words(digits, k, width, r_gt, r_eq)
+    finally:
+        mill._words_kernel = saved
+    np.testing.assert_array_equal(got, want)

@@ -8,12 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.ot import bits as bits_mod
 from secfepas_sdk.snni.ot.bits import (
     pack_bits,
+    pack_bits_numpy,
     packed_size,
     transpose_rows,
     transpose_rows_numpy,
     unpack_bits,
+    unpack_bits_numpy,
 )
 
 
@@ -59,3 +62,46 @@ def test_unpack_rejects_wrong_length() -> None:
         unpack_bits(b"\x00" * 5, 10, 5)
     with pytest.raises(SnniError):
         pack_bits(np.zeros(3, dtype=np.uint64), 0)
+
+
+def test_pack_kernels_are_in_use() -> None:
+    """With numba installed (it is in the camera and edge extras) the kernels pass
+    their self-test; without it the numpy forms run."""
+    pytest.importorskip("numba")
+    assert bits_mod._pack_kernels() is not None
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    width=st.integers(1, 64),
+    values=st.lists(st.integers(0, 2**64 - 1), min_size=0, max_size=200),
+    dtype=st.sampled_from([np.uint64, np.uint32, np.uint8, np.int64]),
+    pad=st.integers(0, 255),
+)
+def test_pack_matches_numpy_form(width: int, values: list[int], dtype: type, pad: int) -> None:
+    """Same bytes as the numpy form for any width, dtype and high bits above the
+    width; unpacking agrees and ignores the padding bits of the last byte."""
+    bits = 8 * np.dtype(dtype).itemsize
+    arr = np.array([v % (1 << bits) for v in values], dtype=np.uint64).astype(dtype)
+    if width > bits:
+        arr = arr.astype(np.uint64)
+    buf = pack_bits(arr, width)
+    assert buf == pack_bits_numpy(arr, width)
+    spare = 8 * len(buf) - arr.size * width
+    padded = bytearray(buf)
+    if spare:
+        padded[-1] |= (pad << (8 - spare)) & 0xFF
+    for out_dtype in (np.uint64, np.uint8) if width <= 8 else (np.uint64,):
+        got = unpack_bits(bytes(padded), arr.size, width, out_dtype)
+        assert got.dtype == np.dtype(out_dtype)
+        np.testing.assert_array_equal(got, unpack_bits_numpy(buf, arr.size, width, out_dtype))
+
+
+def test_pack_matches_numpy_form_across_chunks() -> None:
+    arr = np.random.default_rng(3).integers(0, 1 << 63, (1 << 18) + 77, dtype=np.uint64)
+    for width in (2, 37, 64):
+        buf = pack_bits(arr, width)
+        assert buf == pack_bits_numpy(arr, width)
+        np.testing.assert_array_equal(
+            unpack_bits(buf, arr.size, width), unpack_bits_numpy(buf, arr.size, width)
+        )

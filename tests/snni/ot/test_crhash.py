@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.ot import crhash as crhash_mod
 from secfepas_sdk.snni.ot.crhash import FIXED_KEY, crhash, crhash_u64, hash_into, tweaks
 
 
@@ -51,24 +52,41 @@ def test_output_bits_are_balanced() -> None:
     start=st.integers(0, 2**40),
     flip=st.booleans(),
     pair=st.booleans(),
+    numba_passes=st.booleans(),
 )
 def test_hash_into_equals_the_reference(
-    n: int, width: int, start: int, flip: bool, pair: bool
+    n: int, width: int, start: int, flip: bool, pair: bool, numba_passes: bool
 ) -> None:
     """The cache-sized fast path gives crhash_u64's values, with and without the
-    sender's flips (rows xor d * delta) and its second key (xor delta)."""
+    sender's flips (rows xor d * delta) and its second key (xor delta), with the
+    numba passes and with the numpy ones."""
+    kernels = crhash_mod._hash_kernels()
+    if numba_passes and kernels is None:
+        pytest.skip("numba is not installed")
     rng = np.random.default_rng(n + width)
     rows = rng.integers(0, 256, (n, 16), dtype=np.uint8)
     delta = rng.integers(0, 256, (1, 16), dtype=np.uint8)
     d = rng.integers(0, 2, n).astype(np.uint8)
     x = rows ^ ((d * np.uint8(0xFF))[:, None] & delta) if flip else rows
     out, out2 = np.empty(n, np.uint64), np.empty(n, np.uint64)
-    hash_into(
+    crhash_mod._hash_chunks(
         rows, start, 5, width, out,
-        delta=delta if (flip or pair) else None,
-        flip=d if flip else None,
-        out_delta=out2 if pair else None,
+        delta if (flip or pair) else None,
+        d if flip else None,
+        out2 if pair else None,
+        kernels if numba_passes else None,
     )  # fmt: skip
+    if not numba_passes:  # the public entry point, on whatever it selected
+        got, got2 = np.empty(n, np.uint64), np.empty(n, np.uint64)
+        hash_into(
+            rows, start, 5, width, got,
+            delta=delta if (flip or pair) else None,
+            flip=d if flip else None,
+            out_delta=got2 if pair else None,
+        )  # fmt: skip
+        np.testing.assert_array_equal(got, out)
+        if pair:
+            np.testing.assert_array_equal(got2, out2)
     tw = tweaks(start, n, domain=5)
     np.testing.assert_array_equal(out, crhash_u64(x, tw, width))
     if pair:
@@ -86,3 +104,9 @@ def test_hash_into_refuses_bad_arguments() -> None:
         hash_into(rows, 0, 0, 8, out, out_delta=np.empty(4, np.uint64))  # no delta
     with pytest.raises(SnniError):
         hash_into(rows[:, :8], 0, 0, 8, out)
+
+
+def test_hash_kernels_are_in_use() -> None:
+    """With numba installed the one-pass kernels pass their self-test and run."""
+    pytest.importorskip("numba")
+    assert crhash_mod._hash_kernels() is not None

@@ -182,6 +182,34 @@ def test_punctured_tree_matches_the_full_one_off_its_point(
     np.testing.assert_array_equal(sums[:, -1, 1], ggm.xor_all(leaves[half:]))
 
 
+@settings(max_examples=25, deadline=None)
+@given(m=st.integers(1, 40), t=st.integers(1, 9), seed=st.integers(0, 2**32 - 1))
+def test_ggm_fold_kernel_matches_numpy(m: int, t: int, seed: int) -> None:
+    """The one-pass numba fold of a level gives numpy's children and side sums."""
+    pytest.importorskip("numba")
+    kernel = ggm._fold_kernel()
+    assert kernel is not None
+    rng = np.random.default_rng(seed)
+    src = rng.integers(0, 1 << 63, (m * t, 2), dtype=np.uint64)
+    kids = rng.integers(0, 1 << 63, (2 * m * t, 2), dtype=np.uint64)
+    want_kids = kids.copy()
+    want = ggm._fold_numpy(src, want_kids, m, t)
+    got = np.full((2, t, 2), 5, dtype=np.uint64)
+    kernel(src, kids, m, t, got)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(kids, want_kids)
+
+
+def test_ggm_trees_without_numba(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The numpy fold grows the same trees (no numba needed)."""
+    roots = np.random.default_rng(4).integers(0, 256, (5, 16), dtype=np.uint8)
+    leaves, sums = ggm.expand_full(roots, 6)
+    monkeypatch.setattr(ggm, "_fold_kernel", lambda: None)
+    leaves_np, sums_np = ggm.expand_full(roots, 6)
+    np.testing.assert_array_equal(leaves, leaves_np)
+    np.testing.assert_array_equal(sums, sums_np)
+
+
 def test_ggm_children_are_the_fixed_key_prg() -> None:
     """Level 1 of a tree: child b of root x is AES_{key_b}(x) xor x."""
     roots = np.random.default_rng(3).integers(0, 256, (3, 16), dtype=np.uint8)
@@ -216,6 +244,21 @@ def test_lpn_encoding_is_linear_and_numba_matches_numpy(k: int, n: int, seed: in
     np.testing.assert_array_equal(eab, ea ^ eb)
     # The bit encoding is the block encoding of the bits (bit 0 of byte 0).
     np.testing.assert_array_equal(outs[0][1], (lambda z: z[:, 0])(_encode_bits(key, bits, n)))
+
+
+@settings(max_examples=20, deadline=None)
+@given(k=st.integers(1, 300), n=st.integers(1, 700), seed=st.integers(0, 2**32 - 1))
+def test_lpn_bits_kernel_matches_numpy(k: int, n: int, seed: int) -> None:
+    """The bits-only kernel (32-bit words of the bit set) gives numpy's code bits,
+    for any k (a partial last word) and any first row."""
+    rng = np.random.default_rng(seed)
+    key = lpn.matrix_key(seed % 3, 2)
+    base = rng.integers(0, 256, (k, 16), dtype=np.uint8)
+    bits = rng.integers(0, 2, k).astype(np.uint8)
+    got, want = np.zeros(n, np.uint8), np.ones(n, np.uint8)
+    lpn.Encoder(key, base, bits).encode_bits(got, first_row=seed % 1000)
+    lpn.Encoder(key, base, bits, use_numba=False).encode_bits(want, first_row=seed % 1000)
+    np.testing.assert_array_equal(got, want)
 
 
 def _encode_bits(key: bytes, bits: np.ndarray, n: int) -> np.ndarray:

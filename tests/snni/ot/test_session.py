@@ -7,12 +7,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from testkit.snni import CHI2_LIMIT, chi_square_uniform_bytes, recording_pair
 
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import Channel, run_pair
 from secfepas_sdk.snni.ot import OtSession
-from secfepas_sdk.snni.ot.session import words_decode, words_payload
+from secfepas_sdk.snni.ot import session as session_mod
+from secfepas_sdk.snni.ot import words as words_mod
+from secfepas_sdk.snni.ot.words import words_decode, words_payload
 from secfepas_sdk.snni.party import Party
 
 N = 5000  # not a multiple of 8 or of the chunk size, on purpose
@@ -118,8 +122,6 @@ def test_one_of_n_rejects_bad_sizes() -> None:
 def test_hash_tweaks_are_unique_to_each_session(monkeypatch: pytest.MonkeyPatch) -> None:
     """Both parties derive the same session value from the fresh base-OT points, so
     their tweak domains pair up; a second session of the same parties gets others."""
-    from secfepas_sdk.snni.ot import session as session_mod
-
     seen: list[tuple[bool, tuple[int, int]]] = []
     build = session_mod.extension_mod.build
 
@@ -145,3 +147,46 @@ def test_hash_tweaks_are_unique_to_each_session(monkeypatch: pytest.MonkeyPatch)
         sessions.append(client)
     assert sessions[0] != sessions[1]
     assert session_mod.session_tag(b"a", b"b") == session_mod.session_tag(b"b", b"a")
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    kind=st.sampled_from([(1, 8), (1, 4), (2, 2), (3, 1), (3, 2), (4, 4), (5, 2), (2, 16)]),
+    n=st.integers(0, 300),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_words_payload_kernel_matches_numpy(kind: tuple[int, int], n: int, seed: int) -> None:
+    """The one-pass numba spread gives the table lookups' payload, and the receiver
+    decodes its chosen message from it."""
+    log_n, width = kind
+    rng = np.random.default_rng(seed)
+    keys = tuple(rng.integers(0, 1 << 63, n * log_n, dtype=np.uint64) for _ in "ab")
+    words = rng.integers(0, 1 << 63, n, dtype=np.uint64) & np.uint64((1 << (width << log_n)) - 1)
+    got = words_payload((keys[0], keys[1]), words, log_n, width)
+    want = words_mod._spread_numpy((keys[0], keys[1]), words, log_n, words_mod._lut(log_n, width))
+    per = (width << log_n) // 8
+    assert got == want.view(np.uint8).reshape(n, 8)[:, :per].tobytes()
+    if n:
+        choice = rng.integers(0, 1 << log_n, n).astype(np.uint64)
+        bits = ((choice[:, None] >> np.arange(log_n, dtype=np.uint64)) & np.uint64(1)).astype(bool)
+        key = np.where(bits.reshape(-1), keys[1], keys[0])
+        mask = np.uint64((1 << width) - 1)
+        msg = (words >> (choice * np.uint64(width))) & mask
+        np.testing.assert_array_equal(words_decode(key, got, choice, log_n, width), msg)
+
+
+def test_words_kernels_are_in_use_and_decode_like_numpy() -> None:
+    """With numba the packed 1-of-N passes pass their checks; the decode gives the
+    numpy form's messages on a larger input too."""
+    pytest.importorskip("numba")
+    kernel = words_mod._decode_kernel()
+    assert kernel is not None and words_mod._spread_kernel() is not None
+    rng = np.random.default_rng(5)
+    n, log_n, width = 5000, 3, 2
+    key = rng.integers(0, 1 << 63, n * log_n, dtype=np.uint64)
+    raw = rng.bytes(n * 2)
+    c = rng.integers(0, 8, n).astype(np.uint64)
+    np.testing.assert_array_equal(
+        words_mod._words_decode(key, raw, c, log_n, width, kernel),
+        words_mod._words_decode(key, raw, c, log_n, width, None),
+    )
