@@ -128,7 +128,9 @@ def _camera(args: tuple[int, int, str, int, str, tuple[int, ...]]) -> dict[str, 
     return asyncio.run(run())
 
 
-def run_level(n: int, count: int, tmp: Path, model: str, shape: tuple[int, ...]) -> dict[str, Any]:
+def run_level(
+    n: int, count: int, tmp: Path, model: str, shape: tuple[int, ...], ot: str | None = None
+) -> dict[str, Any]:
     port, metrics_port = free_port(), free_port()
     cmd = [
         sys.executable,
@@ -150,6 +152,7 @@ def run_level(n: int, count: int, tmp: Path, model: str, shape: tuple[int, ...])
         str(metrics_port),
         "--max-sessions",
         str(n),
+        *(["--ot", ot] if ot else []),
     ]
     edge = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert edge.stdout is not None
@@ -284,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=6, help="inferences per camera (>= 2)")
     parser.add_argument("--model", choices=["demo", "squeezenet"], default="demo")
     parser.add_argument("--models-dir", type=Path, help="where squeezenet.onnx is (or goes)")
+    parser.add_argument(
+        "--ot",
+        help="OT extensions the edge allows (its --ot; default: both, so cameras get Ferret)",
+    )
     parser.add_argument("--json", type=Path, help="write the results here too")
     args = parser.parse_args(argv)
     if args.count < 2:
@@ -299,7 +306,11 @@ def main(argv: list[str] | None = None) -> int:
             issue_camera(tmp / "pki", f"camera-{i}")
         model, shape = prepare_model(args.model, tmp, args.models_dir)
         for n in levels:
-            row = {"model": args.model, **run_level(n, args.count, tmp, model, shape)}
+            row = {
+                "model": args.model,
+                "ot": args.ot or "default",
+                **run_level(n, args.count, tmp, model, shape, args.ot),
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
     header = (
@@ -318,7 +329,12 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['edge_setup_cpu_s_per_session']} | {r['camera_cpu_s_per_inference']} "
             f"| {r['cameras_per_core_at_5s']} |"
         )
-    meta = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "count": args.count}
+    meta = {
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "count": args.count,
+        "ot": args.ot or "default",
+    }
     if args.json:
         args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     return 0

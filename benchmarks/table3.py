@@ -70,6 +70,17 @@ def ensure_models(models_dir: Path, names: list[str]) -> None:
         )  # fmt: skip
 
 
+def class_names(onnx_path: Path) -> list[str]:
+    """The four PSPI classes for a pain model; numbered classes for any other head (the
+    ImageNet MobileNetV2 of tools/export_models.py has 1000)."""
+    import onnx
+
+    dims = onnx.load(str(onnx_path), load_external_data=False).graph.output[0].type
+    count = dims.tensor_type.shape.dim[-1].dim_value
+    pspi = ["none", "little", "moderate", "extreme"]
+    return pspi if count in (0, len(pspi)) else [f"class-{i}" for i in range(count)]
+
+
 def bench_model(
     name: str, onnx_path: Path, tmp: Path, args: argparse.Namespace, ot: str
 ) -> dict[str, Any]:
@@ -85,7 +96,7 @@ def bench_model(
     if not pkg.is_dir():  # the same package for every OT backend
         import_onnx(
             onnx_path, pkg, model_id=name, ring_bits=args.bits, frac_bits=args.frac,
-            class_names=["none", "little", "moderate", "extreme"], keep_reference=False,
+            class_names=class_names(onnx_path), keep_reference=False,
         )  # fmt: skip
     public = load_public(pkg)
     model = onnx.load(str(onnx_path))
