@@ -209,7 +209,11 @@ class FramedStream:
             ) from None
 
     async def aclose(self) -> None:
-        """Close the stream without waiting long for the peer's TLS close_notify."""
+        """Close the stream without waiting long for the peer's TLS close_notify.
+
+        When the peer does not answer in time (or this task is cancelled), the
+        transport is aborted, so its socket is closed either way: an SSL transport
+        left waiting for close_notify would hold its file descriptor until collected."""
         if self.writer.is_closing():
             return
         self.writer.close()
@@ -217,7 +221,10 @@ class FramedStream:
             async with asyncio.timeout(2.0):
                 await self.writer.wait_closed()
         except (OSError, ssl.SSLError, TimeoutError):
-            pass
+            self.writer.transport.abort()
+        except asyncio.CancelledError:
+            self.writer.transport.abort()
+            raise
 
     def abort(self) -> None:
         """Drop the connection at once (TCP reset semantics)."""

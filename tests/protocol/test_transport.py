@@ -4,6 +4,7 @@ the thread bridge that carries a blocking Channel's messages as DATA frames."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -237,3 +238,38 @@ def test_thread_channel_carries_large_messages_as_frames(pki: Pki) -> None:
     assert results["server"] == sizes
     assert results["client"] == [n + 1 for n in sizes]
     assert threading.active_count() >= 1
+
+
+def test_aclose_closes_the_socket_when_the_peer_never_answers_close_notify(pki: Pki) -> None:
+    """A peer that completes TLS, then goes silent (it never reads, so it never answers
+    our close_notify): aclose gives up after its short wait and aborts the transport,
+    so the socket is closed rather than held until the SSL shutdown timeout."""
+    ctx = server_context(edge_files(pki))
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    release = threading.Event()
+
+    def silent_peer() -> None:
+        conn, _ = listener.accept()
+        with ctx.wrap_socket(conn, server_side=True):
+            release.wait(30)
+
+    peer = threading.Thread(target=silent_peer, daemon=True)
+    peer.start()
+
+    async def main() -> int:
+        stream = await open_client("127.0.0.1", port, client_context(camera_files(pki)), timeout=5)
+        sock = stream.writer.get_extra_info("socket")
+        await stream.aclose()
+        for _ in range(100):  # connection_lost runs on a later loop iteration
+            if sock.fileno() == -1:
+                break
+            await asyncio.sleep(0)
+        return int(sock.fileno())
+
+    try:
+        assert asyncio.run(main()) == -1
+    finally:
+        release.set()
+        peer.join(10)
+        listener.close()
