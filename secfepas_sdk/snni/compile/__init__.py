@@ -1,6 +1,8 @@
 """Compile an ONNX model into a public Plan and the edge's private ModelWeights.
 
 The pipeline, one module per job:
+0. :mod:`.siblings` (with ``fuse``): sibling convs under one channel concat
+   become one conv on the ONNX graph, so their input is uploaded once;
 1. :mod:`.onnx_front`: the ONNX front end reads the graph (BN folded first by
    :func:`.passes.fold_batchnorm`) and emits typed plan ops, keeping track of
    fixed-point scales (:mod:`.scales`: truncations, residual adds at the raw scale);
@@ -21,6 +23,7 @@ from secfepas_sdk.snni.compile.errors import UnsupportedModelError
 from secfepas_sdk.snni.compile.onnx_front import OnnxFrontEnd
 from secfepas_sdk.snni.compile.passes import annotate_bounds, assign_ot_k, pool_before_relu
 from secfepas_sdk.snni.compile.quantise import quantise
+from secfepas_sdk.snni.compile.siblings import merge_sibling_convs
 from secfepas_sdk.snni.he.flooding import DEFAULT_BUDGET, CircuitPrivacy
 from secfepas_sdk.snni.he.params import DEFAULT_PARAMS, PARAM_SETS, get_params
 from secfepas_sdk.snni.plan import ModelWeights, Plan
@@ -53,7 +56,9 @@ def compile_onnx(
     shorten the comparisons (snni.bounds), and the client refuses inputs beyond it.
     ``ot_k``: op kind -> SoftSpokenOT k for that kind's ops (e.g. {"maxpool": 8}:
     half the OT bytes, several times the OT compute); other ops use the default.
-    ``fuse``: a depthwise conv read only by a pointwise conv becomes one conv.
+    ``fuse``: a depthwise conv read only by a pointwise conv becomes one conv, and
+    sibling convs on one tensor joined by a channel concat (SqueezeNet's Fire
+    expands) become one conv (:mod:`.siblings`).
     ``circuit_privacy``: the deployment's budget (snni.privacy); the plan carries it,
     every layer's flood is sized to it, and ``he_params`` (None: the cheapest set of
     PARAM_SETS that meets it) must meet it. None floods every layer at the most and
@@ -67,6 +72,8 @@ def compile_onnx(
     # Every candidate has the same N, so the same packing; the per-layer check runs
     # against the roomiest, and the budget picks among them below.
     he = max((get_params(name) for name in candidates), key=lambda p: p.data_bits)
+    if fuse:
+        model = merge_sibling_convs(model)
     front = OnnxFrontEnd(model, ring_bits=ring_bits, frac_bits=frac_bits, he=he, fuse=fuse)
     input_name, input_shape, output = front.translate()
     ops = pool_before_relu(front.ops, keep={output})
