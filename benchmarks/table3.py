@@ -97,6 +97,7 @@ def bench_model(
         import_onnx(
             onnx_path, pkg, model_id=name, ring_bits=args.bits, frac_bits=args.frac,
             class_names=class_names(onnx_path), keep_reference=False,
+            **({} if args.link_mbps is None else {"link_mbps": args.link_mbps}),
         )  # fmt: skip
     public = load_public(pkg)
     model = onnx.load(str(onnx_path))
@@ -153,6 +154,7 @@ def bench_model(
         "ring_bits": args.bits,
         "frac_bits": args.frac,
         "he_params": public.manifest.he_params,
+        "link_mbps": args.link_mbps,  # None: the importer's default
         "snni_seconds": first["seconds"],
         "bytes": {
             "client_to_server": first["bytes_client_to_server"],
@@ -263,6 +265,13 @@ def main() -> None:
     parser.add_argument("--bits", type=int, default=37)
     parser.add_argument("--frac", type=int, default=12)
     parser.add_argument("--random-inputs", type=int, default=1)
+    parser.add_argument(
+        "--link-mbps",
+        type=float,
+        default=None,
+        help="import with tilings priced for a camera link of this rate (model import's "
+        "--link-mbps; default: the importer's, 100)",
+    )
     parser.add_argument("--image", type=Path, default=None, help="default: skimage astronaut")
     parser.add_argument(
         "--ot",

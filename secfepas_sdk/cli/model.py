@@ -112,6 +112,15 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "8 sends less and computes more, 4 the reverse)",
     )
     imp.add_argument(
+        "--link-mbps",
+        type=float,
+        default=None,
+        metavar="MBPS",
+        help="price the HE tilings for cameras on a link of MBPS Mbit/s (default 100): "
+        "the slower the link, the fewer uploads and the more replies; a large value "
+        "prices the parties' compute almost alone",
+    )
+    imp.add_argument(
         "--no-pixel-bound",
         action="store_true",
         help="the input is not normalised pixels: no public input range, so no "
@@ -176,6 +185,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 def _import(args: argparse.Namespace) -> int:
     from secfepas_sdk.cli.progress import Progress
     from secfepas_sdk.models.importer import DEFAULT_OT_K, import_onnx
+    from secfepas_sdk.snni.he.packing import DEFAULT_LINK_MBPS
 
     label = f"importing {args.onnx}"
     with Progress(label, enabled=True) as progress:
@@ -201,6 +211,7 @@ def _import(args: argparse.Namespace) -> int:
             keep_reference=not args.no_reference,
             pixel_bound=not args.no_pixel_bound,
             ot_k=None if args.ot_k is None else dict.fromkeys(DEFAULT_OT_K, args.ot_k),
+            link_mbps=DEFAULT_LINK_MBPS if args.link_mbps is None else args.link_mbps,
         )
     print(json.dumps({"package": str(args.out_dir), "fingerprint": manifest.fingerprint}))
     return 0

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from secfepas_sdk._extras import require
-from secfepas_sdk.errors import ModelPackageError, SnniError
+from secfepas_sdk.errors import InvalidValueError, ModelPackageError, SnniError
 from secfepas_sdk.models.contract import (
     DEFAULT_MARGIN,
     PreprocessContract,
@@ -24,6 +24,7 @@ from secfepas_sdk.models.contract import (
 from secfepas_sdk.models.package import Manifest, write_package
 from secfepas_sdk.snni.compile import compile_onnx
 from secfepas_sdk.snni.he.flooding import DEFAULT_BUDGET, CircuitPrivacy
+from secfepas_sdk.snni.he.packing import DEFAULT_LINK_MBPS
 
 DEFAULT_RING_BITS = 37
 DEFAULT_FRAC_BITS = 12
@@ -222,6 +223,7 @@ def import_onnx(
     keep_reference: bool = True,
     pixel_bound: bool = True,
     ot_k: dict[str, int] | None = None,
+    link_mbps: float | None = DEFAULT_LINK_MBPS,
 ) -> Manifest:
     """Compile ``onnx_path`` and write a model package to ``out_dir`` (atomically:
     a failed import leaves nothing behind, and an older package stays whole).
@@ -234,7 +236,9 @@ def import_onnx(
     client refuses inputs outside that range.
     ``ot_k``: SoftSpokenOT k per op kind (default ``DEFAULT_OT_K``).
     ``circuit_privacy``: the budget the manifest states and the flooding is sized to;
-    ``he_params`` None takes the cheapest parameter set that meets it (compile_onnx)."""
+    ``he_params`` None takes the cheapest parameter set that meets it (compile_onnx).
+    ``link_mbps``: the HE tilings are priced for a camera link of that rate
+    (compile_onnx); None prices the edge's time alone."""
     path = Path(onnx_path)
     model, _raw = _load_model(path)
     contract = resolve_contract(
@@ -257,8 +261,9 @@ def import_onnx(
             circuit_privacy=circuit_privacy,
             input_bound=pixel_input_bound(contract.mean, contract.std) if pixel_bound else None,
             ot_k=DEFAULT_OT_K if ot_k is None else ot_k,
+            link_mbps=link_mbps,
         )
-    except SnniError as exc:
+    except (SnniError, InvalidValueError) as exc:
         raise ModelPackageError(f"{path}: {exc}") from exc
     outputs = int(np.prod(plan.output_shape))
     if outputs != len(class_names):

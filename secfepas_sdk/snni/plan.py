@@ -27,6 +27,7 @@ from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.bounds import input_bound_units, tensor_bounds
 from secfepas_sdk.snni.he.flooding import CircuitPrivacy
 from secfepas_sdk.snni.he.layers import ConvLayer, ConvSpec, MatmulLayer
+from secfepas_sdk.snni.he.packing import EDGE_TIME, TilingPrices
 from secfepas_sdk.snni.he.params import get_params
 from secfepas_sdk.snni.ops import (
     Conv,
@@ -271,8 +272,11 @@ class ModelWeights:
                 raise SnniError(f"weights of {op.name!r} exceed the plan's activation bounds")
 
 
-def he_layer(op: LinearOp, in_shape: tuple[int, ...], n: int) -> ConvLayer | MatmulLayer:
-    """The HE layout of a linear op (public: shapes only)."""
+def he_layer(
+    op: LinearOp, in_shape: tuple[int, ...], n: int, prices: TilingPrices = EDGE_TIME
+) -> ConvLayer | MatmulLayer:
+    """The HE layout of a linear op (public: shapes only); an op without a pinned
+    tiling gets the one that is cheapest at ``prices``."""
     if isinstance(op, Conv):
         if len(in_shape) != 3:
             raise SnniError(f"conv {op.name!r} needs a (C, H, W) input, got {in_shape}")
@@ -284,8 +288,8 @@ def he_layer(op: LinearOp, in_shape: tuple[int, ...], n: int) -> ConvLayer | Mat
             pads=op.pads,
             groups=op.groups,
         )
-        return ConvLayer(spec, n, None if op.tiling is None else op.tiling.to_dict())
+        return ConvLayer(spec, n, None if op.tiling is None else op.tiling.to_dict(), prices)
     if isinstance(op, Gemm):
         tiling = None if op.tiling is None else op.tiling.to_dict()
-        return MatmulLayer(math.prod(in_shape), op.out_features, n, tiling)
+        return MatmulLayer(math.prod(in_shape), op.out_features, n, tiling, prices)
     raise SnniError(f"op {op.name!r} is not linear")

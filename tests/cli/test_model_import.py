@@ -15,6 +15,8 @@ from testkit.cli import tiny_cnn
 
 from secfepas_sdk.cli.main import main
 from secfepas_sdk.models.package import FORMAT_VERSION, MANIFEST, load_private, load_public
+from secfepas_sdk.snni.ops import LinearOp
+from secfepas_sdk.snni.plan import he_layer
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -66,6 +68,25 @@ def test_contract_options_reach_the_manifest_and_verify(
     assert load_public(tmp_path / "p").plan.input_bound == pytest.approx(0.5 / 0.2, abs=2e-3)
 
 
+def test_link_mbps_picks_tilings_with_fewer_uploads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--link-mbps: the plan pins tilings priced for a slow camera link (fewer input
+    ciphertexts per inference); without it, those that minimise the edge's time."""
+    src = tiny_cnn(tmp_path / "m.onnx", size=(64, 64))
+    assert run_cli(["model", "import", str(src), str(tmp_path / "edge")], capsys)[0] == 0
+    args = ["model", "import", str(src), str(tmp_path / "slow"), "--link-mbps", "20"]
+    assert run_cli(args, capsys)[0] == 0
+
+    def uploads(pkg: Path) -> int:
+        plan = load_public(pkg).plan
+        n = 8192  # the parameter sets' N
+        linear = [op for op in plan.ops if isinstance(op, LinearOp)]
+        return sum(he_layer(op, plan.shapes[op.inputs[0]], n).layout.n_in for op in linear)
+
+    assert uploads(tmp_path / "slow") < uploads(tmp_path / "edge")
+
+
 def test_dynamic_size_is_fixed_by_the_size_option(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -94,6 +115,7 @@ def test_dynamic_size_is_fixed_by_the_size_option(
         (["--std", "0", "1", "1"], "std must be finite and > 0"),
         (["--crop-margin", "5"], "crop_margin"),
         (["--classes", "a", "b", "c"], "the model has 4 outputs but 3 class names"),
+        (["--link-mbps", "0"], "the link rate must be 0.1 .. 1e6 Mbit/s"),
     ],
 )
 def test_bad_contract_values_get_one_clear_error(

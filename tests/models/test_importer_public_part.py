@@ -125,8 +125,23 @@ def leaks(
     than that: in megabytes of uniformly random shares a given 4-byte float32 turns up
     by chance (about len / 2^32 times per needle), an 8-byte one never."""
     found = [label for label, pattern in binary if len(pattern) >= min_len and pattern in data]
+    if min_len:
+        # Over random bytes the same holds for text: "772" between two non-word bytes
+        # turns up by chance in a few MB of shares (about len / 2^27 times per needle);
+        # a JSON number of 4+ digits between JSON delimiters never does. The wire's only
+        # text is the handshake's manifest and plan, whose files were searched whole above.
+        text = [(label, _json_number(regex)) for label, regex in text]
+        text = [(label, regex) for label, regex in text if regex is not None]
     found += [label for label, regex in text if regex.search(data)]
     return found
+
+
+def _json_number(regex: re.Pattern[bytes]) -> re.Pattern[bytes] | None:
+    """The decimal needle as a JSON number (between JSON delimiters), None below 4 digits."""
+    digits = regex.pattern[len(rb"(?<![\w.])") : -len(rb"(?![\w.])")]
+    if len(digits.lstrip(b"-")) < 4:
+        return None
+    return re.compile(rb"(?<=[:,\[\s])" + re.escape(digits) + rb"(?=[,\]}\s])")
 
 
 @pytest.fixture(scope="module")

@@ -56,7 +56,8 @@ def test_each_layer_counts_every_c0_coefficient_at_its_sigma() -> None:
 
 @pytest.mark.parametrize(
     ("name", "replies", "log2_distance"),
-    [("demo_plan.json", 15, -37.08), ("squeezenet11_plan.json", 562, -32.40)],
+    # SqueezeNet: 562 replies with the edge-time tilings, 626 with those for a 100 Mbit/s link.
+    [("demo_plan.json", 15, -37.08), ("squeezenet11_plan.json", 626, -32.22)],
 )
 def test_distance_per_inference_without_a_budget(
     name: str, replies: int, log2_distance: float

@@ -25,6 +25,7 @@ from secfepas_sdk.snni.compile.passes import annotate_bounds, assign_ot_k, pool_
 from secfepas_sdk.snni.compile.quantise import quantise
 from secfepas_sdk.snni.compile.siblings import merge_sibling_convs
 from secfepas_sdk.snni.he.flooding import DEFAULT_BUDGET, CircuitPrivacy
+from secfepas_sdk.snni.he.packing import DEFAULT_LINK_MBPS, EDGE_TIME, TilingPrices
 from secfepas_sdk.snni.he.params import DEFAULT_PARAMS, PARAM_SETS, get_params
 from secfepas_sdk.snni.plan import ModelWeights, Plan
 from secfepas_sdk.snni.privacy import layer_floods
@@ -48,6 +49,7 @@ def compile_onnx(
     ot_k: dict[str, int] | None = None,
     fuse: bool = True,
     circuit_privacy: CircuitPrivacy | None = DEFAULT_BUDGET,
+    link_mbps: float | None = DEFAULT_LINK_MBPS,
 ) -> tuple[Plan, ModelWeights]:
     """ONNX ModelProto -> (public plan, private quantised weights).
 
@@ -62,7 +64,11 @@ def compile_onnx(
     ``circuit_privacy``: the deployment's budget (snni.privacy); the plan carries it,
     every layer's flood is sized to it, and ``he_params`` (None: the cheapest set of
     PARAM_SETS that meets it) must meet it. None floods every layer at the most and
-    writes a plan of version 1 or 2 (``he_params`` None: DEFAULT_PARAMS)."""
+    writes a plan of version 1 or 2 (``he_params`` None: DEFAULT_PARAMS).
+    ``link_mbps``: choose each layer's tiling for the whole inference's cost on a
+    camera link of that rate (:meth:`TilingPrices.for_link`: the lower the rate, the
+    fewer uploads and the more replies); None prices the edge's time alone (the
+    tilings of plans before 2026-12-03)."""
     if not hasattr(model, "graph"):
         raise SnniError("compile_onnx takes an onnx.ModelProto (load the file first)")
     if he_params is not None:
@@ -74,7 +80,10 @@ def compile_onnx(
     he = max((get_params(name) for name in candidates), key=lambda p: p.data_bits)
     if fuse:
         model = merge_sibling_convs(model)
-    front = OnnxFrontEnd(model, ring_bits=ring_bits, frac_bits=frac_bits, he=he, fuse=fuse)
+    prices = EDGE_TIME if link_mbps is None else TilingPrices.for_link(link_mbps)
+    front = OnnxFrontEnd(
+        model, ring_bits=ring_bits, frac_bits=frac_bits, he=he, fuse=fuse, prices=prices
+    )
     input_name, input_shape, output = front.translate()
     ops = pool_before_relu(front.ops, keep={output})
     if input_bound is not None:

@@ -22,6 +22,7 @@ from secfepas_sdk.snni.compile.passes import LinearSource, fold_batchnorm, fuse_
 from secfepas_sdk.snni.compile.quantise import quantise_linear
 from secfepas_sdk.snni.compile.scales import ScaledOps, make_op
 from secfepas_sdk.snni.geometry import Window, onnx_pool_axis
+from secfepas_sdk.snni.he.packing import EDGE_TIME, TilingPrices
 from secfepas_sdk.snni.he.params import HeParams
 from secfepas_sdk.snni.ops import LinearOp
 
@@ -46,7 +47,14 @@ class OnnxFrontEnd(ScaledOps):
     """Translates one ONNX graph; :meth:`translate` returns the plan's raw material."""
 
     def __init__(
-        self, model: Any, *, ring_bits: int, frac_bits: int, he: HeParams, fuse: bool = True
+        self,
+        model: Any,
+        *,
+        ring_bits: int,
+        frac_bits: int,
+        he: HeParams,
+        fuse: bool = True,
+        prices: TilingPrices = EDGE_TIME,
     ) -> None:
         super().__init__()
         onnx = require("onnx", "edge")
@@ -56,6 +64,7 @@ class OnnxFrontEnd(ScaledOps):
         self.ring_bits = ring_bits
         self.frac_bits = frac_bits
         self.he = he
+        self.prices = prices  # what the tiling search minimises (pinned in the plan)
         self.consts: dict[str, F64] = {
             i.name: self.numpy_helper.to_array(i).astype(np.float64) for i in self.graph.initializer
         }
@@ -151,8 +160,9 @@ class OnnxFrontEnd(ScaledOps):
         probe = make_op(kind, name=name, inputs=(x,), output="?", shape=shape, **attrs, l1_log2=0)
         assert isinstance(probe, LinearOp)
         q = quantise_linear(
-            probe, in_shape, w, b, frac_bits=self.frac_bits, ring_bits=self.ring_bits, he=self.he
-        )
+            probe, in_shape, w, b, frac_bits=self.frac_bits, ring_bits=self.ring_bits, he=self.he,
+            prices=self.prices,
+        )  # fmt: skip
         out = f"{name}:out"
         self.emit(
             kind, name, (x,), out, shape, **attrs, l1_log2=q.l1_log2, tiling=q.tiling,

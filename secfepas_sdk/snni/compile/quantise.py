@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.he.packing import EDGE_TIME, TilingPrices
 from secfepas_sdk.snni.he.params import HeParams, check_layer_noise
 from secfepas_sdk.snni.ops import ConvTiling, LinearOp, MatmulTiling
 from secfepas_sdk.snni.plan import he_layer
@@ -52,12 +53,13 @@ def quantise_linear(
     frac_bits: int,
     ring_bits: int,
     he: HeParams,
+    prices: TilingPrices = EDGE_TIME,
 ) -> QuantisedLinear:
     """Quantise one linear op (``probe`` gives its geometry) and check that its
     worst-case HE noise fits the parameter set."""
     wq = quantise(w, frac_bits)
     bq = quantise(b, 2 * frac_bits)
-    layer = he_layer(probe, in_shape, he.poly_degree)
+    layer = he_layer(probe, in_shape, he.poly_degree, prices)
     l1_log2 = math.ceil(math.log2(max(layer.l1_bound(wq), 1.0)))
     try:
         check_layer_noise(he, ring_bits, 2.0**l1_log2)

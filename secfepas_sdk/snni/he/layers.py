@@ -21,8 +21,10 @@ from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.geometry import Window
 from secfepas_sdk.snni.he.bulk import SparseKernels
 from secfepas_sdk.snni.he.packing import (
+    EDGE_TIME,
     ConvPacking,
     MatmulPacking,
+    TilingPrices,
     choose_depthwise,
     depthwise_pairs,
 )
@@ -144,8 +146,15 @@ class HeLayout:
 class ConvLayer:
     """A conv as an HE layout (same packing for every group)."""
 
-    def __init__(self, spec: ConvSpec, n: int, tiling: dict[str, int] | None = None) -> None:
-        """``tiling`` (cp, th, tw, no) pins the packing (plans carry it); else it is chosen.
+    def __init__(
+        self,
+        spec: ConvSpec,
+        n: int,
+        tiling: dict[str, int] | None = None,
+        prices: TilingPrices = EDGE_TIME,
+    ) -> None:
+        """``tiling`` (cp, th, tw, no) pins the packing (plans carry it); else it is chosen
+        at ``prices``.
 
         A depthwise conv (groups = C = M) is packed as one block-diagonal dense conv
         (tiling ``dw`` = 1; packing.choose_depthwise), several channels per
@@ -173,10 +182,10 @@ class ConvLayer:
         if tiling is None and self.depthwise:
             phases = spec.phases[0] * spec.phases[1]
             self.packing = choose_depthwise(
-                channels=c, phases=phases, height=hp, width=wp, kh=kh, kw=kw, n=n
+                channels=c, phases=phases, height=hp, width=wp, kh=kh, kw=kw, n=n, prices=prices
             )
         elif tiling is None:
-            self.packing = ConvPacking.choose(**geometry)
+            self.packing = ConvPacking.choose(**geometry, prices=prices)
         else:
             try:
                 self.packing = ConvPacking(
@@ -303,11 +312,16 @@ class MatmulLayer:
     """y = W x on a flat vector (Gemm / MatMul with batch 1)."""
 
     def __init__(
-        self, in_features: int, out_features: int, n: int, tiling: dict[str, int] | None = None
+        self,
+        in_features: int,
+        out_features: int,
+        n: int,
+        tiling: dict[str, int] | None = None,
+        prices: TilingPrices = EDGE_TIME,
     ) -> None:
         if tiling is None:
             self.packing = MatmulPacking.choose(
-                in_features=in_features, out_features=out_features, n=n
+                in_features=in_features, out_features=out_features, n=n, prices=prices
             )
         else:
             try:

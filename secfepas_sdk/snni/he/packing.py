@@ -37,10 +37,47 @@ from secfepas_sdk.errors import InvalidValueError, SnniError
 U64 = NDArray[np.uint64]
 I64 = NDArray[np.int64]
 
-# Modelled cost (ms) per input ciphertext, per multiply, per output ciphertext (see FACTS).
-_COST_IN = 3.0
-_COST_MUL = 0.3
-_COST_OUT = 5.0
+
+@dataclass(frozen=True, slots=True)
+class TilingPrices:
+    """Modelled cost (ms) per input ciphertext, per product, per reply: what the
+    tiling search minimises (public; the chosen tiling is pinned in the plan).
+
+    The default prices the edge's time alone (measured when the packing was built).
+    :meth:`for_link` prices the whole inference on a link of a given rate, for a
+    deployment whose camera uplink is the bottleneck (docs/snni-he.md, "Time against
+    bytes")."""
+
+    per_input: float = 3.0
+    per_product: float = 0.3
+    per_reply: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not all(0 < v < 1e6 for v in (self.per_input, self.per_product, self.per_reply)):
+            raise InvalidValueError("tiling prices must be positive milliseconds")
+
+    @classmethod
+    def for_link(cls, mbps: float) -> TilingPrices:
+        """Both parties' work and the bytes at ``mbps`` Mbit/s. Measured 2026-12-03 on
+        ResNet50 and SqueezeNet (q218, this project's 2-core machine): an upload costs
+        the edge 3 ms, the camera 2.5 ms (seeded encryption and save) and 196.8 kB; a
+        reply costs the edge 9.6 ms (its encryption of zero, flood, switch and
+        encoding), the camera 2 ms (decryption) and about 75 kB."""
+        if not 0.1 <= mbps <= 1e6:
+            raise InvalidValueError("the link rate must be 0.1 .. 1e6 Mbit/s")
+        ms_per_kb = 8.0 / mbps
+        return cls(
+            per_input=3.0 + 2.5 + 196.8 * ms_per_kb,
+            per_product=0.3,
+            per_reply=9.6 + 2.0 + 75.0 * ms_per_kb,
+        )
+
+
+EDGE_TIME = TilingPrices()
+# The camera link new plans are tiled for: Fast Ethernet or Wi-Fi, what a smart camera
+# has. On ResNet50 it cuts 17 % of the traffic for about 1 % more time on loopback
+# (docs/snni-he.md, "Time against bytes").
+DEFAULT_LINK_MBPS = 100.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -208,9 +245,17 @@ class ConvPacking:
 
     @staticmethod
     def choose(
-        *, channels: int, height: int, width: int, out_channels: int, kh: int, kw: int, n: int
+        *,
+        channels: int,
+        height: int,
+        width: int,
+        out_channels: int,
+        kh: int,
+        kw: int,
+        n: int,
+        prices: TilingPrices = EDGE_TIME,
     ) -> ConvPacking:
-        """The tiling with the least modelled time (ms), searched over tile sizes."""
+        """The tiling with the least modelled cost (ms), searched over tile sizes."""
         out_h, out_w = height - kh + 1, width - kw + 1
         if out_h < 1 or out_w < 1:
             raise SnniError("conv kernel larger than its padded input")
@@ -230,7 +275,11 @@ class ConvPacking:
                     no = min(out_channels, n // (cp * hh * ww))
                     n_in = math.ceil(channels / cp) * n_t
                     n_ob = math.ceil(out_channels / no)
-                    cost = _COST_IN * n_in + _COST_MUL * n_in * n_ob + _COST_OUT * n_ob * n_t
+                    cost = (
+                        prices.per_input * n_in
+                        + prices.per_product * n_in * n_ob
+                        + prices.per_reply * n_ob * n_t
+                    )
                     if best is None or cost < best[0]:
                         best = (
                             cost,
@@ -261,7 +310,15 @@ def depthwise_pairs(packing: ConvPacking, phases: int) -> list[list[int]]:
 
 
 def choose_depthwise(
-    *, channels: int, phases: int, height: int, width: int, kh: int, kw: int, n: int
+    *,
+    channels: int,
+    phases: int,
+    height: int,
+    width: int,
+    kh: int,
+    kw: int,
+    n: int,
+    prices: TilingPrices = EDGE_TIME,
 ) -> ConvPacking:
     """The least modelled-time tiling of a depthwise conv of ``channels`` channels (each
     stacked from ``phases`` polyphase components) as a block-diagonal dense conv: cp =
@@ -284,7 +341,7 @@ def choose_depthwise(
                 if no > no_max:
                     continue
                 n_ob = math.ceil(channels / no)
-                cost = (_COST_IN + _COST_MUL + _COST_OUT) * n_ob * n_t
+                cost = (prices.per_input + prices.per_product + prices.per_reply) * n_ob * n_t
                 if best is None or cost < best[0]:
                     best = (
                         cost,
@@ -373,14 +430,20 @@ class MatmulPacking:
         return np.asarray((o // r) * self.n + (o % r) * self.kc + self.kc - 1, dtype=np.int64)
 
     @staticmethod
-    def choose(*, in_features: int, out_features: int, n: int) -> MatmulPacking:
+    def choose(
+        *, in_features: int, out_features: int, n: int, prices: TilingPrices = EDGE_TIME
+    ) -> MatmulPacking:
         best: tuple[float, MatmulPacking] | None = None
         for parts in range(1, in_features + 1):
             kc = math.ceil(in_features / parts)
             if kc > n // 2:
                 continue
             pack = MatmulPacking(in_features=in_features, out_features=out_features, n=n, kc=kc)
-            cost = _COST_IN * pack.n_in + _COST_MUL * pack.n_mul + _COST_OUT * pack.n_out
+            cost = (
+                prices.per_input * pack.n_in
+                + prices.per_product * pack.n_mul
+                + prices.per_reply * pack.n_out
+            )
             if best is None or cost < best[0]:
                 best = (cost, pack)
             if kc <= 64:

@@ -7,10 +7,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from secfepas_sdk.errors import SnniError
+from secfepas_sdk.errors import InvalidValueError, SnniError
 from secfepas_sdk.snni.channel import run_pair
 from secfepas_sdk.snni.he.engine import HeClient, HeServer, pack_blobs, unpack_blobs
 from secfepas_sdk.snni.he.layers import ConvLayer, ConvSpec, MatmulLayer
+from secfepas_sdk.snni.he.packing import EDGE_TIME, ConvPacking, TilingPrices
 from secfepas_sdk.snni.he.params import BFV_N8192, BFV_N8192_Q218, check_layer_noise, get_params
 from secfepas_sdk.snni.he.reply import ReplyFormat
 from secfepas_sdk.snni.prg import Prg
@@ -333,3 +334,23 @@ def test_trimmed_replies_leave_the_cameras_shares_unchanged(fmt: ReplyFormat) ->
     assert np.array_equal(trim0, full0) and np.array_equal(trim1, full1)
     assert np.array_equal(RING.add(trim0, trim1).reshape(spec.out_shape), ref_conv(x, w, spec))
     assert trim_bytes < full_bytes
+
+
+def test_tiling_prices_for_a_slow_link_trade_uploads_for_replies() -> None:
+    """ResNet50's 1x1 512 -> 2048 conv at 7x7: priced for a 100 Mbit/s camera link the
+    search takes fewer, fuller uploads and more replies than the edge-time default,
+    and fewer bytes in all (196.8 kB per upload, about 75 kB per reply)."""
+    geometry = {"channels": 512, "height": 7, "width": 7, "out_channels": 2048}
+    geometry |= {"kh": 1, "kw": 1, "n": 8192}
+    edge = ConvPacking.choose(**geometry)
+    slow = ConvPacking.choose(**geometry, prices=TilingPrices.for_link(100))
+    assert slow.n_in < edge.n_in and slow.n_out > edge.n_out
+    assert 196.8 * slow.n_in + 75 * slow.n_out < 196.8 * edge.n_in + 75 * edge.n_out
+    assert ConvPacking.choose(**geometry, prices=EDGE_TIME) == edge
+    fast = TilingPrices.for_link(1000)
+    assert fast.per_input == pytest.approx(3.0 + 2.5 + 1.5744)
+    assert fast.per_reply == pytest.approx(9.6 + 2.0 + 0.6)
+    with pytest.raises(InvalidValueError):
+        TilingPrices.for_link(0)
+    with pytest.raises(InvalidValueError):
+        TilingPrices(per_input=-1.0)
