@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.he.bulk import SparseKernels
 from secfepas_sdk.snni.he.params import HeParams
+from secfepas_sdk.snni.kernels import checked_kernel
 
 U64 = NDArray[np.uint64]
 I64 = NDArray[np.int64]
@@ -136,30 +137,32 @@ def shift_recombine_numpy(z: F64, positions: I64, q: int, bits: int, out: U64) -
     out[...] = recombine(acc, q, bits)
 
 
-def _kernel() -> Any:
-    try:
-        from secfepas_sdk.snni.he import _direct_kernel
-    except ImportError:  # numba is in the edge extra; numpy then
-        return None
-    return _direct_kernel.shift_recombine
+@checked_kernel
+def _shift_kernel() -> Any:
+    """The compiled shift-and-recombine kernel if it matches numpy on a small input
+    (numba is in the edge extra), else None."""
+    from secfepas_sdk.snni.he import _direct_kernel
 
-
-_KERNEL: list[Any] = []
+    kernel = _direct_kernel.shift_recombine
+    rng = np.random.default_rng(17)
+    q, bits, n = (1 << 59) + 1, 30, 8
+    z = rng.integers(-(1 << 29), 1 << 29, (2, 3, 2, n)).astype(np.float64)
+    positions = np.array([0, 3, 7], dtype=np.int64)
+    got, want = np.empty((2, n), np.uint64), np.empty((2, n), np.uint64)
+    kernel(z, positions, q, bits, got)
+    shift_recombine_numpy(z, positions, q, bits, want)
+    return kernel if np.array_equal(got, want) else None
 
 
 def accelerated() -> bool:
     """Whether the compiled shift-and-recombine kernel is there (numpy otherwise)."""
-    if not _KERNEL:
-        _KERNEL.append(_kernel())
-    return _KERNEL[0] is not None
+    return _shift_kernel() is not None
 
 
 def warm_up() -> None:
-    """Load (and if needed compile) the kernel now, not in the middle of a layer call."""
-    if accelerated():
-        z = np.zeros((1, 1, 2, 2), dtype=np.float64)
-        pos = np.zeros(1, dtype=np.int64)
-        _KERNEL[0](z, pos, (1 << 59) + 1, 30, np.empty((1, 2), dtype=np.uint64))
+    """Load (and if needed compile) the kernel now, not in the middle of a layer call:
+    its probe runs it once."""
+    _shift_kernel()
 
 
 _CONTROLLER: list[Any] = []
@@ -264,7 +267,7 @@ class DirectProducts:
             raise SnniError("the direct path's inputs have the wrong shape")
         support = self._sparse.positions.size
         step = max(1, _MAX_ROWS // support)
-        kernel = _KERNEL[0] if accelerated() and min(self._moduli) > _KERNEL_MIN_MODULUS else None
+        kernel = _shift_kernel() if min(self._moduli) > _KERNEL_MIN_MODULUS else None
         # one buffer for every weight product of the call (no fresh pages per product)
         buf = np.empty((min(step, len(blocks)) * support, self._limbs * self._n))
         for start in range(0, len(blocks), step):
