@@ -185,7 +185,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 def _import(args: argparse.Namespace) -> int:
     from secfepas_sdk.cli.progress import Progress
     from secfepas_sdk.models.importer import DEFAULT_OT_K, import_onnx
-    from secfepas_sdk.snni.he.packing import DEFAULT_LINK_MBPS
+    from secfepas_sdk.snni.he.prices import DEFAULT_LINK_MBPS
 
     label = f"importing {args.onnx}"
     with Progress(label, enabled=True) as progress:

@@ -24,7 +24,7 @@ from secfepas_sdk.models.contract import (
 from secfepas_sdk.models.package import Manifest, write_package
 from secfepas_sdk.snni.compile import compile_onnx
 from secfepas_sdk.snni.he.flooding import DEFAULT_BUDGET, CircuitPrivacy
-from secfepas_sdk.snni.he.packing import DEFAULT_LINK_MBPS
+from secfepas_sdk.snni.he.prices import DEFAULT_LINK_MBPS
 
 DEFAULT_RING_BITS = 37
 DEFAULT_FRAC_BITS = 12

@@ -27,8 +27,8 @@ from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.bounds import input_bound_units, tensor_bounds
 from secfepas_sdk.snni.he.flooding import CircuitPrivacy
 from secfepas_sdk.snni.he.layers import ConvLayer, ConvSpec, MatmulLayer
-from secfepas_sdk.snni.he.packing import EDGE_TIME, TilingPrices
 from secfepas_sdk.snni.he.params import get_params
+from secfepas_sdk.snni.he.prices import EDGE_TIME, TilingPrices
 from secfepas_sdk.snni.ops import (
     Conv,
     Gemm,

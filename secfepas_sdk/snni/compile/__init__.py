@@ -25,8 +25,8 @@ from secfepas_sdk.snni.compile.passes import annotate_bounds, assign_ot_k, pool_
 from secfepas_sdk.snni.compile.quantise import quantise
 from secfepas_sdk.snni.compile.siblings import merge_sibling_convs
 from secfepas_sdk.snni.he.flooding import DEFAULT_BUDGET, CircuitPrivacy
-from secfepas_sdk.snni.he.packing import DEFAULT_LINK_MBPS, EDGE_TIME, TilingPrices
 from secfepas_sdk.snni.he.params import DEFAULT_PARAMS, PARAM_SETS, get_params
+from secfepas_sdk.snni.he.prices import DEFAULT_LINK_MBPS, EDGE_TIME, TilingPrices
 from secfepas_sdk.snni.plan import ModelWeights, Plan
 from secfepas_sdk.snni.privacy import layer_floods
 

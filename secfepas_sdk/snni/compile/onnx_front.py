@@ -22,8 +22,8 @@ from secfepas_sdk.snni.compile.passes import LinearSource, fold_batchnorm, fuse_
 from secfepas_sdk.snni.compile.quantise import quantise_linear
 from secfepas_sdk.snni.compile.scales import ScaledOps, make_op
 from secfepas_sdk.snni.geometry import Window, onnx_pool_axis
-from secfepas_sdk.snni.he.packing import EDGE_TIME, TilingPrices
 from secfepas_sdk.snni.he.params import HeParams
+from secfepas_sdk.snni.he.prices import EDGE_TIME, TilingPrices
 from secfepas_sdk.snni.ops import LinearOp
 
 F64 = NDArray[np.float64]

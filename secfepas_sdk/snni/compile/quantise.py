@@ -12,8 +12,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
-from secfepas_sdk.snni.he.packing import EDGE_TIME, TilingPrices
 from secfepas_sdk.snni.he.params import HeParams, check_layer_noise
+from secfepas_sdk.snni.he.prices import EDGE_TIME, TilingPrices
 from secfepas_sdk.snni.ops import ConvTiling, LinearOp, MatmulTiling
 from secfepas_sdk.snni.plan import he_layer
 

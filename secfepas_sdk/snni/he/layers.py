@@ -21,13 +21,12 @@ from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.geometry import Window
 from secfepas_sdk.snni.he.bulk import SparseKernels
 from secfepas_sdk.snni.he.packing import (
-    EDGE_TIME,
     ConvPacking,
     MatmulPacking,
-    TilingPrices,
     choose_depthwise,
     depthwise_pairs,
 )
+from secfepas_sdk.snni.he.prices import EDGE_TIME, TilingPrices
 
 U64 = NDArray[np.uint64]
 I64 = NDArray[np.int64]
