@@ -21,6 +21,7 @@ nothing new is sent and no security argument changes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -165,7 +166,14 @@ def warm_up() -> None:
     _shift_kernel()
 
 
-_CONTROLLER: list[Any] = []
+@functools.cache
+def _blas_controller() -> Any:
+    """threadpoolctl's controller (in the edge extra), made once; None without it."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController()
 
 
 def blas_limit(threads: int) -> contextlib.AbstractContextManager[Any]:
@@ -173,18 +181,10 @@ def blas_limit(threads: int) -> contextlib.AbstractContextManager[Any]:
     (threadpoolctl, in the edge extra; 0, or without it: the library's default). The
     edge's parallelism is its block processes and sessions: OpenBLAS threads on top of
     them only contend, and idle ones spin (docs/snni-he.md, "BLAS threads")."""
-    if threads <= 0:
+    controller = _blas_controller() if threads > 0 else None
+    if controller is None:
         return contextlib.nullcontext()
-    if not _CONTROLLER:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:
-            _CONTROLLER.append(None)
-        else:
-            _CONTROLLER.append(ThreadpoolController())
-    if _CONTROLLER[0] is None:
-        return contextlib.nullcontext()
-    limiter: contextlib.AbstractContextManager[Any] = _CONTROLLER[0].limit(
+    limiter: contextlib.AbstractContextManager[Any] = controller.limit(
         limits=threads, user_api="blas"
     )
     return limiter

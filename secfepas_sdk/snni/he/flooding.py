@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 
 from secfepas_sdk.errors import InvalidValueError, SnniError
 from secfepas_sdk.snni.he.params import MIN_FLOOD_SIGMA, HeParams
+from secfepas_sdk.snni.kernels import checked_kernel
 from secfepas_sdk.snni.prg import Prg
 
 __all__ = [
@@ -183,7 +184,12 @@ def flood_residues(prg: Prg, flood_bits: int, moduli: U64, n: int) -> U64:
             out,
         )
         return out
-    out = np.zeros((len(moduli), n), dtype=np.uint64)
+    return _residues_numpy(pieces, flood_bits, qs, n)
+
+
+def _residues_numpy(pieces: list[U64], flood_bits: int, qs: list[int], n: int) -> U64:
+    """:func:`flood_residues`' reduction in numpy: sum_j u_j (2^(32 j) mod q) - 2^F mod q."""
+    out = np.zeros((len(qs), n), dtype=np.uint64)
     for limb, q in enumerate(qs):
         acc = np.full(n, (q - pow(2, flood_bits, q)) % q, dtype=np.uint64)
         for j, piece in enumerate(pieces):
@@ -192,25 +198,34 @@ def flood_residues(prg: Prg, flood_bits: int, moduli: U64, n: int) -> U64:
     return out
 
 
-_KERNEL: list[Any] = []
-
-
+@checked_kernel
 def _kernel() -> Any:
-    """The numba version of :func:`flood_residues`' reduction, or None (numpy then)."""
-    if not _KERNEL:
-        try:
-            from secfepas_sdk.snni.he import _flood_kernel
-        except ImportError:  # numba is in the edge extra
-            _KERNEL.append(None)
-        else:
-            _KERNEL.append(_flood_kernel.flood_residues)
-    return _KERNEL[0]
+    """The numba version of :func:`flood_residues`' reduction if it gives numpy's
+    residues on a small draw (numba is in the edge extra), else None (numpy then)."""
+    from secfepas_sdk.snni.he import _flood_kernel
+
+    kernel = _flood_kernel.flood_residues
+    moduli = np.asarray([(1 << 60) - 93, 274877562881], dtype=np.uint64)
+    qs = [int(q) for q in moduli]
+    pieces = [Prg(bytes(16)).uint64(8, 32) for _ in range(3)]
+    consts = [[pow(2, 32 * j, q) for j in range(3)] for q in qs]
+    got = np.empty((2, 8), dtype=np.uint64)
+    kernel(
+        np.stack(pieces),
+        np.asarray(consts, dtype=np.uint64),
+        np.asarray([[c / q for c in row] for row, q in zip(consts, qs, strict=True)]),
+        np.asarray([(q - pow(2, 95, q)) % q for q in qs], dtype=np.uint64),
+        moduli,
+        got,
+    )
+    want = _residues_numpy(pieces, 95, qs, 8)
+    return kernel if np.array_equal(got, want) else None
 
 
 def warm_up() -> None:
-    """Load (and if needed compile) the kernel now, not in the middle of a layer call."""
-    if _kernel() is not None:
-        flood_residues(Prg(bytes(16)), 40, np.asarray([(1 << 60) - 93], dtype=np.uint64), 1)
+    """Load (and if needed compile) the kernel now, not in the middle of a layer call:
+    its probe runs it once."""
+    _kernel()
 
 
 def _mulmod(u: U64, c: int, q: int) -> U64:

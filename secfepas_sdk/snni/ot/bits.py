@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.kernels import checked_kernel
 
 U8 = NDArray[np.uint8]
 U64 = NDArray[np.uint64]
@@ -190,30 +191,21 @@ def unpack_bits_numpy(
     return out
 
 
-_PACKERS: list[tuple[Callable[..., None], Callable[..., None]] | None] = []
-
-
+@checked_kernel
 def _pack_kernels() -> tuple[Callable[..., None], Callable[..., None]] | None:
     """The numba (pack, unpack) kernels if they give the numpy forms' results on
     every width (checked once per process), else None."""
-    if not _PACKERS:
-        chosen: tuple[Callable[..., None], Callable[..., None]] | None = None
-        try:
-            from secfepas_sdk.snni.ot import _kernels as kb
+    from secfepas_sdk.snni.ot import _kernels as kb
 
-            rng = np.random.default_rng(11)
-            ok = True
-            for width in range(2, 65):
-                vals = rng.integers(0, 1 << 63, 37, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
-                raw = np.empty(packed_size(vals.size, width), dtype=np.uint8)
-                kb.pack(vals, width, raw)
-                got = np.empty(vals.size, dtype=np.uint64)
-                kb.unpack(raw, width, got)
-                want = pack_bits_numpy(vals, width)
-                ok = ok and raw.tobytes() == want
-                ok = ok and np.array_equal(got, unpack_bits_numpy(want, vals.size, width))
-            chosen = (kb.pack, kb.unpack) if ok else None
-        except Exception:  # noqa: S110 - no numba, or a kernel that fails: numpy then
-            pass
-        _PACKERS.append(chosen)
-    return _PACKERS[0]
+    rng = np.random.default_rng(11)
+    ok = True
+    for width in range(2, 65):
+        vals = rng.integers(0, 1 << 63, 37, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        raw = np.empty(packed_size(vals.size, width), dtype=np.uint8)
+        kb.pack(vals, width, raw)
+        got = np.empty(vals.size, dtype=np.uint64)
+        kb.unpack(raw, width, got)
+        want = pack_bits_numpy(vals, width)
+        ok = ok and raw.tobytes() == want
+        ok = ok and np.array_equal(got, unpack_bits_numpy(want, vals.size, width))
+    return (kb.pack, kb.unpack) if ok else None
