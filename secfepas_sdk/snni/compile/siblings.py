@@ -72,10 +72,9 @@ def _consumers(graph: Any) -> dict[str, int]:
 
 
 def _branch(
-    graph: Any, tensor: str, uses: dict[str, int], consts: dict[str, Any]
+    producers: dict[str, Any], tensor: str, uses: dict[str, int], consts: dict[str, Any]
 ) -> _Branch | None:
     """The Conv (and Relu) that made ``tensor``, if it is a mergeable branch."""
-    producers = {o: n for n in graph.node for o in n.output}
     node = producers.get(tensor)
     relu = None
     if node is not None and node.op_type == "Relu" and node.domain in ("", "ai.onnx"):
@@ -104,12 +103,13 @@ def _find_group(graph: Any) -> tuple[Any, list[_Branch], tuple[int, int, int, in
     """The first concat whose inputs are mergeable sibling branches, with the frame."""
     uses = _consumers(graph)
     consts = {i.name: i for i in graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
     for node in graph.node:
         if node.op_type != "Concat" or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
             continue
         if _attrs(node).get("axis") != 1 or len(set(node.input)) != len(node.input):
             continue
-        branches = [_branch(graph, t, uses, consts) for t in node.input]
+        branches = [_branch(producers, t, uses, consts) for t in node.input]
         if any(b is None for b in branches):
             continue
         found = [b for b in branches if b is not None]
