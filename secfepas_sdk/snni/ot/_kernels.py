@@ -26,9 +26,40 @@ import numba
 import numpy as np
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _put(  # pragma: no cover - compiled
+    acc: Any, nbits: Any, bits: Any, width: Any, out: Any, pos: Any
+) -> Any:
+    """Append ``width`` (<= 32) bits to the accumulator, write out its whole bytes;
+    at most 7 bits stay waiting. Returns (acc, nbits, pos)."""
+    acc |= bits << nbits
+    nbits += width
+    while nbits >= np.uint64(8):
+        out[pos] = np.uint8(acc & np.uint64(0xFF))
+        pos += 1
+        acc >>= np.uint64(8)
+        nbits -= np.uint64(8)
+    return acc, nbits, pos
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _take(  # pragma: no cover - compiled
+    acc: Any, nbits: Any, width: Any, raw: Any, pos: Any
+) -> Any:
+    """Read bytes of ``raw`` until ``width`` (<= 32) bits wait, take them. Returns
+    (piece, acc, nbits, pos)."""
+    while nbits < width:
+        acc |= np.uint64(raw[pos]) << nbits
+        pos += 1
+        nbits += np.uint64(8)
+    piece = acc & ((np.uint64(1) << width) - np.uint64(1))
+    return piece, acc >> width, nbits - width, pos
+
+
 @numba.njit(cache=True, nogil=True)
 def pack(values: Any, width: Any, out: Any) -> None:  # pragma: no cover - compiled
-    """out[:] = the low ``width`` (2..64) bits of each uint64 value, back to back."""
+    """out[:] = the low ``width`` (2..64) bits of each uint64 value, back to back, in
+    pieces of at most 32 bits (so each fits beside the <= 7 waiting bits)."""
     w = np.uint64(width)
     lo_w = np.uint64(32) if width > 32 else w
     hi_w = w - lo_w
@@ -39,22 +70,9 @@ def pack(values: Any, width: Any, out: Any) -> None:  # pragma: no cover - compi
     pos = 0
     for j in range(values.shape[0]):
         v = values[j]
-        # At most 7 bits wait in acc, so each piece of <= 32 bits fits.
-        acc |= (v & lo_mask) << nbits
-        nbits += lo_w
-        while nbits >= np.uint64(8):
-            out[pos] = np.uint8(acc & np.uint64(0xFF))
-            pos += 1
-            acc >>= np.uint64(8)
-            nbits -= np.uint64(8)
+        acc, nbits, pos = _put(acc, nbits, v & lo_mask, lo_w, out, pos)
         if hi_w:
-            acc |= ((v >> lo_w) & hi_mask) << nbits
-            nbits += hi_w
-            while nbits >= np.uint64(8):
-                out[pos] = np.uint8(acc & np.uint64(0xFF))
-                pos += 1
-                acc >>= np.uint64(8)
-                nbits -= np.uint64(8)
+            acc, nbits, pos = _put(acc, nbits, (v >> lo_w) & hi_mask, hi_w, out, pos)
     if nbits:
         out[pos] = np.uint8(acc & np.uint64(0xFF))
 
@@ -65,26 +83,14 @@ def unpack(raw: Any, width: Any, out: Any) -> None:  # pragma: no cover - compil
     w = np.uint64(width)
     lo_w = np.uint64(32) if width > 32 else w
     hi_w = w - lo_w
-    lo_mask = (np.uint64(1) << lo_w) - np.uint64(1)
     acc = np.uint64(0)
     nbits = np.uint64(0)
     pos = 0
     for j in range(out.shape[0]):
-        while nbits < lo_w:
-            acc |= np.uint64(raw[pos]) << nbits
-            pos += 1
-            nbits += np.uint64(8)
-        v = acc & lo_mask
-        acc >>= lo_w
-        nbits -= lo_w
+        v, acc, nbits, pos = _take(acc, nbits, lo_w, raw, pos)
         if hi_w:
-            while nbits < hi_w:
-                acc |= np.uint64(raw[pos]) << nbits
-                pos += 1
-                nbits += np.uint64(8)
-            v |= (acc & ((np.uint64(1) << hi_w) - np.uint64(1))) << lo_w
-            acc >>= hi_w
-            nbits -= hi_w
+            hi, acc, nbits, pos = _take(acc, nbits, hi_w, raw, pos)
+            v |= hi << lo_w
         out[j] = v
 
 
