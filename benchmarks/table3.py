@@ -116,7 +116,7 @@ def bench_model(
     for label, x in inputs.items():
         plain = np.asarray(sess.run(None, {sess.get_inputs()[0].name: x})[0]).reshape(-1)
         t0 = time.perf_counter()
-        run = run_two_processes(pkg, x, ot_extension=ot)
+        run = run_two_processes(pkg, x, ot_extension=ot, he_workers=args.he_workers)
         wall = time.perf_counter() - t0
         err = float(np.abs(run.logits - plain).max())
         runs.append(
@@ -282,6 +282,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--cheetah", action="store_true", help="also run OpenCheetah on each model, same run"
+    )
+    parser.add_argument(
+        "--he-workers", type=int, default=1,
+        help="the edge's HE block processes for one inference (0: every core; default 1)",
     )
     parser.add_argument("--cheetah-threads", type=int, default=1, help="threads per party")
     parser.add_argument(
