@@ -111,12 +111,15 @@ def test_direct_replies_are_seals_bytes(
     l1_log2=st.integers(0, 38),
     blocks=st.integers(1, 3),
     compiled=st.booleans(),
+    chunk=st.sampled_from([1, 4, 8, 16, 0]),
 )
 def test_direct_products_are_exact_mod_q(
-    seed: int, support: int, l1_log2: int, blocks: int, compiled: bool
+    seed: int, support: int, l1_log2: int, blocks: int, compiled: bool, chunk: int
 ) -> None:
     """Random residues and weights up to the bound, against Python integers, with the
-    numba kernel and with the numpy fallback."""
+    numba kernels (column chunk by column chunk, or with ``chunk`` 0 one product of
+    every column then the shifts, as for sums too large for the cache) and with the
+    numpy fallback."""
     n, moduli = 16, [(1 << 60) - 93, (1 << 59) - 55, 1 << 50 | 1]  # any odd q < 2^60
     rng = np.random.default_rng(seed)
     positions = np.sort(rng.choice(n, size=support, replace=False)).astype(np.int64)
@@ -142,8 +145,11 @@ def test_direct_products_are_exact_mod_q(
     with pytest.MonkeyPatch.context() as mp:
         if not compiled:
             mp.setattr(direct, "_shift_kernel", lambda: None)
+            mp.setattr(direct, "_chunk_kernels", lambda: None)
+        if not chunk:
+            mp.setattr(direct, "_CHUNKED_SUM_BYTES", 0)
         got = dict(
-            DirectProducts(sparse, terms, moduli, bits, n).products(
+            DirectProducts(sparse, terms, moduli, bits, n, chunk=chunk or n).products(
                 list(range(blocks)), InputLimbs.of(cts, moduli, bits, n)
             )
         )
@@ -206,6 +212,43 @@ def test_kernel_matches_numpy_at_the_extremes(bits: int) -> None:
         direct.shift_recombine_numpy(z, positions, q, bits, want)
         direct._shift_kernel()(z, positions, q, bits, got)
         assert np.array_equal(got, want)
+
+
+@pytest.mark.skipif(direct._chunk_kernels() is None, reason="needs numba")
+@pytest.mark.parametrize("bits", [8, 29, 30, 51])
+def test_chunk_kernels_match_numpy_at_the_extremes(bits: int) -> None:
+    """The chunked path's shifts and recombination: every limb count, chunks that wrap
+    whole, in part or not at all, sums at +-(2^53 - 1)."""
+    rng = np.random.default_rng(bits)
+    limbs, n, m, k, width = direct.limb_count(bits), 64, 3, 4, 16
+    top = float((1 << 53) - 1) / k
+    z = rng.uniform(-top, top, size=(m, k, limbs, n)).round()
+    z[0] = np.floor(top)
+    z[1] = -np.floor(top)
+    positions = np.array([0, 1, 17, n - 1], dtype=np.int64)
+    kernels = direct._chunk_kernels()
+    assert kernels is not None
+    shift, combine = kernels
+    for q in ((1 << 60) - 93, (1 << 59) - 55, (1 << 50) + 3):
+        acc = np.zeros((limbs, m, n))
+        for t in range(limbs):
+            for x0 in range(0, n, width):
+                chunk = np.ascontiguousarray(z[:, :, t, x0 : x0 + width]).reshape(m * k, width)
+                shift(chunk, positions, x0, acc[t])
+        want = np.empty((m, n), dtype=np.uint64)
+        got = np.empty((m, n), dtype=np.uint64)
+        direct.shift_recombine_numpy(z, positions, q, bits, want)
+        combine(acc, q, bits, got)
+        assert np.array_equal(got, want)
+
+
+def test_chunks_must_tile_the_polynomial() -> None:
+    sparse = SparseKernels(
+        positions=np.arange(2, dtype=np.int64),
+        rows=lambda ids: np.ones((len(ids), 2), dtype=np.int64),
+    )
+    with pytest.raises(SnniError, match="tile"):
+        DirectProducts(sparse, [[(0, 0)]], [(1 << 60) - 93], limb_bits(4.0), 16, chunk=3)
 
 
 def test_cost_model_picks_direct_for_small_supports() -> None:
