@@ -284,7 +284,9 @@ def main() -> None:
         "--cheetah", action="store_true", help="also run OpenCheetah on each model, same run"
     )
     parser.add_argument(
-        "--he-workers", type=int, default=1,
+        "--he-workers",
+        type=int,
+        default=1,
         help="the edge's HE block processes for one inference (0: every core; default 1)",
     )
     parser.add_argument("--cheetah-threads", type=int, default=1, help="threads per party")
