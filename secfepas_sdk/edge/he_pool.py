@@ -107,6 +107,10 @@ class HePool:
     def pids(self) -> list[int]:
         return [b.pid for b in self._blocks]
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU-seconds of the live block processes (/proc, clock ticks)."""
+        return sum(_proc_cpu_seconds(b.pid) for b in self._blocks)
+
     def open(self) -> None:
         """Fork the block processes (after the session's setup: they keep its key)."""
         parent = os.getpid()
@@ -204,6 +208,20 @@ class HePool:
                 os.waitpid(block.pid, 0)
             os.close(block.pidfd)
         self._broken = self._in_call = False
+
+
+def _proc_cpu_seconds(pid: int) -> float:
+    """utime + stime of a child from /proc/PID/stat (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    # after the command: state is field 3, utime 14 and stime 15 (proc(5))
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+_CLOCK_TICKS = float(os.sysconf("SC_CLK_TCK"))
 
 
 def start_pool(

@@ -65,7 +65,10 @@ def test_two_block_processes_give_the_camera_the_shares_of_one(client: HeClient,
     two.pool = pool
     try:
         assert len(set(pool.pids)) == 2 and os.getpid() not in pool.pids
+        before = pool.cpu_seconds()
         replies, y1 = replay(two, case, messages, prepared)
+        # the blocks' CPU shows in the session's per-op accounting (clock ticks)
+        assert pool.cpu_seconds() > before
     finally:
         pool.close()
         two.close()

@@ -58,6 +58,11 @@ class BlockPool(Protocol):
         """The ``count`` replies of the call, block 0 first."""
         ...
 
+    def cpu_seconds(self) -> float:
+        """CPU-seconds its other processes have used so far (0 for none), so that the
+        per-op accounting counts the HE work wherever it runs."""
+        ...
+
 
 def block_mask(ring: Ring, seed: bytes, k: int, n: int) -> U64:
     """r_k: the edge's output share of block k, over all n coefficients."""

@@ -400,3 +400,6 @@ class _InProcess:
 
     def replies(self, count: int) -> Iterator[bytes]:
         return self._started().replies()
+
+    def cpu_seconds(self) -> float:
+        return 0.0  # all of it is this process's own
