@@ -23,6 +23,7 @@ from secfepas_sdk.snni.compile.errors import UnsupportedModelError
 from secfepas_sdk.snni.compile.onnx_front import OnnxFrontEnd
 from secfepas_sdk.snni.compile.passes import annotate_bounds, assign_ot_k, pool_before_relu
 from secfepas_sdk.snni.compile.quantise import quantise
+from secfepas_sdk.snni.compile.rounding import centre_truncations
 from secfepas_sdk.snni.compile.siblings import merge_sibling_convs
 from secfepas_sdk.snni.he.flooding import DEFAULT_BUDGET, CircuitPrivacy
 from secfepas_sdk.snni.he.params import DEFAULT_PARAMS, PARAM_SETS, get_params
@@ -50,6 +51,7 @@ def compile_onnx(
     fuse: bool = True,
     circuit_privacy: CircuitPrivacy | None = DEFAULT_BUDGET,
     link_mbps: float | None = DEFAULT_LINK_MBPS,
+    centre: bool = True,
 ) -> tuple[Plan, ModelWeights]:
     """ONNX ModelProto -> (public plan, private quantised weights).
 
@@ -68,7 +70,10 @@ def compile_onnx(
     ``link_mbps``: choose each layer's tiling for the whole inference's cost on a
     camera link of that rate (:meth:`TilingPrices.for_link`: the lower the rate, the
     fewer uploads and the more replies); None prices the edge's time alone (the
-    tilings of plans before 2026-12-03)."""
+    tilings of plans before 2026-12-03).
+    ``centre``: one ulp more in the bias before each truncation, so that the secure
+    truncation's error is 0 on average instead of -1 ulp (:mod:`.rounding`); False
+    gives the biases of plans before 2026-12-03."""
     if not hasattr(model, "graph"):
         raise SnniError("compile_onnx takes an onnx.ModelProto (load the file first)")
     if he_params is not None:
@@ -86,6 +91,8 @@ def compile_onnx(
     )
     input_name, input_shape, output = front.translate()
     ops = pool_before_relu(front.ops, keep={output})
+    if centre:
+        ops = centre_truncations(ops, front.weights, keep={output})
     if input_bound is not None:
         ops = annotate_bounds(ops, input_name, front.shapes, input_bound, ring_bits, frac_bits)
     if ot_k:
