@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from secfepas_sdk.edge.he_pool import start_pool
+from secfepas_sdk.edge.he_pool import proc_cpu_seconds, start_pool
 from secfepas_sdk.snni.channel import Channel, run_pair
 from secfepas_sdk.snni.he.engine import (
     INPUT_CHUNK,
@@ -47,13 +47,6 @@ LAYERS = {
     "1x1-1024-256-14": (1024, 256, 1, 14),
     "3x3-96-96-8": (96, 96, 3, 8),  # small: the smoke test
 }
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_of(pid: int) -> float:
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
 
 
 def _peak_rss_mb(pid: int | str = "self") -> float:
@@ -128,12 +121,12 @@ def _layer(
             for _ in range(args.repeat):
                 server._prg = Prg(bytes(16))  # every run: the same call seed
                 blocks = pool.pids if pool is not None else []
-                m0, b0 = time.process_time(), [_cpu_of(p) for p in blocks]
+                m0, b0 = time.process_time(), [proc_cpu_seconds(p) for p in blocks]
                 t0 = time.perf_counter()
                 replies, y1 = run_pair(camera, lambda ch: server.linear(ch, prepared, share1))
                 walls.append(time.perf_counter() - t0)
                 main = time.process_time() - m0
-                each = [_cpu_of(p) - c for p, c in zip(blocks, b0, strict=True)]
+                each = [proc_cpu_seconds(p) - c for p, c in zip(blocks, b0, strict=True)]
                 cpus.append(main + sum(each))
                 # The busiest process's CPU time: the wall time with a free core each.
                 paths.append(max([main, *each]))

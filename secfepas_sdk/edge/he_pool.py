@@ -109,7 +109,7 @@ class HePool:
 
     def cpu_seconds(self) -> float:
         """User + system CPU-seconds of the live block processes (/proc, clock ticks)."""
-        return sum(_proc_cpu_seconds(b.pid) for b in self._blocks)
+        return sum(proc_cpu_seconds(b.pid) for b in self._blocks)
 
     def open(self) -> None:
         """Fork the block processes (after the session's setup: they keep its key)."""
@@ -210,8 +210,9 @@ class HePool:
         self._broken = self._in_call = False
 
 
-def _proc_cpu_seconds(pid: int) -> float:
-    """utime + stime of a child from /proc/PID/stat (0 once it is gone)."""
+def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process from /proc/PID/stat (0 once it is gone): a block
+    process's CPU while it runs, before it is reaped."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()

@@ -300,10 +300,14 @@ class DirectProducts:
             raise SnniError("the direct path's inputs have the wrong shape")
         support = self._sparse.positions.size
         step = max(1, _MAX_ROWS // support)
-        kernel = _shift_kernel() if min(self._moduli) > _KERNEL_MIN_MODULUS else None
-        # one buffer for every weight product of the call (no fresh pages per product)
+        fast = min(self._moduli) > _KERNEL_MIN_MODULUS  # the kernels' quotient estimate
+        kernel = _shift_kernel() if fast else None
+        chunks = _chunk_kernels() if fast else None
+        # one buffer for every weight product of the call (no fresh pages per product);
+        # a group with fewer rows than the largest has sums that fit whenever its do
         rows = min(step, len(blocks)) * support
-        buf = np.empty(rows * (self._chunk if self._chunked(rows) else self._limbs * self._n))
+        chunked = chunks is not None and self._sums_fit(rows)
+        buf = np.empty(rows * (self._chunk if chunked else self._limbs * self._n))
         for start in range(0, len(blocks), step):
             chunk = blocks[start : start + step]
             done: dict[int, U64] = {}
@@ -312,7 +316,7 @@ class DirectProducts:
                 groups.setdefault(tuple(sorted({i for i, _ in self._terms[k]})), []).append(k)
             with blas_limit(self._blas_threads):  # not held across the yields below
                 for inputs, members in groups.items():
-                    got = self._group(members, inputs, cts, buf, kernel)
+                    got = self._group(members, inputs, cts, buf, kernel, chunks)
                     done.update(zip(members, got, strict=True))
             for k in chunk:
                 yield k, done.pop(k)
@@ -341,11 +345,11 @@ class DirectProducts:
             len(members) * support, len(inputs)
         )
 
-    def _chunked(self, rows: int) -> bool:
-        """Whether groups of ``rows`` weight rows take the chunked product."""
+    def _sums_fit(self, rows: int) -> bool:
+        """Whether the limb sums of a group of ``rows`` weight rows fit the cache, so that
+        the group takes the chunked product (given its kernels)."""
         members = max(1, rows // self._sparse.positions.size)
-        fits = members * self._limbs * self._n * 8 <= _CHUNKED_SUM_BYTES
-        return fits and min(self._moduli) > _KERNEL_MIN_MODULUS and _chunk_kernels() is not None
+        return members * self._limbs * self._n * 8 <= _CHUNKED_SUM_BYTES
 
     def _group(
         self,
@@ -354,6 +358,7 @@ class DirectProducts:
         cts: InputLimbs,
         buf: F64,
         kernel: Any,
+        chunks: tuple[Any, Any] | None,
     ) -> list[U64]:
         n, limbs = self._n, self._limbs
         support = self._sparse.positions.size
@@ -365,14 +370,15 @@ class DirectProducts:
         wt = self._weights(members, inputs)
         rows = cts.rows(inputs)
         positions = self._positions
-        chunked = _chunk_kernels() if self._chunked(wt.shape[0]) else None
-        acc = np.empty((limbs, len(members), n)) if chunked is not None else None
+        if chunks is not None and not self._sums_fit(wt.shape[0]):
+            chunks = None
+        acc = np.empty((limbs, len(members), n) if chunks is not None else (0, 0, 0))
         for c in range(2):
             for p, q in enumerate(self._moduli):
                 xs = cts.data[c, p, rows]  # (inputs, limbs, N): a view for a slice
-                if chunked is not None and acc is not None:
-                    self._chunked_product(wt, xs, acc, buf, chunked)
-                    chunked[1](acc, q, self._bits, out[c, p])
+                if chunks is not None:
+                    self._chunked_product(wt, xs, acc, buf, chunks[0])
+                    chunks[1](acc, q, self._bits, out[c, p])
                     continue
                 z = buf[: wt.shape[0] * limbs * n].reshape(wt.shape[0], limbs * n)
                 np.matmul(wt, xs.reshape(len(inputs), limbs * n), out=z)
@@ -383,12 +389,9 @@ class DirectProducts:
                     shift_recombine_numpy(z4, positions, q, self._bits, out[c, p])
         return [out[:, :, b] for b in range(len(members))]
 
-    def _chunked_product(
-        self, wt: F64, xs: F64, acc: F64, buf: F64, kernels: tuple[Any, Any]
-    ) -> None:
+    def _chunked_product(self, wt: F64, xs: F64, acc: F64, buf: F64, shift: Any) -> None:
         """acc (limbs, members, N) = the members' shifted sums, one column chunk of one
         limb at a time: each chunk of W X is shifted into acc while it is in cache."""
-        shift = kernels[0]
         width, positions = self._chunk, self._positions
         acc[...] = 0.0
         z = buf[: wt.shape[0] * width].reshape(wt.shape[0], width)
