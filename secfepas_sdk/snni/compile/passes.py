@@ -142,6 +142,16 @@ def annotate_bounds(
     return out
 
 
+def op_graph(ops: list[Op]) -> tuple[dict[str, Op], dict[str, int]]:
+    """(tensor -> the op that writes it, tensor -> how many op inputs read it)."""
+    producer = {op.output: op for op in ops}
+    uses: dict[str, int] = defaultdict(int)
+    for op in ops:
+        for name in op.inputs:
+            uses[name] += 1
+    return producer, uses
+
+
 def pool_before_relu(ops: list[Op], keep: set[str]) -> list[Op]:
     """Rewrite relu_truncate -> [concat ->] maxpool into [concat ->] maxpool -> relu_truncate.
 
@@ -149,11 +159,7 @@ def pool_before_relu(ops: list[Op], keep: set[str]) -> list[Op]:
     runs the costly ReLU on 4-9x fewer elements. Only applies when the ReLU
     outputs feed nothing else (``keep`` lists tensors that must survive).
     """
-    producer = {op.output: op for op in ops}
-    uses: dict[str, int] = defaultdict(int)
-    for op in ops:
-        for i in op.inputs:
-            uses[i] += 1
+    producer, uses = op_graph(ops)
     rewrites: dict[str, list[Op]] = {}  # maxpool name -> its replacement ops
     drop: set[str] = set()
     for op in ops:

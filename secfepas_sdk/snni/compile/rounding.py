@@ -15,12 +15,12 @@ messages and protocols are the same.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import replace
 
 import numpy as np
 from numpy.typing import NDArray
 
+from secfepas_sdk.snni.compile.passes import op_graph
 from secfepas_sdk.snni.compile.quantise import log2_bound
 from secfepas_sdk.snni.ops import Add, Concat, LinearOp, MaxPool, Op, ReluTruncate, Truncate
 
@@ -34,11 +34,7 @@ def centre_truncations(
     max-pools, concats and one branch of an add, each read only by it), in place in
     ``weights``; returns the ops with their ``b_log2`` raised where needed. A
     truncation with no such op (after a global average pool, say) is left as it is."""
-    producer = {op.output: op for op in ops}
-    uses: dict[str, int] = defaultdict(int)
-    for op in ops:
-        for name in op.inputs:
-            uses[name] += 1
+    producer, uses = op_graph(ops)
 
     def feeding(tensor: str) -> list[str]:
         """The linear ops whose bias moves ``tensor`` by one unit (none: not centred)."""
