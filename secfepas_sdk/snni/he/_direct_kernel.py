@@ -1,7 +1,8 @@
-"""numba kernels of the direct products' shifts and recombination (imported by
-:mod:`.direct` only if numba is there): :func:`shift_recombine` after one weight
-product of every column, or :func:`shift_add_chunk` per column chunk of it and
-:func:`recombine_limbs` at the end (the chunked product, which keeps each chunk in cache).
+"""numba kernels of the direct products (imported by :mod:`.direct` only if numba is
+there): :func:`split_limbs_into` cuts each input into its float limbs as it arrives;
+:func:`shift_recombine` shifts and recombines after one weight product of every column,
+or :func:`shift_add_chunk` per column chunk of it and :func:`recombine_limbs` at the end
+(the chunked product, which keeps each chunk in cache).
 
 Module-level functions, so that numba's on-disk cache serves them (a closure would
 recompile in every process). Only the edge's own products pass through it (its
@@ -15,6 +16,38 @@ from typing import Any
 
 import numba
 import numpy as np
+
+
+@numba.njit(cache=True, nogil=True)
+def split_limbs_into(  # pragma: no cover - compiled
+    x: Any, moduli: Any, bits: int, out: Any
+) -> bool:
+    """out[c, p, t, i] = the t-th balanced limb of the centred x[c, p, i] mod moduli[p]:
+    :func:`.direct.split_limbs` for every prime in one pass, written in place (the
+    numpy form makes about 20 temporaries per prime: 4 ms per q218 ciphertext against
+    about 0.1 ms here). False if a top limb exceeds 2^(bits-1) (the caller refuses)."""
+    comps, primes, n = x.shape
+    limbs = out.shape[2]
+    half = np.int64(1) << np.int64(bits - 1)
+    mask = (np.int64(1) << np.int64(bits)) - np.int64(1)
+    shift = np.int64(bits)
+    ok = True
+    for c in range(comps):
+        for p in range(primes):
+            q = np.int64(moduli[p])
+            top = (q - np.int64(1)) // np.int64(2)
+            for i in range(n):
+                v = np.int64(x[c, p, i])
+                if v > top:
+                    v -= q
+                for t in range(limbs - 1):
+                    d = ((v + half) & mask) - half
+                    out[c, p, t, i] = d
+                    v = (v - d) >> shift
+                if v > half or v < -half:
+                    ok = False
+                out[c, p, limbs - 1, i] = v
+    return ok
 
 
 @numba.njit(cache=True, nogil=True)

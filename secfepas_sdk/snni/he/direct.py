@@ -167,6 +167,26 @@ def _chunk_kernels() -> tuple[Any, Any] | None:
 
 
 @checked_kernel
+def _split_kernel() -> Any:
+    """The compiled limb split if it gives :func:`split_limbs`'s limbs on residues at
+    both ends of the centred range, for two primes and a 3-limb width."""
+    from secfepas_sdk.snni.he import _direct_kernel
+
+    kernel = _direct_kernel.split_limbs_into
+    rng = np.random.default_rng(23)
+    moduli = [(1 << 59) + 21, (1 << 58) + 27]
+    bits, n = 20, 16
+    x = np.stack([rng.integers(0, q, (2, n), dtype=np.uint64) for q in moduli], axis=1)
+    x[0, :, :4] = [[0, 1, (q - 1) // 2, (q + 1) // 2] for q in moduli]
+    got = np.empty((2, 2, limb_count(bits), n), dtype=np.float64)
+    ok = kernel(x, np.asarray(moduli, dtype=np.uint64), bits, got)
+    want = np.stack(
+        [split_limbs(x[:, p], q, bits, limb_count(bits)) for p, q in enumerate(moduli)], axis=1
+    )
+    return kernel if ok and np.array_equal(got, want) else None
+
+
+@checked_kernel
 def _shift_kernel() -> Any:
     """The compiled shift-and-recombine kernel if it matches numpy on a small input
     (numba is in the edge extra), else None."""
@@ -193,6 +213,7 @@ def warm_up() -> None:
     its probe runs it once."""
     _shift_kernel()
     _chunk_kernels()
+    _split_kernel()
 
 
 @functools.cache
@@ -230,6 +251,8 @@ class InputLimbs:
             raise SnniError(f"bad limb width {bits}")
         self.row = {i: r for r, i in enumerate(sorted(needed))}
         self.moduli = list(moduli)
+        self._moduli = np.asarray(moduli, dtype=np.uint64)
+        self._split = _split_kernel()
         self.bits, self.limbs, self.n = bits, limb_count(bits), n
         self.data = np.empty((2, len(moduli), len(self.row), self.limbs, n), dtype=np.float64)
         self._filled = np.zeros(len(self.row), dtype=bool)
@@ -247,8 +270,12 @@ class InputLimbs:
         r = self.row.get(i)
         if r is None or polys.shape != (2, self.data.shape[1], self.n):
             raise SnniError("an input the direct path does not expect")
-        for p, q in enumerate(self.moduli):
-            self.data[:, p, r] = split_limbs(polys[:, p], q, self.bits, self.limbs)
+        if self._split is not None:
+            if not self._split(polys, self._moduli, self.bits, self.data[:, :, r]):
+                raise SnniError("a residue does not fit its balanced limbs")
+        else:
+            for p, q in enumerate(self.moduli):
+                self.data[:, p, r] = split_limbs(polys[:, p], q, self.bits, self.limbs)
         self._filled[r] = True
 
     def rows(self, inputs: tuple[int, ...]) -> slice | I64:

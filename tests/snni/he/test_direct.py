@@ -293,3 +293,40 @@ def test_balanced_limbs_recombine_and_stay_within_half(q: int) -> None:
         assert np.abs(d).max() <= 2 ** (bits - 1)
         back = [sum(int(d[t, i]) << (bits * t) for t in range(limbs)) % q for i in range(x.size)]
         assert back == [int(v) for v in x]
+
+
+@pytest.mark.skipif(direct._split_kernel() is None, reason="needs numba")
+@settings(max_examples=60, deadline=None)
+@given(
+    bits=st.integers(direct.MIN_LIMB_BITS, direct.EXACT_BITS),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_split_kernel_gives_numpys_limbs(bits: int, seed: int) -> None:
+    """The compiled split writes split_limbs's limbs for every prime, into a strided view
+    (one input row of InputLimbs), at random residues and the ends of the centred range."""
+    moduli = [(1 << 60) - 93, (1 << 59) - 55, (1 << 50) + 1]
+    rng = np.random.default_rng(seed)
+    n = 32
+    x = np.stack([rng.integers(0, q, (2, n), dtype=np.uint64) for q in moduli], axis=1)
+    for p, q in enumerate(moduli):
+        x[0, p, :6] = [0, 1, (q - 1) // 2, (q + 1) // 2, q - 2, q - 1]
+    limbs = direct.limb_count(bits)
+    data = np.full((2, len(moduli), 3, limbs, n), np.nan)
+    kernel = direct._split_kernel()
+    assert kernel(x, np.asarray(moduli, dtype=np.uint64), bits, data[:, :, 1])
+    for p, q in enumerate(moduli):
+        assert np.array_equal(data[:, p, 1], direct.split_limbs(x[:, p], q, bits, limbs))
+    assert np.isnan(data[:, :, [0, 2]]).all()  # the other rows are untouched
+
+
+def test_input_limbs_refuse_a_residue_outside_its_limbs() -> None:
+    """Both forms refuse what a 60-bit prime's residue never is (x >= 2^63 reads as a
+    negative int64 that no balanced limbs of width b * limbs = 60 hold)."""
+    q = (1 << 60) - 93
+    polys = np.zeros((2, 1, 8), dtype=np.uint64)
+    polys[1, 0, 3] = np.uint64(1 << 63)
+    cts = InputLimbs([0], [q], 20, 8)
+    with pytest.raises(SnniError, match="limbs"):
+        cts.add(0, polys)
+    with pytest.raises(SnniError, match="limbs"):
+        direct.split_limbs(polys[:, 0], q, 20, 3)
