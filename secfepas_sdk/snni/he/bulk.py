@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.he import sealio
+from secfepas_sdk.snni.kernels import checked_kernel
 
 if TYPE_CHECKING:
     from secfepas_sdk.snni.he.engine import _Seal
@@ -64,29 +65,35 @@ class SparseKernels:
             raise SnniError("a kernel support needs at least one position")
 
 
+@checked_kernel
 def _kernel() -> Any:
-    try:
-        from secfepas_sdk.snni.he import _bulk_kernel
-    except ImportError:  # numba is the optional ``fast`` extra
-        return None
-    return _bulk_kernel.reduce_limbs
+    """The compiled limb reduction (numba is the optional ``fast`` extra) if it gives
+    Python's integers mod q on limbs at +-(2^53 - 1) and at random."""
+    from secfepas_sdk.snni.he import _bulk_kernel
 
-
-_KERNEL: list[Any] = []
+    kernel = _bulk_kernel.reduce_limbs
+    rng = np.random.default_rng(29)
+    q, top = (1 << 59) + 1, float((1 << 53) - 1)
+    limbs = rng.uniform(-top, top, size=(3, 2, 8)).round()
+    limbs[:, 0, 0], limbs[:, 0, 1] = top, -top
+    got = np.empty((2, 8), dtype=np.uint64)
+    kernel(limbs[0], limbs[1], limbs[2], q, LIMB_BITS, got)
+    want = [
+        [sum(int(limbs[t, r, x]) << (LIMB_BITS * t) for t in range(3)) % q for x in range(8)]
+        for r in range(2)
+    ]
+    return kernel if got.tolist() == want else None
 
 
 def accelerated() -> bool:
     """Whether the compiled kernel is there (without numba every kernel goes through SEAL)."""
-    if not _KERNEL:
-        _KERNEL.append(_kernel())
-    return _KERNEL[0] is not None
+    return _kernel() is not None
 
 
 def warm_up() -> None:
-    """Load (and if needed compile) the kernel now, not in the middle of a layer call."""
-    if accelerated():
-        one = np.ones((1, 1))
-        _KERNEL[0](one, one, one, (1 << 59) + 1, LIMB_BITS, np.empty((1, 1), np.uint64))
+    """Load (and if needed compile) the kernel now, not in the middle of a layer call:
+    its probe runs it once."""
+    _kernel()
 
 
 def worth_it(support: int, l1_bound: float, params: HeParams) -> bool:
@@ -147,9 +154,12 @@ class BulkNtt:
         weights = rows.astype(np.float64)
         out = np.empty((rows.shape[0], len(self._moduli), self._s.n), dtype=np.uint64)
         part = np.empty((rows.shape[0], self._s.n), dtype=np.uint64)
+        kernel = _kernel()
+        if kernel is None:
+            raise SnniError("the bulk NTT needs its compiled kernel")
         for i, q in enumerate(self._moduli):
             a0, a1, a2 = (weights @ self._limbs[i, t] for t in range(3))
-            _KERNEL[0](a0, a1, a2, q, LIMB_BITS, part)
+            kernel(a0, a1, a2, q, LIMB_BITS, part)
             out[:, i] = part
         return out
 

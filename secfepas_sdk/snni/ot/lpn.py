@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.kernels import checked_kernel
 from secfepas_sdk.snni.ot.aesblocks import blocks
 
 U8 = NDArray[np.uint8]
@@ -138,26 +139,17 @@ def bitset_words(bits: U8) -> U32:
     return words
 
 
+@checked_kernel
 def _bits_kernel() -> Callable[..., None] | None:
-    """The numba bits-only kernel if it matches numpy on a small input (cached)."""
-    if not _BITS_KERNEL:
-        chosen: Callable[..., None] | None = None
-        try:
-            from secfepas_sdk.snni.ot._lpn_kernel import encode_bits
+    """The numba bits-only kernel if it matches numpy on a small input."""
+    from secfepas_sdk.snni.ot._lpn_kernel import encode_bits
 
-            bits = np.random.default_rng(5).integers(0, 2, 300).astype(np.uint8)
-            idx = _index_words(matrix_key(2, 1), 9, 40)
-            got, want = np.zeros(40, np.uint8), np.ones(40, np.uint8)
-            encode_bits(bitset_words(bits), got, idx, 0, 300)
-            encode_bits_numpy(bits, 300, want, idx, 0)
-            chosen = encode_bits if np.array_equal(got, want) else None
-        except Exception:  # noqa: S110 - no numba, or a kernel that fails: numpy then
-            pass
-        _BITS_KERNEL.append(chosen)
-    return _BITS_KERNEL[0]
-
-
-_BITS_KERNEL: list[Callable[..., None] | None] = []
+    bits = np.random.default_rng(5).integers(0, 2, 300).astype(np.uint8)
+    idx = _index_words(matrix_key(2, 1), 9, 40)
+    got, want = np.zeros(40, np.uint8), np.ones(40, np.uint8)
+    encode_bits(bitset_words(bits), got, idx, 0, 300)
+    encode_bits_numpy(bits, 300, want, idx, 0)
+    return encode_bits if np.array_equal(got, want) else None
 
 
 def _kernels() -> tuple[Callable[..., None], ...]:
@@ -169,7 +161,6 @@ def _kernels() -> tuple[Callable[..., None], ...]:
     return (_lpn_kernel.encode_prefetch, _lpn_kernel.encode_plain)
 
 
-_KERNEL: list[Callable[..., None] | None] = []
 _EMPTY = np.zeros(0, dtype=np.uint8)
 _EMPTY32 = np.zeros(0, dtype=np.uint32)
 
@@ -190,19 +181,22 @@ def _self_test(kernel: Callable[..., None]) -> bool:
     return bool(ok and np.array_equal(got, want) and np.array_equal(got_b, want_b))
 
 
+@checked_kernel
+def _block_kernel() -> Callable[..., None] | None:
+    """The first block kernel that compiles and gives numpy's words (the prefetching one,
+    unless this LLVM lacks the hint), or None: the numpy fallback then."""
+    for kernel in _kernels():
+        try:
+            if _self_test(kernel):
+                return kernel
+        except Exception:  # noqa: S112 - e.g. an LLVM without the prefetch hint
+            continue
+    return None
+
+
 def accelerated() -> bool:
     """Whether a numba kernel is available (otherwise the numpy fallback runs)."""
-    if not _KERNEL:
-        chosen: Callable[..., None] | None = None
-        for kernel in _kernels():
-            try:
-                if _self_test(kernel):
-                    chosen = kernel
-                    break
-            except Exception:  # noqa: S112 - e.g. an LLVM without the prefetch hint
-                continue
-        _KERNEL.append(chosen)
-    return _KERNEL[0] is not None
+    return _block_kernel() is not None
 
 
 class Encoder:
@@ -229,7 +223,7 @@ class Encoder:
         self._bits = None if base_bits is None else np.ascontiguousarray(base_bits, np.uint8)
         if self._bits is not None and self._bits.shape != (base.shape[0],):
             raise SnniError("LPN base bits must match the base blocks")
-        self._kernel = _KERNEL[0] if use_numba and accelerated() else None
+        self._kernel = _block_kernel() if use_numba else None
         self._bits_kernel = _bits_kernel() if self._kernel is not None else None
         self._bitset = (
             _EMPTY if self._bits is None else np.packbits(self._bits & 1, bitorder="little")

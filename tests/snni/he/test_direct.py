@@ -3,6 +3,8 @@ the shares still reconstruct the conv."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -295,7 +297,7 @@ def test_balanced_limbs_recombine_and_stay_within_half(q: int) -> None:
         assert back == [int(v) for v in x]
 
 
-@pytest.mark.skipif(direct._split_kernel() is None, reason="needs numba")
+@pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="needs numba")
 @settings(max_examples=60, deadline=None)
 @given(
     bits=st.integers(direct.MIN_LIMB_BITS, direct.EXACT_BITS),

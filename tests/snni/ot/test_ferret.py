@@ -326,7 +326,7 @@ def test_misuse_is_rejected() -> None:
 @pytest.mark.usefixtures("small_main")
 def test_cot_correlation_without_numba(monkeypatch: pytest.MonkeyPatch) -> None:
     """The numpy fallback of the LPN code gives the same correlation (no numba needed)."""
-    monkeypatch.setattr(lpn, "_KERNEL", [None])
+    monkeypatch.setattr(lpn, "_block_kernel", lambda: None)
     assert not lpn.accelerated()
     count = lpn.SETUP.n - lpn.SETUP.reserve + 10  # crosses into a second main iteration
     (x, t, _, _), (q, delta, _, _) = _both_ways(run_pair, count, 8)
@@ -345,12 +345,18 @@ def test_kernel_choice_falls_back_past_a_broken_kernel(monkeypatch: pytest.Monke
     def wrong(base: Any, out: Any, *args: Any) -> None:
         out[:] ^= 1
 
-    monkeypatch.setattr(lpn, "_kernels", lambda: (broken, wrong, _lpn_kernel.encode_plain))
-    monkeypatch.setattr(lpn, "_KERNEL", [])
-    assert lpn.accelerated() and lpn._KERNEL[0] is _lpn_kernel.encode_plain
-    monkeypatch.setattr(lpn, "_kernels", lambda: (broken,))
-    monkeypatch.setattr(lpn, "_KERNEL", [])
-    assert not lpn.accelerated()
+    choose = lpn._block_kernel
+    try:
+        monkeypatch.setattr(lpn, "_kernels", lambda: (broken, wrong, _lpn_kernel.encode_plain))
+        choose.cache_clear()  # type: ignore[attr-defined]
+        assert lpn.accelerated() and choose() is _lpn_kernel.encode_plain
+        monkeypatch.setattr(lpn, "_kernels", lambda: (broken,))
+        choose.cache_clear()  # type: ignore[attr-defined]
+        assert not lpn.accelerated()
+    finally:
+        monkeypatch.undo()
+        choose.cache_clear()  # type: ignore[attr-defined]
+    assert choose() in (_lpn_kernel.encode_prefetch, _lpn_kernel.encode_plain)  # restored
 
 
 def test_parties_on_different_extensions_fail_at_setup_naming_both() -> None:
