@@ -27,14 +27,8 @@ import numpy as np
 
 from secfepas_sdk.edge.he_pool import proc_cpu_seconds, start_pool
 from secfepas_sdk.snni.channel import Channel, run_pair
-from secfepas_sdk.snni.he.engine import (
-    INPUT_CHUNK,
-    REPLY_CHUNK,
-    HeClient,
-    HeServer,
-    pack_blobs,
-    unpack_blobs,
-)
+from secfepas_sdk.snni.he.blobs import INPUT_CHUNK, REPLY_CHUNK, pack_blobs, unpack_blobs
+from secfepas_sdk.snni.he.engine import HeClient, HeServer
 from secfepas_sdk.snni.he.layers import ConvLayer, ConvSpec
 from secfepas_sdk.snni.he.params import BFV_N8192_Q218, HeParams, get_params
 from secfepas_sdk.snni.prg import Prg

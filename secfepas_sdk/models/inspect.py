@@ -31,7 +31,8 @@ import numpy as np
 
 from secfepas_sdk.models.package import PublicModel, load_public
 from secfepas_sdk.snni.channel import Channel, run_pair
-from secfepas_sdk.snni.he.engine import REPLY_CHUNK, HeClient, HeServer
+from secfepas_sdk.snni.he.blobs import REPLY_CHUNK
+from secfepas_sdk.snni.he.engine import HeClient, HeServer
 from secfepas_sdk.snni.he.layers import ConvLayer, ConvSpec
 from secfepas_sdk.snni.he.params import get_params
 from secfepas_sdk.snni.he.reply import ReplyCodec

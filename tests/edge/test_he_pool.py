@@ -26,7 +26,8 @@ from secfepas_sdk.edge.he_pool import HePool, HeWorkerLost, start_pool
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import run_pair
 from secfepas_sdk.snni.he import sealio
-from secfepas_sdk.snni.he.engine import HeClient, pack_blobs
+from secfepas_sdk.snni.he.blobs import pack_blobs
+from secfepas_sdk.snni.he.engine import HeClient
 from secfepas_sdk.snni.he.params import BFV_N8192
 
 
@@ -136,7 +137,8 @@ def test_a_ciphertext_seal_refuses_fails_the_call_not_the_processes(client: HeCl
     pool.open()
     server.pool = pool
     # Seeded, as the engine checks, but with a c0 coefficient above every prime:
-    # only SEAL's load, in the block processes, refuses it.
+    # only SEAL's load, in the session's process, refuses it; the block processes,
+    # mid-call, are told to drop the call.
     members = bytearray(sealio._members(client.encrypt(case.layer.pack(case.x0))[0]))
     members[73 + 24 : 73 + 32] = b"\xff" * 8
     bad = sealio._header(16 + len(members)) + bytes(members)
@@ -150,7 +152,11 @@ def test_a_ciphertext_seal_refuses_fails_the_call_not_the_processes(client: HeCl
                 timeout_s=60,
             )
         assert not isinstance(exc.value, HeWorkerLost)
-        assert all(alive(p) for p in pool.pids)  # they read the rest and wait for a call
+        assert all(alive(p) for p in pool.pids)  # they dropped the call and wait for one
+        # and the next call on the same processes is whole
+        replies, y1 = replay(server, case, camera_messages(client, case), prepared)
+        share = camera_share(client, case, replies)
+        assert np.array_equal(RING.add(share, y1), reference(case))
     finally:
         pool.close()
         server.close()

@@ -3,20 +3,16 @@ edge servers, so that their replies and shares can be compared byte for byte."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from secfepas_sdk.snni.channel import Channel, run_pair
-from secfepas_sdk.snni.he.engine import (
-    INPUT_CHUNK,
-    REPLY_CHUNK,
-    HeClient,
-    HeServer,
-    pack_blobs,
-    unpack_blobs,
-)
+from secfepas_sdk.snni.he.blobs import INPUT_CHUNK, REPLY_CHUNK, pack_blobs, unpack_blobs
+from secfepas_sdk.snni.he.blocks import LayerPart
+from secfepas_sdk.snni.he.engine import HeClient, HeServer
 from secfepas_sdk.snni.he.layers import ConvLayer, ConvSpec, MatmulLayer
 from secfepas_sdk.snni.he.params import BFV_N8192
 from secfepas_sdk.snni.prg import Prg
@@ -113,3 +109,36 @@ def reference(case: Case) -> np.ndarray:
         for dj in range(3):
             y += np.tensordot(w[:, :, di, dj], xp[:, di : di + ho, dj : dj + wo], axes=(1, 0))
     return RING.reduce(y).reshape(-1)
+
+
+class SplitInProcess:
+    """A pool whose 'processes' are LayerParts in this process: the engine's contract."""
+
+    def __init__(self, server: HeServer, parts: int, *, residues: bool = False) -> None:
+        self._server, self._n, self._residues = server, parts, residues
+        self._parts: list[LayerPart] = []
+        self._polys = np.zeros(0, dtype=np.uint64)
+        self._fed = 0
+
+    def start(self, layer: int, seed: bytes, polys: np.ndarray) -> None:
+        self._parts = [
+            self._server.part(layer, seed, polys, part=j, parts=self._n) for j in range(self._n)
+        ]
+        self._polys, self._fed = polys, 0
+
+    def feed(self, raw: bytes, blobs: list[bytes]) -> None:
+        """Each part loads the camera's bytes itself, or (``residues``, as the edge's
+        pool does) the session's process loads them once and hands on the residues."""
+        shares = self._polys[self._fed : self._fed + len(blobs)]
+        self._fed += len(blobs)
+        residues = self._server.input_residues(blobs, shares) if self._residues else None
+        for part in self._parts:
+            if residues is None:
+                part.add(blobs)
+            else:
+                part.add_residues(residues)
+
+    def replies(self, count: int) -> Iterator[bytes]:
+        streams = [part.replies() for part in self._parts]
+        for k in range(count):
+            yield next(streams[k % self._n])

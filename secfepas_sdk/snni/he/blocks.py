@@ -69,6 +69,31 @@ def block_mask(ring: Ring, seed: bytes, k: int, n: int) -> U64:
     return ring.random(Prg(derive_seed(seed, MASK_STREAM, k)), n)
 
 
+def load_input(s: _Seal, blob: bytes, share: U64) -> Any:
+    """The camera's input ciphertext ``blob`` (untrusted: SEAL validates it, and it must
+    be a fresh 2-part one at the working level) plus the edge's share of the same
+    polynomial, in coefficient form."""
+    ct = s.seal.Ciphertext(s.context)
+    s.scratch.load(ct, s.context, blob)
+    if ct.parms_id() != s.first or ct.size() != 2 or ct.is_ntt_form():
+        raise SnniError("client ciphertext has the wrong level, size or form")
+    s.evaluator.add_plain_inplace(ct, s.plaintext(share))
+    return ct
+
+
+def input_residues(s: _Seal, blobs: list[bytes], shares: U64) -> U64:
+    """(count, 2, primes, N) residues of :func:`load_input` of each blob with its share:
+    what the session's process hands its block processes, so that the camera's bytes
+    are parsed once, in one process, however many compute on them."""
+    if shares.shape != (len(blobs), s.n):
+        raise SnniError("input shares do not match the ciphertexts")
+    out = np.empty((len(blobs), 2, len(s.first_moduli), s.n), dtype=np.uint64)
+    for j, blob in enumerate(blobs):
+        ct = load_input(s, blob, shares[j])
+        out[j] = sealio.ciphertext_polys(s.scratch.save(ct))[2]
+    return out
+
+
 def ntt_plain(s: _Seal, poly: I64) -> Any:
     """A signed kernel polynomial as an NTT-form plaintext at the working level."""
     pt = s.plaintext(s.ring.reduce(poly))
@@ -118,25 +143,42 @@ class LayerPart:
     def add(self, blobs: list[bytes]) -> None:
         """The next input ciphertexts (from the camera: SEAL validates each)."""
         s = self._s
-        ev = s.evaluator
-        start = self._next
-        if start + len(blobs) > self._layer.layout.n_in:
-            raise SnniError("more input ciphertexts than the layout has")
-        self._next += len(blobs)
-        for i, blob in enumerate(blobs, start):
-            if i not in self.needed:
-                continue
-            ct = s.seal.Ciphertext(s.context)
-            s.scratch.load(ct, s.context, blob)
-            if ct.parms_id() != s.first or ct.size() != 2 or ct.is_ntt_form():
-                raise SnniError("client ciphertext has the wrong level, size or form")
-            ev.add_plain_inplace(ct, s.plaintext(self._polys[i]))
+        for i, j in self._arriving(len(blobs)):
+            ct = load_input(s, blobs[j], self._polys[i])
             if self._limbs is not None:
                 _parms, _ntt, polys = sealio.ciphertext_polys(s.scratch.save(ct))
                 self._limbs.add(i, polys)
                 continue
-            ev.transform_to_ntt_inplace(ct)
+            s.evaluator.transform_to_ntt_inplace(ct)
             self._cts[i] = ct
+
+    def add_residues(self, residues: U64) -> None:
+        """The next inputs as :func:`input_residues` made them (a block process's: the
+        session's process loaded and checked the camera's bytes, and added x1)."""
+        s = self._s
+        if residues.ndim != 4 or residues.shape[1:] != (2, len(s.first_moduli), s.n):
+            raise SnniError("input residues do not match the parameter set")
+        for i, j in self._arriving(residues.shape[0]):
+            polys = residues[j]
+            if self._limbs is not None:
+                self._limbs.add(i, polys)
+                continue
+            ct = s.seal.Ciphertext(s.context)
+            raw = sealio.ciphertext_bytes(
+                polys, parms_id=sealio.parms_id_bytes(s.first), ntt_form=False, poly_degree=s.n
+            )
+            s.scratch.load(ct, s.context, raw)
+            s.evaluator.transform_to_ntt_inplace(ct)
+            self._cts[i] = ct
+
+    def _arriving(self, count: int) -> Iterator[tuple[int, int]]:
+        """(input index, place in the chunk) of the next ``count`` inputs that this part's
+        blocks read (inputs arrive in order; the others are skipped unread)."""
+        start = self._next
+        if start + count > self._layer.layout.n_in:
+            raise SnniError("more input ciphertexts than the layout has")
+        self._next += count
+        return ((i, i - start) for i in range(start, start + count) if i in self.needed)
 
     def replies(self) -> Iterator[bytes]:
         if self._next != self._layer.layout.n_in:

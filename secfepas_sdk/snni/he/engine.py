@@ -27,7 +27,6 @@ worst-case weight-dependent noise (checked per layer, see params.py).
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +38,20 @@ from secfepas_sdk._extras import require
 from secfepas_sdk.errors import PeerDataError, SnniError
 from secfepas_sdk.snni.channel import Channel
 from secfepas_sdk.snni.he import bulk, direct, flooding, keys, sealio
-from secfepas_sdk.snni.he.blocks import BlockPool, LayerPart, block_mask, ntt_plain
+from secfepas_sdk.snni.he.blobs import (
+    INPUT_CHUNK,
+    REPLY_CHUNK,
+    blobs_bound,
+    pack_blobs,
+    unpack_blobs,
+)
+from secfepas_sdk.snni.he.blocks import (
+    BlockPool,
+    LayerPart,
+    block_mask,
+    input_residues,
+    ntt_plain,
+)
 from secfepas_sdk.snni.he.bulk import SparseKernels
 from secfepas_sdk.snni.he.layers import HeLayout
 from secfepas_sdk.snni.he.params import (
@@ -56,39 +68,6 @@ from secfepas_sdk.snni.ring import Ring
 
 U64 = NDArray[np.uint64]
 I64 = NDArray[np.int64]
-
-_COUNT = struct.Struct("<I")
-REPLY_CHUNK = 16  # replies per message: the client decrypts one chunk while the server computes
-INPUT_CHUNK = 16  # inputs per message: the server loads one chunk while the client encrypts on
-
-
-def pack_blobs(blobs: list[bytes]) -> bytes:
-    lengths = np.asarray([len(b) for b in blobs], dtype=np.uint32)
-    return _COUNT.pack(len(blobs)) + lengths.tobytes() + b"".join(blobs)
-
-
-def blobs_bound(count: int, max_each: int) -> int:
-    """The largest message :func:`pack_blobs` makes of ``count`` blobs of at most
-    ``max_each`` bytes: the bound a receiver applies before buffering it."""
-    return _COUNT.size + count * (4 + max_each)
-
-
-def unpack_blobs(raw: bytes, *, count: int, max_each: int) -> list[bytes]:
-    """Split a peer's message into exactly ``count`` blobs of at most ``max_each`` bytes."""
-    if len(raw) < _COUNT.size:
-        raise SnniError("HE message too short")
-    (got,) = _COUNT.unpack_from(raw)
-    if got != count:
-        raise SnniError(f"expected {count} ciphertexts, peer sent {got}")
-    head = _COUNT.size + 4 * count
-    if len(raw) < head:
-        raise SnniError("HE message truncated")
-    lengths = np.frombuffer(raw, dtype=np.uint32, count=count, offset=_COUNT.size).astype(np.int64)
-    if np.any(lengths > max_each) or head + int(lengths.sum()) != len(raw):
-        raise SnniError("HE message has bad ciphertext lengths")
-    ends = head + np.cumsum(lengths)
-    starts = ends - lengths
-    return [raw[int(s) : int(e)] for s, e in zip(starts, ends, strict=True)]
 
 
 class _Seal:
@@ -250,6 +229,17 @@ class HeServer:
     def max_ct_bytes(self) -> int:
         """The largest serialised ciphertext either party accepts."""
         return self._s.max_ct_bytes
+
+    @property
+    def residue_shape(self) -> tuple[int, int, int]:
+        """(2, primes, N): one input as :meth:`input_residues` gives it."""
+        s = self._s
+        return (2, len(s.first_moduli), s.n)
+
+    def input_residues(self, blobs: list[bytes], shares: U64) -> U64:
+        """The camera's input ciphertexts (SEAL validates each) plus the edge's shares, as
+        residues, for the block processes (:func:`blocks.input_residues`)."""
+        return input_residues(self._s, blobs, shares)
 
     def layer(self, index: int) -> PreparedLayer:
         if not 0 <= index < len(self._layers):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from testkit.he import (
     RING,
+    SplitInProcess,
     camera_messages,
     camera_share,
     conv_case,
@@ -20,31 +21,8 @@ from testkit.he import (
 
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import run_pair
-from secfepas_sdk.snni.he.blocks import LayerPart
-from secfepas_sdk.snni.he.engine import HeClient, HeServer
+from secfepas_sdk.snni.he.engine import HeClient
 from secfepas_sdk.snni.he.params import BFV_N8192
-
-
-class SplitInProcess:
-    """A pool whose 'processes' are LayerParts in this process: the engine's contract."""
-
-    def __init__(self, server: HeServer, parts: int) -> None:
-        self._server, self._n = server, parts
-        self._parts: list[LayerPart] = []
-
-    def start(self, layer: int, seed: bytes, polys: np.ndarray) -> None:
-        self._parts = [
-            self._server.part(layer, seed, polys, part=j, parts=self._n) for j in range(self._n)
-        ]
-
-    def feed(self, raw: bytes, blobs: list[bytes]) -> None:
-        for part in self._parts:
-            part.add(blobs)
-
-    def replies(self, count: int) -> Iterator[bytes]:
-        streams = [part.replies() for part in self._parts]
-        for k in range(count):
-            yield next(streams[k % self._n])
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +37,10 @@ def test_any_split_gives_the_same_replies_and_shares(client: HeClient, make) -> 
     case = make()
     messages = camera_messages(client, case)
     runs = []
-    for parts in (1, 2, 3):
+    for parts, residues in ((1, False), (2, False), (3, False), (1, True), (2, True)):
         server = server_for(client)
-        if parts > 1:
-            server.pool = SplitInProcess(server, parts)
+        if parts > 1 or residues:
+            server.pool = SplitInProcess(server, parts, residues=residues)
         w = case.w
         prepared = server.prepare(
             case.layer.layout, case.layer.kernel_polys(w), case.layer.l1_bound(w)

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from testkit.he import RING, SERVER_SEED, Case, camera_messages, camera_share, replay
+from testkit.he import (
+    RING,
+    SERVER_SEED,
+    Case,
+    SplitInProcess,
+    camera_messages,
+    camera_share,
+    replay,
+)
 
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import run_pair
@@ -90,17 +98,20 @@ def test_direct_replies_are_seals_bytes(
         l1 = layer.l1_bound(w) if ternary else 2.0**25
         assert direct.limb_count(limb_bits(l1)) == (2 if ternary else 3)
         runs = []
-        for use in (False, True):
+        for use, split in ((False, False), (True, False), (True, True)):
             monkeypatch.setattr(direct, "worth_it", lambda *a, use=use, **k: use)
             server = _server(client, params)
+            if split:  # two block parts fed residues, as the edge's pool feeds them
+                server.pool = SplitInProcess(server, 2, residues=True)
             source, sparse = layer.kernel_views(w)
             prepared = server.prepare(layer.layout, source, l1, cache=False, sparse=sparse)
             assert (prepared.direct is not None) == use
             runs.append(replay(server, case, messages, prepared))
             server.close()
-        (replies, y1), (direct_replies, direct_y1) = runs
-        assert direct_replies == replies
-        assert np.array_equal(direct_y1, y1)
+        (replies, y1), *others = runs
+        for direct_replies, direct_y1 in others:
+            assert direct_replies == replies
+            assert np.array_equal(direct_y1, y1)
         share = camera_share(client, case, replies)
         assert np.array_equal(RING.add(share, y1), _conv(spec, w, x))
     client.close()

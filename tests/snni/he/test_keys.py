@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from secfepas_sdk.errors import PeerDataError, SnniError
 from secfepas_sdk.snni.channel import Channel, run_pair
 from secfepas_sdk.snni.he import keys, sealio
-from secfepas_sdk.snni.he.engine import HeClient, HeServer, pack_blobs
+from secfepas_sdk.snni.he.blobs import pack_blobs
+from secfepas_sdk.snni.he.engine import HeClient, HeServer
 from secfepas_sdk.snni.he.layers import MatmulLayer
 from secfepas_sdk.snni.he.params import BFV_N8192
 from secfepas_sdk.snni.prg import Prg

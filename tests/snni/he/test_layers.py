@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from secfepas_sdk.errors import InvalidValueError, SnniError
 from secfepas_sdk.snni.channel import run_pair
-from secfepas_sdk.snni.he.engine import HeClient, HeServer, pack_blobs, unpack_blobs
+from secfepas_sdk.snni.he.blobs import pack_blobs, unpack_blobs
+from secfepas_sdk.snni.he.engine import HeClient, HeServer
 from secfepas_sdk.snni.he.layers import ConvLayer, ConvSpec, MatmulLayer
 from secfepas_sdk.snni.he.packing import ConvPacking
 from secfepas_sdk.snni.he.params import BFV_N8192, BFV_N8192_Q218, check_layer_noise, get_params
