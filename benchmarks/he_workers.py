@@ -94,8 +94,13 @@ def _layer(
     lay = layer.layout
     server = HeServer(params, RING, prg=Prg(bytes(16)))
     run_pair(client.setup, server.setup)
-    source = layer.kernel_polys(w) if args.cache else layer.kernel_source(w)
-    prepared = server.prepare(lay, source, layer.l1_bound(w), cache=args.cache)
+    # as the edge's runtime does: the sparse view lets the cost model pick the direct path
+    source, sparse = layer.kernel_views(w)
+    if args.cache:
+        source = layer.kernel_polys(w)
+    prepared = server.prepare(
+        lay, source, layer.l1_bound(w), cache=args.cache, sparse=None if args.seal else sparse
+    )
     share1 = layer.pack(x1)
 
     def camera(ch: Channel) -> list[bytes]:
@@ -143,6 +148,7 @@ def _layer(
             "n_out": lay.n_out,
             "n_mul": lay.n_mul,
             "kernels_cached": args.cache,
+            "direct_path": prepared.direct is not None,
             "he_workers": workers,
             "wall_s": walls,
             "cpu_s": cpus,
@@ -156,7 +162,8 @@ def _layer(
         }
         rows.append(row)
         print(
-            f"{name:>16} W={workers}: wall {row['wall_median_s']:.2f} s "
+            f"{name:>16} {'direct' if row['direct_path'] else 'SEAL'} W={workers}: "
+            f"wall {row['wall_median_s']:.2f} s "
             f"({', '.join(f'{v:.2f}' for v in walls)}), CPU {row['cpu_median_s']:.2f} s "
             f"(busiest process {row['busiest_median_s']:.2f} s), "
             f"load {row['load_after']:.1f}",
@@ -172,6 +179,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--cache", action="store_true", help="pre-encode the kernels")
+    parser.add_argument(
+        "--seal", action="store_true", help="SEAL's products only (no direct path), as before"
+    )
     parser.add_argument(
         "--params",
         default=BFV_N8192_Q218.name,
