@@ -280,10 +280,14 @@ def choose_depthwise(
     prices: TilingPrices = EDGE_TIME,
 ) -> ConvPacking:
     """The least modelled-time tiling of a depthwise conv of ``channels`` channels (each
-    stacked from ``phases`` polyphase components) as a block-diagonal dense conv: cp =
-    no * P keeps each output block's inputs in one input block, so a tile costs one
-    product per output ciphertext, and no^2 P hh ww <= N packs several channels per
-    polynomial instead of one small ciphertext per channel."""
+    stacked from ``phases`` polyphase components) as a block-diagonal dense conv.
+
+    An output block of no channels reads only its own no * P input channels, so with
+    cp = m * no * P each output block's inputs sit in one input block and a tile costs
+    one product per output ciphertext; the product fits when no * cp * hh * ww <= N.
+    m = 1 packs as many channels per output as per input polynomial; m > 1 puts the
+    channels of m output blocks in one input polynomial: m times fewer uploads (the
+    dearest part on a camera's link) for the same products and replies."""
     out_h, out_w = height - kh + 1, width - kw + 1
     if out_h < 1 or out_w < 1:
         raise SnniError("conv kernel larger than its padded input")
@@ -292,24 +296,28 @@ def choose_depthwise(
         ww = tw + kw - 1
         for th in sorted({math.ceil(out_h / k) for k in range(1, out_h + 1)}):
             hh = th + kh - 1
-            if phases * hh * ww > n:
+            room = n // (phases * hh * ww)  # no * cp / P channels' tiles per polynomial
+            if room < 1:
                 continue
             n_t = math.ceil(out_h / th) * math.ceil(out_w / tw)
-            no_max = min(channels, math.isqrt(n // (phases * hh * ww)))
             for no in sorted({math.ceil(channels / k) for k in range(1, channels + 1)}):
-                if no > no_max:
+                if no * no > room:
                     continue
                 n_ob = math.ceil(channels / no)
-                cost = (prices.per_input + prices.per_product + prices.per_reply) * n_ob * n_t
-                if best is None or cost < best[0]:
-                    best = (
-                        cost,
-                        ConvPacking(
-                            channels=channels * phases, height=height, width=width,
-                            out_channels=channels, kh=kh, kw=kw, n=n, cp=no * phases,
-                            th=th, tw=tw, no=no,
-                        ),
-                    )  # fmt: skip
+                for m in range(1, min(room // (no * no), n_ob) + 1):
+                    n_in = math.ceil(n_ob / m) * n_t
+                    cost = prices.per_input * n_in + (prices.per_product + prices.per_reply) * (
+                        n_ob * n_t
+                    )
+                    if best is None or cost < best[0]:
+                        best = (
+                            cost,
+                            ConvPacking(
+                                channels=channels * phases, height=height, width=width,
+                                out_channels=channels, kh=kh, kw=kw, n=n,
+                                cp=m * no * phases, th=th, tw=tw, no=no,
+                            ),
+                        )  # fmt: skip
     if best is None:
         raise SnniError(f"a {kh}x{kw} kernel does not fit in a degree-{n} polynomial")
     return best[1]

@@ -356,3 +356,26 @@ def test_tiling_prices_for_a_slow_link_trade_uploads_for_replies() -> None:
         TilingPrices.for_link(0)
     with pytest.raises(InvalidValueError):
         TilingPrices(per_input=-1.0)
+
+
+@pytest.mark.parametrize(("c", "hw", "stride"), [(24, 14, 1), (12, 56, 2)])
+def test_depthwise_on_a_slow_link_shares_input_polynomials(parties, c, hw, stride) -> None:
+    """Priced for a camera's link, an input polynomial holds the channels of several
+    output blocks (cp = m * no * P, m > 1): fewer uploads than replies, still one product
+    per output ciphertext, exact against numpy; the pinned tiling rebuilds the same."""
+    spec = ConvSpec(
+        in_shape=(c, hw, hw), out_channels=c, kernel=(3, 3), stride=(stride, stride),
+        pads=(1, 1, 1, 1), groups=c,
+    )  # fmt: skip
+    layer = ConvLayer(spec, N, prices=TilingPrices.for_link(100.0))
+    p, phases = layer.packing, stride * stride
+    assert p.cp % (p.no * phases) == 0 and p.cp > p.no * phases
+    lay = layer.layout
+    assert lay.n_in < lay.n_out and lay.n_mul == lay.n_out
+    rng = np.random.default_rng(c + hw)
+    w = weights(rng, (c, 1, 3, 3))
+    x = RING.random(Prg(), spec.in_shape)
+    want = ref_conv(x, w, spec)
+    assert np.array_equal(secure(parties, layer, w, x).reshape(spec.out_shape), want)
+    pinned = ConvLayer(spec, N, layer.tiling)
+    assert pinned.packing == p and pinned.layout.terms == lay.terms
