@@ -12,9 +12,11 @@ put them beside ours from the same run and report ratios.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -94,16 +96,41 @@ def available(anchor_dir: Path = DEFAULT_ANCHOR_DIR) -> str | None:
 
 
 def run(
-    net: str, *, threads: int = 1, port: int = 31000, anchor_dir: Path = DEFAULT_ANCHOR_DIR
+    net: str,
+    *,
+    threads: int = 1,
+    port: int = 31000,
+    anchor_dir: Path = DEFAULT_ANCHOR_DIR,
+    timeout_s: float = 3600.0,
 ) -> CheetahRun:
-    """Run one OpenCheetah benchmark through the anchor's runner and parse it."""
+    """Run one OpenCheetah benchmark through the anchor's runner and parse it.
+
+    The runner starts both parties in the background; a party that dies at exit can
+    leave the other waiting for ever (OpenCheetah's client crashed there with fewer than
+    4 threads until its RCOT-count loop was bounded, and the server then spun in its
+    last layer), so after ``timeout_s`` the runner's whole process group is killed."""
     oc_root = Path(os.environ.get("OC_ROOT", "/tmp/oc"))
     before = set((oc_root / "results").glob(f"{net}-cheetah-nt{threads}-*"))
-    subprocess.run(
+    runner = subprocess.Popen(
         ["bash", str(anchor_dir / "run.sh"), net, "cheetah", str(threads), str(port)],
-        check=True,
         stdout=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the parties and the monitor
     )
+    try:
+        code = runner.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(runner.pid, signal.SIGKILL)
+        runner.wait()
+        raise RuntimeError(
+            f"OpenCheetah {net} did not finish in {timeout_s:.0f} s (killed; a party that "
+            "crashes at exit leaves the other waiting: see the anchor's README)"
+        ) from None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(runner.pid, signal.SIGKILL)  # nothing of it outlives the run
+    if code != 0:
+        raise RuntimeError(f"the anchor runner failed for {net} (exit {code})")
     new = sorted(set((oc_root / "results").glob(f"{net}-cheetah-nt{threads}-*")) - before)
     if not new:
         raise RuntimeError(f"the anchor runner wrote no results for {net}")
