@@ -7,19 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from testkit.proctree import alive
 from testkit.wait import wait_until
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 import cheetah_anchor  # noqa: E402 - a benchmark script, not a package
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_a_runner_that_hangs_is_killed_with_its_children(
@@ -32,7 +25,7 @@ def test_a_runner_that_hangs_is_killed_with_its_children(
     with pytest.raises(RuntimeError, match="did not finish in 1 s"):
         cheetah_anchor.run("sqnet", anchor_dir=tmp_path, timeout_s=1.0)
     child = int(pidfile.read_text())
-    wait_until(lambda: not _alive(child), 10, what="the runner's child to end")
+    wait_until(lambda: not alive(child), 10, what="the runner's child to end")
 
 
 def test_a_failing_runner_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from testkit.netns import require_netns
+from testkit.proctree import alive
 from testkit.wait import wait_until
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -134,12 +135,3 @@ def descendants(pid: int) -> list[int]:
             out += kids
             todo += kids
     return out
-
-
-def alive(pid: int) -> bool:
-    """Running, not a zombie waiting for a reaper."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"

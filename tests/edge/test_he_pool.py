@@ -20,6 +20,7 @@ from testkit.he import (
     replay,
     server_for,
 )
+from testkit.proctree import alive
 from testkit.wait import wait_until
 
 from secfepas_sdk.edge.he_pool import HePool, HeWorkerLost, start_pool
@@ -29,15 +30,6 @@ from secfepas_sdk.snni.he import sealio
 from secfepas_sdk.snni.he.blobs import pack_blobs
 from secfepas_sdk.snni.he.engine import HeClient
 from secfepas_sdk.snni.he.params import BFV_N8192
-
-
-def alive(pid: int) -> bool:
-    """Running (a zombie, or no process at all, is not)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,14 @@ def _stat_fields(pid: int) -> list[str]:
     return text.rsplit(")", 1)[1].split()
 
 
+def alive(pid: int) -> bool:
+    """Running: not gone, and not a zombie waiting for a reaper."""
+    try:
+        return _stat_fields(pid)[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def descendants(pid: int) -> list[int]:
     """Every live process below ``pid`` (children, grandchildren, ...)."""
     parents: dict[int, int] = {}
