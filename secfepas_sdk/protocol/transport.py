@@ -213,10 +213,12 @@ class FramedStream:
 
         When the peer does not answer in time (or this task is cancelled), the
         transport is aborted, so its socket is closed either way: an SSL transport
-        left waiting for close_notify would hold its file descriptor until collected."""
-        if self.writer.is_closing():
-            return
-        self.writer.close()
+        left waiting for close_notify would hold its file descriptor until collected.
+        It waits even when the transport is closing already (the peer closed first, or
+        :meth:`abort` ran): the socket closes on a later loop iteration, and a loop that
+        ended before it would leave it open (reported as an unclosed transport)."""
+        if not self.writer.is_closing():
+            self.writer.close()
         try:
             async with asyncio.timeout(2.0):
                 await self.writer.wait_closed()

@@ -273,3 +273,37 @@ def test_aclose_closes_the_socket_when_the_peer_never_answers_close_notify(pki: 
         release.set()
         peer.join(10)
         listener.close()
+
+
+def test_aclose_waits_for_the_socket_when_the_peer_closed_first(pki: Pki) -> None:
+    """The edge says its last word and closes (close_notify) before the camera's aclose:
+    the transport is already closing then, and aclose must still wait until its socket is
+    closed, not return at once and leave an SSL shutdown running past the event loop
+    (an unclosed transport, reported when it is collected)."""
+    ctx = server_context(edge_files(pki))
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def closing_peer() -> None:
+        conn, _ = listener.accept()
+        tls = ctx.wrap_socket(conn, server_side=True)
+        tls.sendall(b"\x00" * 16)  # a last frame's worth of bytes, then close_notify
+        with tls.unwrap():
+            pass
+
+    peer = threading.Thread(target=closing_peer, daemon=True)
+    peer.start()
+
+    async def main() -> int:
+        stream = await open_client("127.0.0.1", port, client_context(camera_files(pki)), timeout=5)
+        sock = stream.writer.get_extra_info("socket")
+        await stream.reader.readexactly(16)
+        assert await stream.reader.read() == b""  # the peer's close_notify has been read
+        await stream.aclose()
+        return int(sock.fileno())  # no loop iteration in between
+
+    try:
+        assert asyncio.run(main()) == -1
+    finally:
+        peer.join(10)
+        listener.close()
