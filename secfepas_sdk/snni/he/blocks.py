@@ -81,16 +81,20 @@ def load_input(s: _Seal, blob: bytes, share: U64) -> Any:
     return ct
 
 
+def input_polys(s: _Seal, blob: bytes, share: U64) -> U64:
+    """(2, primes, N) residues of :func:`load_input` (read back through SEAL's save)."""
+    return sealio.ciphertext_polys(s.scratch.save(load_input(s, blob, share)))[2]
+
+
 def input_residues(s: _Seal, blobs: list[bytes], shares: U64) -> U64:
-    """(count, 2, primes, N) residues of :func:`load_input` of each blob with its share:
-    what the session's process hands its block processes, so that the camera's bytes
-    are parsed once, in one process, however many compute on them."""
+    """(count, 2, primes, N) :func:`input_polys` of each blob with its share: what the
+    session's process hands its block processes, so that the camera's bytes are parsed
+    once, in one process, however many compute on them."""
     if shares.shape != (len(blobs), s.n):
         raise SnniError("input shares do not match the ciphertexts")
     out = np.empty((len(blobs), 2, len(s.first_moduli), s.n), dtype=np.uint64)
     for j, blob in enumerate(blobs):
-        ct = load_input(s, blob, shares[j])
-        out[j] = sealio.ciphertext_polys(s.scratch.save(ct))[2]
+        out[j] = input_polys(s, blob, shares[j])
     return out
 
 
@@ -144,11 +148,10 @@ class LayerPart:
         """The next input ciphertexts (from the camera: SEAL validates each)."""
         s = self._s
         for i, j in self._arriving(len(blobs)):
-            ct = load_input(s, blobs[j], self._polys[i])
             if self._limbs is not None:
-                _parms, _ntt, polys = sealio.ciphertext_polys(s.scratch.save(ct))
-                self._limbs.add(i, polys)
+                self._limbs.add(i, input_polys(s, blobs[j], self._polys[i]))
                 continue
+            ct = load_input(s, blobs[j], self._polys[i])
             s.evaluator.transform_to_ntt_inplace(ct)
             self._cts[i] = ct
 
@@ -163,11 +166,7 @@ class LayerPart:
             if self._limbs is not None:
                 self._limbs.add(i, polys)
                 continue
-            ct = s.seal.Ciphertext(s.context)
-            raw = sealio.ciphertext_bytes(
-                polys, parms_id=sealio.parms_id_bytes(s.first), ntt_form=False, poly_degree=s.n
-            )
-            s.scratch.load(ct, s.context, raw)
+            ct = self._coeff_ct(polys)
             s.evaluator.transform_to_ntt_inplace(ct)
             self._cts[i] = ct
 
