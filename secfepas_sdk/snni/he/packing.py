@@ -304,20 +304,22 @@ def choose_depthwise(
                 if no * no > room:
                     continue
                 n_ob = math.ceil(channels / no)
-                for m in range(1, min(room // (no * no), n_ob) + 1):
-                    n_in = math.ceil(n_ob / m) * n_t
-                    cost = prices.per_input * n_in + (prices.per_product + prices.per_reply) * (
-                        n_ob * n_t
-                    )
-                    if best is None or cost < best[0]:
-                        best = (
-                            cost,
-                            ConvPacking(
-                                channels=channels * phases, height=height, width=width,
-                                out_channels=channels, kh=kh, kw=kw, n=n,
-                                cp=m * no * phases, th=th, tw=tw, no=no,
-                            ),
-                        )  # fmt: skip
+                # Only the uploads fall with m: take the fewest input blocks the room
+                # allows, with the smallest m that gives that many.
+                n_ib = math.ceil(n_ob / min(room // (no * no), n_ob))
+                m = math.ceil(n_ob / n_ib)
+                cost = prices.per_input * (n_ib * n_t) + (prices.per_product + prices.per_reply) * (
+                    n_ob * n_t
+                )
+                if best is None or cost < best[0]:
+                    best = (
+                        cost,
+                        ConvPacking(
+                            channels=channels * phases, height=height, width=width,
+                            out_channels=channels, kh=kh, kw=kw, n=n,
+                            cp=m * no * phases, th=th, tw=tw, no=no,
+                        ),
+                    )  # fmt: skip
     if best is None:
         raise SnniError(f"a {kh}x{kw} kernel does not fit in a degree-{n} polynomial")
     return best[1]
