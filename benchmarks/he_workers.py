@@ -88,7 +88,7 @@ def _layer(
     x0, x1 = RING.share(x, Prg())
     polys = layer.pack(x0)
     messages = [
-        pack_blobs(client.encrypt(polys[s : s + INPUT_CHUNK]))
+        pack_blobs(client.uploads(polys[s : s + INPUT_CHUNK]))
         for s in range(0, len(polys), INPUT_CHUNK)
     ]
     lay = layer.layout

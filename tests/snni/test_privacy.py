@@ -15,6 +15,7 @@ from secfepas_sdk.errors import SnniError
 from secfepas_sdk.models.bundled import demo_model_path
 from secfepas_sdk.snni.compile import compile_onnx
 from secfepas_sdk.snni.he.flooding import DEFAULT_BUDGET, CircuitPrivacy
+from secfepas_sdk.snni.he.params import get_params
 from secfepas_sdk.snni.plan import Plan
 from secfepas_sdk.snni.privacy import (
     budget_inferences,
@@ -74,17 +75,20 @@ def test_distance_per_inference_without_a_budget(
     assert budget_inferences(plan, lax) == pytest.approx(2.0 ** (-20 - log2_distance), rel=0.01)
 
 
-@pytest.mark.parametrize("name", ["demo_plan.json", "squeezenet11_plan.json"])
-def test_golden_plans_meet_the_default_budget_with_the_least_flood(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [("demo_plan.json", "bfv-n8192-q218"), ("squeezenet11_plan.json", "bfv-n8192-q200")],
+)
+def test_golden_plans_meet_the_default_budget_with_the_least_flood(name: str, params: str) -> None:
     plan = _plan(name)
-    assert plan.circuit_privacy == DEFAULT_BUDGET and plan.he_params == "bfv-n8192-q218"
+    assert plan.circuit_privacy == DEFAULT_BUDGET and plan.he_params == params
     floods = layer_floods(plan)
     assert inference_distance(plan) <= ALLOWED
     share = ALLOWED / sum(f.coefficients for f in floods)
     for f in floods:
         one = f.distance / f.coefficients
         assert one <= share < 2 * one  # the least flood: one bit less would miss the share
-        assert f.flood_bits < 139  # below the most bfv-n8192-q218 decrypts
+        assert f.flood_bits <= get_params(params).flood_bits(plan.ring_bits)  # it decrypts
     assert budget_inferences(plan, DEFAULT_BUDGET) == DEFAULT_BUDGET.inferences
 
 
@@ -92,9 +96,16 @@ def test_the_compiler_takes_the_cheapest_set_that_meets_the_budget() -> None:
     model = _demo_model()
     plan, _ = compile_onnx(model)
     assert (plan.he_params, plan.version, plan.circuit_privacy) == (
-        "bfv-n8192-q218",
+        "bfv-n8192-q200",
         3,
         DEFAULT_BUDGET,
+    )
+    # 2^-60 over 10^10 inferences needs floods q200's D = 162 cannot hold
+    strict = CircuitPrivacy(distance_log2=-60, inferences=10**10)
+    plan, _ = compile_onnx(model, circuit_privacy=strict)
+    assert plan.he_params == "bfv-n8192-q218" and inference_distance(plan) <= strict.total / 10**10
+    assert max(f.flood_bits for f in layer_floods(plan)) > get_params("bfv-n8192-q200").flood_bits(
+        37
     )
     lax = CircuitPrivacy(distance_log2=-20, inferences=1000)
     plan, _ = compile_onnx(model, circuit_privacy=lax)

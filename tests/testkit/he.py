@@ -66,7 +66,7 @@ def camera_messages(client: HeClient, case: Case) -> list[bytes]:
     """What the camera sends for the case's layer (encrypted once, replayed)."""
     polys = case.layer.pack(case.x0)
     return [
-        pack_blobs(client.encrypt(polys[start : start + INPUT_CHUNK]))
+        pack_blobs(client.uploads(polys[start : start + INPUT_CHUNK]))
         for start in range(0, len(polys), INPUT_CHUNK)
     ]
 

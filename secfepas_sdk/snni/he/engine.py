@@ -63,6 +63,7 @@ from secfepas_sdk.snni.he.params import (
 )
 from secfepas_sdk.snni.he.reply import ReplyCodec, ReplyFormat
 from secfepas_sdk.snni.he.scratch import SealScratch
+from secfepas_sdk.snni.he.upload import UploadCodec
 from secfepas_sdk.snni.prg import SEED_BYTES, Prg
 from secfepas_sdk.snni.ring import Ring
 
@@ -90,6 +91,11 @@ class _Seal:
         limbs = len(params.coeff_bits)
         self.max_ct_bytes = 2 * limbs * self.n * 8 + 4096
         self.last_modulus = int(self.context.last_context_data().parms().coeff_modulus()[0].value())
+        self.upload = (
+            UploadCodec(self.first_moduli, self.n, sealio.parms_id_bytes(self.first))
+            if params.packed_uploads
+            else None
+        )
 
     def codec(self, layout: HeLayout, fmt: ReplyFormat) -> ReplyCodec:
         """How one layer's replies travel (the same on both sides, from the plan)."""
@@ -129,6 +135,13 @@ class HeClient:
             pt = s.plaintext(poly)
             out.append(s.scratch.save(self._encryptor.encrypt_symmetric(pt)))
         return out
+
+    def uploads(self, polys: U64) -> list[bytes]:
+        """The input ciphertexts of ``polys`` as they travel: SEAL's bytes, or bit-packed
+        where the parameter set says so (upload.py)."""
+        blobs = self.encrypt(polys)
+        upload = self._s.upload
+        return blobs if upload is None else [upload.encode(blob) for blob in blobs]
 
     def codec(self, layout: HeLayout, fmt: ReplyFormat) -> ReplyCodec:
         return self._s.codec(layout, fmt)
@@ -170,7 +183,7 @@ class HeClient:
         if polys.shape != (layout.n_in, layout.n):
             raise SnniError("packed input does not match the layout")
         for start in range(0, layout.n_in, INPUT_CHUNK):
-            channel.send(pack_blobs(self.encrypt(polys[start : start + INPUT_CHUNK])))
+            channel.send(pack_blobs(self.uploads(polys[start : start + INPUT_CHUNK])))
         parts = []
         for start in range(0, layout.n_out, REPLY_CHUNK):
             count = min(REPLY_CHUNK, layout.n_out - start)
@@ -348,11 +361,14 @@ class HeServer:
         if self.pool is not None and layout.n_out > 1:  # one block: nothing to split
             pool = self.pool
         pool.start(layer.index, seed, polys)
+        most = s.max_ct_bytes if s.upload is None else s.upload.size
         for start in range(0, layout.n_in, INPUT_CHUNK):
             count = min(INPUT_CHUNK, layout.n_in - start)
-            raw = channel.recv(blobs_bound(count, s.max_ct_bytes))  # bounded by the plan
-            blobs = unpack_blobs(raw, count=count, max_each=s.max_ct_bytes)
-            if not all(sealio.is_seeded_ciphertext(blob) for blob in blobs):
+            raw = channel.recv(blobs_bound(count, most))  # bounded by the plan
+            blobs = unpack_blobs(raw, count=count, max_each=most)
+            if s.upload is not None:  # rebuilt in seeded form from the residues and seed
+                blobs = [s.upload.decode(blob) for blob in blobs]
+            elif not all(sealio.is_seeded_ciphertext(blob) for blob in blobs):
                 # c1 must be a seed's expansion: one the camera chose (say 2^100) would
                 # let a camera that learnt u (keys.py) read the kernels off c1.
                 raise PeerDataError("the camera's input ciphertext is not in seeded form")

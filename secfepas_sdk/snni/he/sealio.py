@@ -28,7 +28,7 @@ _COMPR_ZSTD = 2
 _MAX_INFLATED = 1 << 24  # no single object we handle is above 16 MiB
 _PARMS_ID_ZERO = bytes(32)
 SEED_BYTES = 64  # SEAL's prng_seed_type: 8 x uint64
-_PRNG_BLAKE2XB = 1  # SEAL's prng_type::blake2xb
+PRNG_BLAKE2XB = 1  # SEAL's prng_type::blake2xb
 _PRNG_INFO_SIZE = 16 + 1 + SEED_BYTES  # a UniformRandomGeneratorInfo: header, type, seed
 
 
@@ -95,7 +95,7 @@ def seeded_ciphertext_bytes(
         + struct.pack("<QQQdQ", 2, poly_degree, limbs, 1.0, 1)
         + _dynarray(data.reshape(-1))
         + info
-        + struct.pack("<B", _PRNG_BLAKE2XB)
+        + struct.pack("<B", PRNG_BLAKE2XB)
         + seed
     )
     return _header(16 + len(body)) + body
@@ -140,28 +140,46 @@ def plaintext_coeffs(raw: bytes) -> U64:
     return data
 
 
-def is_seeded_ciphertext(raw: bytes) -> bool:
-    """Is ``raw`` a 2-part ciphertext in SEAL's seeded form (c0, then the PRNG seed
-    SEAL's loader expands c1 from), so that its sender could not choose c1?"""
-    members = _members(raw)
+def _seed_info_offset(members: bytes) -> int | None:
+    """Where the PRNG info of a 2-part ciphertext in seeded form starts, else None."""
     if len(members) < 33 + 40 + 24:
-        return False
+        return None
     size, degree, limbs, _scale, _corr = struct.unpack_from("<QQQdQ", members, 33)
     magic, hsize, _ma, _mi, compr, _r, _size = _HEADER.unpack_from(members, 73)
     if magic != _MAGIC or hsize != 16 or compr != _COMPR_NONE:
-        return False
+        return None
     (count,) = struct.unpack_from("<Q", members, 73 + 16)
     info = 73 + 24 + 8 * count
     if size != 2 or count != degree * limbs or len(members) != info + _PRNG_INFO_SIZE:
-        return False
+        return None
     magic, hsize, _ma, _mi, compr, _r, isize = _HEADER.unpack_from(members, info)
-    return (
+    seeded = (
         magic == _MAGIC
         and hsize == 16
         and compr == _COMPR_NONE
         and isize == _PRNG_INFO_SIZE
         and members[info + 16] in (1, 2)  # SEAL's prng_type: blake2xb, shake256
     )
+    return info if seeded else None
+
+
+def is_seeded_ciphertext(raw: bytes) -> bool:
+    """Is ``raw`` a 2-part ciphertext in SEAL's seeded form (c0, then the PRNG seed
+    SEAL's loader expands c1 from), so that its sender could not choose c1?"""
+    return _seed_info_offset(_members(raw)) is not None
+
+
+def seeded_ciphertext_parts(raw: bytes) -> tuple[bytes, bool, U64, int, bytes]:
+    """(parms id, NTT flag, c0 of shape (limbs, N), PRNG type, seed) of a saved
+    ciphertext in seeded form (:func:`is_seeded_ciphertext`)."""
+    members = _members(raw)
+    info = _seed_info_offset(members)
+    if info is None:
+        raise SnniError("not a SEAL ciphertext in seeded form")
+    _size, degree, limbs, _scale, _corr = struct.unpack_from("<QQQdQ", members, 33)
+    c0 = np.frombuffer(members, dtype=np.uint64, count=limbs * degree, offset=73 + 24)
+    seed = members[info + 17 : info + 17 + SEED_BYTES]
+    return members[:32], members[32] != 0, c0.reshape(limbs, degree), members[info + 16], seed
 
 
 def ciphertext_polys(raw: bytes) -> tuple[bytes, bool, U64]:

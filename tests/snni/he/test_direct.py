@@ -26,7 +26,7 @@ from secfepas_sdk.snni.he.bulk import SparseKernels
 from secfepas_sdk.snni.he.direct import DirectProducts, InputLimbs, limb_bits
 from secfepas_sdk.snni.he.engine import HeClient, HeServer
 from secfepas_sdk.snni.he.layers import ConvLayer, ConvSpec
-from secfepas_sdk.snni.he.params import BFV_N8192, BFV_N8192_Q218, HeParams
+from secfepas_sdk.snni.he.params import BFV_N8192, BFV_N8192_Q200, BFV_N8192_Q218, HeParams
 from secfepas_sdk.snni.prg import Prg
 
 N = BFV_N8192.poly_degree
@@ -80,7 +80,9 @@ def _server(client: HeClient, params: HeParams) -> HeServer:
     return server
 
 
-@pytest.mark.parametrize("params", [BFV_N8192, BFV_N8192_Q218], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "params", [BFV_N8192, BFV_N8192_Q200, BFV_N8192_Q218], ids=lambda p: p.name
+)
 @pytest.mark.parametrize("name", list(SPECS))
 def test_direct_replies_are_seals_bytes(
     params: HeParams, name: str, monkeypatch: pytest.MonkeyPatch

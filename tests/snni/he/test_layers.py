@@ -13,7 +13,14 @@ from secfepas_sdk.snni.he.blobs import pack_blobs, unpack_blobs
 from secfepas_sdk.snni.he.engine import HeClient, HeServer
 from secfepas_sdk.snni.he.layers import ConvLayer, ConvSpec, MatmulLayer
 from secfepas_sdk.snni.he.packing import ConvPacking
-from secfepas_sdk.snni.he.params import BFV_N8192, BFV_N8192_Q218, check_layer_noise, get_params
+from secfepas_sdk.snni.he.params import (
+    BFV_N8192,
+    BFV_N8192_Q200,
+    BFV_N8192_Q218,
+    HeParams,
+    check_layer_noise,
+    get_params,
+)
 from secfepas_sdk.snni.he.prices import EDGE_TIME, TilingPrices
 from secfepas_sdk.snni.he.reply import ReplyFormat
 from secfepas_sdk.snni.prg import Prg
@@ -261,10 +268,14 @@ def _per_group_tiling(spec: ConvSpec) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("flood_bits", [None, 100])
-def test_larger_set_with_a_sized_flood_is_exact_and_decrypts(flood_bits: int | None) -> None:
-    """bfv-n8192-q218 (three working primes), flooded at the most (2^139) or at a flood
-    sized to a budget: exact against numpy, and SEAL still sees noise budget left."""
-    client, server = HeClient(BFV_N8192_Q218, RING), HeServer(BFV_N8192_Q218, RING)
+@pytest.mark.parametrize("params", [BFV_N8192_Q200, BFV_N8192_Q218], ids=lambda p: p.name)
+def test_larger_set_with_a_sized_flood_is_exact_and_decrypts(
+    params: HeParams, flood_bits: int | None
+) -> None:
+    """The sets with three working primes (q200's uploads bit-packed), flooded at the
+    most (2^(D-l-4)) or at a flood sized to a budget: exact against numpy, and SEAL
+    still sees noise budget left."""
+    client, server = HeClient(params, RING), HeServer(params, RING)
     try:
         run_pair(client.setup, server.setup)
         spec = ConvSpec(in_shape=(3, 9, 9), out_channels=4, kernel=(3, 3), pads=(1, 1, 1, 1))
@@ -273,13 +284,14 @@ def test_larger_set_with_a_sized_flood_is_exact_and_decrypts(flood_bits: int | N
         prepared = server.prepare(
             layer.layout, layer.kernel_polys(w), layer.l1_bound(w), flood_bits=flood_bits
         )
-        assert prepared.flood_bits == (139 if flood_bits is None else flood_bits)
+        most = params.flood_bits(RING.bits)
+        assert prepared.flood_bits == (most if flood_bits is None else flood_bits)
         x = RING.random(Prg(), spec.in_shape)
         x0, x1 = RING.share(x, Prg())
         captured: list[bytes] = []
 
         def camera(ch):
-            ch.send(pack_blobs(client.encrypt(layer.pack(x0))))
+            ch.send(pack_blobs(client.uploads(layer.pack(x0))))
             raw = ch.recv()
             captured.extend(unpack_blobs(raw, count=layer.layout.n_out, max_each=1 << 20))
             return np.concatenate([client.decrypt(captured)]).reshape(-1)[layer.layout.out_index]
