@@ -23,7 +23,7 @@ def split_limbs_into(  # pragma: no cover - compiled
     x: Any, moduli: Any, bits: int, out: Any
 ) -> bool:
     """out[c, p, t, i] = the t-th balanced limb of the centred x[c, p, i] mod moduli[p]:
-    :func:`.direct.split_limbs` for every prime in one pass, written in place (the
+    :func:`.limbs.split_limbs` for every prime in one pass, written in place (the
     numpy form makes about 20 temporaries per prime: 4 ms per q218 ciphertext against
     about 0.1 ms here). False if a top limb exceeds 2^(bits-1) (the caller refuses)."""
     comps, primes, n = x.shape

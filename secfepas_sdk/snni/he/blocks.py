@@ -24,9 +24,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
-from secfepas_sdk.snni.he import sealio
+from secfepas_sdk.snni.he import direct_outputs, sealio
 from secfepas_sdk.snni.he.bulk import BulkNtt
 from secfepas_sdk.snni.he.direct import DirectProducts, InputLimbs
+from secfepas_sdk.snni.he.direct_outputs import OutputGather
 from secfepas_sdk.snni.he.flooding import flood_residues
 from secfepas_sdk.snni.prg import Prg, derive_seed
 from secfepas_sdk.snni.ring import Ring
@@ -191,6 +192,7 @@ class LayerPart:
                 [int(q) for q in s.first_moduli],
                 layer.limb_bits,
                 s.n,
+                c0_at=self._c0_gather(),
             )
             self._products = direct.products(list(self.blocks), self._limbs)
         for k in self.blocks:
@@ -200,6 +202,18 @@ class LayerPart:
         self._products = None
         self._last = ([], [])
         self._bulk = None
+
+    def _c0_gather(self) -> OutputGather | None:
+        """With trimmed replies, c0 is needed at the output coefficients only: gather
+        it there (direct_outputs.py) when they are few enough (public layout data)."""
+        layer = self._layer
+        if layer.reply is None or layer.direct is None:
+            return None
+        n = layer.layout.n
+        outputs = np.unique(layer.layout.out_index % n)
+        if not direct_outputs.worth_it(outputs.size, n):
+            return None
+        return direct_outputs.OutputGather(layer.direct.positions, outputs, n)
 
     def _reply(self, k: int) -> bytes:
         s = self._s

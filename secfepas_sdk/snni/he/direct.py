@@ -22,26 +22,33 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.he.bulk import SparseKernels
+from secfepas_sdk.snni.he.limbs import (
+    EXACT_BITS,
+    MIN_LIMB_BITS,
+    RESIDUE_BITS,
+    limb_bits,
+    limb_count,
+    recombine,
+    split_limbs,
+)
 from secfepas_sdk.snni.he.params import HeParams
 from secfepas_sdk.snni.kernels import checked_kernel
+
+if TYPE_CHECKING:
+    from secfepas_sdk.snni.he.direct_outputs import OutputGather
 
 U64 = NDArray[np.uint64]
 I64 = NDArray[np.int64]
 F64 = NDArray[np.float64]
 
-EXACT_BITS = 53  # float64 holds every integer of magnitude below 2^53
-MIN_LIMB_BITS = 8
-RESIDUE_BITS = 60  # every working prime is below 2^60
-_SHIFT_STEP = 4  # (r << 4) stays below 2^64 for r < q < 2^60
 _MAX_ROWS = 256  # weight rows (blocks x support) per product: Z is <= 256 x 3 x N float64
 # Public cost model (docs/snni-he.md, "Products without kernel NTTs"), measured here:
 # Effective flops per ms of the whole product (dgemm at ~60 GFLOP/s on one core, plus the
@@ -60,17 +67,6 @@ _CHUNKED_SUM_BYTES = 2 << 20
 BLAS_THREADS = 1  # per process that computes direct products (docs/snni-he.md, "BLAS threads")
 
 
-def limb_bits(l1_bound: float) -> int:
-    """Limb width b with L1 * 2^(b-1) < 2^53 for the plan's public bound L1 (balanced
-    limbs: |limb| <= 2^(b-1)); L1 < 2^need, so b = 54 - need."""
-    need = math.ceil(math.log2(max(l1_bound, 1.0) + 1.0))
-    return min(EXACT_BITS + 1 - need, RESIDUE_BITS)
-
-
-def limb_count(bits: int) -> int:
-    return -(-RESIDUE_BITS // bits)
-
-
 def worth_it(support: int, l1_bound: float, params: HeParams, *, cached: bool) -> bool:
     """Does the direct path beat SEAL's per term (input, kernel)? Public data only:
     the support size, the plan's L1 bound, the parameter set, whether the kernels
@@ -86,48 +82,6 @@ def worth_it(support: int, l1_bound: float, params: HeParams, *, cached: bool) -
     direct = 2 * support * 2 * primes * limbs * params.poly_degree / flops_per_ms
     seal = _SEAL_MULADD_MS * scale + (0.0 if cached else _SEAL_NTT_MS * scale)
     return direct < seal
-
-
-def _shift_mod(r: U64, bits: int, q: np.uint64) -> U64:
-    """r * 2^bits mod q for r < q < 2^60, in steps that never leave uint64."""
-    done = 0
-    while done < bits:
-        step = min(_SHIFT_STEP, bits - done)
-        r = (r << np.uint64(step)) % q
-        done += step
-    return r
-
-
-def recombine(acc: F64, q: int, bits: int) -> U64:
-    """sum_t acc[..., t, :] * 2^(bits t) mod q, in [0, q): ``acc`` (..., limbs, N) holds
-    exact integers of magnitude below 2^53 (any sign)."""
-    uq = np.uint64(q)
-    parts = np.mod(acc.astype(np.int64), np.int64(q)).astype(np.uint64)  # [0, q)
-    limbs = parts.shape[-2]
-    r = parts[..., limbs - 1, :].copy()
-    for t in range(limbs - 2, -1, -1):
-        r = (_shift_mod(r, bits, uq) + parts[..., t, :]) % uq
-    return r
-
-
-def split_limbs(x: U64, q: int, bits: int, limbs: int) -> F64:
-    """(..., N) residues mod q (q < 2^60) as (..., limbs, N) float64 balanced limbs:
-    x = sum_t d_t 2^(bits t) mod q with |d_t| <= 2^(bits-1), from the centred residue
-    (|x| < 2^59; bits * limbs >= 60 leaves the top limb within the same bound)."""
-    if not 2 < q < 1 << RESIDUE_BITS or bits * limbs < RESIDUE_BITS or bits > EXACT_BITS:
-        raise SnniError("residues that do not split into balanced limbs")
-    v = x.astype(np.int64)
-    v = np.where(v > (q - 1) // 2, v - np.int64(q), v)
-    half, mask = np.int64(1 << (bits - 1)), np.int64((1 << bits) - 1)
-    out = np.empty((*x.shape[:-1], limbs, x.shape[-1]), dtype=np.float64)
-    for t in range(limbs - 1):
-        d = ((v + half) & mask) - half  # in [-2^(bits-1), 2^(bits-1))
-        out[..., t, :] = d
-        v = (v - d) >> np.int64(bits)  # exact: v - d is a multiple of 2^bits
-    if v.size and int(np.abs(v).max()) > int(half):
-        raise SnniError("a residue does not fit its balanced limbs")
-    out[..., limbs - 1, :] = v
-    return out
 
 
 def shift_recombine_numpy(z: F64, positions: I64, q: int, bits: int, out: U64) -> None:
@@ -305,7 +259,10 @@ class DirectProducts:
         *,
         blas_threads: int = BLAS_THREADS,
         chunk: int = CHUNK_COLUMNS,
+        c0_at: OutputGather | None = None,
     ) -> None:
+        """``c0_at``: compute c0 only at its output coefficients (trimmed replies;
+        :mod:`.direct_outputs`), leaving the others 0."""
         if not MIN_LIMB_BITS <= bits <= RESIDUE_BITS:
             raise SnniError(f"bad limb width {bits}")
         if chunk < 1 or n % min(chunk, n):
@@ -313,6 +270,8 @@ class DirectProducts:
         self._chunk = min(chunk, n)
         self._sparse, self._terms, self._moduli = sparse, terms, moduli
         self._blas_threads = blas_threads
+        self._c0_at = c0_at
+        self._c0: dict[int, U64] = {}  # products(): each block's gathered c0
         self._positions = np.ascontiguousarray(sparse.positions, dtype=np.int64)
         self._bits, self._limbs, self._n = bits, limb_count(bits), n
         self._limit = ((1 << EXACT_BITS) - 1) >> (bits - 1)  # L1 * 2^(b-1) < 2^53: L1 <= this
@@ -335,6 +294,7 @@ class DirectProducts:
         rows = min(step, len(blocks)) * support
         chunked = chunks is not None and self._sums_fit(rows)
         buf = np.empty(rows * (self._chunk if chunked else self._limbs * self._n))
+        self._c0 = self._gathered_c0(blocks, cts)
         for start in range(0, len(blocks), step):
             chunk = blocks[start : start + step]
             done: dict[int, U64] = {}
@@ -347,6 +307,29 @@ class DirectProducts:
                     done.update(zip(members, got, strict=True))
             for k in chunk:
                 yield k, done.pop(k)
+
+    def _gathered_c0(self, blocks: list[int], cts: InputLimbs) -> dict[int, U64]:
+        """Block -> its c0 at the output coefficients, (primes, |S|), when gathered
+        (``c0_at``): every block reading one set of inputs in one GEMM per prime, so
+        the inputs are gathered once, not once per group of the full products."""
+        if self._c0_at is None:
+            return {}
+        sets: dict[tuple[int, ...], list[int]] = {}
+        for k in blocks:
+            sets.setdefault(tuple(sorted({i for i, _ in self._terms[k]})), []).append(k)
+        out: dict[int, U64] = {}
+        for inputs, members in sets.items():
+            values = np.zeros(
+                (len(members), len(self._moduli), self._c0_at.outputs.size), np.uint64
+            )
+            if inputs:
+                wt, rows = self._weights(members, inputs), cts.rows(inputs)
+                with blas_limit(self._blas_threads):
+                    for p, q in enumerate(self._moduli):
+                        xs = cts.data[0, p, rows]
+                        values[:, p] = self._c0_at.product(wt, xs, q, self._bits)
+            out.update(zip(members, values, strict=True))
+        return out
 
     def _weights(self, members: list[int], inputs: tuple[int, ...]) -> F64:
         """(blocks x support, inputs) weights of the group's blocks; the L1 check."""
@@ -400,9 +383,15 @@ class DirectProducts:
         if chunks is not None and not self._sums_fit(wt.shape[0]):
             chunks = None
         acc = np.empty((limbs, len(members), n) if chunks is not None else (0, 0, 0))
+        last = len(self._moduli) - 1
         for c in range(2):
             for p, q in enumerate(self._moduli):
                 xs = cts.data[c, p, rows]  # (inputs, limbs, N): a view for a slice
+                if c == 0 and self._c0_at is not None:
+                    at = self._c0_at.outputs
+                    for b, k in enumerate(members):
+                        out[0, p, b, at] = self._c0.pop(k)[p] if p == last else self._c0[k][p]
+                    continue
                 if chunks is not None:
                     self._chunked_product(wt, xs, acc, buf, chunks[0])
                     chunks[1](acc, q, self._bits, out[c, p])

@@ -37,7 +37,7 @@ from numpy.typing import NDArray
 from secfepas_sdk._extras import require
 from secfepas_sdk.errors import PeerDataError, SnniError
 from secfepas_sdk.snni.channel import Channel
-from secfepas_sdk.snni.he import bulk, direct, flooding, keys, sealio
+from secfepas_sdk.snni.he import bulk, direct, flooding, keys, limbs, sealio
 from secfepas_sdk.snni.he.blobs import (
     INPUT_CHUNK,
     REPLY_CHUNK,
@@ -329,7 +329,7 @@ class HeServer:
             sparse.positions.size, l1_bound, s.params, cached=cache
         ):
             prepared.direct = sparse
-            prepared.limb_bits = direct.limb_bits(l1_bound)
+            prepared.limb_bits = limbs.limb_bits(l1_bound)
             direct.warm_up()
         if reply is not None:
             prepared.reply = s.codec(layout, reply)

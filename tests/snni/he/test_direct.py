@@ -23,9 +23,10 @@ from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import run_pair
 from secfepas_sdk.snni.he import direct
 from secfepas_sdk.snni.he.bulk import SparseKernels
-from secfepas_sdk.snni.he.direct import DirectProducts, InputLimbs, limb_bits
+from secfepas_sdk.snni.he.direct import DirectProducts, InputLimbs
 from secfepas_sdk.snni.he.engine import HeClient, HeServer
 from secfepas_sdk.snni.he.layers import ConvLayer, ConvSpec
+from secfepas_sdk.snni.he.limbs import EXACT_BITS, MIN_LIMB_BITS, limb_bits, limb_count, split_limbs
 from secfepas_sdk.snni.he.params import BFV_N8192, BFV_N8192_Q200, BFV_N8192_Q218, HeParams
 from secfepas_sdk.snni.prg import Prg
 
@@ -98,7 +99,7 @@ def test_direct_replies_are_seals_bytes(
         messages = camera_messages(client, case)
         # the plan's public bound may be looser than the weights: 2^25 takes 3 limbs
         l1 = layer.l1_bound(w) if ternary else 2.0**25
-        assert direct.limb_count(limb_bits(l1)) == (2 if ternary else 3)
+        assert limb_count(limb_bits(l1)) == (2 if ternary else 3)
         runs = []
         for use, split in ((False, False), (True, False), (True, True)):
             monkeypatch.setattr(direct, "worth_it", lambda *a, use=use, **k: use)
@@ -215,7 +216,7 @@ def test_missing_inputs_are_refused() -> None:
 def test_kernel_matches_numpy_at_the_extremes(bits: int) -> None:
     """Limb sums at +-(2^53 - 1) and random ones, every limb count, 60-bit primes."""
     rng = np.random.default_rng(bits)
-    limbs, n, m, k = direct.limb_count(bits), 64, 3, 4
+    limbs, n, m, k = limb_count(bits), 64, 3, 4
     top = float((1 << 53) - 1) / k  # k terms may add up to just below 2^53
     z = rng.uniform(-top, top, size=(m, k, limbs, n)).round()
     z[0] = np.floor(top)  # every sum at its largest, then at its most negative
@@ -235,7 +236,7 @@ def test_chunk_kernels_match_numpy_at_the_extremes(bits: int) -> None:
     """The chunked path's shifts and recombination: every limb count, chunks that wrap
     whole, in part or not at all, sums at +-(2^53 - 1)."""
     rng = np.random.default_rng(bits)
-    limbs, n, m, k, width = direct.limb_count(bits), 64, 3, 4, 16
+    limbs, n, m, k, width = limb_count(bits), 64, 3, 4, 16
     top = float((1 << 53) - 1) / k
     z = rng.uniform(-top, top, size=(m, k, limbs, n)).round()
     z[0] = np.floor(top)
@@ -302,9 +303,9 @@ def test_blas_is_held_to_one_thread_only_while_the_products_run() -> None:
 def test_balanced_limbs_recombine_and_stay_within_half(q: int) -> None:
     """Every width the path can take, at the residues nearest 0, q/2 and q."""
     x = np.asarray([0, 1, 2, (q - 1) // 2, (q + 1) // 2, q - 2, q - 1], dtype=np.uint64)
-    for bits in range(direct.MIN_LIMB_BITS, direct.EXACT_BITS + 1):
-        limbs = direct.limb_count(bits)
-        d = direct.split_limbs(x, q, bits, limbs)
+    for bits in range(MIN_LIMB_BITS, EXACT_BITS + 1):
+        limbs = limb_count(bits)
+        d = split_limbs(x, q, bits, limbs)
         assert np.abs(d).max() <= 2 ** (bits - 1)
         back = [sum(int(d[t, i]) << (bits * t) for t in range(limbs)) % q for i in range(x.size)]
         assert back == [int(v) for v in x]
@@ -313,7 +314,7 @@ def test_balanced_limbs_recombine_and_stay_within_half(q: int) -> None:
 @pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="needs numba")
 @settings(max_examples=60, deadline=None)
 @given(
-    bits=st.integers(direct.MIN_LIMB_BITS, direct.EXACT_BITS),
+    bits=st.integers(MIN_LIMB_BITS, EXACT_BITS),
     seed=st.integers(0, 2**32 - 1),
 )
 def test_split_kernel_gives_numpys_limbs(bits: int, seed: int) -> None:
@@ -325,12 +326,12 @@ def test_split_kernel_gives_numpys_limbs(bits: int, seed: int) -> None:
     x = np.stack([rng.integers(0, q, (2, n), dtype=np.uint64) for q in moduli], axis=1)
     for p, q in enumerate(moduli):
         x[0, p, :6] = [0, 1, (q - 1) // 2, (q + 1) // 2, q - 2, q - 1]
-    limbs = direct.limb_count(bits)
+    limbs = limb_count(bits)
     data = np.full((2, len(moduli), 3, limbs, n), np.nan)
     kernel = direct._split_kernel()
     assert kernel(x, np.asarray(moduli, dtype=np.uint64), bits, data[:, :, 1])
     for p, q in enumerate(moduli):
-        assert np.array_equal(data[:, p, 1], direct.split_limbs(x[:, p], q, bits, limbs))
+        assert np.array_equal(data[:, p, 1], split_limbs(x[:, p], q, bits, limbs))
     assert np.isnan(data[:, :, [0, 2]]).all()  # the other rows are untouched
 
 
@@ -344,4 +345,4 @@ def test_input_limbs_refuse_a_residue_outside_its_limbs() -> None:
     with pytest.raises(SnniError, match="limbs"):
         cts.add(0, polys)
     with pytest.raises(SnniError, match="limbs"):
-        direct.split_limbs(polys[:, 0], q, 20, 3)
+        split_limbs(polys[:, 0], q, 20, 3)
