@@ -21,6 +21,18 @@ from secfepas_sdk.snni.ring import Ring
 RING = Ring(bits=37, frac_bits=12)
 N = BFV_N8192.poly_degree
 SERVER_SEED = bytes(range(16))
+# Conv kinds the direct-path tests run (1x1, strided, padded 3x3, depthwise, groups).
+CONV_SPECS = {
+    "1x1": ConvSpec(in_shape=(40, 7, 7), out_channels=12, kernel=(1, 1)),
+    "3x3-stride2": ConvSpec(
+        in_shape=(6, 9, 9), out_channels=5, kernel=(3, 3), stride=(2, 2), pads=(1, 1, 1, 1)
+    ),
+    "3x3": ConvSpec(in_shape=(12, 10, 10), out_channels=8, kernel=(3, 3), pads=(1, 1, 1, 1)),
+    "depthwise": ConvSpec(
+        in_shape=(9, 8, 8), out_channels=9, kernel=(3, 3), pads=(1, 1, 1, 1), groups=9
+    ),
+    "groups": ConvSpec(in_shape=(8, 6, 6), out_channels=4, kernel=(1, 1), groups=2),
+}
 
 
 @dataclass
@@ -142,3 +154,24 @@ class SplitInProcess:
         streams = [part.replies() for part in self._parts]
         for k in range(count):
             yield next(streams[k % self._n])
+
+
+def ring_conv(spec: ConvSpec, w: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """W x in the ring (signed int64 arithmetic), in the layer's output order."""
+    c, h, wd = spec.in_shape
+    top, left, bottom, right = spec.pads
+    xp = np.zeros((c, h + top + bottom, wd + left + right), dtype=np.int64)
+    xp[:, top : top + h, left : left + wd] = RING.to_signed(x)
+    m, ho, wo = spec.out_shape
+    (sh, sw), (kh, kw) = spec.stride, spec.kernel
+    cg, mg = c // spec.groups, m // spec.groups
+    y = np.zeros((m, ho, wo), dtype=np.int64)
+    for g in range(spec.groups):
+        xs = xp[g * cg : (g + 1) * cg]
+        for di in range(kh):
+            for dj in range(kw):
+                patch = xs[:, di : di + sh * ho : sh, dj : dj + sw * wo : sw]
+                y[g * mg : (g + 1) * mg] += np.tensordot(
+                    w[g * mg : (g + 1) * mg, :, di, dj], patch, axes=(1, 0)
+                )
+    return RING.reduce(y).reshape(-1)

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from testkit.he import (
+    CONV_SPECS,
     RING,
     SERVER_SEED,
     Case,
@@ -17,6 +18,7 @@ from testkit.he import (
     camera_messages,
     camera_share,
     replay,
+    ring_conv,
 )
 
 from secfepas_sdk.errors import SnniError
@@ -31,38 +33,6 @@ from secfepas_sdk.snni.he.params import BFV_N8192, BFV_N8192_Q200, BFV_N8192_Q21
 from secfepas_sdk.snni.prg import Prg
 
 N = BFV_N8192.poly_degree
-SPECS = {
-    "1x1": ConvSpec(in_shape=(40, 7, 7), out_channels=12, kernel=(1, 1)),
-    "3x3-stride2": ConvSpec(
-        in_shape=(6, 9, 9), out_channels=5, kernel=(3, 3), stride=(2, 2), pads=(1, 1, 1, 1)
-    ),
-    "3x3": ConvSpec(in_shape=(12, 10, 10), out_channels=8, kernel=(3, 3), pads=(1, 1, 1, 1)),
-    "depthwise": ConvSpec(
-        in_shape=(9, 8, 8), out_channels=9, kernel=(3, 3), pads=(1, 1, 1, 1), groups=9
-    ),
-    "groups": ConvSpec(in_shape=(8, 6, 6), out_channels=4, kernel=(1, 1), groups=2),
-}
-
-
-def _conv(spec: ConvSpec, w: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """W x in the ring (signed int64 arithmetic), in the layer's output order."""
-    c, h, wd = spec.in_shape
-    top, left, bottom, right = spec.pads
-    xp = np.zeros((c, h + top + bottom, wd + left + right), dtype=np.int64)
-    xp[:, top : top + h, left : left + wd] = RING.to_signed(x)
-    m, ho, wo = spec.out_shape
-    (sh, sw), (kh, kw) = spec.stride, spec.kernel
-    cg, mg = c // spec.groups, m // spec.groups
-    y = np.zeros((m, ho, wo), dtype=np.int64)
-    for g in range(spec.groups):
-        xs = xp[g * cg : (g + 1) * cg]
-        for di in range(kh):
-            for dj in range(kw):
-                patch = xs[:, di : di + sh * ho : sh, dj : dj + sw * wo : sw]
-                y[g * mg : (g + 1) * mg] += np.tensordot(
-                    w[g * mg : (g + 1) * mg, :, di, dj], patch, axes=(1, 0)
-                )
-    return RING.reduce(y).reshape(-1)
 
 
 def _weights(spec: ConvSpec, seed: int, ternary: bool) -> np.ndarray:
@@ -84,11 +54,11 @@ def _server(client: HeClient, params: HeParams) -> HeServer:
 @pytest.mark.parametrize(
     "params", [BFV_N8192, BFV_N8192_Q200, BFV_N8192_Q218], ids=lambda p: p.name
 )
-@pytest.mark.parametrize("name", list(SPECS))
+@pytest.mark.parametrize("name", list(CONV_SPECS))
 def test_direct_replies_are_seals_bytes(
     params: HeParams, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spec = SPECS[name]
+    spec = CONV_SPECS[name]
     layer = ConvLayer(spec, N)
     client = HeClient(params, RING)
     for ternary in (False, True):  # 3 limbs and 2 limbs
@@ -116,7 +86,7 @@ def test_direct_replies_are_seals_bytes(
             assert direct_replies == replies
             assert np.array_equal(direct_y1, y1)
         share = camera_share(client, case, replies)
-        assert np.array_equal(RING.add(share, y1), _conv(spec, w, x))
+        assert np.array_equal(RING.add(share, y1), ring_conv(spec, w, x))
     client.close()
 
 

@@ -7,7 +7,16 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from testkit.he import RING, SERVER_SEED, Case, SplitInProcess, camera_messages, replay
+from testkit.he import (
+    CONV_SPECS,
+    RING,
+    SERVER_SEED,
+    Case,
+    SplitInProcess,
+    camera_messages,
+    replay,
+    ring_conv,
+)
 
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import run_pair
@@ -23,16 +32,6 @@ from secfepas_sdk.snni.prg import Prg
 
 N = BFV_N8192_Q200.poly_degree
 FMT = ReplyFormat(c0_drop=20, c1_drop=8)
-SPECS = {
-    "1x1": ConvSpec(in_shape=(40, 7, 7), out_channels=12, kernel=(1, 1)),
-    "3x3-stride2": ConvSpec(
-        in_shape=(6, 9, 9), out_channels=5, kernel=(3, 3), stride=(2, 2), pads=(1, 1, 1, 1)
-    ),
-    "3x3": ConvSpec(in_shape=(12, 10, 10), out_channels=8, kernel=(3, 3), pads=(1, 1, 1, 1)),
-    "depthwise": ConvSpec(
-        in_shape=(9, 8, 8), out_channels=9, kernel=(3, 3), pads=(1, 1, 1, 1), groups=9
-    ),
-}
 
 
 @settings(max_examples=40, deadline=None)
@@ -82,14 +81,14 @@ def _weights(spec: ConvSpec, seed: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("params", [BFV_N8192_Q200, BFV_N8192_Q218], ids=lambda p: p.name)
-@pytest.mark.parametrize("name", list(SPECS))
+@pytest.mark.parametrize("name", list(CONV_SPECS))
 def test_trimmed_replies_are_the_same_bytes_on_every_path(
     params: HeParams, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SEAL's products, the full direct product and the gathered c0 (in one process
     and in two block parts fed residues): byte-identical trimmed replies, and the
     camera's share plus the edge's is W x."""
-    spec = SPECS[name]
+    spec = CONV_SPECS[name]
     layer = ConvLayer(spec, N)
     w = _weights(spec, 3)
     x = RING.random(Prg(), spec.in_shape)
@@ -127,28 +126,6 @@ def test_trimmed_replies_are_the_same_bytes_on_every_path(
             assert np.array_equal(other_y1, y1)
         codec = client.codec(layer.layout, FMT)
         share = client.decrypt(replies, codec).reshape(-1)[layer.layout.out_index]
-        got = RING.to_signed(RING.add(share, y1)).reshape(spec.out_shape)
-        want = _reference(spec, w, x)
-        assert np.array_equal(got, want)
+        assert np.array_equal(RING.add(share, y1), ring_conv(spec, w, x))
     finally:
         client.close()
-
-
-def _reference(spec: ConvSpec, w: np.ndarray, x: np.ndarray) -> np.ndarray:
-    c, h, wd = spec.in_shape
-    top, left, bottom, right = spec.pads
-    xp = np.zeros((c, h + top + bottom, wd + left + right), dtype=np.int64)
-    xp[:, top : top + h, left : left + wd] = RING.to_signed(x)
-    m, ho, wo = spec.out_shape
-    (sh, sw), (kh, kw) = spec.stride, spec.kernel
-    cg, mg = c // spec.groups, m // spec.groups
-    y = np.zeros((m, ho, wo), dtype=np.int64)
-    for g in range(spec.groups):
-        xs = xp[g * cg : (g + 1) * cg]
-        for di in range(kh):
-            for dj in range(kw):
-                patch = xs[:, di : di + sh * ho : sh, dj : dj + sw * wo : sw]
-                y[g * mg : (g + 1) * mg] += np.tensordot(
-                    w[g * mg : (g + 1) * mg, :, di, dj], patch, axes=(1, 0)
-                )
-    return RING.to_signed(RING.reduce(y))
