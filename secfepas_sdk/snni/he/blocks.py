@@ -209,8 +209,7 @@ class LayerPart:
         layer = self._layer
         if layer.reply is None or layer.direct is None:
             return None
-        n = layer.layout.n
-        outputs = np.unique(layer.layout.out_index % n)
+        n, outputs = layer.layout.n, layer.reply.coefficients
         if not direct_outputs.worth_it(outputs.size, n):
             return None
         return direct_outputs.OutputGather(layer.direct.positions, outputs, n)

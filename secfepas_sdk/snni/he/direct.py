@@ -271,7 +271,6 @@ class DirectProducts:
         self._sparse, self._terms, self._moduli = sparse, terms, moduli
         self._blas_threads = blas_threads
         self._c0_at = c0_at
-        self._c0: dict[int, U64] = {}  # products(): each block's gathered c0
         self._positions = np.ascontiguousarray(sparse.positions, dtype=np.int64)
         self._bits, self._limbs, self._n = bits, limb_count(bits), n
         self._limit = ((1 << EXACT_BITS) - 1) >> (bits - 1)  # L1 * 2^(b-1) < 2^53: L1 <= this
@@ -294,16 +293,13 @@ class DirectProducts:
         rows = min(step, len(blocks)) * support
         chunked = chunks is not None and self._sums_fit(rows)
         buf = np.empty(rows * (self._chunk if chunked else self._limbs * self._n))
-        self._c0 = self._gathered_c0(blocks, cts)
+        c0 = self._gathered_c0(blocks, cts)
         for start in range(0, len(blocks), step):
             chunk = blocks[start : start + step]
             done: dict[int, U64] = {}
-            groups: dict[tuple[int, ...], list[int]] = {}
-            for k in chunk:
-                groups.setdefault(tuple(sorted({i for i, _ in self._terms[k]})), []).append(k)
             with blas_limit(self._blas_threads):  # not held across the yields below
-                for inputs, members in groups.items():
-                    got = self._group(members, inputs, cts, buf, kernel, chunks)
+                for inputs, members in self._by_inputs(chunk).items():
+                    got = self._group(members, inputs, cts, buf, kernel, chunks, c0)
                     done.update(zip(members, got, strict=True))
             for k in chunk:
                 yield k, done.pop(k)
@@ -314,11 +310,8 @@ class DirectProducts:
         the inputs are gathered once, not once per group of the full products."""
         if self._c0_at is None:
             return {}
-        sets: dict[tuple[int, ...], list[int]] = {}
-        for k in blocks:
-            sets.setdefault(tuple(sorted({i for i, _ in self._terms[k]})), []).append(k)
         out: dict[int, U64] = {}
-        for inputs, members in sets.items():
+        for inputs, members in self._by_inputs(blocks).items():
             values = np.zeros(
                 (len(members), len(self._moduli), self._c0_at.outputs.size), np.uint64
             )
@@ -330,6 +323,13 @@ class DirectProducts:
                         values[:, p] = self._c0_at.product(wt, xs, q, self._bits)
             out.update(zip(members, values, strict=True))
         return out
+
+    def _by_inputs(self, blocks: list[int]) -> dict[tuple[int, ...], list[int]]:
+        """The blocks grouped by the (sorted) set of inputs their terms read."""
+        sets: dict[tuple[int, ...], list[int]] = {}
+        for k in blocks:
+            sets.setdefault(tuple(sorted({i for i, _ in self._terms[k]})), []).append(k)
+        return sets
 
     def _weights(self, members: list[int], inputs: tuple[int, ...]) -> F64:
         """(blocks x support, inputs) weights of the group's blocks; the L1 check."""
@@ -369,7 +369,9 @@ class DirectProducts:
         buf: F64,
         kernel: Any,
         chunks: tuple[Any, Any] | None,
+        c0: dict[int, U64],
     ) -> list[U64]:
+        """The members' products; ``c0``: their gathered c0 (``c0_at``), taken from it."""
         n, limbs = self._n, self._limbs
         support = self._sparse.positions.size
         # (2, primes, blocks, N): every (component, prime) slice the kernel writes is
@@ -383,15 +385,14 @@ class DirectProducts:
         if chunks is not None and not self._sums_fit(wt.shape[0]):
             chunks = None
         acc = np.empty((limbs, len(members), n) if chunks is not None else (0, 0, 0))
-        last = len(self._moduli) - 1
-        for c in range(2):
+        components: tuple[int, ...] = (0, 1)
+        if self._c0_at is not None:  # c0 was gathered at the outputs: only c1 is whole
+            for b, k in enumerate(members):
+                out[0, :, b][:, self._c0_at.outputs] = c0.pop(k)
+            components = (1,)
+        for c in components:
             for p, q in enumerate(self._moduli):
                 xs = cts.data[c, p, rows]  # (inputs, limbs, N): a view for a slice
-                if c == 0 and self._c0_at is not None:
-                    at = self._c0_at.outputs
-                    for b, k in enumerate(members):
-                        out[0, p, b, at] = self._c0.pop(k)[p] if p == last else self._c0[k][p]
-                    continue
                 if chunks is not None:
                     self._chunked_product(wt, xs, acc, buf, chunks[0])
                     chunks[1](acc, q, self._bits, out[c, p])

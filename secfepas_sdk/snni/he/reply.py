@@ -71,6 +71,12 @@ class ReplyCodec:
         self._c1_bits = self.width - fmt.c1_drop
         self._c0_bits = self.width - fmt.c0_drop
 
+    @functools.cached_property
+    def coefficients(self) -> I64:
+        """Every coefficient some reply carries c0 at, sorted: where the edge needs c0
+        at all (direct_outputs.py). Made once per layer, not per call."""
+        return np.unique(np.concatenate(self.keep))
+
     def _c1_bytes(self) -> int:
         return math.ceil(self.n * self._c1_bits / 8)
 
