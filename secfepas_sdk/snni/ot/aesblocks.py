@@ -77,8 +77,34 @@ def blocks(rows: int) -> U8:
 def encrypt_into(key: bytes, src: U8, out: U8) -> None:
     """out[:16m] = AES_key(src) for m C-contiguous 16-byte rows in ``src``; ``out`` is a
     flat uint8 array of at least 16m + 15 bytes (:meth:`Blocks.out`), and may start
-    where ``src`` does (in place)."""
+    where ``src`` does or before it (in place).
+
+    cryptography 51 refuses overlapping buffers in ``update_into``, so an overlapping
+    call goes through a per-thread scratch in cache-sized steps (hot paths avoid it:
+    they write into a buffer of their own)."""
     n = src.nbytes
     if out.ndim != 1 or out.size < n + 15 or n % 16 or not src.flags.c_contiguous:
         raise SnniError("AES blocks need contiguous rows and 15 bytes of room after the output")
-    _encryptor(key).update_into(src.reshape(-1).view(np.uint8).data, out.data)
+    data = src.reshape(-1).view(np.uint8)
+    enc = _encryptor(key)
+    s0, o0 = data.ctypes.data, out.ctypes.data
+    if not (s0 < o0 + out.size and o0 < s0 + n):
+        enc.update_into(data.data, out.data)
+        return
+    if o0 > s0:  # a forward step would overwrite rows not read yet
+        raise SnniError("an in-place AES output may not start after its input")
+    tmp = _step_buffer()
+    for lo in range(0, n, _STEP):
+        hi = min(n, lo + _STEP)
+        enc.update_into(data[lo:hi].data, tmp[: hi - lo + 15].data)
+        out[lo:hi] = tmp[: hi - lo]
+
+
+_STEP = 1 << 16  # bytes per step of an in-place call: stays in L2
+
+
+def _step_buffer() -> U8:
+    buf: U8 | None = getattr(_LOCAL, "step", None)
+    if buf is None:
+        buf = _LOCAL.step = np.empty(_STEP + 16, dtype=np.uint8)
+    return buf

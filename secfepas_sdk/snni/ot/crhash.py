@@ -70,11 +70,17 @@ _CHUNK = 1 << 14  # rows per pass: the three 256 kB scratch buffers stay in cach
 _LOCAL = threading.local()
 
 
-def _scratch() -> tuple[Blocks, Blocks, Blocks, NDArray[np.uint64]]:
-    bufs: tuple[Blocks, Blocks, Blocks, NDArray[np.uint64]] | None = getattr(_LOCAL, "bufs", None)
+_Scratch = tuple[Blocks, Blocks, Blocks, Blocks, NDArray[np.uint64]]
+
+
+def _scratch() -> _Scratch:
+    """Per thread: x (the flipped inputs), a = pi(x), b = a xor tweak, c = pi(b), and
+    the counter column (c apart from b: ``update_into`` may not write in place)."""
+    bufs: _Scratch | None = getattr(_LOCAL, "bufs", None)
     if bufs is None:
         counter = np.empty(_CHUNK, dtype=np.uint64)
-        bufs = _LOCAL.bufs = (Blocks(_CHUNK), Blocks(_CHUNK), Blocks(_CHUNK), counter)
+        blocks = Blocks(_CHUNK), Blocks(_CHUNK), Blocks(_CHUNK), Blocks(_CHUNK)
+        bufs = _LOCAL.bufs = (*blocks, counter)
     return bufs
 
 
@@ -122,7 +128,7 @@ def _hash_chunks(
 ) -> None:
     """:func:`hash_into`'s passes, with the numba kernels (one pass each) or numpy."""
     n = rows.shape[0]
-    x_buf, a_buf, b_buf, counter = _scratch()
+    x_buf, a_buf, b_buf, c_buf, counter = _scratch()
     mask = np.uint64((1 << width) - 1) if width < 64 else None
     dom = np.uint64(domain)
     # Whole columns against scalars: numpy broadcasting over a 2-word row is 5x slower.
@@ -132,6 +138,7 @@ def _hash_chunks(
         x64 = rows[lo : lo + m].view(np.uint64)
         xs = x_buf.rows[:m].view(np.uint64)
         a64, b64 = a_buf.rows[:m].view(np.uint64), b_buf.rows[:m].view(np.uint64)
+        c64 = c_buf.rows[:m].view(np.uint64)
         if kernels is not None:
             flip_delta, tweak_xor, hash_out = kernels
             f = _NO_FLIP if flip is None else flip[lo : lo + m]
@@ -143,9 +150,9 @@ def _hash_chunks(
                     src = xs
                 encrypt_into(FIXED_KEY, src.view(np.uint8), a_buf.flat)  # pi(x)
                 tweak_xor(a64, np.uint64(start + lo), dom, b64)
-                encrypt_into(FIXED_KEY, b_buf.rows[:m], b_buf.flat)  # pi(pi(x) xor tweak)
+                encrypt_into(FIXED_KEY, b_buf.rows[:m], c_buf.flat)  # pi(pi(x) xor tweak)
                 dest = (out if turn == 0 else out_delta)[lo : lo + m]  # type: ignore[index]
-                hash_out(a64, b64, cut, dest)
+                hash_out(a64, c64, cut, dest)
             continue
         if flip is not None:
             f = flip[lo : lo + m]
@@ -162,9 +169,9 @@ def _hash_chunks(
             encrypt_into(FIXED_KEY, x64.view(np.uint8), a_buf.flat)  # pi(x)
             np.bitwise_xor(a64[:, 0], counter[:m], out=b64[:, 0])
             np.bitwise_xor(a64[:, 1], dom, out=b64[:, 1])
-            encrypt_into(FIXED_KEY, b_buf.rows[:m], b_buf.flat)  # pi(pi(x) xor tweak), in place
+            encrypt_into(FIXED_KEY, b_buf.rows[:m], c_buf.flat)  # pi(pi(x) xor tweak)
             dest = (out if turn == 0 else out_delta)[lo : lo + m]  # type: ignore[index]
-            np.bitwise_xor(b64[:, 0], a64[:, 0], out=dest)
+            np.bitwise_xor(c64[:, 0], a64[:, 0], out=dest)
             if mask is not None:
                 dest &= mask
 

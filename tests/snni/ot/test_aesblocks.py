@@ -66,3 +66,22 @@ def test_refuses_outputs_without_room() -> None:
         encrypt_into(KEY, src[:, :8], np.zeros(200, dtype=np.uint8))
     with pytest.raises(SnniError):
         Blocks(-1)
+
+
+@pytest.mark.parametrize("rows", [1, 4095, 4096, 10_000])
+def test_in_place_and_shifted_down_outputs_cross_the_step_size(rows: int) -> None:
+    """Overlapping calls (which cryptography 51 refuses) go through the scratch in
+    steps: exact in place and with the output a few rows before the input."""
+    src = np.random.default_rng(rows).integers(0, 256, (rows, 16), dtype=np.uint8)
+    want = _ecb(src.tobytes())
+    for shift in (0, 1, 7):
+        buf = Blocks(rows + shift)
+        buf.rows[shift:] = src
+        encrypt_into(KEY, buf.rows[shift:], buf.out(0, rows))
+        assert buf.rows[:rows].tobytes() == want
+
+
+def test_refuses_an_overlapping_output_after_its_input() -> None:
+    buf = Blocks(10)
+    with pytest.raises(SnniError, match="may not start after"):
+        encrypt_into(KEY, buf.rows[:8], buf.out(1, 9))
