@@ -90,7 +90,7 @@ def test_cancellation_aborts_session_and_next_call_recovers(
             await task
         assert not client.connected
         errors = edge.server.metrics.errors
-        deadline = time.monotonic() + 10.0  # the edge was told why (Error{cancelled}) and logged it
+        deadline = time.monotonic() + 60.0  # the edge was told why (Error{cancelled}) and logged it
         while errors["peer_cancelled"] != 1 and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         assert errors["peer_cancelled"] == 1
