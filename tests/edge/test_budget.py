@@ -148,7 +148,8 @@ def test_edge_counts_warns_and_enforces_over_real_sessions(
                         await again.infer(demo_input)
             text = server.metrics.render()
             used = 1 if enforce else 2  # a refused inference is not counted
-            label = f'{{model="{MODEL}",version="0.1.0"}}'
+            version = load_public(demo_model_path()).manifest.version
+            label = f'{{model="{MODEL}",version="{version}"}}'
             assert f"secfepas_edge_model_inferences_total{label} {used}" in text
             assert "secfepas_edge_circuit_privacy_covered_inferences" in text
         return outcomes

@@ -65,7 +65,7 @@ def test_report_lists_every_layer_with_counts(capsys: pytest.CaptureFixture[str]
     private = load_private(demo_model_path())
     assert [layer["name"] for layer in report["layers"]] == [op.name for op in private.plan.ops]
     assert report["ring"] == {"bits": 37, "frac_bits": 12}
-    assert report["he"]["security_bits"] == 128 and report["he"]["params"] == "bfv-n8192-q218"
+    assert report["he"]["security_bits"] == 128 and report["he"]["params"] == "bfv-n8192-q200"
     privacy = report["circuit_privacy"]
     assert privacy["distance_log2"] == -40 and privacy["inferences_covered"] == 10**8
     assert privacy["sized"] and privacy["distance_log2_per_inference"] < -66.5
@@ -85,7 +85,7 @@ def test_report_lists_every_layer_with_counts(capsys: pytest.CaptureFixture[str]
 def test_text_report(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["model", "inspect", str(demo_model_path()), "--no-probe"]) == 0
     out = capsys.readouterr().out
-    assert "ring l=37 f=12; HE bfv-n8192-q218" in out and "128-bit" in out
+    assert "ring l=37 f=12; HE bfv-n8192-q200" in out and "128-bit" in out
     assert "budget 2^-40 over 100000000 inferences covers 100000000" in out
     assert "input 3x64x64 RGB" in out and "per inference: 10240 ReLUs" in out
     total = out.splitlines()[-1]

@@ -178,7 +178,8 @@ def _as_before_budgets(package: Path) -> None:
 def test_a_manifest_without_a_budget_loads_with_the_default(package: Path) -> None:
     _as_before_budgets(package)
     private = load_private(package)
-    assert private.plan.circuit_privacy is None and private.plan.version == 1
+    # version 2, not 1: without its budget the plan still carries max-pool drop_bits
+    assert private.plan.circuit_privacy is None and private.plan.version == 2
     budget = private.manifest.circuit_privacy
     assert (budget.distance_log2, budget.inferences) == (-40, 10**8)
 
