@@ -20,6 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from secfepas_sdk.models.bundled import demo_model_path
 from secfepas_sdk.models.importer import pixel_input_bound
+from secfepas_sdk.models.package import load_private, reference_onnx
 from secfepas_sdk.snni.compile import compile_onnx
 from secfepas_sdk.snni.plan import Plan
 
@@ -47,6 +48,20 @@ def test_parse_then_serialise_is_byte_identical(name: str) -> None:
 
 def test_the_packaged_demo_plan_is_the_golden_one() -> None:
     _check("demo_plan.json", (demo_model_path() / "plan.json").read_text(encoding="utf-8"))
+
+
+def test_the_packaged_demo_is_what_this_compiler_makes() -> None:
+    """`secfepas demo` shows the compiler's current costs only if the bundled package
+    was compiled by it: after a deliberate compiler change, run
+    ``python tools/rebuild_demo_package.py --version X.Y.Z`` (and regenerate the goldens)."""
+    private = load_private(demo_model_path())
+    reference = reference_onnx(demo_model_path())
+    assert reference is not None
+    plan, weights = compile_onnx(onnx.load(str(reference)))
+    assert plan == private.plan, "the bundled demo plan is stale: rebuild the demo package"
+    assert sorted(weights.arrays) == sorted(private.weights.arrays)
+    for name, values in weights.arrays.items():
+        assert np.array_equal(values, private.weights.arrays[name]), name
 
 
 def test_compiling_squeezenet_gives_the_golden_plan(squeezenet_model: onnx.ModelProto) -> None:
