@@ -22,7 +22,7 @@ from secfepas_sdk.edge.metrics import EdgeMetrics
 from secfepas_sdk.edge.registry import ModelRegistry
 from secfepas_sdk.errors import PeerError
 from secfepas_sdk.models.bundled import demo_model_path
-from secfepas_sdk.models.package import MANIFEST, PLAN, load_public, sha256
+from secfepas_sdk.models.package import MANIFEST, PLAN, load_manifest, load_public, sha256
 
 MODEL = "demo-pain-cnn"
 
@@ -148,7 +148,7 @@ def test_edge_counts_warns_and_enforces_over_real_sessions(
                         await again.infer(demo_input)
             text = server.metrics.render()
             used = 1 if enforce else 2  # a refused inference is not counted
-            version = load_public(demo_model_path()).manifest.version
+            version = load_manifest(demo_model_path()).version
             label = f'{{model="{MODEL}",version="{version}"}}'
             assert f"secfepas_edge_model_inferences_total{label} {used}" in text
             assert "secfepas_edge_circuit_privacy_covered_inferences" in text

@@ -66,7 +66,7 @@ def crhash_u64(
     return out
 
 
-_CHUNK = 1 << 14  # rows per pass: the three 256 kB scratch buffers stay in cache
+_CHUNK = 1 << 14  # rows per pass: the four 256 kB scratch buffers stay in cache
 _LOCAL = threading.local()
 
 
