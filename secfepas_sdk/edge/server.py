@@ -297,6 +297,12 @@ class Server:
         except PeerError as exc:
             self.metrics.errors[f"peer_{exc.code}"] += 1
             log.info("camera %s ended the session: %s", stream.peer, exc)
+        except Exception as exc:  # a bug of ours: the session still ends counted and closed
+            self.metrics.errors["internal"] += 1
+            log.error(
+                "camera %s: internal error (%s)", stream.peer, type(exc).__name__, exc_info=exc
+            )
+            await self._send_error(stream, "internal", "the edge could not complete the inference")
         except asyncio.CancelledError:
             self.metrics.errors["shutting_down"] += 1
             with contextlib.suppress(Exception):

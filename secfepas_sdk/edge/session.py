@@ -20,7 +20,7 @@ from secfepas_sdk.edge.metrics import EdgeMetrics
 from secfepas_sdk.edge.registry import RegisteredModel
 from secfepas_sdk.edge.settings import EdgeSettings
 from secfepas_sdk.edge.workers import SessionProcess, WorkerHost, WorkerStartError
-from secfepas_sdk.errors import SecfepasError
+from secfepas_sdk.errors import LocalProtocolError, SecfepasError
 from secfepas_sdk.protocol.events import (
     Close,
     Data,
@@ -33,7 +33,7 @@ from secfepas_sdk.protocol.messages import split_message
 from secfepas_sdk.protocol.pump import peer_error
 from secfepas_sdk.protocol.transport import FramedStream
 
-__all__ = ["EdgeSession", "WorkerFailed"]
+__all__ = ["EdgeSession", "WorkerFailed", "settle"]
 
 log = logging.getLogger(__name__)
 
@@ -237,10 +237,7 @@ class EdgeSession:
         try:
             async with asyncio.timeout(s.inference_timeout_s):
                 await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
-            if down.done():
-                down.result()
-            else:
-                up.result()  # camera_to_worker only ends by raising
+            settle(up, down)
         except TimeoutError:
             self.metrics.inferences["timeout"] += 1
             raise WorkerFailed(f"inference exceeded {s.inference_timeout_s} s", "timeout") from None
@@ -254,6 +251,24 @@ class EdgeSession:
             await asyncio.gather(up, down, return_exceptions=True)
         elapsed = time.monotonic() - start
         log.info("session %s inference %d done in %.2f s", self.session_id, begin.seq, elapsed)
+
+
+def settle(camera_to_worker: asyncio.Future[None], worker_to_camera: asyncio.Future[None]) -> None:
+    """Raise how an inference's two directions ended (at least one has), or return.
+
+    When both wake in one loop turn, one error is the cause and the other its
+    consequence. The worker's verdict (a refusal, a failure) comes first: the camera's
+    direction then fails only because the worker has gone. But once the camera's stream
+    has failed (a reset, an EOF), the worker's next frame cannot be sent
+    (LocalProtocolError): then the camera's error is the cause. Raising that consequence
+    left the cut session uncounted.
+    """
+    if worker_to_camera.done():
+        error = None if worker_to_camera.cancelled() else worker_to_camera.exception()
+        if not (isinstance(error, LocalProtocolError) and camera_to_worker.done()):
+            worker_to_camera.result()
+            return
+    camera_to_worker.result()  # it only ends by raising
 
 
 def _frames(chunk: bytes, more: bool, max_data: int) -> list[Data]:

@@ -8,9 +8,17 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 from testkit.edge import running
 
-from secfepas_sdk.errors import ConnectionLostError
+from secfepas_sdk.edge import session as edge_session
+from secfepas_sdk.edge.session import WorkerFailed, settle
+from secfepas_sdk.errors import (
+    ConnectionLostError,
+    ErrorCode,
+    LocalProtocolError,
+    RemoteProtocolError,
+)
 from secfepas_sdk.models.package import load_public
 from secfepas_sdk.protocol.events import (
     SUITES,
@@ -104,6 +112,71 @@ def test_a_degenerate_public_key_is_refused_with_bad_message_and_the_session_clo
             assert "public key is degenerate" in reply.message
             assert isinstance(await stream.next_event(30), ConnectionClosed)
             assert server.metrics.inferences["failed"] == 1
+            await stream.aclose()
+
+    asyncio.run(main())
+
+
+def _ended(error: BaseException | None) -> asyncio.Future[None]:
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+    return future
+
+
+def test_an_inference_ends_on_the_cause_when_both_directions_fail_in_one_turn() -> None:
+    """The camera's EOF fails its stream; the worker's seed, forwarded in the same loop
+    turn, then cannot be sent (LocalProtocolError). The session must end on the EOF, a
+    coded peer error the edge counts, not on the consequence (which went uncounted:
+    tests/edge/test_kill_every_step.py, send InferenceBegin)."""
+
+    async def main() -> None:
+        eof = RemoteProtocolError("the peer closed the stream", ErrorCode.UNEXPECTED_EOF)
+        consequence = LocalProtocolError("cannot send DATA in state failed", ErrorCode.LOCAL_MISUSE)
+        with pytest.raises(RemoteProtocolError) as raised:
+            settle(_ended(eof), _ended(consequence))
+        assert raised.value is eof
+        # The worker refused the camera's data and left; the camera's direction then
+        # failed writing to it: the refusal is the cause.
+        refused = WorkerFailed("too big", "bad_message", public=True)
+        gone = WorkerFailed("the worker process ended unexpectedly", "internal")
+        with pytest.raises(WorkerFailed) as raised_by_worker:
+            settle(_ended(gone), _ended(refused))
+        assert raised_by_worker.value is refused
+        pending: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        settle(pending, _ended(None))  # the inference ended: nothing to raise
+        with pytest.raises(WorkerFailed):
+            settle(pending, _ended(WorkerFailed("boom", "inference_failed")))
+        pending.cancel()
+
+    asyncio.run(main())
+
+
+def test_an_internal_error_in_a_session_is_counted_and_the_camera_told(
+    make_settings: Any, camera_tls: Any, demo_models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug of ours inside a session (here: the session's run raising RuntimeError)
+    still ends it coded: counted as internal, the camera gets Error(internal) and the
+    connection closes, instead of an exception escaping the connection's task."""
+
+    async def broken(self: Any, send_hello: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(edge_session.EdgeSession, "run", broken)
+
+    async def main() -> None:
+        async with running(make_settings(model_dir=demo_models, max_sessions=1)) as server:
+            stream = await open_client(
+                "127.0.0.1", server.address[1], client_context(camera_tls()), timeout=5
+            )
+            await stream.send(ClientHello(versions=(1,), model_id=MODEL, suites=SUITES))
+            reply = await stream.next_event(30)
+            assert isinstance(reply, Error) and reply.code == "internal"
+            assert "a bug" not in reply.message
+            assert isinstance(await stream.next_event(30), ConnectionClosed)
+            assert server.metrics.errors["internal"] == 1
             await stream.aclose()
 
     asyncio.run(main())
