@@ -37,6 +37,17 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _relu6_side_by_side(engine: NonlinearEngine, share: Any, cap: int) -> Any:
+    """ReLU6 as before relu_truncate_capped: the camera lowers its share by cap 2^f and
+    one relu_truncate call on both (twice the comparisons, their leaf OTs apart)."""
+    ring, f = engine.ring, engine.ring.frac_bits
+    lowered = share
+    if engine.party is Party.CLIENT:
+        lowered = ring.sub(share, np.full(share.shape, cap << f, dtype=np.uint64))
+    both = engine.relu_truncate(np.stack([share, lowered]), f)
+    return ring.sub(both[0], both[1])
+
+
 def _measure(channel: Channel, name: str, fn: Any) -> tuple[Any, dict[str, Any]]:
     sent0, recv0, rounds0 = (
         channel.stats.bytes_sent,
@@ -92,6 +103,7 @@ def _party(
     mine = x0 if party is Party.CLIENT else ring.sub(x, x0)
     mine_pool = p0 if party is Party.CLIENT else ring.sub(pool, p0)
     mine_pool_b = pb0 if party is Party.CLIENT else ring.sub(pool_b, pb0)
+    cap = 6 << ring.frac_bits  # ReLU6 at the output's scale (x - cap 2^f stays in range)
     engine = NonlinearEngine(
         channel, party=party, ring=ring, ot_extension=args.ot_extension, ot_k=args.ot_k
     )
@@ -111,6 +123,8 @@ def _party(
         ("relu", lambda: engine.relu(mine)),
         ("truncate", lambda: engine.truncate(mine, ring.frac_bits)),
         ("relu_truncate", lambda: engine.relu_truncate(mine, ring.frac_bits)),
+        ("relu6, two relu_truncate", lambda: _relu6_side_by_side(engine, mine, cap)),
+        ("relu6, shared leaves", lambda: engine.relu_truncate_capped(mine, ring.frac_bits, cap)),
         ("maxpool 3x3 s2 64x112x112", lambda: engine.maxpool2d(mine_pool, (3, 3), (2, 2))),
         (
             "  same, bound_bits=l-1-f",
@@ -137,6 +151,9 @@ def _party(
                 ok[name] = bool(np.isin(err, [-1, 0]).all())
             elif name == "relu_truncate":
                 err = got - np.maximum(ring.to_signed(x) >> ring.frac_bits, 0)
+                ok[name] = bool(np.isin(err, [-1, 0]).all())
+            elif name.startswith("relu6"):
+                err = got - np.clip(ring.to_signed(x) >> ring.frac_bits, 0, cap)
                 ok[name] = bool(np.isin(err, [-1, 0]).all())
             else:
                 v = ring.to_signed(pool if "bound" not in name else pool_b)[0]

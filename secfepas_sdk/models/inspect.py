@@ -242,10 +242,10 @@ class _BatchRounds:
     def __enter__(self) -> _BatchRounds:
         inner = self.nl._batched
 
-        def batched(x: Any, op: Any) -> Any:
+        def batched(x: Any, op: Any, rows: int = 1) -> Any:
             before = self.nl.channel.stats.rounds
-            out = inner(x, op)
-            self.calls.append((int(x.size), self.nl.channel.stats.rounds - before))
+            out = inner(x, op, rows)
+            self.calls.append((int(x.size) * rows, self.nl.channel.stats.rounds - before))
             return out
 
         setattr(self.nl, "_batched", batched)  # noqa: B010 - a probe-only instance patch

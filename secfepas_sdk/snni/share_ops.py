@@ -90,15 +90,10 @@ def _(op: ReluTruncate, xs: list[U64], ctx: ShareContext) -> U64:
 
 
 def _paired_cap(op: ReluTruncate, cap: int, x: U64, ctx: ShareContext) -> U64:
-    """min(relu(t), c) as relu(t) - relu(t - c) with both in one relu_truncate call:
-    the client lowers its share by c 2^s (the low s bits, so t's carry, unchanged);
-    the plan's bounds keep x - c 2^s in range (snni.schedule.paired_caps)."""
-    ring = ctx.ring
-    lowered = x
-    if ctx.nl.party is Party.CLIENT:
-        lowered = ring.sub(x, np.full(x.shape, cap << op.shift, dtype=np.uint64))
-    both = ctx.nl.relu_truncate(np.stack([x, lowered]), op.shift)
-    return ring.sub(both[0], both[1])
+    """min(relu(t), c) as relu(t) - relu(t - c) in one call (the engine's
+    relu_truncate_capped); the plan's bounds keep x - c 2^s in range
+    (snni.schedule.paired_caps)."""
+    return ctx.nl.relu_truncate_capped(x, op.shift, cap)
 
 
 @run_op.register

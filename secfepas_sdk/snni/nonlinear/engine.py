@@ -29,8 +29,9 @@ from numpy.typing import NDArray
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import Channel
 from secfepas_sdk.snni.nonlinear import millionaire, wrap
-from secfepas_sdk.snni.nonlinear.millionaire import greater_than
-from secfepas_sdk.snni.nonlinear.pooling import pool_output_hw, window_indices
+from secfepas_sdk.snni.nonlinear.layout import layout
+from secfepas_sdk.snni.nonlinear.millionaire import greater_than, shares_leaves
+from secfepas_sdk.snni.nonlinear.pooling import pool_1d, pool_output_hw
 from secfepas_sdk.snni.ot import extension as extension_mod
 from secfepas_sdk.snni.ot.bits import pack_bits, packed_size, unpack_bits
 from secfepas_sdk.snni.ot.extension import DEFAULT_K
@@ -112,11 +113,15 @@ class NonlinearEngine:
             raise SnniError("NonlinearEngine.setup() must run before any protocol")
         return np.ascontiguousarray(x) & self.ring.mask
 
-    def _batched(self, x: U64, op: Callable[[U64], NDArray[np.generic]]) -> NDArray[np.generic]:
+    def _batched(
+        self, x: U64, op: Callable[[U64], NDArray[np.generic]], rows: int = 1
+    ) -> NDArray[np.generic]:
+        """``op`` over batches of ``batch_size`` protocol rows (``rows`` per element)."""
         flat = x.reshape(-1)
         if flat.size == 0:
             return op(flat).reshape(x.shape)
-        parts = [op(flat[i : i + self.batch_size]) for i in range(0, flat.size, self.batch_size)]
+        size = self.batch_size // rows
+        parts = [op(flat[i : i + size]) for i in range(0, flat.size, size)]
         return np.concatenate(parts).reshape(x.shape)
 
     # -- public API ------------------------------------------------------------
@@ -168,6 +173,32 @@ class NonlinearEngine:
             out = self._batched(xs, lambda v: self._relu_truncate_flat(v, shift))
         return out.astype(np.uint64)
 
+    def relu_truncate_capped(self, x: U64, shift: int, cap: int) -> U64:
+        """min(ReLU(x >> shift), cap) for a public cap (output units; ReLU6), exact or
+        1 ulp low, for x - cap 2^shift >= -2^(l-1) + 2^shift: the callers' promise (the
+        plan's public bounds, ``snni.schedule.paired_caps``).
+
+        min(relu(t), c) = relu(t) - relu(t - c), both in one call. The server lowers
+        its share by c 2^s: the client's share, so its comparison digits, and the low s
+        bits (t's dropped carry) stay those of x, and the two comparisons share the
+        client's leaf OTs (``greater_than(shared=True)``). Where the layout cannot
+        (5-bit digits: SoftSpokenOT, IKNP) the two run side by side, the client
+        lowering its share, as in suite snni-cheetah-v3."""
+        xs = self._check(x)
+        self._check_shift(shift)
+        ring = self.ring
+        if not 1 <= cap < 1 << (ring.bits - 1 - shift):
+            raise SnniError(f"cap must be in 1..2^{ring.bits - 1 - shift} - 1")
+        if not shares_leaves(layout(self.ot.extension, ring.bits - shift - 1)):
+            lowered = (
+                ring.sub(xs, np.full(xs.shape, cap << shift, np.uint64)) if self._client else xs
+            )
+            both = self.relu_truncate(np.stack([xs, lowered]), shift)
+            return np.asarray(ring.sub(both[0], both[1]), dtype=np.uint64)
+        with self.channel.label("relu_truncate"):  # two comparisons per element
+            out = self._batched(xs, lambda v: self._capped_flat(v, shift, cap), rows=2)
+        return out.astype(np.uint64)
+
     def maxpool2d(
         self,
         x_nchw: U64,
@@ -209,42 +240,18 @@ class NonlinearEngine:
             raise SnniError(f"maxpool2d needs an NCHW tensor, got shape {xs.shape}")
         top, left, bottom, right = pads
         pool_output_hw((xs.shape[2], xs.shape[3]), kernel, stride, pads)  # validates the geometry
-        with self.channel.label("maxpool"):
-            rows = self._pool_1d(
-                xs, (1, kernel[1]), (1, stride[1]), (0, left, 0, right), diff_bound, drop_bits
-            )
-            return self._pool_1d(
-                rows, (kernel[0], 1), (stride[0], 1), (top, 0, bottom, 0), diff_bound, drop_bits
-            )
 
-    def _pool_1d(
-        self,
-        xs: U64,
-        kernel: tuple[int, int],
-        stride: tuple[int, int],
-        pads: tuple[int, int, int, int],
-        diff_bound: int,
-        drop_bits: int = 0,
-    ) -> U64:
-        """Max over windows of one axis: a log-depth tree with each level's pairs
-        packed into a single ReLU call (max(a, b) = b + ReLU(a - b))."""
-        n, c, h, w = xs.shape
-        oh, ow = pool_output_hw((h, w), kernel, stride, pads)
-        idx = window_indices((h, w), kernel, stride, pads)  # (oh*ow, k)
-        cols = xs.reshape(n * c, h * w)[:, idx]  # (nc, oh*ow, k)
-        level = [np.ascontiguousarray(cols[:, :, j]).reshape(-1) for j in range(idx.shape[1])]
-        while len(level) > 1:
-            pairs = len(level) // 2
-            a = np.concatenate(level[0 : 2 * pairs : 2])
-            b = np.concatenate(level[1 : 2 * pairs : 2])
-            diff = self.ring.sub(a, b)
-            relu = self._batched(diff, lambda v: self._relu_flat(v, diff_bound, drop_bits))
-            best = self.ring.add(b, relu.astype(np.uint64))
-            merged = np.split(best, pairs)
-            if len(level) % 2:
-                merged.append(level[-1])
-            level = merged
-        return level[0].reshape(n, c, oh, ow)
+        def relu_of(diff: U64) -> U64:  # one ReLU call per tree level of pool_1d
+            out = self._batched(diff, lambda v: self._relu_flat(v, diff_bound, drop_bits))
+            return out.astype(np.uint64)
+
+        with self.channel.label("maxpool"):
+            rows = pool_1d(
+                xs, (1, kernel[1]), (1, stride[1]), (0, left, 0, right), self.ring, relu_of
+            )
+            return pool_1d(
+                rows, (kernel[0], 1), (stride[0], 1), (top, 0, bottom, 0), self.ring, relu_of
+            )
 
     # -- protocols on flat batches ------------------------------------------
     def _check_shift(self, shift: int) -> None:
@@ -379,19 +386,40 @@ class NonlinearEngine:
         w = m0 and m1 (m_i = MSB(x'_i)): one multiplexer, and the wrap's OTs in its
         flights (:mod:`.wrap`)."""
         ring = self.ring
-        top = np.uint64(ring.bits - 1)
         xp = (x + np.uint64(1 << (ring.bits - 1))) & ring.mask if self._client else x
-        u = xp >> np.uint64(shift)
         bits = ring.bits - shift - 1
         low_mask = np.uint64((1 << bits) - 1)
-        low = u & low_mask
+        low = (xp >> np.uint64(shift)) & low_mask
         carry = greater_than(
             self.channel, self.party, self.ot, low if self._client else low_mask - low, bits
         )
+        return self._relu_truncate_finish(xp, carry, shift)
+
+    def _capped_flat(self, x: U64, shift: int, cap: int) -> U64:
+        """:meth:`relu_truncate_capped` on one batch: 2n comparisons, n leaf OT sets."""
+        ring = self.ring
+        n = int(x.size)
+        bits = ring.bits - shift - 1
+        low_mask = np.uint64((1 << bits) - 1)
+        if self._client:
+            xp = (x + np.uint64(1 << (ring.bits - 1))) & ring.mask
+            low = (xp >> np.uint64(shift)) & low_mask
+            both = np.concatenate([xp, xp])
+        else:
+            both = np.concatenate([x, (x - np.uint64(cap << shift)) & ring.mask])
+            low = low_mask - ((both >> np.uint64(shift)) & low_mask)
+        carry = greater_than(self.channel, self.party, self.ot, low, bits, shared=True)
+        out = self._relu_truncate_finish(both, carry, shift)
+        return np.asarray(ring.sub(out[:n], out[n:]), dtype=np.uint64)
+
+    def _relu_truncate_finish(self, xp: U64, carry: U8, shift: int) -> U64:
+        """ReLU(x >> shift) from x' = x + 2^(l-1) (shares) and the low bits' carry."""
+        ring = self.ring
+        u = xp >> np.uint64(shift)
+        bits = ring.bits - shift - 1
         d = ((u >> np.uint64(bits)) & np.uint64(1)).astype(np.uint8) ^ carry
         local = u - np.uint64(1 << (ring.bits - 1 - shift)) if self._client else u
-        m = ((xp >> top) & np.uint64(1)).astype(np.uint8)
-
+        m = ((xp >> np.uint64(ring.bits - 1)) & np.uint64(1)).astype(np.uint8)
         out, g_share = self._mux_with(d, local & ring.mask, (m, shift))
         if g_share is None:  # pragma: no cover - _mux_with always fills it here
             raise SnniError("internal: missing wrap share")

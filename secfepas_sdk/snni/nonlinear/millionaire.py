@@ -25,6 +25,8 @@ each party; nothing else is revealed.
    the first level are then 0 and not sent.
 Rounds: the openings travel as a relay (:func:`turn_levels`): a tree of depth T
 costs floor(T / 2) waits after the leaf OTs' one.
+Two comparisons of one a (with b and b', ``shared``: ReLU6's two) share the leaf OTs,
+whose choices are a's digits: each 1-of-2^k OT carries both messages, 2 w bits.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from secfepas_sdk.snni.party import Party
 U64 = NDArray[np.uint64]
 U8 = NDArray[np.uint8]
 
-__all__ = ["greater_than", "turn_levels", "warm_up"]
+__all__ = ["greater_than", "shares_leaves", "turn_levels", "warm_up"]
 
 
 def _random_bits(shape: tuple[int, ...]) -> U8:
@@ -76,18 +78,21 @@ def _leaf_messages(b_digits: U64, k: int, width: int, r_gt: U8, r_eq: U8) -> U64
     return out
 
 
-def _leaf_words(b_digits: U64, k: int, width: int, r_gt: U8, r_eq: U8) -> U64:
-    """The same messages packed in one word per digit (message v at bits
-    [width v, width (v + 1)))."""
+def _leaf_words(
+    b_digits: U64, k: int, width: int, r_gt: U8, r_eq: U8, *, stride: int = 0, offset: int = 0
+) -> U64:
+    """The same messages packed in one word per digit: message v at bits
+    [stride v + offset, stride v + offset + width) (``stride`` 0: ``width``, the
+    messages end to end; a larger stride leaves room for another comparison's)."""
+    stride = stride or width
     v = np.arange(1 << k, dtype=np.uint64)
-    w = np.uint64(width)
     table = np.zeros(1 << k, dtype=np.uint64)
     for bv in range(1 << k):
         msg = (v > bv).astype(np.uint64)
         if width == 2:
             msg |= (v == bv).astype(np.uint64) << np.uint64(1)
-        table[bv] = np.bitwise_or.reduce(msg << (v * w))
-    ones = np.uint64(sum(1 << (width * i) for i in range(1 << k)))
+        table[bv] = np.bitwise_or.reduce(msg << (v * np.uint64(stride) + np.uint64(offset)))
+    ones = np.uint64(sum(1 << (stride * i + offset) for i in range(1 << k)))
     ones2 = ones << np.uint64(1) if width == 2 else np.uint64(0)
     kernel = _words_kernel()
     if kernel is not None:
@@ -102,6 +107,13 @@ def _leaf_words(b_digits: U64, k: int, width: int, r_gt: U8, r_eq: U8) -> U64:
     if width == 2:
         words ^= r_eq.astype(np.uint64) * ones2
     return words
+
+
+def shares_leaves(lay: Layout) -> bool:
+    """Whether two comparisons of one client value can share its leaf OTs in this
+    layout: every 1-of-2^k OT must carry both comparisons' messages (2 w bits each, so
+    2 w 2^k <= 64). A function of the public layout, so both parties agree."""
+    return all((2 * w << k) <= 64 for k, w in zip(lay.sizes, lay.widths, strict=True))
 
 
 def warm_up() -> None:
@@ -141,45 +153,63 @@ def _class_digits(values: U64, sizes: tuple[int, ...], cols: list[int]) -> U64:
 
 
 def _leaves(
-    channel: Channel, party: Party, ot: OtSession, value: U64, lay: Layout, nodes: int
+    channel: Channel,
+    party: Party,
+    ot: OtSession,
+    value: U64,
+    lay: Layout,
+    nodes: int,
+    copies: int = 1,
 ) -> tuple[U8, U8, U8, U8, U8]:
     """All random OTs of one comparison in one flight each way, then the leaf
-    messages: (gt, eq) share bits (n, q) and the triple material (x, y, x0 y')
-    (:func:`_triples`)."""
-    n, q = int(value.size), len(lay.sizes)
+    messages: (gt, eq) share bits (rows, q) and the triple material (x, y, x0 y')
+    (:func:`_triples`). With ``copies`` = 2 the server's ``value`` holds two b per
+    client a (b then b', 2n values) and each leaf OT carries both comparisons'
+    messages: rows [0, n) compare a with b, rows [n, 2n) a with b'."""
+    q = len(lay.sizes)
+    n = int(value.size) if party is Party.CLIENT else int(value.size) // copies
+    rows = n * copies
     kinds = list(zip(lay.sizes, lay.widths, strict=True))
     classes = sorted(set(kinds))
     cols = {c: [j for j, kind in enumerate(kinds) if kind == c] for c in classes}
     digits = {c: _class_digits(value, lay.sizes, cols[c]) for c in classes}
-    gt = np.zeros((n, q), dtype=np.uint8)
-    eq = np.zeros((n, q), dtype=np.uint8)
+    gt = np.zeros((rows, q), dtype=np.uint8)
+    eq = np.zeros((rows, q), dtype=np.uint8)
     if party is Party.CLIENT:
         leaf_keys = {
-            c: ot.rot_recv(channel, choice_bits(digits[c], c[0]), slot_width(*c)) for c in classes
+            c: ot.rot_recv(channel, choice_bits(digits[c], c[0]), slot_width(c[0], c[1] * copies))
+            for c in classes
         }
-        x, k_recv = ot.rot_recv_random(channel, n * nodes, 2)
-        s0, s1 = ot.rot_send_random(channel, n * nodes, 2)
+        x, k_recv = ot.rot_recv_random(channel, rows * nodes, 2)
+        s0, s1 = ot.rot_send_random(channel, rows * nodes, 2)
         for c in classes:
             k, w = c
+            wide = w * copies
             chosen = digits[c]
             count = chosen.size << k
-            if _packed(k, w):
-                raw = channel.recv_exact(count * w // 8)
-                leaf = words_decode(leaf_keys[c], raw, chosen, k, w)
+            if _packed(k, wide):
+                raw = channel.recv_exact(count * wide // 8)
+                leaf = words_decode(leaf_keys[c], raw, chosen, k, wide)
             else:
-                raw = channel.recv_exact(packed_size(count, w))
-                leaf = one_of_n_decode(leaf_keys[c], raw, chosen, k, w)
+                raw = channel.recv_exact(packed_size(count, wide))
+                leaf = one_of_n_decode(leaf_keys[c], raw, chosen, k, wide)
             leaf = leaf.reshape(n, len(cols[c]))
-            gt[:, cols[c]] = (leaf & np.uint64(1)).astype(np.uint8)
-            if w == 2:
-                eq[:, cols[c]] = (leaf >> np.uint64(1)).astype(np.uint8)
-        return (gt, eq, *_triples(x, k_recv, s0, s1, n, nodes))
-    leaf_pairs = {c: ot.rot_send(channel, n * len(cols[c]) * c[0], slot_width(*c)) for c in classes}
-    s0, s1 = ot.rot_send_random(channel, n * nodes, 2)
-    x, k_recv = ot.rot_recv_random(channel, n * nodes, 2)
-    xs, ys, cross = _triples(x, k_recv, s0, s1, n, nodes)
-    gt[:] = _random_bits((n, q))
-    eq[:] = _random_bits((n, q))
+            for copy in range(copies):
+                part = leaf >> np.uint64(w * copy)
+                block = slice(copy * n, (copy + 1) * n)
+                gt[block, cols[c]] = (part & np.uint64(1)).astype(np.uint8)
+                if w == 2:
+                    eq[block, cols[c]] = ((part >> np.uint64(1)) & np.uint64(1)).astype(np.uint8)
+        return (gt, eq, *_triples(x, k_recv, s0, s1, rows, nodes))
+    leaf_pairs = {
+        c: ot.rot_send(channel, n * len(cols[c]) * c[0], slot_width(c[0], c[1] * copies))
+        for c in classes
+    }
+    s0, s1 = ot.rot_send_random(channel, rows * nodes, 2)
+    x, k_recv = ot.rot_recv_random(channel, rows * nodes, 2)
+    xs, ys, cross = _triples(x, k_recv, s0, s1, rows, nodes)
+    gt[:] = _random_bits((rows, q))
+    eq[:] = _random_bits((rows, q))
     if lay.free_first_level and nodes:
         # The server's first-level inputs are its triple shares: eq_H = x, (gt_L, eq_L) = y.
         pairs = q // 2
@@ -189,14 +219,24 @@ def _leaves(
         eq[:, 0 : 2 * pairs : 2] = y >> 1
     for c in classes:
         k, w = c
-        mine = digits[c].reshape(-1)
-        r_gt, r_eq = gt[:, cols[c]].reshape(-1), eq[:, cols[c]].reshape(-1)
-        if _packed(k, w):
-            words = _leaf_words(mine, k, w, r_gt, r_eq)
-            channel.send(words_payload(leaf_pairs[c], words, k, w))
+        wide = w * copies
+        parts = [slice(copy * n, (copy + 1) * n) for copy in range(copies)]
+        mine = [digits[c][block].reshape(-1) for block in parts]
+        r_gt = [gt[block][:, cols[c]].reshape(-1) for block in parts]
+        r_eq = [eq[block][:, cols[c]].reshape(-1) for block in parts]
+        if _packed(k, wide):
+            words = _leaf_words(mine[0], k, w, r_gt[0], r_eq[0], stride=wide)
+            for copy in range(1, copies):
+                words |= _leaf_words(
+                    mine[copy], k, w, r_gt[copy], r_eq[copy], stride=wide, offset=w * copy
+                )
+            channel.send(words_payload(leaf_pairs[c], words, k, wide))
         else:
-            msgs = _leaf_messages(mine, k, w, r_gt, r_eq)
-            channel.send(one_of_n_payload(leaf_pairs[c], msgs, k, w))
+            msgs = _leaf_messages(mine[0], k, w, r_gt[0], r_eq[0])
+            for copy in range(1, copies):
+                more = _leaf_messages(mine[copy], k, w, r_gt[copy], r_eq[copy])
+                msgs |= more << np.uint64(w * copy)
+            channel.send(one_of_n_payload(leaf_pairs[c], msgs, k, wide))
     return gt, eq, xs, ys, cross
 
 
@@ -219,16 +259,29 @@ def greater_than(
     bits: int,
     *,
     digits_layout: Layout | None = None,
+    shared: bool = False,
 ) -> U8:
     """XOR share of 1{a > b}; the client passes a, the server b (``bits`` wide).
     The layout is the backend's (:func:`.layout.layout`) unless both parties pass
-    the same ``digits_layout`` (tests: every layout must be exact)."""
+    the same ``digits_layout`` (tests: every layout must be exact).
+
+    ``shared`` (both parties alike): two comparisons of each a, with b and b'. The
+    client passes its n values a, the server b then b' (2n values); both get 2n
+    bits, 1{a > b} then 1{a > b'}. They share the leaf OTs, whose choices are the
+    digits of a: each 1-of-2^k OT carries both comparisons' messages (:func:`_leaves`),
+    so the chosen-choice OTs are those of one comparison; each tree runs as before.
+    The layout must allow it (:func:`shares_leaves`)."""
     lay = layout(ot.extension, bits) if digits_layout is None else digits_layout
     if sum(lay.sizes) != bits:
         raise SnniError(f"digit layout {lay.sizes} does not cover {bits} bits")
+    copies = 2 if shared else 1
+    if shared and not shares_leaves(lay):
+        raise SnniError(f"digit layout {lay.sizes} cannot share its leaves")
+    if shared and party is Party.SERVER and value.size % 2:
+        raise SnniError("a shared comparison needs two server values per client value")
     q = len(lay.sizes)
     nodes = q - 1
-    gt, eq, xs, y, cross = _leaves(channel, party, ot, value, lay, nodes)
+    gt, eq, xs, y, cross = _leaves(channel, party, ot, value, lay, nodes, copies)
     # Correlated triples: x; y (bit 0) and y' (bit 1); z = x*y, z' = x*y' (shares).
     z = ((xs * np.uint8(3)) & y) ^ cross
     tree = _Tree(party, gt, eq, xs, y, z, lay)

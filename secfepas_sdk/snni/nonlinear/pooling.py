@@ -1,14 +1,21 @@
-"""Public window geometry for max-pooling: which input positions each output reads.
+"""Max-pooling's public window geometry (which input positions each output reads) and
+its tree of pairwise maxima over shares.
 
-Only shapes go in here (public to both parties), never shares.
+The geometry is a function of shapes only (public to both parties); :func:`pool_1d`
+moves each party's own shares and leaves every comparison to its ReLU callable.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import NDArray
 
 from secfepas_sdk.errors import SnniError
+from secfepas_sdk.snni.ring import Ring
+
+U64 = NDArray[np.uint64]
 
 
 def pool_output_hw(
@@ -58,3 +65,31 @@ def window_indices(
         raise SnniError("a pooling window lies entirely in the padding")
     first = idx[np.arange(idx.shape[0]), valid.argmax(axis=1)]
     return np.where(valid, idx, first[:, None]).astype(np.intp)
+
+
+def pool_1d(
+    xs: U64,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    ring: Ring,
+    relu: Callable[[U64], U64],
+) -> U64:
+    """Max over windows of one axis of this party's NCHW share: a log-depth tree with
+    each level's pairs packed into a single ``relu`` call (max(a, b) = b + ReLU(a - b))."""
+    n, c, h, w = xs.shape
+    oh, ow = pool_output_hw((h, w), kernel, stride, pads)
+    idx = window_indices((h, w), kernel, stride, pads)  # (oh*ow, k)
+    cols = xs.reshape(n * c, h * w)[:, idx]  # (nc, oh*ow, k)
+    level = [np.ascontiguousarray(cols[:, :, j]).reshape(-1) for j in range(idx.shape[1])]
+    while len(level) > 1:
+        pairs = len(level) // 2
+        a = np.concatenate(level[0 : 2 * pairs : 2])
+        b = np.concatenate(level[1 : 2 * pairs : 2])
+        best = ring.add(b, relu(ring.sub(a, b)))
+        merged = np.split(best, pairs)
+        if len(level) % 2:
+            merged.append(level[-1])
+        level = merged
+    out: U64 = level[0].reshape(n, c, oh, ow)
+    return out

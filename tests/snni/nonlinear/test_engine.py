@@ -73,6 +73,26 @@ def test_truncate_within_one_ulp(run_parties: Callable[..., tuple[Any, Any]], ri
     assert set(np.unique(err_r).tolist()) <= {-1, 0}
 
 
+@pytest.mark.parametrize("ring", RINGS, ids=lambda r: f"l{r.bits}")
+def test_relu_truncate_capped_is_relu6(
+    run_parties: Callable[..., tuple[Any, Any]], ring: Ring
+) -> None:
+    """min(ReLU(x >> f), cap), exact or 1 ulp low, around 0 and the cap, over several
+    batches (two comparisons per element: on Ferret they share the client's leaf OTs,
+    elsewhere they run side by side): the promise is x - cap 2^f >= -2^(l-1) + 2^f."""
+    f = ring.frac_bits
+    cap = 6 << f  # ReLU6 at the output's scale
+    vals = edge_values(ring, 3001, seed=11)
+    lowest = ring.min_signed + (1 << f) + (cap << f)
+    vals = np.maximum(vals, lowest)
+    near = [0, 1, -1, (1 << f) - 1, 1 << f, (cap << f) - 1, cap << f, (cap << f) + 1]
+    near += [(cap - 1) << f, ((cap + 1) << f) - 1, lowest, lowest + 1, ring.max_signed]
+    vals[-len(near) :] = near
+    a, b = secure(run_parties, ring, lambda e, x: e.relu_truncate_capped(x, f, cap), vals)
+    err = ring.to_signed(ring.add(a, b)) - np.minimum(np.maximum(vals >> f, 0), cap)
+    assert set(np.unique(err).tolist()) <= {-1, 0}
+
+
 def maxpool_ref(
     x: NDArray[np.int64], k: tuple[int, int], s: tuple[int, int], pads: tuple[int, int, int, int]
 ) -> NDArray[np.int64]:

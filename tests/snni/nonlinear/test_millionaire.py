@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import Channel, run_pair
 from secfepas_sdk.snni.nonlinear.layout import Layout, cost, even_sizes, layout, tree_depth
-from secfepas_sdk.snni.nonlinear.millionaire import greater_than
+from secfepas_sdk.snni.nonlinear.millionaire import greater_than, shares_leaves
 from secfepas_sdk.snni.ot import OtSession
+from secfepas_sdk.snni.ot import extension as extension_mod
 from secfepas_sdk.snni.ot.ferret import ITERATION_LABEL
 from secfepas_sdk.snni.party import Party
 
@@ -177,3 +178,45 @@ def test_leaf_words_kernel_matches_numpy(k: int, width: int, n: int, seed: int) 
     finally:
         mill._words_kernel = saved
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 5, 13, 24, 25])
+def test_two_comparisons_share_the_leaf_ots(
+    run_parties: Callable[..., tuple[Any, Any]], bits: int
+) -> None:
+    """1{a > b} and 1{a > b'} from one set of leaf OTs (the client's digits of a are
+    the choices of both): exact, with ties and neighbours, on every backend whose
+    layout allows it; the chosen-choice OTs are those of one comparison."""
+    lay = layout(extension_mod.DEFAULT_EXTENSION, bits)
+    if not shares_leaves(lay):  # 5-bit digits (SoftSpokenOT, IKNP): refused before any I/O
+        with pytest.raises(SnniError, match="cannot share"):
+            no_channel: Any = None
+            zeros = np.zeros(4, np.uint64)
+            greater_than(
+                no_channel, Party.CLIENT, OtSession(Party.CLIENT), zeros, bits, shared=True
+            )
+        return
+    rng = np.random.default_rng(bits + 7)
+    a, b = _pair_values(rng, bits, 500)
+    b2 = rng.integers(0, 1 << bits, 500, dtype=np.uint64)
+    b2[:100] = a[:100]  # the second comparison has ties of its own
+    b2[100:150] = a[100:150] ^ np.uint64(1)
+
+    def party(who: Party, value: np.ndarray) -> Callable[[Channel], Any]:
+        def run(channel: Channel) -> Any:
+            ot = OtSession(who)
+            ot.setup(channel)
+            return greater_than(channel, who, ot, value, bits, shared=True)
+
+        return run
+
+    c, s = run_parties(party(Party.CLIENT, a), party(Party.SERVER, np.concatenate([b, b2])))
+    want = np.concatenate([a > b, a > b2]).astype(np.uint8)
+    np.testing.assert_array_equal(c ^ s, want)
+
+
+def test_a_layout_that_cannot_share_is_refused() -> None:
+    assert not shares_leaves(Layout(sizes=(5, 5)))
+    assert shares_leaves(Layout(sizes=(3, 3, 3), gt_only_low=True))
+    assert shares_leaves(Layout(sizes=(5, 4), gt_only_low=True))  # 2 x 1 x 32, 2 x 2 x 16
+    assert not shares_leaves(Layout(sizes=(5, 5), gt_only_low=True))

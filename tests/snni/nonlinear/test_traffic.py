@@ -3,13 +3,15 @@ cannot silently grow back. Ferret's LPN iterations (labelled ``ot-iteration``,
 amortised to under 0.5 bits per OT, see tests/snni/ot/test_ferret.py) are counted
 apart: they depend on how full the COT buffer is, the protocol bytes do not.
 
-Ferret's ReLU at l = 37, for instance (bits per element, both ways; suite
-snni-cheetah-ferret-v3, snni.nonlinear.layout): millionaires on 36 bits as digits
+Ferret's ReLU at l = 37, for instance (bits per element, both ways; suites
+snni-cheetah-ferret-v3 and v4, snni.nonlinear.layout): millionaires on 36 bits as digits
 (3, 3, 3, 3, 2 x 12): 36 choice bits + 2^3 (gt only) + 3 * 2^3 * 2 + 12 * 2^2 * 2
 message bits, 8 first-level nodes opened by the client only (7 * 3 + 2 bits), 7
 later nodes by both (7 * 6 - 3 * 2 bits; bit triples are free): 247 bits; then the
 multiplexer: 2 * (1 choice bit + 37 bits) = 323 bits = 40.375 bytes (3-bit digits: 46.25).
 Truncation (s = 12): a 25-bit comparison (162 bits) + one correlated OT (1 + 12).
+ReLU6 (``relu_truncate_capped``, suite snni-cheetah-ferret-v4): two relu_truncate whose
+comparisons share the client's leaf OTs, so their 24 choice bits are sent once.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ PINNED: dict[str, dict[str, float]] = {
         "relu_bound24": 30.625,
         "truncate": 21.875,
         "relu_truncate": 33.875,
+        "relu6": 64.75,  # two relu_truncate (67.75) on one set of leaf OTs: 24 choice bits less
         "maxpool": 253.027,
         "maxpool_bound24": 186.44,
     },
@@ -44,6 +47,7 @@ PINNED: dict[str, dict[str, float]] = {
         "relu_bound24": 184.25,
         "truncate": 182.0,
         "relu_truncate": 198.25,
+        "relu6": 396.5,  # two relu_truncate side by side (5-bit digits cannot share)
         "maxpool": 1695.28,
         "maxpool_bound24": 1204.88,
     },
@@ -52,6 +56,7 @@ PINNED: dict[str, dict[str, float]] = {
         "relu_bound24": 592.25,
         "truncate": 590.0,
         "relu_truncate": 630.25,
+        "relu6": 1260.5,
         "maxpool": 5606.107,
         "maxpool_bound24": 3837.2,
     },
@@ -65,6 +70,7 @@ def _ops(e: NonlinearEngine, x: Any) -> list[tuple[str, Any]]:
         ("relu_bound24", lambda: e.relu(x, bound_bits=24)),
         ("truncate", lambda: e.truncate(x, RING.frac_bits)),
         ("relu_truncate", lambda: e.relu_truncate(x, RING.frac_bits)),
+        ("relu6", lambda: e.relu_truncate_capped(x, RING.frac_bits, 6 << RING.frac_bits)),
         ("maxpool", lambda: e.maxpool2d(pool, (3, 3), (2, 2))),
         ("maxpool_bound24", lambda: e.maxpool2d(pool, (3, 3), (2, 2), bound_bits=24)),
     ]
