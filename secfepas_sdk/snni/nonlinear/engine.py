@@ -13,6 +13,7 @@ Semi-honest security, as in CrypTFlow2 and Cheetah.
 - ``truncate``: exact arithmetic shift up to -1 ulp, from the exact wrap of the
   locally shifted shares (a comparison on l - s bits): see ``_truncate_flat``.
 - ``relu_truncate``: the sign read from the shifted shares (l - s - 1 bits).
+- ``relu_truncate_capped``: ReLU6, two of those whose comparisons share leaf OTs.
 - ``maxpool2d``: separable log-depth trees of max(a, b) = b + ReLU(a - b), with
   every comparison of one tree level packed into a single call.
 Large tensors run in batches of ``batch_size`` elements to bound memory.
