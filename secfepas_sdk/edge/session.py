@@ -259,9 +259,9 @@ def settle(camera_to_worker: asyncio.Future[None], worker_to_camera: asyncio.Fut
     When both wake in one loop turn, one error is the cause and the other its
     consequence. The worker's verdict (a refusal, a failure) comes first: the camera's
     direction then fails only because the worker has gone. But once the camera's stream
-    has failed (a reset, an EOF), the worker's next frame cannot be sent
-    (LocalProtocolError): then the camera's error is the cause. Raising that consequence
-    left the cut session uncounted.
+    has failed its protocol (an EOF mid-inference, bad bytes), the worker's next frame
+    cannot be sent (LocalProtocolError): then the camera's error is the cause. Raising
+    that consequence left the cut session uncounted.
     """
     if worker_to_camera.done():
         error = None if worker_to_camera.cancelled() else worker_to_camera.exception()

@@ -233,11 +233,12 @@ class _Probe:
 
 class _BatchRounds:
     """Records each batched call of one engine (the camera's: rounds are counted
-    there) while a probe runs: its elements and the rounds it took."""
+    there) while a probe runs: its elements, protocol rows per element and the rounds
+    it took."""
 
     def __init__(self, nl: NonlinearEngine) -> None:
         self.nl = nl
-        self.calls: list[tuple[int, int]] = []
+        self.calls: list[tuple[int, int, int]] = []
 
     def __enter__(self) -> _BatchRounds:
         inner = self.nl._batched
@@ -245,7 +246,7 @@ class _BatchRounds:
         def batched(x: Any, op: Any, rows: int = 1) -> Any:
             before = self.nl.channel.stats.rounds
             out = inner(x, op, rows)
-            self.calls.append((int(x.size) * rows, self.nl.channel.stats.rounds - before))
+            self.calls.append((int(x.size), rows, self.nl.channel.stats.rounds - before))
             return out
 
         setattr(self.nl, "_batched", batched)  # noqa: B010 - a probe-only instance patch
@@ -256,9 +257,9 @@ class _BatchRounds:
 
     def extra_rounds(self, scale: float) -> int:
         """The rounds of the batches the whole op (``scale`` x each call) adds."""
-        size = self.nl.batch_size
         extra = 0.0
-        for elements, rounds in self.calls:
+        for elements, rows, rounds in self.calls:
+            size = self.nl.batch_size // rows  # the engine's elements per batch
             have = max(1, -(-elements // size))
             need = max(1, -(-round(elements * scale) // size))
             extra += rounds * (need - have) / have

@@ -66,8 +66,9 @@ bytes; docs/snni-core.md "Fewer rounds"), so a v2 peer would fall out of step.""
 SUITE_CHEETAH_FERRET_V4 = "snni-cheetah-ferret-v4"
 """The same suite with Ferret silent OT (bootstrapped from SoftSpokenOT k = 4). v4: a
 capped ReLU (ReLU6) whose two comparisons run in one call has the edge, not the camera,
-lower its share by the cap, so both comparisons share the camera's leaf OTs
-(``NonlinearEngine.relu_truncate_capped``); a v3 peer would lower twice or not at all."""
+lower its share by the cap, so both comparisons share the camera's leaf OTs where the
+digit layout allows (``NonlinearEngine.relu_truncate_capped``); a v3 peer would lower
+twice or not at all."""
 
 SUITE_OT_EXTENSIONS: dict[str, str] = {
     SUITE_CHEETAH_FERRET_V4: "ferret",

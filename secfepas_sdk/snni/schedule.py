@@ -105,12 +105,14 @@ def schedule(ops: Sequence[Op], batch_size: int) -> list[Step]:
 def paired_caps(plan: Plan) -> frozenset[str]:
     """Capped relu_truncate ops (ReLU6) whose two comparisons run in one call.
 
-    min(relu(t), c) = relu(t) - relu(t - c), with t the truncation of x by 2^s. The
-    camera subtracts c 2^s from its share of x, which leaves the shares' low s bits, and
-    so t's dropped carry, unchanged: relu_truncate of x - c 2^s is exactly relu(t - c),
-    and the difference is the sequential result min(relu(t), c), bit for bit. It needs
-    x - c 2^s within relu_truncate's range, x >= -2^(l-1) + 2^s, which only the plan's
-    public bounds (snni.bounds) can promise: without them the ops stay sequential."""
+    min(relu(t), c) = relu(t) - relu(t - c), with t the truncation of x by 2^s. One
+    party subtracts c 2^s from its share of x (the edge on Ferret, the camera on
+    SoftSpokenOT: ``NonlinearEngine.relu_truncate_capped``), which leaves the shares'
+    low s bits, and so t's dropped carry, unchanged: relu_truncate of x - c 2^s is
+    exactly relu(t - c), and the difference is the sequential result min(relu(t), c),
+    bit for bit. It needs x - c 2^s within relu_truncate's range, x >= -2^(l-1) + 2^s,
+    which only the plan's public bounds (snni.bounds) can promise: without them the ops
+    stay sequential."""
     candidates = [op for op in plan.ops if isinstance(op, ReluTruncate) and op.cap is not None]
     if not candidates or plan.input_bound is None:
         return frozenset()

@@ -182,15 +182,19 @@ class NonlinearEngine:
         min(relu(t), c) = relu(t) - relu(t - c), both in one call. The server lowers
         its share by c 2^s: the client's share, so its comparison digits, and the low s
         bits (t's dropped carry) stay those of x, and the two comparisons share the
-        client's leaf OTs (``greater_than(shared=True)``). Where the layout cannot
-        (5-bit digits: SoftSpokenOT, IKNP) the two run side by side, the client
-        lowering its share, as in suite snni-cheetah-v3."""
+        client's leaf OTs (``greater_than(shared=True)``). That is Ferret's protocol
+        (suite snni-cheetah-ferret-v4) where its layout allows it; on SoftSpokenOT and
+        IKNP (suite snni-cheetah-v3, whatever the layout) the two run side by side, the
+        client lowering its share, as they always did."""
         xs = self._check(x)
         self._check_shift(shift)
         ring = self.ring
         if not 1 <= cap < 1 << (ring.bits - 1 - shift):
             raise SnniError(f"cap must be in 1..2^{ring.bits - 1 - shift} - 1")
-        if not shares_leaves(layout(self.ot.extension, ring.bits - shift - 1)):
+        shared = self.ot.extension == "ferret" and shares_leaves(
+            layout(self.ot.extension, ring.bits - shift - 1)
+        )
+        if not shared:
             lowered = (
                 ring.sub(xs, np.full(xs.shape, cap << shift, np.uint64)) if self._client else xs
             )

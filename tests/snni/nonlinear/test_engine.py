@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import Channel
 from secfepas_sdk.snni.nonlinear import NonlinearEngine
+from secfepas_sdk.snni.ot.ferret import ITERATION_LABEL
 from secfepas_sdk.snni.party import Party
 from secfepas_sdk.snni.prg import Prg
 from secfepas_sdk.snni.ring import Ring
@@ -91,6 +92,62 @@ def test_relu_truncate_capped_is_relu6(
     a, b = secure(run_parties, ring, lambda e, x: e.relu_truncate_capped(x, f, cap), vals)
     err = ring.to_signed(ring.add(a, b)) - np.minimum(np.maximum(vals >> f, 0), cap)
     assert set(np.unique(err).tolist()) <= {-1, 0}
+
+
+def _relu6_wire(
+    run_parties: Callable[..., tuple[Any, Any]], ring: Ring, shared_form: bool, vals: Any
+) -> tuple[tuple[int, int, int], Any]:
+    """(bytes, messages, rounds) of one ReLU6 call after setup, as the camera counts
+    them (Ferret's iterations apart), and the opened result: ``shared_form`` runs
+    relu_truncate_capped, else the side-by-side form (the camera lowers its share)."""
+    f, cap = ring.frac_bits, 6 << ring.frac_bits
+    x0, x1 = ring.share(ring.from_signed(vals), Prg())
+
+    def party(who: Party, share: NDArray[np.uint64]) -> Callable[[Channel], Any]:
+        def run(channel: Channel) -> Any:
+            engine = NonlinearEngine(channel, party=who, ring=ring, batch_size=1 << 10)
+            engine.setup()
+            st = channel.stats
+            before = (st.bytes_sent + st.bytes_received, st.messages_sent, st.rounds)
+            if shared_form:
+                out = engine.relu_truncate_capped(share, f, cap)
+            else:
+                low = ring.sub(share, np.full(share.shape, cap << f, np.uint64))
+                both = engine.relu_truncate(
+                    np.stack([share, low if who is Party.CLIENT else share]), f
+                )
+                out = ring.sub(both[0], both[1])
+            iteration = sum(
+                v.bytes_sent + v.bytes_received
+                for k, v in st.by_label.items()
+                if ITERATION_LABEL in k
+            )
+            after = (st.bytes_sent + st.bytes_received - iteration, st.messages_sent, st.rounds)
+            return tuple(a - b for a, b in zip(after, before, strict=True)), out
+
+        return run
+
+    (wire, a), (_, b) = run_parties(party(Party.CLIENT, x0), party(Party.SERVER, x1))
+    return wire, ring.to_signed(ring.add(a, b))
+
+
+def test_relu6_on_softspoken_keeps_its_wire_whatever_the_layout(
+    run_parties: Callable[..., tuple[Any, Any]], ot_backend: str
+) -> None:
+    """At l = 29 (16 compared bits) SoftSpokenOT's and IKNP's layouts could share their
+    leaves too, but their suite (snni-cheetah-v3) never did: relu_truncate_capped must
+    send exactly what the side-by-side form sends there. Ferret sends fewer bytes."""
+    ring = Ring(bits=29, frac_bits=12)
+    vals = np.random.default_rng(5).integers(-(1 << 24), 1 << 24, 1500)
+    wire_side, side = _relu6_wire(run_parties, ring, False, vals)
+    wire_shared, shared = _relu6_wire(run_parties, ring, True, vals)
+    want = np.clip(vals >> ring.frac_bits, 0, 6 << ring.frac_bits)
+    for got in (side, shared):
+        assert set(np.unique(got - want).tolist()) <= {-1, 0}
+    if ot_backend == "ferret":
+        assert wire_shared[0] < wire_side[0] and wire_shared[2] == wire_side[2]
+    else:
+        assert wire_shared[:2] == wire_side[:2]
 
 
 def maxpool_ref(
