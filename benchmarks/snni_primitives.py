@@ -122,6 +122,10 @@ def _party(
     for name, fn in [
         ("relu", lambda: engine.relu(mine)),
         ("truncate", lambda: engine.truncate(mine, ring.frac_bits)),
+        (
+            "  same, bound_bits=l-2",
+            lambda: engine.truncate(mine, ring.frac_bits, bound_bits=ring.bits - 2),
+        ),
         ("relu_truncate", lambda: engine.relu_truncate(mine, ring.frac_bits)),
         ("relu6, two relu_truncate", lambda: _relu6_side_by_side(engine, mine, cap)),
         ("relu6, shared leaves", lambda: engine.relu_truncate_capped(mine, ring.frac_bits, cap)),
@@ -146,7 +150,7 @@ def _party(
             if name == "relu":
                 ref = np.maximum(ring.to_signed(x), 0)
                 ok[name] = bool(np.array_equal(got, ref))
-            elif name == "truncate":
+            elif name == "truncate" or name.strip().startswith("same, bound_bits=l-2"):
                 err = got - (ring.to_signed(x) >> ring.frac_bits)
                 ok[name] = bool(np.isin(err, [-1, 0]).all())
             elif name == "relu_truncate":

@@ -42,7 +42,7 @@ from secfepas_sdk.snni.party import Party
 from secfepas_sdk.snni.plan import Plan, he_layer
 from secfepas_sdk.snni.prg import Prg
 from secfepas_sdk.snni.privacy import budget_inferences, inference_distance_log2, layer_floods
-from secfepas_sdk.snni.schedule import paired_caps, schedule
+from secfepas_sdk.snni.schedule import bounded_truncations, paired_caps, schedule
 from secfepas_sdk.snni.share_ops import ShareContext, run_op
 
 __all__ = ["LayerCost", "inspect_package"]
@@ -120,6 +120,7 @@ class _Probe:
         self.ots = 0
         self._lock = threading.Lock()
         self.paired = paired_caps(plan)
+        self.bounded = bounded_truncations(plan)
 
     def __enter__(self) -> _Probe:
         client, server = HeClient(self.params, self.ring), HeServer(self.params, self.ring)
@@ -179,7 +180,11 @@ class _Probe:
                 nl = self._engines[party]
                 nl.channel = ch
                 ctx = ShareContext(
-                    ring=self.ring, nl=nl, linear=_no_linear, paired_caps=self.paired
+                    ring=self.ring,
+                    nl=nl,
+                    linear=_no_linear,
+                    paired_caps=self.paired,
+                    bounded_truncations=self.bounded,
                 )
                 k = probe.ot_k
                 with nl.using_ot_k(k) if k is not None else _null():
@@ -366,7 +371,7 @@ def inspect_public(model: PublicModel, *, probe: bool = True) -> dict[str, Any]:
             # Ops that share a call (snni.schedule) share its flights: the group's first
             # op carries its rounds (the group fits one batch, as the op alone does).
             by_name = {c.name: c for c in layers}
-            steps = schedule(plan.ops, p.batch_size)
+            steps = schedule(plan.ops, p.batch_size, p.bounded)
             for step in steps:
                 for op in step[1:]:
                     by_name[op.name].rounds = 0

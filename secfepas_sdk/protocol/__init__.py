@@ -9,7 +9,7 @@ from secfepas_sdk.protocol.connection import NEED_DATA, Connection, NeedData, Ro
 from secfepas_sdk.protocol.events import (
     OT_EXTENSIONS,
     PROTOCOL_VERSIONS,
-    SUITE_CHEETAH_FERRET_V4,
+    SUITE_CHEETAH_FERRET_V5,
     SUITE_CHEETAH_V3,
     SUITES,
     ClientHello,
@@ -30,7 +30,7 @@ __all__ = [
     "OT_EXTENSIONS",
     "PROTOCOL_VERSIONS",
     "SUITES",
-    "SUITE_CHEETAH_FERRET_V4",
+    "SUITE_CHEETAH_FERRET_V5",
     "SUITE_CHEETAH_V3",
     "ClientHello",
     "Close",

@@ -33,7 +33,7 @@ __all__ = [
     "OT_EXTENSIONS",
     "PROTOCOL_VERSIONS",
     "SUITES",
-    "SUITE_CHEETAH_FERRET_V4",
+    "SUITE_CHEETAH_FERRET_V5",
     "SUITE_CHEETAH_V3",
     "SUITE_OT_EXTENSIONS",
     "ClientHello",
@@ -63,15 +63,17 @@ public key (v1 took the camera's whole key). v3: the comparisons' AND-tree openi
 travel as a relay and the truncation's OT runs edge-to-camera (fewer rounds, the same
 bytes; docs/snni-core.md "Fewer rounds"), so a v2 peer would fall out of step."""
 
-SUITE_CHEETAH_FERRET_V4 = "snni-cheetah-ferret-v4"
+SUITE_CHEETAH_FERRET_V5 = "snni-cheetah-ferret-v5"
 """The same suite with Ferret silent OT (bootstrapped from SoftSpokenOT k = 4). v4: a
 capped ReLU (ReLU6) whose two comparisons run in one call has the edge, not the camera,
 lower its share by the cap, so both comparisons share the camera's leaf OTs where the
 digit layout allows (``NonlinearEngine.relu_truncate_capped``); a v3 peer would lower
-twice or not at all."""
+twice or not at all. v5: a truncation whose input the plan bounds in
+[-2^(l-2), 2^(l-2)) (``snni.schedule.bounded_truncations``) reads the wrap from the
+shares' top bits in one OT, with no comparison; a v4 peer would still compare."""
 
 SUITE_OT_EXTENSIONS: dict[str, str] = {
-    SUITE_CHEETAH_FERRET_V4: "ferret",
+    SUITE_CHEETAH_FERRET_V5: "ferret",
     SUITE_CHEETAH_V3: "softspoken",
 }
 """The OT extension each suite runs (``snni.ot.extension`` names), in order of

@@ -38,7 +38,7 @@ from secfepas_sdk.snni.plan import ModelWeights, Plan, he_layer
 from secfepas_sdk.snni.prg import Prg
 from secfepas_sdk.snni.privacy import layer_floods
 from secfepas_sdk.snni.ring import Ring
-from secfepas_sdk.snni.schedule import Step, paired_caps, schedule
+from secfepas_sdk.snni.schedule import Step, bounded_truncations, paired_caps, schedule
 from secfepas_sdk.snni.share_ops import ShareContext, run_op
 
 U64 = NDArray[np.uint64]
@@ -78,6 +78,7 @@ class _Runner:
         self.floods = {layer.name: layer for layer in layer_floods(plan)}
         self.nl: NonlinearEngine | None = None
         self.paired = paired_caps(plan)
+        self.bounded = bounded_truncations(plan)
         self.steps: list[Step] | None = None  # the schedule, once the batch size is known
         self._steps_batch = 0
         self.timings: dict[str, float] = defaultdict(float)
@@ -125,12 +126,19 @@ class _Runner:
 
     def execute(self, x: U64, channel: Channel, linear: Callable[[LinearOp, U64], U64]) -> U64:
         nl = self.engine(channel)
-        ctx = ShareContext(ring=self.ring, nl=nl, linear=linear, paired_caps=self.paired)
+        ctx = ShareContext(
+            ring=self.ring,
+            nl=nl,
+            linear=linear,
+            paired_caps=self.paired,
+            bounded_truncations=self.bounded,
+        )
         env = {self.plan.input_name: x}
         self.timings.clear()
         self.cpu_timings.clear()
         if self.steps is None or self._steps_batch != nl.batch_size:
-            self.steps, self._steps_batch = schedule(self.plan.ops, nl.batch_size), nl.batch_size
+            self.steps = schedule(self.plan.ops, nl.batch_size, self.bounded)
+            self._steps_batch = nl.batch_size
         for step in self.steps:
             op = step[0]
             t0, c0 = time.perf_counter(), time.process_time() + self.helper_cpu()

@@ -8,8 +8,9 @@ plan and the batch size (the same on both sides, as the engine requires), never 
 share, so both parties derive the same schedule; the messages of a joint call are those
 of one call on the concatenation, which the protocols' security covers as any input.
 
-Also here: which capped ReLUs (ReLU6) run both of their comparisons in one call
-(:func:`paired_caps`).
+Also here, from the plan's public bounds: which capped ReLUs (ReLU6) run both of their
+comparisons in one call (:func:`paired_caps`), and which truncations may read the wrap
+from the shares' top bits (:func:`bounded_truncations`).
 """
 
 from __future__ import annotations
@@ -25,19 +26,19 @@ from secfepas_sdk.snni.ops import Op, Relu, ReluTruncate, Truncate
 if TYPE_CHECKING:
     from secfepas_sdk.snni.plan import Plan
 
-__all__ = ["Step", "paired_caps", "schedule"]
+__all__ = ["Step", "bounded_truncations", "paired_caps", "schedule"]
 
 Step = tuple[Op, ...]
 """One op, or several independent non-linear ops of one signature run as one call."""
 
 
-def _signature(op: Op) -> tuple[object, ...] | None:
+def _signature(op: Op, bounded: frozenset[str]) -> tuple[object, ...] | None:
     """Ops with equal signatures run the same protocol with the same public settings,
     element by element: one call on their concatenation gives each its own result."""
     if isinstance(op, ReluTruncate) and op.cap is None:
         return ("relu_truncate", op.shift, op.ot_k)
     if isinstance(op, Truncate):
-        return ("truncate", op.shift, op.ot_k)
+        return ("truncate", op.shift, op.ot_k, op.name in bounded)
     if isinstance(op, Relu) and op.cap is None:
         return ("relu", op.bound_bits, op.ot_k)
     return None
@@ -62,8 +63,11 @@ def _size(step: Iterable[Op]) -> int:
     return sum(math.prod(op.shape) for op in step)
 
 
-def schedule(ops: Sequence[Op], batch_size: int) -> list[Step]:
-    """The plan's ops as steps, in an order both parties share.
+def schedule(
+    ops: Sequence[Op], batch_size: int, bounded: frozenset[str] = frozenset()
+) -> list[Step]:
+    """The plan's ops as steps, in an order both parties share (``bounded``: the
+    :func:`bounded_truncations`, which run another protocol than the others).
 
     Walking the plan, each groupable op takes in later ops of its signature that do not
     depend on it, while the joint call stays within one batch (beyond, it would pay
@@ -75,12 +79,12 @@ def schedule(ops: Sequence[Op], batch_size: int) -> list[Step]:
     i = 0
     while i < len(items):
         group = items[i]
-        sig = _signature(group[0])
+        sig = _signature(group[0], bounded)
         merged = False
         if sig is not None:
             for j in range(i + 1, len(items)):
                 cand = items[j]
-                if len(cand) != 1 or _signature(cand[0]) != sig:
+                if len(cand) != 1 or _signature(cand[0], bounded) != sig:
                     continue
                 y = cand[0]
                 if _size(group) + _size(cand) > batch_size:
@@ -102,6 +106,35 @@ def schedule(ops: Sequence[Op], batch_size: int) -> list[Step]:
     return items
 
 
+def _plan_bounds(plan: Plan) -> dict[str, int] | None:
+    """Every tensor's public bound (snni.bounds), or None when the plan proves none."""
+    if plan.input_bound is None:
+        return None
+    try:
+        return tensor_bounds(
+            plan.input_name,
+            input_bound_units(plan.input_bound, plan.frac_bits),
+            plan.shapes,
+            plan.ops,
+        )
+    except SnniError:  # a linear op without public weight bounds: nothing is proven
+        return None
+
+
+def bounded_truncations(plan: Plan) -> frozenset[str]:
+    """Truncations whose input the plan's bounds keep in [-2^(l-2), 2^(l-2)): on Ferret
+    they read the wrap from the shares' top bits, in one OT instead of a comparison
+    (``NonlinearEngine.truncate(bound_bits=l - 2)``). MobileNetV2's linear bottlenecks
+    are of this kind: their input is a ReLU6's, bounded by its cap."""
+    bounds = _plan_bounds(plan)
+    if bounds is None:
+        return frozenset()
+    top = 1 << (plan.ring_bits - 2)
+    return frozenset(
+        op.name for op in plan.ops if isinstance(op, Truncate) and bounds[op.inputs[0]] < top
+    )
+
+
 def paired_caps(plan: Plan) -> frozenset[str]:
     """Capped relu_truncate ops (ReLU6) whose two comparisons run in one call.
 
@@ -114,16 +147,8 @@ def paired_caps(plan: Plan) -> frozenset[str]:
     which only the plan's public bounds (snni.bounds) can promise: without them the ops
     stay sequential."""
     candidates = [op for op in plan.ops if isinstance(op, ReluTruncate) and op.cap is not None]
-    if not candidates or plan.input_bound is None:
-        return frozenset()
-    try:
-        bounds = tensor_bounds(
-            plan.input_name,
-            input_bound_units(plan.input_bound, plan.frac_bits),
-            plan.shapes,
-            plan.ops,
-        )
-    except SnniError:  # a linear op without public weight bounds: nothing is proven
+    bounds = _plan_bounds(plan) if candidates else None
+    if bounds is None:
         return frozenset()
     top = 1 << (plan.ring_bits - 1)
     out: set[str] = set()

@@ -48,6 +48,8 @@ class ShareContext:
     linear: Callable[[LinearOp, U64], U64]
     # Capped relu_truncate ops that run both comparisons in one call (snni.schedule).
     paired_caps: frozenset[str] = frozenset()
+    # Truncations whose input the plan bounds in [-2^(l-2), 2^(l-2)) (snni.schedule).
+    bounded_truncations: frozenset[str] = frozenset()
 
 
 @singledispatch
@@ -63,7 +65,8 @@ def _(op: LinearOp, xs: list[U64], ctx: ShareContext) -> U64:
 
 @run_op.register
 def _(op: Truncate, xs: list[U64], ctx: ShareContext) -> U64:
-    return ctx.nl.truncate(xs[0], op.shift)
+    bound = ctx.ring.bits - 2 if op.name in ctx.bounded_truncations else None
+    return ctx.nl.truncate(xs[0], op.shift, bound_bits=bound)
 
 
 def _cap(y: U64, cap: int | None, ctx: ShareContext) -> U64:

@@ -83,7 +83,7 @@ def test_camera_and_edge_agree_on_ferret_over_tls(
     async def main() -> Any:
         async with running(make_settings(model_dir=demo_models)) as server:
             client = SecureInferenceClient(server.address, camera_tls(), MODEL)
-            assert client.suites == ("snni-cheetah-ferret-v4", "snni-cheetah-v3")
+            assert client.suites == ("snni-cheetah-ferret-v5", "snni-cheetah-v3")
             async with client:
                 a = await client.infer(demo_input)
                 assert client.ot_extension == "ferret"
@@ -93,7 +93,7 @@ def test_camera_and_edge_agree_on_ferret_over_tls(
 
     a = asyncio.run(main())
     np.testing.assert_allclose(a.probabilities, reference_probabilities, atol=0.02)
-    assert any("suite snni-cheetah-ferret-v4" in r.getMessage() for r in caplog.records)
+    assert any("suite snni-cheetah-ferret-v5" in r.getMessage() for r in caplog.records)
 
 
 def test_softspoken_only_edges_and_cameras_still_meet_the_new_defaults(

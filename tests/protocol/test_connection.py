@@ -24,7 +24,7 @@ from secfepas_sdk.protocol.connection import (
 )
 from secfepas_sdk.protocol.events import (
     OT_EXTENSIONS,
-    SUITE_CHEETAH_FERRET_V4,
+    SUITE_CHEETAH_FERRET_V5,
     SUITE_CHEETAH_V3,
     SUITES,
     ClientHello,
@@ -343,7 +343,7 @@ def test_session_outcomes_are_not_protocol_errors() -> None:
 def test_suites_name_their_ot_extension_and_unknown_ones_are_refused() -> None:
     """Each suite pins one OT extension; a camera's proposal keeps its order; an
     unknown, repeated or empty list is a ValueError that names the choices."""
-    assert suites_for(("ferret", "softspoken")) == (SUITE_CHEETAH_FERRET_V4, SUITE_CHEETAH_V3)
+    assert suites_for(("ferret", "softspoken")) == (SUITE_CHEETAH_FERRET_V5, SUITE_CHEETAH_V3)
     assert [suite_ot_extension(s) for s in SUITES] == list(OT_EXTENSIONS)
     assert suite_ot_extension(SUITE_CHEETAH_V3) == "softspoken"  # a suite's meaning never changes
     for bad in (("iknp",), ("ferret", "ferret"), ()):

@@ -1,6 +1,8 @@
 """snni.schedule: independent non-linear ops of one signature share a call (and so
 their flights), in an order that still runs every op after its inputs; capped ReLUs
-run both comparisons in one call where the plan's bounds allow, bit for bit as before."""
+run both comparisons in one call where the plan's bounds allow, bit for bit as before;
+truncations the plan bounds in [-2^(l-2), 2^(l-2)) take the top-bit wrap, and never
+share a call with the others."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from secfepas_sdk.snni.ops import Add, Op, Relu, ReluTruncate, Truncate
 from secfepas_sdk.snni.party import Party
 from secfepas_sdk.snni.prg import Prg
 from secfepas_sdk.snni.ring import Ring
-from secfepas_sdk.snni.schedule import paired_caps, schedule
+from secfepas_sdk.snni.schedule import bounded_truncations, paired_caps, schedule
 from secfepas_sdk.snni.share_ops import ShareContext, run_op
 
 RING = Ring(bits=37, frac_bits=12)
@@ -210,3 +212,86 @@ def test_fire_module_runs_securely_with_the_joint_call() -> None:
     # Two relu_truncate calls (the squeeze's, then both expands'), 3 rounds each.
     rounds = sum(v.rounds for k, v in stats.by_label.items() if k.startswith("relu_truncate"))
     assert rounds == 6
+
+
+def _bottleneck_onnx() -> bytes:
+    """MobileNetV2's linear bottleneck: a conv, ReLU6, a 1x1 conv with no ReLU after it
+    (so a plain truncation), then a global average pool."""
+    rng = np.random.default_rng(15)
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((6, 3, 3, 3)) * 0.8).astype(np.float32), "w"),
+        numpy_helper.from_array((rng.standard_normal((4, 6, 1, 1)) * 0.6).astype(np.float32), "p"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+        numpy_helper.from_array(np.array(6.0, np.float32), "six"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Clip", ["c", "zero", "six"], ["r"], name="relu6"),
+        helper.make_node("Conv", ["r", "p"], ["b"], name="project"),
+        helper.make_node("GlobalAveragePool", ["b"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["y"], name="flat"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "bottleneck",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+
+
+def test_truncations_are_bounded_only_under_the_plans_bounds() -> None:
+    model = onnx.load_from_string(_bottleneck_onnx())
+    loose, _ = compile_onnx(model)
+    assert bounded_truncations(loose) == frozenset()  # no public input range
+    plan, _ = compile_onnx(model, input_bound=3.0)
+    truncs = [op.name for op in plan.ops if isinstance(op, Truncate)]
+    assert truncs and bounded_truncations(plan) == frozenset(truncs)
+
+
+def test_bounded_and_unbounded_truncations_never_share_a_call() -> None:
+    ops: list[Op] = [
+        Truncate(name=f"t{i}", inputs=("x",), output=f"y{i}", shape=(8,), shift=12)
+        for i in range(3)
+    ]
+    assert [len(s) for s in schedule(ops, 1 << 10)] == [3]
+    steps = schedule(ops, 1 << 10, frozenset({"t1"}))
+    assert sorted(tuple(op.name for op in s) for s in steps) == [("t0", "t2"), ("t1",)]
+
+
+def test_bounded_truncation_runs_securely_and_cheaply() -> None:
+    import onnxruntime as ort
+
+    from secfepas_sdk.snni.runtime import ClientRuntime, ServerRuntime
+
+    raw = _bottleneck_onnx()
+    x = np.random.default_rng(16).uniform(-3, 3, (1, 3, 8, 8)).astype(np.float32)
+    sess = ort.InferenceSession(raw, providers=["CPUExecutionProvider"])
+    ref = sess.run(None, {"x": x})[0].reshape(-1)
+    truncate_bytes = {}
+    for bound in (None, 3.0):
+        plan, weights = compile_onnx(onnx.load_from_string(raw), input_bound=bound)
+        client, server = ClientRuntime(plan), ServerRuntime(plan, weights)
+
+        def camera(ch: Channel, client: Any = client) -> Any:
+            client.setup(ch)
+            return client.infer(ch, x), ch.stats
+
+        def edge(ch: Channel, server: Any = server) -> None:
+            server.setup(ch)
+            server.infer(ch)
+
+        try:
+            (y, stats), _ = run_pair(camera, edge)
+        finally:
+            client.close()
+            server.close()
+        assert np.abs(y - ref).max() < 0.01
+        truncate_bytes[bound] = sum(
+            v.bytes_sent + v.bytes_received
+            for k, v in stats.by_label.items()
+            if k.split("/")[0] == "truncate" and "ot-iteration" not in k
+        )
+    # The project conv's 4 x 8 x 8 outputs and the pool's 4: a comparison each, or an OT.
+    assert truncate_bytes[3.0] * 8 < truncate_bytes[None]

@@ -11,7 +11,9 @@ Semi-honest security, as in CrypTFlow2 and Cheetah.
   carry, and the carry of the low k bits comes from the millionaires' protocol.
 - ``relu``: x * DReLU(x) with the OT multiplexer (one random OT each way).
 - ``truncate``: exact arithmetic shift up to -1 ulp, from the exact wrap of the
-  locally shifted shares (a comparison on l - s bits): see ``_truncate_flat``.
+  locally shifted shares (a comparison on l - s bits): see ``_truncate_flat``; for
+  an input the plan bounds in [-2^(l-2), 2^(l-2)), on Ferret, from the shares' top
+  bits alone (one OT, no comparison): see ``_truncate_bounded_flat``.
 - ``relu_truncate``: the sign read from the shifted shares (l - s - 1 bits).
 - ``relu_truncate_capped``: ReLU6, two of those whose comparisons share leaf OTs.
 - ``maxpool2d``: separable log-depth trees of max(a, b) = b + ReLU(a - b), with
@@ -147,7 +149,7 @@ class NonlinearEngine:
             out = self._batched(xs, lambda v: self._relu_flat(v, k))
         return out.astype(np.uint64)
 
-    def truncate(self, x: U64, shift: int) -> U64:
+    def truncate(self, x: U64, shift: int, *, bound_bits: int | None = None) -> U64:
         """Share of the arithmetic shift x >> shift (signed), exact or 1 ulp low,
         for x >= -2^(l-1) + 2^shift (the bottom 2^shift ring values are excluded).
 
@@ -155,11 +157,20 @@ class NonlinearEngine:
         computed exactly (see :meth:`_truncate_flat`), with a comparison on
         l - shift bits. SecureML-style local truncation would instead fail with
         probability about |x| / 2^(l-1).
-        """
+
+        ``bound_bits=k`` is a promise by both callers that -2^k <= x < 2^k (the
+        plan's public bounds). With k <= l - 2 on Ferret (suite
+        snni-cheetah-ferret-v5) the wrap then comes from the shares' top bits in
+        one OT, with no comparison (:meth:`_truncate_bounded_flat`); SoftSpokenOT
+        and IKNP (suite snni-cheetah-v3) keep the comparison and their wire. A
+        broken promise gives wrong results, never a leak."""
         xs = self._check(x)
         self._check_shift(shift)
+        k = self._check_bound(bound_bits)
+        bounded = self.ot.extension == "ferret" and k <= self.ring.bits - 2
+        flat = self._truncate_bounded_flat if bounded else self._truncate_flat
         with self.channel.label("truncate"):
-            out = self._batched(xs, lambda v: self._truncate_flat(v, shift))
+            out = self._batched(xs, lambda v: flat(v, shift))
         return out.astype(np.uint64)
 
     def relu_truncate(self, x: U64, shift: int) -> U64:
@@ -183,7 +194,7 @@ class NonlinearEngine:
         its share by c 2^s: the client's share, so its comparison digits, and the low s
         bits (t's dropped carry) stay those of x, and the two comparisons share the
         client's leaf OTs (``greater_than(shared=True)``). That is Ferret's protocol
-        (suite snni-cheetah-ferret-v4) where its layout allows it; on SoftSpokenOT and
+        (suites snni-cheetah-ferret-v4 and later) where its layout allows it; on SoftSpokenOT and
         IKNP (suite snni-cheetah-v3, whatever the layout) the two run side by side, the
         client lowering its share, as they always did."""
         xs = self._check(x)
@@ -375,6 +386,31 @@ class NonlinearEngine:
         out = u - (w_share << np.uint64(ring.bits - shift))
         if self._client:
             out = out - np.uint64(1 << (ring.bits - 1 - shift))
+        return np.asarray(out & ring.mask, dtype=np.uint64)
+
+    def _truncate_bounded_flat(self, x: U64, shift: int) -> U64:
+        """x >> shift for -2^(l-2) <= x < 2^(l-2), from the shares' top bits (one OT).
+
+        The client adds 2^(l-2): y = x + 2^(l-2) lies in [0, 2^(l-1)), so its top bit
+        is 0, and the wrap of y0 + y1 over 2^l is w = m0 or m1 (m_i = bit l-1 of y_i:
+        both set, the sum carries; one set, the sum's top bit would be 1 without a
+        carry). As in :meth:`_truncate_flat`, with u_i = y_i >> s,
+        u0 + u1 - w 2^(l-s) = floor(y / 2^s) - c (c in {0, 1} the dropped low carry),
+        and floor(y / 2^s) = floor(x / 2^s) + 2^(l-2-s). w is converted to additive
+        shares mod 2^s by one correlated OT (:func:`.wrap.xor_offer`, ``join="or"``):
+        the parties' inputs are bits of their own shares, as in every protocol here.
+        This is Cheetah's truncation with a known most significant bit."""
+        ring = self.ring
+        top = ring.bits - 1
+        y = (x + np.uint64(1 << (top - 1))) & ring.mask if self._client else x
+        m = ((y >> np.uint64(top)) & np.uint64(1)).astype(np.uint8)
+        if self._client:
+            w_share = wrap.xor_choose(self.channel, self.ot, m, shift)
+        else:
+            w_share = wrap.xor_offer(self.channel, self.ot, self.prg, m, shift, join="or")
+        out = (y >> np.uint64(shift)) - (w_share << np.uint64(ring.bits - shift))
+        if self._client:
+            out = out - np.uint64(1 << (top - 1 - shift))
         return np.asarray(out & ring.mask, dtype=np.uint64)
 
     def _relu_truncate_flat(self, x: U64, shift: int) -> U64:

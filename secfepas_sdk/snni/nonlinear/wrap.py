@@ -10,6 +10,8 @@ d1); each gets an additive share mod 2^s of the function below; nothing else.
   server offering, the client choosing by w0 (1 + 2s bits). Ferret: one additive
   correlated OT with the client choosing w0 and the server's correlation 1 - 2 w1
   (Gilboa's product, as CrypTFlow2's B2A): 1 + s bits.
+- Truncation of a value whose top bit is known to be 0, w = w0 or w1 = w1 + w0 (1 - w1)
+  (``join="or"``; w_i the top bits of the shares): the same OT with correlation 1 - w1.
 - relu_truncate, g = (d0 xor d1) m0 m1 = m1 (m0 d0) + (m1 d1) (m0 (1 - 2 d0)).
   SoftSpokenOT/IKNP: one 1-of-4 OT on the server's (m1, d1) (2 + 4s bits).
   Ferret: two correlated OTs, the server choosing m1 and m1 d1, the client's
@@ -24,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from secfepas_sdk.errors import SnniError
 from secfepas_sdk.snni.channel import Channel
 from secfepas_sdk.snni.ot.bits import pack_bits, packed_size, unpack_bits
 from secfepas_sdk.snni.ot.session import OtSession, one_of_n_decode, one_of_n_payload, slot_width
@@ -44,20 +47,27 @@ def _mask(shift: int) -> np.uint64:
 
 
 # -- truncation: w0 xor w1 (the server offers, so its share is ready once it has sent) --
-def xor_offer(channel: Channel, ot: OtSession, prg: Prg, w1: U8, shift: int) -> U64:
-    """Server's share mod 2^shift of w0 xor w1 (it is the OT sender)."""
+def xor_offer(
+    channel: Channel, ot: OtSession, prg: Prg, w1: U8, shift: int, *, join: str = "xor"
+) -> U64:
+    """Server's share mod 2^shift of w0 xor w1 (``join="or"``: w0 or w1); it is the OT
+    sender. The client's side is :func:`xor_choose` whatever the join."""
     s_mask = _mask(shift)
     w = w1.astype(np.uint64).reshape(-1)
+    if join not in ("xor", "or"):
+        raise SnniError(f"unknown join {join!r}")
     if correlated(ot):
-        x = ot.cot_send(channel, (np.uint64(1) - np.uint64(2) * w) & s_mask, shift)
+        slope = np.uint64(2) * w if join == "xor" else w  # w0 (1 - 2 w1), or w0 (1 - w1)
+        x = ot.cot_send(channel, (np.uint64(1) - slope) & s_mask, shift)
         return np.asarray((w - x) & s_mask, dtype=np.uint64)
     rho = prg.uint64(int(w.size), shift)
-    ot.chosen_send(channel, (w - rho) & s_mask, ((w ^ np.uint64(1)) - rho) & s_mask, shift)
+    one = (w ^ np.uint64(1)) if join == "xor" else np.ones_like(w)
+    ot.chosen_send(channel, (w - rho) & s_mask, (one - rho) & s_mask, shift)
     return rho
 
 
 def xor_choose(channel: Channel, ot: OtSession, w0: U8, shift: int) -> U64:
-    """Client's share mod 2^shift of w0 xor w1 (it chooses by w0)."""
+    """Client's share mod 2^shift of w0 xor w1, or of w0 or w1 (it chooses by w0)."""
     if correlated(ot):
         return ot.cot_recv(channel, w0.reshape(-1), shift)
     return ot.chosen_recv(channel, w0.reshape(-1), shift)

@@ -75,6 +75,32 @@ def test_truncate_within_one_ulp(run_parties: Callable[..., tuple[Any, Any]], ri
 
 
 @pytest.mark.parametrize("ring", RINGS, ids=lambda r: f"l{r.bits}")
+def test_truncate_with_a_bound_within_one_ulp(
+    run_parties: Callable[..., tuple[Any, Any]], ring: Ring
+) -> None:
+    """With bound_bits <= l - 2 (Ferret: the wrap from the shares' top bits) the result
+    is the same as without, at every value of the promised range, its ends included."""
+    f, k = ring.frac_bits, ring.bits - 2
+    rng = np.random.default_rng(11)
+    vals = rng.integers(-(1 << k), 1 << k, 3000)
+    ends = [-(1 << k), -(1 << k) + 1, (1 << k) - 1, (1 << k) - 2, 0, -1, 1, 1 << f, -(1 << f)]
+    vals[: len(ends)] = ends
+    a, b = secure(run_parties, ring, lambda e, x: e.truncate(x, f, bound_bits=k), vals)
+    err = ring.to_signed(ring.add(a, b)) - (vals >> f)
+    assert set(np.unique(err).tolist()) <= {-1, 0}
+    small = vals >> (k - 20)  # a tighter promise takes the same path
+    a, b = secure(run_parties, ring, lambda e, x: e.truncate(x, 5, bound_bits=20), small)
+    err = ring.to_signed(ring.add(a, b)) - (small >> 5)
+    assert set(np.unique(err).tolist()) <= {-1, 0}
+
+
+def test_truncate_bound_is_checked(run_parties: Callable[..., tuple[Any, Any]]) -> None:
+    ring = RINGS[0]
+    with pytest.raises(SnniError, match="bound_bits"):
+        secure(run_parties, ring, lambda e, x: e.truncate(x, 12, bound_bits=ring.bits), np.ones(4))
+
+
+@pytest.mark.parametrize("ring", RINGS, ids=lambda r: f"l{r.bits}")
 def test_relu_truncate_capped_is_relu6(
     run_parties: Callable[..., tuple[Any, Any]], ring: Ring
 ) -> None:

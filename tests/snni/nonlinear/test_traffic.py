@@ -9,7 +9,9 @@ snni-cheetah-ferret-v3 and v4, snni.nonlinear.layout): millionaires on 36 bits a
 message bits, 8 first-level nodes opened by the client only (7 * 3 + 2 bits), 7
 later nodes by both (7 * 6 - 3 * 2 bits; bit triples are free): 247 bits; then the
 multiplexer: 2 * (1 choice bit + 37 bits) = 323 bits = 40.375 bytes (3-bit digits: 46.25).
-Truncation (s = 12): a 25-bit comparison (162 bits) + one correlated OT (1 + 12).
+Truncation (s = 12): a 25-bit comparison (162 bits) + one correlated OT (1 + 12); of
+an input the plan bounds in [-2^35, 2^35) (suite snni-cheetah-ferret-v5): the
+correlated OT alone.
 ReLU6 (``relu_truncate_capped``, suite snni-cheetah-ferret-v4): two relu_truncate whose
 comparisons share the client's leaf OTs, so their 24 choice bits are sent once.
 """
@@ -37,6 +39,7 @@ PINNED: dict[str, dict[str, float]] = {
         "relu": 40.375,
         "relu_bound24": 30.625,
         "truncate": 21.875,
+        "truncate_bound35": 1.625,  # the top bits' or in one correlated OT: 1 + 12 bits
         "relu_truncate": 33.875,
         "relu6": 64.75,  # two relu_truncate (67.75) on one set of leaf OTs: 24 choice bits less
         "maxpool": 253.027,
@@ -46,6 +49,7 @@ PINNED: dict[str, dict[str, float]] = {
         "relu": 270.5,
         "relu_bound24": 184.25,
         "truncate": 182.0,
+        "truncate_bound35": 182.0,  # suite snni-cheetah-v3 keeps its comparison
         "relu_truncate": 198.25,
         "relu6": 396.5,  # two relu_truncate side by side (5-bit digits cannot share)
         "maxpool": 1695.28,
@@ -55,6 +59,7 @@ PINNED: dict[str, dict[str, float]] = {
         "relu": 894.5,
         "relu_bound24": 592.25,
         "truncate": 590.0,
+        "truncate_bound35": 590.0,
         "relu_truncate": 630.25,
         "relu6": 1260.5,
         "maxpool": 5606.107,
@@ -69,6 +74,7 @@ def _ops(e: NonlinearEngine, x: Any) -> list[tuple[str, Any]]:
         ("relu", lambda: e.relu(x)),
         ("relu_bound24", lambda: e.relu(x, bound_bits=24)),
         ("truncate", lambda: e.truncate(x, RING.frac_bits)),
+        ("truncate_bound35", lambda: e.truncate(x, RING.frac_bits, bound_bits=35)),
         ("relu_truncate", lambda: e.relu_truncate(x, RING.frac_bits)),
         ("relu6", lambda: e.relu_truncate_capped(x, RING.frac_bits, 6 << RING.frac_bits)),
         ("maxpool", lambda: e.maxpool2d(pool, (3, 3), (2, 2))),
