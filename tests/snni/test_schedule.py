@@ -151,47 +151,43 @@ def test_paired_cap_equals_the_sequential_one_bit_for_bit() -> None:
     assert set(np.unique(err).tolist()) <= {-1, 0}
 
 
-def _relu6_onnx() -> bytes:
+def _relu6_onnx(*, project: bool = False) -> bytes:
+    """A conv and its ReLU6, then (``project``: MobileNetV2's linear bottleneck, a 1x1
+    conv with no ReLU after it, so a plain truncation) a global average pool."""
     rng = np.random.default_rng(13)
-    inits = [
-        numpy_helper.from_array((rng.standard_normal((4, 3, 3, 3)) * 1.5).astype(np.float32), "w"),
+    w = {"w": rng.standard_normal((6, 3, 3, 3)) * 1.5, "p": rng.standard_normal((4, 6, 1, 1))}
+    inits = [numpy_helper.from_array(v.astype(np.float32), k) for k, v in w.items()]
+    inits += [
         numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
         numpy_helper.from_array(np.array(6.0, np.float32), "six"),
     ]
     nodes = [
         helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
         helper.make_node("Clip", ["c", "zero", "six"], ["r"], name="relu6"),
-        helper.make_node("GlobalAveragePool", ["r"], ["g"], name="gap"),
+    ]
+    if project:
+        nodes.append(helper.make_node("Conv", ["r", "p"], ["b"], name="project"))
+    nodes += [
+        helper.make_node("GlobalAveragePool", ["b" if project else "r"], ["g"], name="gap"),
         helper.make_node("Flatten", ["g"], ["y"], name="flat"),
     ]
     graph = helper.make_graph(
         nodes,
         "relu6",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4 if project else 6])],
         inits,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
 
 
-def test_caps_pair_only_under_the_plans_bounds() -> None:
-    model = onnx.load_from_string(_relu6_onnx())
-    loose, _ = compile_onnx(model)
-    assert paired_caps(loose) == frozenset()  # no public input range: nothing proven
-    bounded, _ = compile_onnx(model, input_bound=9.0)
-    capped = [op.name for op in bounded.ops if isinstance(op, ReluTruncate) and op.cap]
-    assert capped and paired_caps(bounded) == frozenset(capped)
-
-
-def test_fire_module_runs_securely_with_the_joint_call() -> None:
-    import onnxruntime as ort
-
+def _secure(raw: bytes, x: Any, **compile_args: Any) -> tuple[Any, Any]:
+    """One secure inference of the ONNX model on x, both parties in memory:
+    (the camera's logits, its channel stats)."""
     from secfepas_sdk.snni.runtime import ClientRuntime, ServerRuntime
 
-    raw = _fire_onnx()
-    plan, weights = compile_onnx(onnx.load_from_string(raw))
+    plan, weights = compile_onnx(onnx.load_from_string(raw), **compile_args)
     client, server = ClientRuntime(plan), ServerRuntime(plan, weights)
-    x = np.random.default_rng(14).standard_normal((1, 3, 8, 8)).astype(np.float32)
 
     def camera(ch: Channel) -> Any:
         client.setup(ch)
@@ -206,6 +202,24 @@ def test_fire_module_runs_securely_with_the_joint_call() -> None:
     finally:
         client.close()
         server.close()
+    return y, stats
+
+
+def test_caps_pair_only_under_the_plans_bounds() -> None:
+    model = onnx.load_from_string(_relu6_onnx())
+    loose, _ = compile_onnx(model)
+    assert paired_caps(loose) == frozenset()  # no public input range: nothing proven
+    bounded, _ = compile_onnx(model, input_bound=9.0)
+    capped = [op.name for op in bounded.ops if isinstance(op, ReluTruncate) and op.cap]
+    assert capped and paired_caps(bounded) == frozenset(capped)
+
+
+def test_fire_module_runs_securely_with_the_joint_call() -> None:
+    import onnxruntime as ort
+
+    raw = _fire_onnx()
+    x = np.random.default_rng(14).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    y, stats = _secure(raw, x)
     sess = ort.InferenceSession(raw, providers=["CPUExecutionProvider"])
     ref = sess.run(None, {"x": x})[0].reshape(-1)
     assert np.abs(y - ref).max() < 0.01
@@ -214,35 +228,8 @@ def test_fire_module_runs_securely_with_the_joint_call() -> None:
     assert rounds == 6
 
 
-def _bottleneck_onnx() -> bytes:
-    """MobileNetV2's linear bottleneck: a conv, ReLU6, a 1x1 conv with no ReLU after it
-    (so a plain truncation), then a global average pool."""
-    rng = np.random.default_rng(15)
-    inits = [
-        numpy_helper.from_array((rng.standard_normal((6, 3, 3, 3)) * 0.8).astype(np.float32), "w"),
-        numpy_helper.from_array((rng.standard_normal((4, 6, 1, 1)) * 0.6).astype(np.float32), "p"),
-        numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
-        numpy_helper.from_array(np.array(6.0, np.float32), "six"),
-    ]
-    nodes = [
-        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
-        helper.make_node("Clip", ["c", "zero", "six"], ["r"], name="relu6"),
-        helper.make_node("Conv", ["r", "p"], ["b"], name="project"),
-        helper.make_node("GlobalAveragePool", ["b"], ["g"], name="gap"),
-        helper.make_node("Flatten", ["g"], ["y"], name="flat"),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "bottleneck",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
-        inits,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
-
-
 def test_truncations_are_bounded_only_under_the_plans_bounds() -> None:
-    model = onnx.load_from_string(_bottleneck_onnx())
+    model = onnx.load_from_string(_relu6_onnx(project=True))
     loose, _ = compile_onnx(model)
     assert bounded_truncations(loose) == frozenset()  # no public input range
     plan, _ = compile_onnx(model, input_bound=3.0)
@@ -263,30 +250,13 @@ def test_bounded_and_unbounded_truncations_never_share_a_call() -> None:
 def test_bounded_truncation_runs_securely_and_cheaply() -> None:
     import onnxruntime as ort
 
-    from secfepas_sdk.snni.runtime import ClientRuntime, ServerRuntime
-
-    raw = _bottleneck_onnx()
+    raw = _relu6_onnx(project=True)
     x = np.random.default_rng(16).uniform(-3, 3, (1, 3, 8, 8)).astype(np.float32)
     sess = ort.InferenceSession(raw, providers=["CPUExecutionProvider"])
     ref = sess.run(None, {"x": x})[0].reshape(-1)
     truncate_bytes = {}
     for bound in (None, 3.0):
-        plan, weights = compile_onnx(onnx.load_from_string(raw), input_bound=bound)
-        client, server = ClientRuntime(plan), ServerRuntime(plan, weights)
-
-        def camera(ch: Channel, client: Any = client) -> Any:
-            client.setup(ch)
-            return client.infer(ch, x), ch.stats
-
-        def edge(ch: Channel, server: Any = server) -> None:
-            server.setup(ch)
-            server.infer(ch)
-
-        try:
-            (y, stats), _ = run_pair(camera, edge)
-        finally:
-            client.close()
-            server.close()
+        y, stats = _secure(raw, x, input_bound=bound)
         assert np.abs(y - ref).max() < 0.01
         truncate_bytes[bound] = sum(
             v.bytes_sent + v.bytes_received
