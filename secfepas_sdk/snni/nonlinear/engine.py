@@ -376,16 +376,23 @@ class NonlinearEngine:
         wbit = greater_than(
             self.channel, self.party, self.ot, u if self._client else u_mask - u, bits
         )
-        # Bit to arithmetic mod 2^s (:mod:`.wrap`). The server offers, so its share is
-        # ready once it has sent: a plan that ends here sends the output share in the
-        # same flight (no extra round).
+        return self._unwrap(u, wbit, shift, ring.bits - 1, "xor")
+
+    def _unwrap(self, u: U64, wbit: U8, shift: int, offset_log2: int, join: str) -> U64:
+        """u0 + u1 - w 2^(l-s) - 2^(offset - s): the shifted shares less their wrap
+        w = wbit0 (join) wbit1 and the client's offset 2^offset, shifted.
+
+        The bit goes to arithmetic mod 2^s (:mod:`.wrap`). The server offers, so its
+        share is ready once it has sent: a plan that ends here sends the output share
+        in the same flight (no extra round)."""
+        ring = self.ring
         if self._client:
             w_share = wrap.xor_choose(self.channel, self.ot, wbit, shift)
         else:
-            w_share = wrap.xor_offer(self.channel, self.ot, self.prg, wbit, shift)
+            w_share = wrap.xor_offer(self.channel, self.ot, self.prg, wbit, shift, join=join)
         out = u - (w_share << np.uint64(ring.bits - shift))
         if self._client:
-            out = out - np.uint64(1 << (ring.bits - 1 - shift))
+            out = out - np.uint64(1 << (offset_log2 - shift))
         return np.asarray(out & ring.mask, dtype=np.uint64)
 
     def _truncate_bounded_flat(self, x: U64, shift: int) -> U64:
@@ -404,14 +411,7 @@ class NonlinearEngine:
         top = ring.bits - 1
         y = (x + np.uint64(1 << (top - 1))) & ring.mask if self._client else x
         m = ((y >> np.uint64(top)) & np.uint64(1)).astype(np.uint8)
-        if self._client:
-            w_share = wrap.xor_choose(self.channel, self.ot, m, shift)
-        else:
-            w_share = wrap.xor_offer(self.channel, self.ot, self.prg, m, shift, join="or")
-        out = (y >> np.uint64(shift)) - (w_share << np.uint64(ring.bits - shift))
-        if self._client:
-            out = out - np.uint64(1 << (top - 1 - shift))
-        return np.asarray(out & ring.mask, dtype=np.uint64)
+        return self._unwrap(y >> np.uint64(shift), m, shift, top - 1, "or")
 
     def _relu_truncate_flat(self, x: U64, shift: int) -> U64:
         """ReLU(x >> shift) with the comparison on l - shift - 1 bits instead of l - 1.
